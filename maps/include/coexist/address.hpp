@@ -1,0 +1,39 @@
+// Envelope address parsing: the one place where raw recipient strings from Postfix, the CSV
+// import or the command line become (local part, domain) pairs. Every byte is untrusted.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace coexist {
+
+// Longest address we accept, brackets excluded. RFC 5321 allows 64 + 1 + 255; Postfix accepts
+// more, so leave room, but bound it: nothing longer is ever looked up or copied.
+inline constexpr std::size_t kMaxAddressLength = 1024;
+
+struct Address {
+    std::string local;   // as given (quoted local parts keep their quotes), case preserved
+    std::string domain;  // lowercased, trailing dot removed
+};
+
+// Strips surrounding whitespace and one pair of <>, splits at the last '@'.
+// Returns nullopt for: empty, no '@', empty local part or domain, longer than
+// kMaxAddressLength, NUL/CR/LF or other control bytes, unbalanced brackets, a domain with
+// characters outside [A-Za-z0-9.-] (8-bit / UTF-8 domains are not routable by us; they pass as
+// unparseable, never crash). 8-bit bytes in the local part are accepted as opaque.
+std::optional<Address> parse_address(std::string_view raw);
+
+// ASCII-only lowercase (bytes >= 0x80 unchanged): what Postfix does for table lookups.
+std::string lowercase_ascii(std::string_view s);
+
+// Splits a local part at the first character from `delimiters` (Postfix recipient_delimiter
+// semantics). base excludes the delimiter; extension includes it ("+news"), empty when none.
+struct LocalPart {
+    std::string_view base;
+    std::string_view extension;
+};
+LocalPart split_extension(std::string_view local, std::string_view delimiters);
+
+}  // namespace coexist

@@ -1,0 +1,94 @@
+// The coexist.ini configuration (design section 5), loaded strictly: an unknown section or key,
+// or a bad value, is a ConfigError naming file, line and key.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <vector>
+
+namespace coexist {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/coexist/coexist.ini";
+
+enum class UnknownRecipient { relay, reject };
+
+struct DomainConfig {
+    std::string name;                          // lowercased managed domain, e.g. contoso.com
+    std::string routing_domain;                // e.g. o365.contoso.com
+    std::vector<std::string> aliases;          // lowercased alias domains, e.g. contoso.net
+    std::optional<UnknownRecipient> unknown_recipient;  // overrides [routing] when set
+};
+
+// A listening socket and who may connect to it (libmilter syntax: unix:/path, inet:PORT@HOST,
+// inet6:PORT@HOST).
+struct SocketConfig {
+    std::string spec;
+    std::string group;          // unix sockets only; empty = leave as created
+    mode_t mode = 0660;         // unix sockets only
+};
+
+struct MilterConfig {
+    SocketConfig socket{"unix:/run/coexist/milter.sock", "postfix", 0660};
+    std::string user = "coexist";   // started as root: drop to this user before serving
+    unsigned timeout_seconds = 300; // libmilter's I/O timeout with Postfix
+};
+
+struct PolicydConfig {
+    SocketConfig policy_socket{"unix:/run/coexist/policy.sock", "postfix", 0660};
+    SocketConfig socketmap_socket{"unix:/run/coexist/socketmap.sock", "postfix", 0660};
+    std::string user = "coexist";
+    unsigned max_connections = 1000;       // concurrent client connections, both listeners
+    std::size_t max_request_bytes = 4096;  // policy: one attribute line; socketmap: one netstring
+    unsigned max_attributes = 100;         // policy: attributes in one request
+    unsigned idle_timeout_seconds = 300;   // a connection with no complete request for this long is closed
+};
+
+struct Config {
+    std::string source;  // file the config came from (for messages)
+
+    // [map]
+    std::string map_path = "/var/lib/coexist";
+    std::size_t map_size = std::size_t{1} << 30;  // initial LMDB map size; coexist-map grows it
+
+    // [routing]
+    std::string recipient_delimiter = "+";  // any of these characters; empty = no extensions
+    bool keep_extension = true;
+    UnknownRecipient unknown_recipient = UnknownRecipient::relay;
+    unsigned loop_limit = 3;
+
+    std::vector<DomainConfig> domains;
+    MilterConfig milter;
+    PolicydConfig policyd;
+
+    // The managed domain that `domain` (lowercased) is, or is an alias of; nullptr if foreign.
+    const DomainConfig* find_domain(std::string_view domain) const;
+    UnknownRecipient unknown_policy(const DomainConfig& d) const {
+        return d.unknown_recipient.value_or(unknown_recipient);
+    }
+};
+
+class ConfigError : public std::runtime_error {
+public:
+    ConfigError(std::string file, int line, std::string key, const std::string& message);
+    const std::string& file() const { return file_; }
+    int line() const { return line_; }
+    const std::string& key() const { return key_; }
+
+private:
+    std::string file_;
+    int line_;
+    std::string key_;
+};
+
+// Reads and validates a config file. Throws ConfigError ("FILE:LINE: key 'k': reason").
+Config load_config(const std::string& path);
+// Same, from text in memory; `name` is used in messages (tests, -n checks).
+Config parse_config(std::string_view text, const std::string& name);
+
+std::string_view to_string(UnknownRecipient u);
+
+}  // namespace coexist

@@ -1,0 +1,42 @@
+// RFC 4180 CSV, bounded: what `coexist-map import` reads and `export` writes.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace coexist {
+
+inline constexpr std::size_t kMaxCsvRecordBytes = 64 * 1024;
+inline constexpr std::size_t kMaxCsvFields = 64;
+
+struct CsvRecord {
+    std::size_t line = 0;  // line the record starts on (1-based)
+    std::vector<std::string> fields;
+};
+
+// Splits `text` into records. Quoted fields may hold commas, quotes ("") and line breaks;
+// CRLF and LF both end a record; a trailing newline does not make an empty record; blank lines
+// are skipped. On malformed input returns the error as "LINE: reason" in `error`.
+class CsvReader {
+public:
+    explicit CsvReader(std::string_view text) : text_(text) {}
+    // False at the end or on error (then error() is set).
+    bool next(CsvRecord& record);
+    const std::optional<std::string>& error() const { return error_; }
+    std::size_t error_line() const { return error_line_; }
+
+private:
+    std::string_view text_;
+    std::size_t pos_ = 0;
+    std::size_t line_ = 1;
+    std::optional<std::string> error_;
+    std::size_t error_line_ = 0;
+};
+
+// One field, quoted only when it must be (comma, quote, CR, LF, or leading/trailing space).
+std::string csv_field(std::string_view value);
+
+}  // namespace coexist

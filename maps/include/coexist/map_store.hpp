@@ -1,0 +1,98 @@
+// Admin-side access to the map, for coexist-map: every command runs in one write transaction
+// (all of it or nothing), every change is written to the audit trail in that same transaction,
+// and a full map grows instead of failing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coexist/map_reader.hpp"
+#include "coexist/record.hpp"
+
+namespace coexist {
+
+// One line of the audit trail: what changed for one address, when, by whom.
+struct AuditEntry {
+    std::int64_t time = 0;
+    std::string address;
+    std::string who;        // login name of the user who ran the command
+    std::string command;    // "import users.csv", "set", "remove", ...
+    std::string old_value;  // "migrated", "source target=x@y", "alias of p@d", "" when none
+    std::string new_value;
+    std::string batch;
+};
+
+// Who and what a write transaction is for; stamped on each audit entry it writes.
+struct ChangeContext {
+    std::string who;
+    std::string command;
+    std::int64_t time = 0;
+};
+
+class MapTxnImpl;
+
+// Operations inside one transaction. Keys are canonical addresses (lowercase@managed-domain).
+class MapTxn {
+public:
+    explicit MapTxn(MapTxnImpl& impl) : impl_(impl) {}
+
+    std::optional<UserRecord> user(std::string_view key);
+    std::optional<std::string> alias_primary(std::string_view alias);
+    std::vector<std::string> aliases_of(std::string_view primary);
+
+    // Writes the user (audited when state, target or batch change; `changed` is set here).
+    void put_user(std::string_view key, UserRecord record);
+    // Removes the user and its aliases; false if there was no such user.
+    bool remove_user(std::string_view key);
+    void put_alias(std::string_view alias, std::string_view primary);
+    bool remove_alias(std::string_view alias);
+
+    // Visits users (and aliases) in key order; stop early by returning false.
+    void for_each_user(const std::function<bool(std::string_view, const UserRecord&)>& visit);
+    void for_each_alias(const std::function<bool(std::string_view, std::string_view)>& visit);
+    std::vector<AuditEntry> history(std::string_view address);
+
+    std::size_t user_count();
+    std::size_t alias_count();
+
+private:
+    MapTxnImpl& impl_;
+};
+
+class MapStore {
+public:
+    enum class Mode { read_only, read_write, create };
+
+    // create: makes the directory (0750) and the databases if missing. Throws MapUnavailable.
+    MapStore(const std::string& path, std::size_t map_size, Mode mode);
+    ~MapStore();
+    MapStore(const MapStore&) = delete;
+    MapStore& operator=(const MapStore&) = delete;
+
+    // Runs `change` in one write transaction and commits it. If the map fills up, the
+    // transaction is thrown away, the map doubled, and `change` run again from the start, so
+    // it must not have effects outside the transaction. Exceptions from `change` abort it.
+    void write(const ChangeContext& context, const std::function<void(MapTxn&)>& change);
+    void read(const std::function<void(MapTxn&)>& visit);
+
+    std::size_t map_size() const;
+    std::size_t used_bytes() const;
+    const std::string& path() const { return path_; }
+
+    struct Handles;  // the environment and its database handles (map_store.cpp)
+
+private:
+    std::string path_;
+    std::unique_ptr<Handles> handles_;
+};
+
+// The login name to record in the audit trail: SUDO_USER when run through sudo, else the
+// name of the real uid, else "uid N".
+std::string current_user_name();
+
+}  // namespace coexist

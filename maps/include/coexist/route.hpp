@@ -1,0 +1,31 @@
+// The routing decision (design section 2): the only place where routing is decided. The milter,
+// the policy daemon, the socketmap server and `coexist-map route` all call route().
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "coexist/config.hpp"
+#include "coexist/map_reader.hpp"
+
+namespace coexist {
+
+enum class Action { foreign, relay, rewrite, dual, reject, tempfail };
+
+std::string_view to_string(Action a);
+
+struct RoutingDecision {
+    Action action = Action::foreign;
+    // rewrite: the address that replaces the recipient; dual: the address added beside it;
+    // empty otherwise.
+    std::string address;
+    // A short human-readable why, for logs and `coexist-map route`: "unknown user",
+    // "alias of ann@contoso.com", "map unavailable: ...". May be empty.
+    std::string detail;
+};
+
+// Never throws: an internal error or an unreadable map is Action::tempfail.
+// `recipient` is the envelope address as received (angle brackets allowed).
+RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept;
+
+}  // namespace coexist

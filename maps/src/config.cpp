@@ -1,0 +1,358 @@
+// Strict INI loading over inih. A typed table of keys per section (name -> parser) instead of a
+// chain of ifs; every error names file, line and key.
+#include "coexist/config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <ini.h>
+#include <map>
+#include <set>
+
+#include "coexist/address.hpp"
+#include "coexist/daemon.hpp"
+
+namespace coexist {
+
+ConfigError::ConfigError(std::string file, int line, std::string key, const std::string& message)
+    : std::runtime_error(file + (line > 0 ? ":" + std::to_string(line) : std::string()) + ": " +
+                         (key.empty() ? std::string() : "key '" + key + "': ") + message),
+      file_(std::move(file)), line_(line), key_(std::move(key)) {}
+
+std::string_view to_string(UnknownRecipient u) {
+    return u == UnknownRecipient::reject ? "reject" : "relay";
+}
+
+const DomainConfig* Config::find_domain(std::string_view domain) const {
+    for (const auto& d : domains) {
+        if (d.name == domain) return &d;
+        if (std::find(d.aliases.begin(), d.aliases.end(), domain) != d.aliases.end()) return &d;
+    }
+    return nullptr;
+}
+
+namespace {
+
+// A value parser either stores into the config or returns an error message.
+using Setter = std::function<std::optional<std::string>(std::string_view value)>;
+
+std::optional<std::string> parse_bool(std::string_view v, bool& out) {
+    const std::string s = lowercase_ascii(v);
+    if (s == "yes" || s == "true" || s == "on" || s == "1") { out = true; return std::nullopt; }
+    if (s == "no" || s == "false" || s == "off" || s == "0") { out = false; return std::nullopt; }
+    return "expected yes or no, got '" + std::string(v) + "'";
+}
+
+template <typename T>
+std::optional<std::string> parse_number(std::string_view v, T& out, T min, T max, int base = 10) {
+    T n{};
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n, base);
+    if (ec != std::errc() || p != v.data() + v.size() || n < min || n > max)
+        return "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max) +
+               ", got '" + std::string(v) + "'";
+    out = n;
+    return std::nullopt;
+}
+
+std::optional<std::string> parse_size(std::string_view v, std::size_t& out) {
+    std::size_t multiplier = 1;
+    if (!v.empty()) {
+        switch (v.back()) {
+            case 'k': case 'K': multiplier = std::size_t{1} << 10; break;
+            case 'm': case 'M': multiplier = std::size_t{1} << 20; break;
+            case 'g': case 'G': multiplier = std::size_t{1} << 30; break;
+            default: break;
+        }
+        if (multiplier != 1) v.remove_suffix(1);
+    }
+    std::size_t n = 0;
+    const std::size_t max = (std::size_t{1} << 40) / multiplier;  // 1 TiB is plenty
+    if (auto err = parse_number<std::size_t>(v, n, 1, max)) return "expected a size such as 1G or 512M";
+    out = n * multiplier;
+    if (out < (std::size_t{1} << 20)) return "map_size must be at least 1M";
+    return std::nullopt;
+}
+
+std::optional<std::string> parse_unknown(std::string_view v, UnknownRecipient& out) {
+    if (v == "relay") { out = UnknownRecipient::relay; return std::nullopt; }
+    if (v == "reject") { out = UnknownRecipient::reject; return std::nullopt; }
+    return "expected relay or reject, got '" + std::string(v) + "'";
+}
+
+std::optional<std::string> parse_domain_name(std::string_view v, std::string& out) {
+    auto a = parse_address(std::string("x@") + std::string(v));
+    if (!a) return "not a domain name: '" + std::string(v) + "'";
+    out = a->domain;
+    return std::nullopt;
+}
+
+std::optional<std::string> parse_socket(std::string_view v, std::string& out) {
+    if (!parse_socket_spec(v))
+        return "expected unix:/path, inet:PORT@HOST or inet6:PORT@HOST with a numeric HOST, got '" +
+               std::string(v) + "'";
+    out = std::string(v);
+    return std::nullopt;
+}
+
+std::optional<std::string> parse_mode(std::string_view v, mode_t& out) {
+    unsigned m = 0;
+    if (parse_number<unsigned>(v, m, 0, 0777, 8)) return "expected an octal mode such as 0660";
+    out = static_cast<mode_t>(m);
+    return std::nullopt;
+}
+
+std::optional<std::string> parse_name(std::string_view v, std::string& out) {
+    // User and group names: the portable set, so a typo can't smuggle in anything odd.
+    const bool ok = !v.empty() && v.size() <= 32 && std::all_of(v.begin(), v.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+    });
+    if (!ok) return "not a user or group name: '" + std::string(v) + "'";
+    out = std::string(v);
+    return std::nullopt;
+}
+
+std::optional<std::string> parse_delimiter(std::string_view v, std::string& out) {
+    for (unsigned char c : v)
+        if (c <= 0x20 || c >= 0x7f || c == '@' || c == '"' || c == '<' || c == '>')
+            return "recipient_delimiter takes printable characters other than @ \" < >";
+    out = std::string(v);
+    return std::nullopt;
+}
+
+std::vector<std::string> split_list(std::string_view v) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (char c : v) {
+        if (c == ',' || c == ' ' || c == '\t') {
+            if (!cur.empty()) out.push_back(std::move(cur));
+            cur.clear();
+        } else {
+            cur.push_back(c);
+        }
+    }
+    if (!cur.empty()) out.push_back(std::move(cur));
+    return out;
+}
+
+struct ParseState {
+    Config config;
+    std::string file;
+    int line = 0;
+    std::optional<ConfigError> error;
+    std::set<std::string> seen;     // "section\nkey" given already
+    std::map<std::string, int> domain_lines;  // domain -> line of its section (for errors)
+
+    void fail(const std::string& key, const std::string& msg) {
+        if (!error) error.emplace(file, line, key, msg);
+    }
+};
+
+using KeyTable = std::map<std::string, Setter, std::less<>>;
+
+KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain) {
+    Config& c = st.config;
+    if (section == "map")
+        return {
+            {"path", [&c](auto v) -> std::optional<std::string> {
+                 if (v.empty() || v.front() != '/') return "expected an absolute path";
+                 c.map_path = std::string(v);
+                 return std::nullopt;
+             }},
+            {"map_size", [&c](auto v) { return parse_size(v, c.map_size); }},
+        };
+    if (section == "routing")
+        return {
+            {"recipient_delimiter", [&c](auto v) { return parse_delimiter(v, c.recipient_delimiter); }},
+            {"keep_extension", [&c](auto v) { return parse_bool(v, c.keep_extension); }},
+            {"unknown_recipient", [&c](auto v) { return parse_unknown(v, c.unknown_recipient); }},
+            {"loop_limit", [&c](auto v) { return parse_number<unsigned>(v, c.loop_limit, 1, 100); }},
+        };
+    if (section == "milter") {
+        auto& m = c.milter;
+        KeyTable t;
+        // The milter's socket keys are socket/socket_group/socket_mode.
+        t.insert({"socket", [&m](auto v) { return parse_socket(v, m.socket.spec); }});
+        t.insert({"socket_group", [&m](auto v) { return parse_name(v, m.socket.group); }});
+        t.insert({"socket_mode", [&m](auto v) { return parse_mode(v, m.socket.mode); }});
+        t.insert({"user", [&m](auto v) { return parse_name(v, m.user); }});
+        t.insert({"timeout", [&m](auto v) { return parse_number<unsigned>(v, m.timeout_seconds, 1, 3600); }});
+        return t;
+    }
+    if (section == "policyd") {
+        auto& p = c.policyd;
+        // socket_group/socket_mode apply to both listeners.
+        return {
+            {"policy_socket", [&p](auto v) { return parse_socket(v, p.policy_socket.spec); }},
+            {"socketmap_socket", [&p](auto v) { return parse_socket(v, p.socketmap_socket.spec); }},
+            {"socket_group", [&p](auto v) {
+                 auto e = parse_name(v, p.policy_socket.group);
+                 p.socketmap_socket.group = p.policy_socket.group;
+                 return e;
+             }},
+            {"socket_mode", [&p](auto v) {
+                 auto e = parse_mode(v, p.policy_socket.mode);
+                 p.socketmap_socket.mode = p.policy_socket.mode;
+                 return e;
+             }},
+            {"user", [&p](auto v) { return parse_name(v, p.user); }},
+            {"max_connections", [&p](auto v) { return parse_number<unsigned>(v, p.max_connections, 1, 100000); }},
+            {"max_request_bytes", [&p](auto v) { return parse_number<std::size_t>(v, p.max_request_bytes, 256, 1 << 20); }},
+            {"max_attributes", [&p](auto v) { return parse_number<unsigned>(v, p.max_attributes, 1, 10000); }},
+            {"idle_timeout", [&p](auto v) { return parse_number<unsigned>(v, p.idle_timeout_seconds, 1, 86400); }},
+        };
+    }
+    if (domain)
+        return {
+            {"routing_domain", [domain](auto v) { return parse_domain_name(v, domain->routing_domain); }},
+            {"aliases", [domain](auto v) -> std::optional<std::string> {
+                 domain->aliases.clear();
+                 for (const auto& a : split_list(v)) {
+                     std::string d;
+                     if (auto e = parse_domain_name(a, d)) return e;
+                     domain->aliases.push_back(d);
+                 }
+                 return std::nullopt;
+             }},
+            {"unknown_recipient", [domain](auto v) {
+                 UnknownRecipient u{};
+                 auto e = parse_unknown(v, u);
+                 if (!e) domain->unknown_recipient = u;
+                 return e;
+             }},
+        };
+    return {};
+}
+
+DomainConfig* domain_section(ParseState& st, std::string_view section) {
+    constexpr std::string_view prefix = "domain ";
+    if (section.substr(0, prefix.size()) != prefix) return nullptr;
+    std::string name;
+    if (parse_domain_name(section.substr(prefix.size()), name)) return nullptr;
+    for (auto& d : st.config.domains)
+        if (d.name == name) return &d;
+    st.config.domains.push_back(DomainConfig{name, {}, {}, {}});
+    st.domain_lines[name] = st.line;
+    return &st.config.domains.back();
+}
+
+int on_key(void* user, const char* section, const char* name, const char* value) {
+    auto& st = *static_cast<ParseState*>(user);
+    try {
+        std::string_view sec(section);
+        DomainConfig* domain = nullptr;
+        const bool known_section = sec == "map" || sec == "routing" || sec == "milter" || sec == "policyd";
+        if (!known_section) {
+            domain = domain_section(st, sec);
+            if (!domain) {
+                st.fail(name, "unknown section [" + std::string(sec) + "]");
+                return 0;
+            }
+        }
+        const std::string seen_key = std::string(sec) + "\n" + name;
+        if (!st.seen.insert(seen_key).second) {
+            st.fail(name, "given twice in [" + std::string(sec) + "]");
+            return 0;
+        }
+        auto table = keys_for(st, sec, domain);
+        auto it = table.find(std::string_view(name));
+        if (it == table.end()) {
+            st.fail(name, "unknown key in [" + std::string(sec) + "]");
+            return 0;
+        }
+        if (auto err = it->second(value)) {
+            st.fail(name, *err);
+            return 0;
+        }
+        return 1;
+    } catch (const std::exception& e) {
+        // Never let an exception unwind through inih's C frames.
+        st.fail(name, e.what());
+        return 0;
+    }
+}
+
+// inih reads line by line through this, which lets us know the line of every key.
+struct LineSource {
+    std::string_view text;
+    std::size_t pos = 0;
+    int* line;
+};
+
+char* read_line(char* buf, int size, void* stream) {
+    auto& src = *static_cast<LineSource*>(stream);
+    if (src.pos >= src.text.size() || size < 2) return nullptr;
+    auto end = src.text.find('\n', src.pos);
+    std::size_t len = (end == std::string_view::npos ? src.text.size() : end + 1) - src.pos;
+    // inih's buffer is INI_MAX_LINE; a longer line is returned in pieces, which inih reports
+    // as a parse error on the continuation, so an oversized line can't be misread silently.
+    len = std::min(len, static_cast<std::size_t>(size - 1));
+    std::memcpy(buf, src.text.data() + src.pos, len);
+    buf[len] = '\0';
+    if (len > 0 && buf[len - 1] == '\n') ++*src.line;
+    else if (src.pos + len == src.text.size()) ++*src.line;
+    src.pos += len;
+    return buf;
+}
+
+void validate(ParseState& st) {
+    Config& c = st.config;
+    if (c.domains.empty()) throw ConfigError(st.file, st.line, "", "no [domain NAME] section: nothing to manage");
+    std::set<std::string> names;
+    for (const auto& d : c.domains) names.insert(d.name);
+    for (const auto& d : c.domains) {
+        const int line = st.domain_lines[d.name];
+        if (d.routing_domain.empty())
+            throw ConfigError(st.file, line, "routing_domain", "missing in [domain " + d.name + "]");
+        if (names.count(d.routing_domain) || c.find_domain(d.routing_domain))
+            throw ConfigError(st.file, line, "routing_domain",
+                              "'" + d.routing_domain + "' is itself managed: mail would loop");
+        for (const auto& a : d.aliases) {
+            const DomainConfig* owner = nullptr;
+            for (const auto& other : c.domains)
+                if (other.name == a || (&other != &d && std::find(other.aliases.begin(), other.aliases.end(), a) != other.aliases.end()))
+                    owner = &other;
+            if (owner) throw ConfigError(st.file, line, "aliases", "'" + a + "' is already managed by [domain " + owner->name + "]");
+        }
+    }
+}
+
+Config parse_with(LineSource src, ParseState& st) {
+    const int rc = ini_parse_stream(read_line, &src, on_key, &st);
+    if (st.error) throw *st.error;
+    if (rc > 0) throw ConfigError(st.file, rc, "", "syntax error (expected [section] or key = value)");
+    if (rc < 0) throw ConfigError(st.file, 0, "", "cannot read the file");
+    validate(st);
+    return std::move(st.config);
+}
+
+}  // namespace
+
+Config parse_config(std::string_view text, const std::string& name) {
+    ParseState st;
+    st.file = name;
+    st.config.source = name;
+    return parse_with(LineSource{text, 0, &st.line}, st);
+}
+
+Config load_config(const std::string& path) {
+    std::FILE* f = std::fopen(path.c_str(), "re");
+    if (!f) throw ConfigError(path, 0, "", std::string("cannot open: ") + std::strerror(errno));
+    std::string text;
+    char buf[8192];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+        text.append(buf, n);
+        if (text.size() > (1u << 20)) {
+            std::fclose(f);
+            throw ConfigError(path, 0, "", "larger than 1 MiB: not a configuration file");
+        }
+    }
+    const bool read_error = std::ferror(f);
+    std::fclose(f);
+    if (read_error) throw ConfigError(path, 0, "", "read error");
+    return parse_config(text, path);
+}
+
+}  // namespace coexist

@@ -1,0 +1,95 @@
+// A thin RAII layer over LMDB in the spirit of lmdbxx: each handle owned by a small type whose
+// destructor aborts or closes; errors become MdbError carrying the LMDB code.
+#pragma once
+
+#include <lmdb.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace coexist {
+
+class MdbError : public std::runtime_error {
+public:
+    MdbError(const std::string& what, int code);
+    int code() const { return code_; }
+
+private:
+    int code_;
+};
+
+// Throws MdbError when rc != 0.
+void check_mdb(int rc, const char* what);
+
+inline MDB_val to_val(std::string_view s) {
+    return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+inline std::string_view to_view(const MDB_val& v) {
+    return {static_cast<const char*>(v.mv_data), v.mv_size};
+}
+
+inline constexpr unsigned kMaxNamedDatabases = 8;
+inline constexpr unsigned kMaxReaders = 1024;  // reader slots: milter workers + policyd + tools
+
+class Environment {
+public:
+    // flags: MDB_RDONLY for the daemons. Always MDB_NOTLS: the milter runs one session's
+    // callbacks on different worker threads.
+    Environment(const std::string& path, unsigned flags, std::size_t map_size);
+    ~Environment();
+    Environment(const Environment&) = delete;
+    Environment& operator=(const Environment&) = delete;
+
+    MDB_env* get() const { return env_; }
+    const std::string& path() const { return path_; }
+    bool read_only() const { return read_only_; }
+    std::size_t map_size() const;
+    void set_map_size(std::size_t bytes);  // only with no transaction open in this process
+
+private:
+    MDB_env* env_ = nullptr;
+    std::string path_;
+    bool read_only_;
+};
+
+class Transaction {
+public:
+    enum class Mode { read, write };
+    Transaction(Environment& env, Mode mode);
+    ~Transaction();  // aborts unless committed
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+
+    MDB_txn* get() const { return txn_; }
+    void commit();
+
+    // Opens a named database; `create` only in write transactions.
+    MDB_dbi open_db(const char* name, bool create = false);
+    std::optional<std::string_view> get(MDB_dbi dbi, std::string_view key);
+    void put(MDB_dbi dbi, std::string_view key, std::string_view value, unsigned flags = 0);
+    bool del(MDB_dbi dbi, std::string_view key);  // false if it was not there
+    std::size_t entries(MDB_dbi dbi);
+
+private:
+    MDB_txn* txn_ = nullptr;
+};
+
+class Cursor {
+public:
+    Cursor(Transaction& txn, MDB_dbi dbi);
+    ~Cursor();
+    Cursor(const Cursor&) = delete;
+    Cursor& operator=(const Cursor&) = delete;
+
+    // Positions at the first key >= `key` (or the first key at all when empty); false at end.
+    bool seek(std::string_view key, std::string_view& k, std::string_view& v);
+    bool next(std::string_view& k, std::string_view& v);
+    void del_current();
+
+private:
+    MDB_cursor* cursor_ = nullptr;
+};
+
+}  // namespace coexist

@@ -1,0 +1,91 @@
+#include "coexist/record.hpp"
+
+namespace coexist {
+
+std::string_view to_string(State s) {
+    switch (s) {
+        case State::source: return "source";
+        case State::migrated: return "migrated";
+        case State::dual: return "dual";
+    }
+    return "?";
+}
+
+std::optional<State> parse_state(std::string_view s) {
+    if (s == "source") return State::source;
+    if (s == "migrated") return State::migrated;
+    if (s == "dual") return State::dual;
+    return std::nullopt;
+}
+
+namespace {
+
+void put_u16(std::string& out, std::size_t v) {
+    out.push_back(static_cast<char>((v >> 8) & 0xff));
+    out.push_back(static_cast<char>(v & 0xff));
+}
+
+void put_field(std::string& out, std::string_view field) {
+    // Fields are bounded by the address and batch limits long before 64 KiB.
+    const std::size_t n = std::min<std::size_t>(field.size(), 0xffff);
+    put_u16(out, n);
+    out.append(field.substr(0, n));
+}
+
+// Reads from a byte view with bounds checks; any overrun marks the reader failed.
+class ByteReader {
+public:
+    explicit ByteReader(std::string_view b) : bytes_(b) {}
+    bool ok() const { return ok_; }
+    bool at_end() const { return pos_ == bytes_.size(); }
+
+    std::uint64_t uint(std::size_t width) {
+        if (!ok_ || bytes_.size() - pos_ < width) { ok_ = false; return 0; }
+        std::uint64_t v = 0;
+        for (std::size_t i = 0; i < width; ++i)
+            v = (v << 8) | static_cast<unsigned char>(bytes_[pos_++]);
+        return v;
+    }
+    std::string field() {
+        const std::size_t n = uint(2);
+        if (!ok_ || bytes_.size() - pos_ < n) { ok_ = false; return {}; }
+        std::string s(bytes_.substr(pos_, n));
+        pos_ += n;
+        return s;
+    }
+
+private:
+    std::string_view bytes_;
+    std::size_t pos_ = 0;
+    bool ok_ = true;
+};
+
+}  // namespace
+
+std::string encode(const UserRecord& r) {
+    std::string out;
+    out.reserve(16 + r.target.size() + r.batch.size());
+    out.push_back(static_cast<char>(kRecordVersion));
+    out.push_back(static_cast<char>(r.state));
+    const auto changed = static_cast<std::uint64_t>(r.changed);
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((changed >> shift) & 0xff));
+    put_field(out, r.target);
+    put_field(out, r.batch);
+    return out;
+}
+
+std::optional<UserRecord> decode_user(std::string_view bytes) {
+    ByteReader in(bytes);
+    if (in.uint(1) != kRecordVersion) return std::nullopt;
+    const auto state = in.uint(1);
+    if (state > static_cast<std::uint64_t>(State::dual)) return std::nullopt;
+    UserRecord r;
+    r.state = static_cast<State>(state);
+    r.changed = static_cast<std::int64_t>(in.uint(8));
+    r.target = in.field();
+    r.batch = in.field();
+    if (!in.ok() || !in.at_end()) return std::nullopt;
+    return r;
+}
+
+}  // namespace coexist

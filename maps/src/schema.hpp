@@ -1,0 +1,35 @@
+// The layout of the map inside LMDB (design section 3): database names, meta keys and the
+// small encodings shared by the reader and the writer.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace coexist::schema {
+
+inline constexpr const char* kUsers = "users";      // primary address -> encode(UserRecord)
+inline constexpr const char* kAliases = "aliases";  // alias address -> encode_alias(primary)
+inline constexpr const char* kMeta = "meta";        // "schema_version" -> decimal
+inline constexpr const char* kAudit = "audit";      // address \0 be64(seq) -> encode(AuditEntry)
+
+inline constexpr std::string_view kSchemaVersionKey = "schema_version";
+inline constexpr std::string_view kAuditSequenceKey = "audit_sequence";
+inline constexpr std::string_view kSchemaVersion = "1";
+
+inline constexpr std::uint8_t kAliasVersion = 1;
+
+inline std::string encode_alias(std::string_view primary) {
+    std::string out;
+    out.push_back(static_cast<char>(kAliasVersion));
+    out.append(primary);
+    return out;
+}
+
+inline std::optional<std::string_view> decode_alias(std::string_view bytes) {
+    if (bytes.size() < 2 || static_cast<std::uint8_t>(bytes[0]) != kAliasVersion) return std::nullopt;
+    return bytes.substr(1);
+}
+
+}  // namespace coexist::schema

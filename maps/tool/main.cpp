@@ -1,0 +1,91 @@
+// coexist-map: keeps the LMDB map of users, their state and aliases. The only writer of the map;
+// every command is one transaction, live for the running daemons as soon as it commits.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "coexist/config.hpp"
+#include "coexist/map_reader.hpp"
+#include "commands.hpp"
+
+using namespace coexist;
+using namespace coexist::tool;
+
+int main(int argc, char** argv) {
+    CLI::App app{"coexist-map: manage the coexist routing map (users, states, aliases)", "coexist-map"};
+    app.set_version_flag("--version", std::string("coexist-map ") + COEXIST_VERSION);
+    app.require_subcommand(1);
+    std::string config_path = kDefaultConfigPath;
+    app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+
+    std::string address, address2, state, file;
+    std::optional<std::string> target, batch, state_filter;
+    std::vector<std::string> addresses;
+    bool dry_run = false;
+
+    auto* init_cmd = app.add_subcommand("init", "create the map (or check an existing one)");
+    auto* import_cmd = app.add_subcommand("import", "import users from CSV: all rows or nothing");
+    import_cmd->add_option("file", file, "CSV file (header: address,state,target,batch,aliases), - for stdin")->required();
+    import_cmd->add_option("--batch", batch, "batch name for rows without one");
+    import_cmd->add_flag("--dry-run", dry_run, "validate and print what would change; write nothing");
+    auto* set_cmd = app.add_subcommand("set", "add a user or change its state");
+    set_cmd->add_option("address", address, "user address")->required();
+    set_cmd->add_option("state", state, "source, migrated or dual")->required();
+    set_cmd->add_option("--target", target, "explicit routing address (empty to clear)");
+    set_cmd->add_option("--batch", batch, "batch name");
+    auto* remove_cmd = app.add_subcommand("remove", "remove a user and its aliases");
+    remove_cmd->add_option("address", address, "user address")->required();
+    auto* alias_cmd = app.add_subcommand("alias", "make ALIAS lead to PRIMARY");
+    alias_cmd->add_option("alias", address, "alias address")->required();
+    alias_cmd->add_option("primary", address2, "primary user address")->required();
+    auto* unalias_cmd = app.add_subcommand("unalias", "remove an alias");
+    unalias_cmd->add_option("alias", address, "alias address")->required();
+    auto* get_cmd = app.add_subcommand("get", "show a user (or an alias and its user)");
+    get_cmd->add_option("address", address, "address")->required();
+    auto* route_cmd = app.add_subcommand("route", "print where each address goes, as the daemons decide");
+    route_cmd->add_option("address", addresses, "recipient addresses")->required();
+    auto* list_cmd = app.add_subcommand("list", "list users");
+    list_cmd->add_option("--state", state_filter, "only users in this state");
+    list_cmd->add_option("--batch", batch, "only users of this batch");
+    auto* export_cmd = app.add_subcommand("export", "write the map as CSV that import reads back unchanged");
+    auto* stats_cmd = app.add_subcommand("stats", "counts and map size");
+    auto* history_cmd = app.add_subcommand("history", "the audit trail of one address");
+    history_cmd->add_option("address", address, "address")->required();
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int rc = app.exit(e);
+        return rc == 0 ? kOk : kUsage;
+    }
+
+    std::ostream& out = std::cout;
+    try {
+        const Config config = load_config(config_path);
+        if (*init_cmd) return init(config, out);
+        if (*import_cmd) return import_csv(config, file, batch, dry_run, out);
+        if (*set_cmd) return set(config, address, state, target, batch, out);
+        if (*remove_cmd) return remove(config, address, out);
+        if (*alias_cmd) return alias(config, address, address2, out);
+        if (*unalias_cmd) return unalias(config, address, out);
+        if (*get_cmd) return get(config, address, out);
+        if (*route_cmd) return route(config, addresses, out);
+        if (*list_cmd) return list(config, state_filter, batch, out);
+        if (*export_cmd) return export_csv(config, out);
+        if (*stats_cmd) return stats(config, out);
+        if (*history_cmd) return history(config, address, out);
+    } catch (const ConfigError& e) {
+        std::cerr << "coexist-map: " << e.what() << '\n';
+        return kUsage;
+    } catch (const DataError& e) {
+        std::cerr << "coexist-map: " << e.what() << " (map unchanged)\n";
+        return kDataError;
+    } catch (const MapUnavailable& e) {
+        std::cerr << "coexist-map: " << e.what() << '\n';
+        return kMapUnavailable;
+    } catch (const std::exception& e) {
+        std::cerr << "coexist-map: " << e.what() << '\n';
+        return kMapUnavailable;
+    }
+    return kUsage;
+}

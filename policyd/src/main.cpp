@@ -1,0 +1,125 @@
+// coexist-policyd: the Postfix policy service (check_policy_service) and socketmap server
+// (virtual_alias_maps, relay_recipient_maps) over the shared route(). Parses options and the
+// configuration, opens both sockets, drops root, then hands off to the event loop (server.cpp).
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fmt/format.h>
+
+#include "coexist/config.hpp"
+#include "coexist/daemon.hpp"
+#include "coexist/log.hpp"
+#include "coexist/map_reader.hpp"
+#include "coexist/route.hpp"
+#include "server.hpp"
+
+namespace {
+
+using namespace coexist;
+
+constexpr const char* kProgram = "coexist-policyd";
+
+// Exit statuses.
+constexpr int kExitUsage = 1;
+constexpr int kExitConfig = 2;
+constexpr int kExitStart = 3;
+
+// Descriptors beyond the client connections: stdio, listeners, epoll, signalfd, the LMDB files.
+constexpr rlim_t kSpareDescriptors = 64;
+
+// Every client connection is a descriptor: make sure max_connections of them fit, raising the
+// soft limit up to the hard one if needed, so accept() never fails with EMFILE in normal use.
+void ensure_descriptor_limit(unsigned max_connections) {
+    const rlim_t needed = max_connections + kSpareDescriptors;
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= needed) return;
+    limit.rlim_cur = (limit.rlim_max == RLIM_INFINITY || limit.rlim_max >= needed) ? needed : limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur < needed)
+        log_warning("max_connections = {} needs {} file descriptors, the limit is {}: connections beyond it "
+                    "are refused until others close",
+                    max_connections, needed, limit.rlim_cur);
+}
+
+int serve(const Config& config) {
+    const PolicydConfig& p = config.policyd;
+    ensure_descriptor_limit(p.max_connections);
+
+    std::vector<policyd::Listener> listeners;
+    try {
+        // Sockets first, while still root (a unix socket under /run or /var/spool/postfix, its
+        // group and mode), then give root up for good before reading a single request.
+        listeners.push_back({policyd::Protocol::policy, listen_on(p.policy_socket, SOMAXCONN), p.policy_socket.spec});
+        listeners.push_back(
+            {policyd::Protocol::socketmap, listen_on(p.socketmap_socket, SOMAXCONN), p.socketmap_socket.spec});
+        drop_privileges(p.user);
+    } catch (const std::exception& e) {
+        log_error("cannot start: {}", e.what());
+        return kExitStart;
+    }
+
+    MapReader map(config.map_path);
+    try {
+        log_info("starting: policy={}, socketmap={}, map={} ({} users), max_connections={}", p.policy_socket.spec,
+                 p.socketmap_socket.spec, config.map_path, map.user_count(), p.max_connections);
+    } catch (const MapUnavailable& e) {
+        // Keep serving: every decision is a temporary failure until the map is readable, which
+        // defers mail instead of misrouting it, and the map is re-tried on every lookup.
+        log_warning("starting with the map unavailable, every decision defers: {}", e.what());
+    }
+
+    const policyd::SessionServices services{
+        [&config, &map](std::string_view recipient) { return route(config, map, recipient); },
+        [](const std::string& line) { log_line(LOG_INFO, line); },
+    };
+    try {
+        policyd::Server server(p, services, std::move(listeners));
+        server.run();
+    } catch (const std::exception& e) {
+        log_error("fatal: {}", e.what());
+        return kExitStart;
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"coexist-policyd: Postfix policy service and socketmap server for coexist routing.\n"
+                 "Runs in the foreground; logs to syslog (facility mail)."};
+    std::string config_path = kDefaultConfigPath;
+    bool check_only = false;
+    bool log_to_stderr = false;
+    app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+    app.add_flag("-n,--check", check_only, "check the configuration and exit");
+    app.add_flag("--stderr", log_to_stderr, "copy log lines to standard error");
+    app.set_version_flag("--version", std::string(kProgram) + " " + COEXIST_VERSION);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int status = app.exit(e);
+        return status == 0 ? 0 : kExitUsage;
+    }
+
+    open_log(kProgram, log_to_stderr || check_only);
+    Config config;
+    try {
+        config = load_config(config_path);
+    } catch (const std::exception& e) {
+        log_error("{}", e.what());
+        return kExitConfig;
+    }
+    if (check_only) {
+        fmt::print("{}: configuration {} is valid\n", kProgram, config_path);
+        try {
+            MapReader map(config.map_path);
+            fmt::print("{}: map {} has {} users\n", kProgram, config.map_path, map.user_count());
+        } catch (const MapUnavailable& e) {
+            // Not a configuration error (the map may be created later), but worth knowing now.
+            fmt::print("{}: warning: {}\n", kProgram, e.what());
+        }
+        return 0;
+    }
+    return serve(config);
+}

@@ -1,0 +1,110 @@
+#include "replies.hpp"
+
+#include <fmt/format.h>
+
+#include "coexist/address.hpp"
+#include "log_text.hpp"
+
+namespace coexist::policyd {
+
+bool policy_wants_decision(const PolicyRequest& request) {
+    return lowercase_ascii(request.protocol_state) == "rcpt" && !request.recipient.empty();
+}
+
+std::string policy_action(const RoutingDecision& decision) {
+    switch (decision.action) {
+    case Action::reject:
+        // A numeric reply rather than "REJECT 5.1.1 ...": smtpd answers REJECT with
+        // access_map_reject_code, 554 by default, while "User unknown" is 550 everywhere else in
+        // Postfix (unknown_relay_recipient_reject_code). smtpd prefixes the text with
+        // "<recipient>: Recipient address rejected:", so the reply names the address.
+        return "550 5.1.1 User unknown";
+    case Action::tempfail:
+        // DEFER_IF_PERMIT, not DEFER: if a later restriction rejects the recipient anyway, the
+        // client gets that permanent answer instead of retrying in vain. The reason (a path, an
+        // LMDB error) goes to our log, not to the SMTP client.
+        return "DEFER_IF_PERMIT 4.3.0 Temporary routing failure, try again later";
+    case Action::foreign:
+    case Action::relay:
+    case Action::rewrite:
+    case Action::dual:
+        // Rewriting is the job of the milter or the socketmap: a policy answer cannot change one
+        // recipient (postfix-notes, Implications 1). Accepting is left to the restrictions that
+        // follow (relay_recipient_maps, reject_unauth_destination).
+        break;
+    }
+    return std::string(kPolicyNoDecision);
+}
+
+std::string policy_reply(std::string_view action) { return fmt::format("action={}\n\n", action); }
+
+std::optional<SocketmapTable> parse_table_name(std::string_view name) {
+    if (name == "virtual") return SocketmapTable::virtual_alias;
+    if (name == "recipients") return SocketmapTable::recipients;
+    return std::nullopt;
+}
+
+std::string_view to_string(SocketmapTable table) {
+    return table == SocketmapTable::virtual_alias ? "virtual" : "recipients";
+}
+
+std::optional<SocketmapQuery> split_socketmap_request(std::string_view payload) {
+    const auto space = payload.find(' ');
+    if (space == std::string_view::npos || space == 0) return std::nullopt;
+    return SocketmapQuery{payload.substr(0, space), payload.substr(space + 1)};
+}
+
+bool is_address_key(std::string_view key) {
+    const auto at = key.rfind('@');
+    return at != std::string_view::npos && at > 0 && at + 1 < key.size();
+}
+
+namespace {
+
+std::string temporary_failure(const RoutingDecision& decision) {
+    // Postfix logs the reason ("socketmap server ... error: reason") and defers: 451 4.3.0 at
+    // RCPT, "4.6.0 Alias expansion error" in cleanup. Never NOTFOUND here: that would send a
+    // migrated user's mail to the old system.
+    return "TEMP " + printable(decision.detail.empty() ? "routing failure" : decision.detail);
+}
+
+}  // namespace
+
+std::string socketmap_reply(SocketmapTable table, std::string_view key, const RoutingDecision& decision) {
+    if (table == SocketmapTable::virtual_alias) {
+        switch (decision.action) {
+        case Action::rewrite:
+            return "OK " + decision.address;
+        case Action::dual:
+            // The key itself first, as asked: cleanup lets an address expand into itself once
+            // (cleanup_map1n.c, "Allow an address to expand into itself once") and does not look
+            // it up again, so the original recipient is kept and the routing address added.
+            // The routing address is then looked up and gets NOTFOUND (a foreign domain).
+            return fmt::format("OK {},{}", key, decision.address);
+        case Action::tempfail:
+            return temporary_failure(decision);
+        case Action::foreign:
+        case Action::relay:
+        case Action::reject:
+            break;
+        }
+        return std::string(kSocketmapNotFound);
+    }
+    switch (decision.action) {
+    case Action::reject:
+        return std::string(kSocketmapNotFound);
+    case Action::tempfail:
+        return temporary_failure(decision);
+    case Action::foreign:
+    case Action::relay:
+    case Action::rewrite:
+    case Action::dual:
+        break;
+    }
+    // relay_recipient_maps only asks "is there an entry"; the action is there for postmap -q.
+    return fmt::format("OK {}", to_string(decision.action));
+}
+
+std::string socketmap_perm(std::string_view reason) { return "PERM " + printable(reason); }
+
+}  // namespace coexist::policyd

@@ -1,0 +1,56 @@
+// From a RoutingDecision to the words each protocol speaks (design section 2, the decision
+// table). Pure functions: no I/O, no state.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "coexist/route.hpp"
+#include "policy_request.hpp"
+
+namespace coexist::policyd {
+
+// ---- policy delegation (check_policy_service) -------------------------------------------------
+
+// Only RCPT with a recipient is decided; every other state (CONNECT, MAIL, DATA, ...) is DUNNO.
+bool policy_wants_decision(const PolicyRequest& request);
+
+inline constexpr std::string_view kPolicyNoDecision = "DUNNO";
+
+// The access(5) action for a decided RCPT: DUNNO, "550 5.1.1 ..." or "DEFER_IF_PERMIT 4.3.0 ...".
+std::string policy_action(const RoutingDecision& decision);
+
+// "action=...\n\n"
+std::string policy_reply(std::string_view action);
+
+// ---- socketmap (socketmap_table(5)) -----------------------------------------------------------
+
+enum class SocketmapTable {
+    virtual_alias,  // "virtual": for virtual_alias_maps, rewrite and dual
+    recipients,     // "recipients": for relay_recipient_maps, who is accepted at RCPT
+};
+std::optional<SocketmapTable> parse_table_name(std::string_view name);
+std::string_view to_string(SocketmapTable table);
+
+struct SocketmapQuery {
+    std::string_view table;  // as sent; may be unknown
+    std::string_view key;    // exactly as Postfix sent it, case preserved
+};
+// "NAME KEY": split at the first space. nullopt when there is no space or the name is empty.
+std::optional<SocketmapQuery> split_socketmap_request(std::string_view payload);
+
+// Postfix also asks a virtual_alias_maps socketmap for bare domains (virtual_alias_domains
+// defaults to $virtual_alias_maps) and a transport_maps one for "*": those are not addresses,
+// route() is not consulted and the answer is NOTFOUND.
+bool is_address_key(std::string_view key);
+
+inline constexpr std::string_view kSocketmapNotFound = "NOTFOUND ";
+
+// The reply payload (without netstring framing) for `key` in `table`, decided by `decision`.
+std::string socketmap_reply(SocketmapTable table, std::string_view key, const RoutingDecision& decision);
+
+// A reply for a request we cannot answer (unknown table, malformed request).
+std::string socketmap_perm(std::string_view reason);
+
+}  // namespace coexist::policyd

@@ -1,0 +1,243 @@
+#include "server.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "coexist/log.hpp"
+#include "log_text.hpp"
+
+namespace coexist::policyd {
+
+namespace {
+
+// epoll keys: listeners are 0..n-1, the signalfd has its own, connections count up from
+// kFirstConnectionKey, never reused, so an event for a connection closed earlier in the same
+// batch finds nothing instead of a stranger.
+constexpr std::uint64_t kSignalKey = 1000;
+constexpr std::uint64_t kFirstConnectionKey = 1 << 16;
+constexpr int kEventsPerWait = 256;
+// After accept() fails for want of file descriptors, listeners rest this long.
+constexpr std::chrono::seconds kAcceptPause{1};
+
+std::string describe_peer(int fd) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "unknown";
+    char host[INET6_ADDRSTRLEN] = "";
+    if (addr.ss_family == AF_INET) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
+        ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+    }
+    if (addr.ss_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+        ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+    }
+    ucred cred{};
+    socklen_t cred_len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0)
+        return "unix pid=" + std::to_string(cred.pid);
+    return "unix";
+}
+
+sigset_t stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    return set;
+}
+
+}  // namespace
+
+Server::Server(const PolicydConfig& limits, const SessionServices& services, std::vector<Listener> listeners)
+    : limits_(limits), services_(services),
+      session_limits_{limits.max_request_bytes, limits.max_attributes}, listeners_(std::move(listeners)),
+      next_id_(kFirstConnectionKey) {
+    epoll_ = FileDescriptor(::epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll_) throw SystemError("epoll_create1", errno);
+
+    const sigset_t set = stop_signals();
+    if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) throw SystemError("sigprocmask", errno);
+    signals_ = FileDescriptor(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!signals_) throw SystemError("signalfd", errno);
+    watch(signals_.get(), kSignalKey, EPOLLIN);
+
+    for (std::size_t i = 0; i < listeners_.size(); ++i) watch(listeners_[i].socket.get(), i, EPOLLIN);
+}
+
+Server::~Server() = default;
+
+void Server::watch(int fd, std::uint64_t key, std::uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = key;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) throw SystemError("epoll_ctl(ADD)", errno);
+}
+
+void Server::run() {
+    std::array<epoll_event, kEventsPerWait> events{};
+    Clock::time_point next_tick = Clock::now() + kTimerTick;
+    for (;;) {
+        const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+        const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
+                                   static_cast<int>(std::max<std::int64_t>(0, wait.count())));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw SystemError("epoll_wait", errno);
+        }
+        const Clock::time_point now = Clock::now();
+        for (int i = 0; i < n; ++i) {
+            const std::uint64_t key = events[i].data.u64;
+            if (key == kSignalKey) {
+                if (!on_signal()) return;
+            } else if (key < listeners_.size()) {
+                accept_from(listeners_[key], now);
+            } else {
+                on_connection_event(key, events[i].events, now);
+            }
+        }
+        if (now >= next_tick) {
+            close_idle(now);
+            if (accept_paused_until_ && now >= *accept_paused_until_) resume_accepting(now);
+            if (evicted_since_log_ > 0) {
+                log_warning("max_connections ({}) reached: closed {} least recently active connection(s) "
+                            "to admit new ones",
+                            limits_.max_connections, evicted_since_log_);
+                evicted_since_log_ = 0;
+            }
+            next_tick = now + kTimerTick;
+        }
+    }
+}
+
+bool Server::on_signal() {
+    signalfd_siginfo info{};
+    while (::read(signals_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        if (info.ssi_signo == SIGHUP) {
+            // Map changes are seen by the next lookup without any reload; the configuration
+            // (sockets, limits, domains) is read at start only, so a restart applies it.
+            log_info("SIGHUP ignored: map changes need no reload; restart to apply configuration changes");
+            continue;
+        }
+        log_info("stopping on signal {} ({} connections open)", ::strsignal(static_cast<int>(info.ssi_signo)),
+                 connections_.size());
+        return false;
+    }
+    return true;
+}
+
+void Server::accept_from(Listener& listener, Clock::time_point now) {
+    for (int i = 0; i < kAcceptsPerTurn; ++i) {
+        FileDescriptor client(::accept4(listener.socket.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        if (!client) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warning("accept on {}: {}; not accepting for {}s", listener.spec, std::strerror(errno),
+                            kAcceptPause.count());
+                pause_accepting(now);
+                return;
+            }
+            log_warning("accept on {}: {}", listener.spec, std::strerror(errno));
+            return;
+        }
+        // At the limit, the least recently active connection makes room: a newcomer is most
+        // likely a Postfix process with mail to route, while the oldest idle connection is
+        // either a Postfix process that reconnects transparently on EOF (both the policy and the
+        // socketmap client do) or a client that holds a slot without using it.
+        if (connections_.size() >= limits_.max_connections && !connections_.empty()) {
+            close_connection(connections_.begin(), "");
+            ++evicted_since_log_;
+        }
+        std::unique_ptr<Session> session;
+        if (listener.protocol == Protocol::policy)
+            session = std::make_unique<PolicySession>(services_, session_limits_);
+        else
+            session = std::make_unique<SocketmapSession>(services_, session_limits_);
+        const std::uint64_t id = next_id_++;
+        std::string peer = describe_peer(client.get());
+        const int fd = client.get();
+        connections_.emplace_back(std::move(client), std::move(session), id, std::move(peer), now);
+        auto it = std::prev(connections_.end());
+        by_id_.emplace(id, it);
+        try {
+            watch(fd, id, EPOLLIN | EPOLLRDHUP);
+        } catch (const SystemError& e) {
+            log_warning("{}", e.what());
+            close_connection(it, "");
+        }
+    }
+}
+
+void Server::on_connection_event(std::uint64_t id, std::uint32_t events, Clock::time_point now) {
+    const auto found = by_id_.find(id);
+    if (found == by_id_.end()) return;  // closed earlier in this batch
+    const auto it = found->second;
+    Connection::Next next;
+    if (events & EPOLLOUT) next = it->on_writable();
+    else if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) next = it->on_readable(scratch_, now);
+    else return;
+    // Most recently active last: the idle sweep and the eviction both start at the front.
+    if (it->last_activity() == now) connections_.splice(connections_.end(), connections_, it);
+    apply(it, next);
+}
+
+void Server::apply(ConnectionList::iterator it, Connection::Next next) {
+    epoll_event ev{};
+    ev.data.u64 = it->id();
+    switch (next) {
+    case Connection::Next::close:
+        close_connection(it, it->close_reason());
+        return;
+    case Connection::Next::read:
+        ev.events = EPOLLIN | EPOLLRDHUP;
+        break;
+    case Connection::Next::write:
+        // Backpressure: a client that doesn't read its replies gets no more requests read.
+        ev.events = EPOLLOUT;
+        break;
+    }
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, it->fd(), &ev) != 0) {
+        log_warning("epoll_ctl(MOD): {}", std::strerror(errno));
+        close_connection(it, "");
+    }
+}
+
+void Server::close_connection(ConnectionList::iterator it, std::string_view why) {
+    if (!why.empty()) log_warning("closing connection from {}: {}", it->peer(), printable(why));
+    // Closing the descriptor removes it from the epoll set.
+    by_id_.erase(it->id());
+    connections_.erase(it);
+}
+
+void Server::close_idle(Clock::time_point now) {
+    const auto limit = std::chrono::seconds(limits_.idle_timeout_seconds);
+    while (!connections_.empty() && now - connections_.front().last_activity() >= limit) {
+        auto it = connections_.begin();
+        // An idle Postfix connection is routine (Postfix reconnects); a half-sent request is not.
+        close_connection(it, it->mid_request() ? "request incomplete at idle_timeout" : "");
+    }
+}
+
+void Server::pause_accepting(Clock::time_point now) {
+    for (const auto& l : listeners_) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, l.socket.get(), nullptr);
+    accept_paused_until_ = now + kAcceptPause;
+}
+
+void Server::resume_accepting(Clock::time_point) {
+    for (std::size_t i = 0; i < listeners_.size(); ++i) watch(listeners_[i].socket.get(), i, EPOLLIN);
+    accept_paused_until_.reset();
+}
+
+}  // namespace coexist::policyd

@@ -1,0 +1,84 @@
+// The event loop: both listeners, every client connection, the idle timer and the signals, in
+// one thread around one epoll instance.
+//
+// Why an event loop and not a thread pool: each Postfix process that uses us (every smtpd for
+// the policy service; smtpd, cleanup, trivial-rewrite and proxymap for the socketmap) holds one
+// long-lived connection that is idle most of the time. A pool of N threads blocked in read()
+// would serve at most N of them, and one slow or hostile client would pin a thread. Here an idle
+// or stalled connection costs a few hundred bytes and no thread. The work per request is a
+// route() call, one short LMDB read transaction of a few microseconds that never waits on a
+// lock (LMDB readers don't block), so doing it on the loop thread stalls nobody; the loop serves
+// each ready connection one bounded read per turn, so a client flooding requests cannot starve
+// the others either.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <list>
+#include <unordered_map>
+
+#include "coexist/config.hpp"
+#include "coexist/daemon.hpp"
+#include "connection.hpp"
+#include "sessions.hpp"
+
+namespace coexist::policyd {
+
+// The most one read() takes from one client per turn of the loop. Together with "read nothing
+// while replies are pending" it also bounds the replies buffered per connection.
+inline constexpr std::size_t kReadChunkBytes = 16 * 1024;
+// Most connections accepted from one listener per turn, so a connect flood cannot starve the
+// established clients.
+inline constexpr int kAcceptsPerTurn = 64;
+// How often idle connections are looked for; idle_timeout is honoured to within this.
+inline constexpr std::chrono::milliseconds kTimerTick{250};
+
+enum class Protocol { policy, socketmap };
+
+struct Listener {
+    Protocol protocol;
+    FileDescriptor socket;
+    std::string spec;  // for log lines
+};
+
+class Server {
+public:
+    // Blocks SIGTERM, SIGINT and SIGHUP for the calling thread and takes them via a signalfd.
+    Server(const PolicydConfig& limits, const SessionServices& services, std::vector<Listener> listeners);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Serves until SIGTERM or SIGINT. Throws SystemError if epoll itself fails.
+    void run();
+
+private:
+    using ConnectionList = std::list<Connection>;  // least recently active first
+
+    void accept_from(Listener& listener, Clock::time_point now);
+    void on_connection_event(std::uint64_t id, std::uint32_t events, Clock::time_point now);
+    void apply(ConnectionList::iterator it, Connection::Next next);
+    void close_connection(ConnectionList::iterator it, std::string_view why);
+    void close_idle(Clock::time_point now);
+    bool on_signal();  // false: stop serving
+    void watch(int fd, std::uint64_t key, std::uint32_t events);
+    void pause_accepting(Clock::time_point now);
+    void resume_accepting(Clock::time_point now);
+
+    const PolicydConfig& limits_;
+    const SessionServices& services_;
+    SessionLimits session_limits_;
+    std::vector<Listener> listeners_;
+    FileDescriptor epoll_;
+    FileDescriptor signals_;
+    ConnectionList connections_;
+    std::unordered_map<std::uint64_t, ConnectionList::iterator> by_id_;
+    std::uint64_t next_id_;
+    std::array<char, kReadChunkBytes> scratch_{};
+    // Set when accept() ran out of file descriptors: listeners are unwatched until then, so a
+    // readable listener we cannot serve doesn't spin the loop.
+    std::optional<Clock::time_point> accept_paused_until_;
+    unsigned evicted_since_log_ = 0;
+};
+
+}  // namespace coexist::policyd

@@ -1,0 +1,73 @@
+// One protocol conversation per client connection, with no sockets in it: the event loop hands
+// a session whatever bytes arrived and sends back whatever replies it produced. Unit tests drive
+// the same classes with requests split at any read size.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "coexist/route.hpp"
+#include "netstring.hpp"
+#include "policy_request.hpp"
+
+namespace coexist::policyd {
+
+// What a session needs from the daemon: the one routing decision, and somewhere to log it.
+struct SessionServices {
+    std::function<RoutingDecision(std::string_view recipient)> route;
+    std::function<void(const std::string& line)> log;  // one line per decision
+};
+
+struct SessionLimits {
+    std::size_t max_request_bytes;  // policy: one attribute line; socketmap: one netstring payload
+    unsigned max_attributes;        // policy: attributes in one request
+};
+
+class Session {
+public:
+    virtual ~Session() = default;
+    // Consumes all of `input`, appending the replies of every request it completes to `replies`.
+    // Returns false when the connection must be closed (after `replies` is sent): the client
+    // broke the protocol and error() says how.
+    virtual bool consume(std::string_view input, std::string& replies) = 0;
+    // Part of a request has arrived and the rest has not.
+    virtual bool mid_request() const = 0;
+    virtual std::string_view error() const = 0;
+};
+
+// check_policy_service: DUNNO except at RCPT, where reject and tempfail are answered.
+class PolicySession final : public Session {
+public:
+    PolicySession(const SessionServices& services, const SessionLimits& limits)
+        : services_(services), parser_(limits.max_request_bytes, limits.max_attributes) {}
+    bool consume(std::string_view input, std::string& replies) override;
+    bool mid_request() const override { return parser_.started(); }
+    std::string_view error() const override { return parser_.error(); }
+
+private:
+    std::string answer(const PolicyRequest& request);
+
+    const SessionServices& services_;
+    PolicyRequestParser parser_;
+};
+
+// socketmap: one netstring "table key" in, one netstring reply out.
+class SocketmapSession final : public Session {
+public:
+    SocketmapSession(const SessionServices& services, const SessionLimits& limits)
+        : services_(services), decoder_(limits.max_request_bytes) {}
+    bool consume(std::string_view input, std::string& replies) override;
+    bool mid_request() const override { return decoder_.started(); }
+    std::string_view error() const override { return error_; }
+
+private:
+    // The reply payload for one request payload.
+    std::string answer(std::string_view payload);
+
+    const SessionServices& services_;
+    NetstringDecoder decoder_;
+    std::string_view error_;
+};
+
+}  // namespace coexist::policyd

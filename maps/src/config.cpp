@@ -142,7 +142,7 @@ struct ParseState {
     int line = 0;
     std::optional<ConfigError> error;
     std::set<std::string> seen;     // "section\nkey" given already
-    std::map<std::string, int> domain_lines;  // domain -> line of its section (for errors)
+    std::map<std::string, int> key_lines;  // "domain\nkey" -> line it was set on (for errors)
 
     void fail(const std::string& key, const std::string& msg) {
         if (!error) error.emplace(file, line, key, msg);
@@ -233,7 +233,7 @@ DomainConfig* domain_section(ParseState& st, std::string_view section) {
     for (auto& d : st.config.domains)
         if (d.name == name) return &d;
     st.config.domains.push_back(DomainConfig{name, {}, {}, {}});
-    st.domain_lines[name] = st.line;
+    st.key_lines[name + "\n"] = st.line;  // the domain's first key: where a missing key is reported
     return &st.config.domains.back();
 }
 
@@ -251,6 +251,7 @@ int on_key(void* user, const char* section, const char* name, const char* value)
             }
         }
         const std::string seen_key = std::string(sec) + "\n" + name;
+        if (domain) st.key_lines[domain->name + "\n" + name] = st.line;
         if (!st.seen.insert(seen_key).second) {
             st.fail(name, "given twice in [" + std::string(sec) + "]");
             return 0;
@@ -302,18 +303,21 @@ void validate(ParseState& st) {
     std::set<std::string> names;
     for (const auto& d : c.domains) names.insert(d.name);
     for (const auto& d : c.domains) {
-        const int line = st.domain_lines[d.name];
+        auto line_of = [&](const std::string& key) {
+            auto it = st.key_lines.find(d.name + "\n" + key);
+            return it != st.key_lines.end() ? it->second : st.key_lines[d.name + "\n"];
+        };
         if (d.routing_domain.empty())
-            throw ConfigError(st.file, line, "routing_domain", "missing in [domain " + d.name + "]");
+            throw ConfigError(st.file, line_of(""), "routing_domain", "missing in [domain " + d.name + "]");
         if (names.count(d.routing_domain) || c.find_domain(d.routing_domain))
-            throw ConfigError(st.file, line, "routing_domain",
+            throw ConfigError(st.file, line_of("routing_domain"), "routing_domain",
                               "'" + d.routing_domain + "' is itself managed: mail would loop");
         for (const auto& a : d.aliases) {
             const DomainConfig* owner = nullptr;
             for (const auto& other : c.domains)
                 if (other.name == a || (&other != &d && std::find(other.aliases.begin(), other.aliases.end(), a) != other.aliases.end()))
                     owner = &other;
-            if (owner) throw ConfigError(st.file, line, "aliases", "'" + a + "' is already managed by [domain " + owner->name + "]");
+            if (owner) throw ConfigError(st.file, line_of("aliases"), "aliases", "'" + a + "' is already managed by [domain " + owner->name + "]");
         }
     }
 }

@@ -16,7 +16,7 @@ bool CsvReader::next(CsvRecord& record) {
     const std::size_t start = pos_;
     auto fail = [&](const std::string& why) {
         error_ = why;
-        error_line_ = line_;
+        error_line_ = record.line;  // where the bad record starts: what an editor jumps to
         return false;
     };
     std::string field;

@@ -1,0 +1,16 @@
+# Unit tests of the shared library and coexist-map's commands.
+add_executable(core_tests
+  core/test_address.cpp
+  core/test_config.cpp
+  core/test_record_csv.cpp
+  core/test_route.cpp
+  core/test_map_admin.cpp
+  core/test_concurrency.cpp
+  core/test_daemon.cpp
+)
+target_link_libraries(core_tests PRIVATE coexist_admin coexist_catch_main)
+target_include_directories(core_tests PRIVATE ${CMAKE_SOURCE_DIR}/maps/src ${CMAKE_CURRENT_SOURCE_DIR}/core)
+target_compile_definitions(core_tests PRIVATE COEXIST_MAP_BINARY="$<TARGET_FILE:coexist-map>")
+add_dependencies(core_tests coexist-map)
+add_test(NAME core_tests COMMAND core_tests)
+set_tests_properties(core_tests PROPERTIES LABELS unit TIMEOUT 300)

@@ -1,0 +1,120 @@
+#include <catch2/catch.hpp>
+
+#include "coexist/config.hpp"
+#include "fixture.hpp"
+
+using namespace coexist;
+
+TEST_CASE("the design's sample configuration loads") {
+    const char* text = R"([map]
+path = /var/lib/coexist
+
+[routing]
+recipient_delimiter = +
+keep_extension = yes
+unknown_recipient = relay        ; relay | reject  (a domain section may override)
+loop_limit = 3
+
+[domain contoso.com]
+routing_domain = o365.contoso.com
+aliases = contoso.net
+
+[milter]
+socket = unix:/run/coexist/milter.sock
+user = coexist                   ; started as root: switch to this user before serving
+socket_group = postfix           ; unix sockets: group and mode so Postfix can connect
+socket_mode = 0660
+
+[policyd]
+policy_socket = unix:/run/coexist/policy.sock
+socketmap_socket = unix:/run/coexist/socketmap.sock
+user = coexist
+socket_group = postfix
+socket_mode = 0660
+)";
+    const Config c = parse_config(text, "coexist.ini");
+    CHECK(c.map_path == "/var/lib/coexist");
+    CHECK(c.recipient_delimiter == "+");
+    CHECK(c.keep_extension);
+    CHECK(c.unknown_recipient == UnknownRecipient::relay);
+    CHECK(c.loop_limit == 3);
+    REQUIRE(c.domains.size() == 1);
+    CHECK(c.domains[0].name == "contoso.com");
+    CHECK(c.domains[0].routing_domain == "o365.contoso.com");
+    CHECK(c.domains[0].aliases == std::vector<std::string>{"contoso.net"});
+    CHECK(c.milter.socket.spec == "unix:/run/coexist/milter.sock");
+    CHECK(c.milter.socket.group == "postfix");
+    CHECK(c.milter.socket.mode == 0660);
+    CHECK(c.policyd.socketmap_socket.group == "postfix");
+    CHECK(c.find_domain("contoso.net") == &c.domains[0]);
+    CHECK(c.find_domain("o365.contoso.com") == nullptr);
+}
+
+TEST_CASE("per-domain unknown_recipient overrides [routing]") {
+    const Config c = test::standard_config("/tmp/x");
+    CHECK(c.unknown_policy(*c.find_domain("contoso.com")) == UnknownRecipient::relay);
+    CHECK(c.unknown_policy(*c.find_domain("fabrikam.com")) == UnknownRecipient::reject);
+}
+
+namespace {
+
+// Parses `text` expecting a ConfigError at `line` naming `key`.
+void expect_error(const std::string& text, int line, const std::string& key, const std::string& fragment) {
+    CAPTURE(text);
+    try {
+        parse_config(text, "bad.ini");
+        FAIL("no error");
+    } catch (const ConfigError& e) {
+        CAPTURE(e.what());
+        CHECK(e.file() == "bad.ini");
+        CHECK(e.line() == line);
+        CHECK(e.key() == key);
+        CHECK(std::string(e.what()).find(fragment) != std::string::npos);
+        CHECK(std::string(e.what()).rfind("bad.ini:", 0) == 0);
+    }
+}
+
+const std::string kDomain = "[domain contoso.com]\nrouting_domain = o365.contoso.com\n";
+
+}  // namespace
+
+TEST_CASE("config errors name file, line and key") {
+    expect_error(kDomain + "[mapp]\npath = /x\n", 4, "path", "unknown section [mapp]");
+    expect_error(kDomain + "[map]\npaht = /x\n", 4, "paht", "unknown key");
+    expect_error(kDomain + "[routing]\nloop_limit = 0\n", 4, "loop_limit", "whole number");
+    expect_error(kDomain + "[routing]\nloop_limit = 3x\n", 4, "loop_limit", "whole number");
+    expect_error(kDomain + "[routing]\nkeep_extension = maybe\n", 4, "keep_extension", "yes or no");
+    expect_error(kDomain + "[routing]\nunknown_recipient = bounce\n", 4, "unknown_recipient", "relay or reject");
+    expect_error(kDomain + "[routing]\nrecipient_delimiter = @\n", 4, "recipient_delimiter", "printable");
+    expect_error(kDomain + "[map]\npath = relative\n", 4, "path", "absolute");
+    expect_error(kDomain + "[map]\nmap_size = 10K\n", 4, "map_size", "at least 1M");
+    expect_error(kDomain + "[milter]\nsocket = tcp:25\n", 4, "socket", "unix:/path");
+    expect_error(kDomain + "[milter]\nsocket = inet:8891@localhost\n", 4, "socket", "numeric");
+    expect_error(kDomain + "[milter]\nsocket_mode = 0999\n", 4, "socket_mode", "octal");
+    expect_error(kDomain + "[milter]\nuser = ro ot\n", 4, "user", "not a user");
+    expect_error(kDomain + "[policyd]\nmax_connections = 0\n", 4, "max_connections", "whole number");
+    expect_error(kDomain + "routing_domain = again.example\n", 3, "routing_domain", "given twice");
+    expect_error(kDomain + "aliases = not_a domain!\n", 3, "aliases", "not a domain");
+}
+
+TEST_CASE("config consistency errors") {
+    expect_error("[routing]\nloop_limit = 3\n", 2, "", "no [domain NAME] section");
+    expect_error("[domain contoso.com]\naliases = contoso.net\n", 2, "routing_domain", "missing");
+    expect_error("[domain contoso.com]\nrouting_domain = contoso.com\n", 2, "routing_domain", "loop");
+    expect_error("[domain contoso.com]\nrouting_domain = o365.contoso.com\n[domain fabrikam.com]\n"
+                 "routing_domain = x.fabrikam.com\naliases = contoso.com\n",
+                 5, "aliases", "already managed");
+}
+
+TEST_CASE("a syntax error names its line") {
+    try {
+        parse_config(kDomain + "[map\n", "bad.ini");
+        FAIL("no error");
+    } catch (const ConfigError& e) {
+        CHECK(e.line() == 3);
+    }
+}
+
+TEST_CASE("load_config reports a missing file") {
+    CHECK_THROWS_WITH(load_config("/nonexistent/coexist.ini"), Catch::Contains("/nonexistent/coexist.ini"));
+}

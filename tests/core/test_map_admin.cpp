@@ -1,0 +1,235 @@
+// coexist-map's commands: import validation (all rows or nothing), export round trip, single
+// changes, aliases, the audit trail, exit statuses of the real binary.
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+#include <sstream>
+
+#include "coexist/map_reader.hpp"
+#include "coexist/map_store.hpp"
+#include "coexist/route.hpp"
+#include "commands.hpp"
+#include "fixture.hpp"
+
+using namespace coexist;
+
+namespace {
+
+struct AdminMap {
+    test::TempDir dir;
+    Config config;
+    std::string config_file;
+    AdminMap() : config(test::standard_config(dir.file("map"))) {
+        config_file = dir.write("coexist.ini", test::standard_config_text(dir.file("map")));
+        std::ostringstream out;
+        tool::init(config, out);
+    }
+    std::string export_text() {
+        std::ostringstream out;
+        tool::export_csv(config, out);
+        return out.str();
+    }
+    void import_text(const std::string& csv, const std::optional<std::string>& batch = std::nullopt) {
+        std::ostringstream out;
+        tool::import_csv(config, dir.write("in.csv", csv), batch, false, out);
+    }
+    std::string import_error(const std::string& csv) {
+        const std::string file = dir.write("bad.csv", csv);
+        std::ostringstream out;
+        try {
+            tool::import_csv(config, file, std::nullopt, false, out);
+        } catch (const tool::DataError& e) {
+            return e.what();
+        }
+        return "no error";
+    }
+};
+
+const std::string kSample =
+    "address,state,target,batch,aliases\n"
+    "ann@contoso.com,migrated,,wave1,anna@contoso.com;a.lee@contoso.com\n"
+    "bob@contoso.com,source,,wave2,\n"
+    "jsmith@contoso.com,dual,jsmith@contoso.onmicrosoft.com,wave1,\n"
+    "erin@fabrikam.com,,,,\n";
+
+}  // namespace
+
+TEST_CASE("import then export gives the canonical CSV, and export round-trips byte for byte") {
+    AdminMap m;
+    m.import_text(kSample);
+    const std::string exported = m.export_text();
+    CHECK(exported ==
+          "address,state,target,batch,aliases\n"
+          "ann@contoso.com,migrated,,wave1,a.lee@contoso.com;anna@contoso.com\n"
+          "bob@contoso.com,source,,wave2,\n"
+          "erin@fabrikam.com,migrated,,,\n"
+          "jsmith@contoso.com,dual,jsmith@contoso.onmicrosoft.com,wave1,\n");
+
+    AdminMap fresh;
+    fresh.import_text(exported);
+    CHECK(fresh.export_text() == exported);
+    // Importing the export into the same map changes nothing.
+    m.import_text(exported);
+    CHECK(m.export_text() == exported);
+}
+
+TEST_CASE("export quotes what needs quoting and import reads it back") {
+    AdminMap m;
+    m.import_text("address,batch,aliases\n\"\"\"o,k\"\"@contoso.com\",\"wave, one\",\n");
+    CHECK(m.export_text() == "address,state,target,batch,aliases\n\"\"\"o,k\"\"@contoso.com\",migrated,,\"wave, one\",\n");
+    const std::string exported = m.export_text();
+    AdminMap fresh;
+    fresh.import_text(exported);
+    CHECK(fresh.export_text() == exported);
+}
+
+TEST_CASE("--batch names rows that have no batch") {
+    AdminMap m;
+    m.import_text("address\nann@contoso.com\nbob@contoso.com\n", std::string("wave3"));
+    std::ostringstream out;
+    tool::list(m.config, std::nullopt, std::string("wave3"), out);
+    CHECK(out.str() == "ann@contoso.com migrated batch=wave3\nbob@contoso.com migrated batch=wave3\n");
+}
+
+TEST_CASE("one bad row fails the whole import with FILE:LINE and leaves the map untouched") {
+    AdminMap m;
+    m.import_text(kSample);
+    const std::string before = m.export_text();
+    struct Case {
+        std::string csv;
+        std::string error;
+    };
+    const Case c = GENERATE(values<Case>({
+        {"address,state\nnew@contoso.com,migrated\nbad address,migrated\n", "bad.csv:3: 'bad address' is not a valid address"},
+        {"address,state\nnew@contoso.com,migrated\nx@example.org,migrated\n", "bad.csv:3: 'x@example.org' is not in a managed domain"},
+        {"address,state\nnew@contoso.com,gone\n", "bad.csv:2: unknown state 'gone'"},
+        {"address,target\nnew@contoso.com,back@contoso.com\n", "bad.csv:2: target 'back@contoso.com' is in a managed domain"},
+        {"address,target\nnew@contoso.com,not-an-address\n", "bad.csv:2: target 'not-an-address' is not a valid address"},
+        {"address\nnew@contoso.com\nNEW@contoso.com\n", "bad.csv:3: new@contoso.com is listed twice (first on line 2)"},
+        {"address\nnew@contoso.com\nnew@contoso.net\n", "bad.csv:3: new@contoso.com is listed twice"},
+        {"address,aliases\nnew@contoso.com,n1@contoso.com\nnew2@contoso.com,n1@contoso.com\n", "bad.csv:3: alias n1@contoso.com is listed twice"},
+        {"address,aliases\nnew@contoso.com,new2@contoso.com\nnew2@contoso.com,\n", "bad.csv:2: alias new2@contoso.com is also a user (line 3)"},
+        {"address,aliases\nnew@contoso.com,bob@contoso.com\n", "bad.csv:2: alias bob@contoso.com is a user in the map"},
+        {"address,aliases\nnew@contoso.com,anna@contoso.com\n", "bad.csv:2: alias anna@contoso.com belongs to ann@contoso.com"},
+        {"address\nanna@contoso.com\n", "bad.csv:2: anna@contoso.com is an alias of ann@contoso.com"},
+        {"address\nann+x@contoso.com\n", "bad.csv:2: 'ann+x@contoso.com' contains the recipient delimiter"},
+        {"address,state\nnew@contoso.com\n", "bad.csv:2: 1 fields, the header has 2"},
+        {"address,colour\nnew@contoso.com,red\n", "bad.csv:1: unknown column 'colour'"},
+        {"state\nmigrated\n", "bad.csv:1: no 'address' column"},
+        {"address\n\"new@contoso.com\n", "bad.csv:2: quoted field not closed"},
+        {"", "bad.csv: empty file"},
+    }));
+    CAPTURE(c.csv);
+    const std::string error = m.import_error(c.csv);
+    CHECK_THAT(error, Catch::Contains(c.error));
+    CHECK(m.export_text() == before);
+}
+
+TEST_CASE("a valid 'alias moves to another user' import is accepted") {
+    AdminMap m;
+    m.import_text(kSample);
+    m.import_text("address,aliases\nann@contoso.com,a.lee@contoso.com\nbob@contoso.com,anna@contoso.com\n");
+    std::ostringstream out;
+    tool::get(m.config, "anna@contoso.com", out);
+    CHECK_THAT(out.str(), Catch::StartsWith("anna@contoso.com: alias of bob@contoso.com\n"));
+}
+
+TEST_CASE("set keeps target and batch unless given; remove takes the aliases along") {
+    AdminMap m;
+    m.import_text(kSample);
+    std::ostringstream out;
+    tool::set(m.config, "jsmith@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+    MapReader reader(m.config.map_path);
+    auto found = reader.find("jsmith@contoso.com");
+    REQUIRE(found.record);
+    CHECK(found.record->target == "jsmith@contoso.onmicrosoft.com");
+    CHECK(found.record->batch == "wave1");
+    CHECK(found.record->state == State::migrated);
+
+    tool::remove(m.config, "ann@contoso.com", out);
+    CHECK_FALSE(reader.find("ann@contoso.com").record);
+    CHECK_FALSE(reader.find("anna@contoso.com").via_alias);
+    CHECK_THROWS_AS(tool::set(m.config, "x@contoso.com", "moved", std::nullopt, std::nullopt, out), tool::DataError);
+}
+
+TEST_CASE("set on an alias, alias to a missing user, and alias of a user are refused") {
+    AdminMap m;
+    m.import_text(kSample);
+    std::ostringstream out;
+    CHECK_THROWS_WITH(tool::set(m.config, "anna@contoso.com", "source", std::nullopt, std::nullopt, out),
+                      Catch::Contains("is an alias of ann@contoso.com"));
+    CHECK_THROWS_WITH(tool::alias(m.config, "x@contoso.com", "ghost@contoso.com", out), Catch::Contains("no such user"));
+    CHECK_THROWS_WITH(tool::alias(m.config, "bob@contoso.com", "ann@contoso.com", out), Catch::Contains("is a user"));
+    CHECK_THROWS_WITH(tool::unalias(m.config, "ghost@contoso.com", out), Catch::Contains("no such alias"));
+}
+
+TEST_CASE("history records every change: when, old -> new, batch, who") {
+    AdminMap m;
+    std::ostringstream out;
+    tool::set(m.config, "ann@contoso.com", "source", std::nullopt, std::string("wave1"), out);
+    tool::set(m.config, "ann@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+    tool::set(m.config, "ann@contoso.com", "migrated", std::nullopt, std::nullopt, out);  // no change
+    tool::set(m.config, "ann@contoso.com", "source", std::nullopt, std::nullopt, out);
+    std::ostringstream h;
+    tool::history(m.config, "ann@contoso.com", h);
+    std::vector<std::string> lines;
+    std::istringstream in(h.str());
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    REQUIRE(lines.size() == 3);
+    CHECK_THAT(lines[0], Catch::Contains("ann@contoso.com: (none) -> source, batch=wave1, by=" + current_user_name() + " (set)"));
+    CHECK_THAT(lines[1], Catch::Contains("source -> migrated, batch=wave1"));
+    CHECK_THAT(lines[2], Catch::Contains("migrated -> source, batch=wave1"));
+}
+
+TEST_CASE("--dry-run prints the changes and writes nothing") {
+    AdminMap m;
+    m.import_text(kSample);
+    const std::string before = m.export_text();
+    std::ostringstream out;
+    tool::import_csv(m.config, m.dir.write("d.csv", "address,state\nbob@contoso.com,migrated\nnew@contoso.com,dual\n"),
+                     std::nullopt, true, out);
+    CHECK(out.str() ==
+          "change bob@contoso.com: source -> migrated\nadd new@contoso.com: (none) -> dual\n"
+          "would import 2 rows from " + m.dir.file("d.csv") + ": 1 added, 1 changed, 0 unchanged\n");
+    CHECK(m.export_text() == before);
+}
+
+TEST_CASE("the coexist-map binary: exit statuses and route output") {
+    AdminMap m;
+    m.import_text(kSample);
+    auto r = test::run_tool(m.config_file, {"route", "Ann+News@CONTOSO.com", "bob@contoso.com", "x@example.org",
+                                            "nobody@fabrikam.com", "jsmith@contoso.com"});
+    CHECK(r.status == 0);
+    CHECK(r.out ==
+          "Ann+News@CONTOSO.com rewrite ann+News@o365.contoso.com\nbob@contoso.com relay\n"
+          "x@example.org foreign\nnobody@fabrikam.com reject\n"
+          "jsmith@contoso.com dual jsmith@contoso.onmicrosoft.com\n");
+    CHECK(test::run_tool(m.config_file, {"set", "ann@contoso.com"}).status == 1);         // usage
+    CHECK(test::run_tool(m.config_file, {"set", "ann@contoso.com", "nope"}).status == 2); // data
+    CHECK(test::run_tool(m.config_file, {"import", m.dir.write("e.csv", "address\nbad\n")}).status == 2);
+    const auto missing = m.dir.write("missing.ini", test::standard_config_text(m.dir.file("nomap")));
+    CHECK(test::run_tool(missing, {"list"}).status == 3);
+    auto rt = test::run_tool(missing, {"route", "ann@contoso.com"});
+    CHECK(rt.status == 3);
+    CHECK_THAT(rt.out, Catch::StartsWith("ann@contoso.com tempfail\n"));
+    CHECK(test::run_tool(m.config_file, {"--version"}).out == "coexist-map 0.1.0\n");
+}
+
+TEST_CASE("map files take the directory's group; the lock file is group-writable for the daemons") {
+    AdminMap m;
+    m.import_text(kSample);
+    struct stat data{}, lock{};
+    REQUIRE(::stat((m.config.map_path + "/data.mdb").c_str(), &data) == 0);
+    REQUIRE(::stat((m.config.map_path + "/lock.mdb").c_str(), &lock) == 0);
+    CHECK((data.st_mode & 0777) == 0640);
+    CHECK((lock.st_mode & 0777) == 0660);
+}
+
+TEST_CASE("stats counts users by state and batch") {
+    AdminMap m;
+    m.import_text(kSample);
+    std::ostringstream out;
+    tool::stats(m.config, out);
+    CHECK_THAT(out.str(), Catch::Contains("users: 4 (source 1, migrated 2, dual 1)\naliases: 2\nbatches: 2\n"));
+}

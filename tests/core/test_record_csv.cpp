@@ -1,0 +1,71 @@
+#include <catch2/catch.hpp>
+
+#include "coexist/csv.hpp"
+#include "coexist/record.hpp"
+
+using namespace coexist;
+
+TEST_CASE("user records round-trip through the v1 encoding") {
+    UserRecord r{State::dual, "jsmith@contoso.onmicrosoft.com", "wave 2", 1763850000};
+    const std::string bytes = encode(r);
+    CHECK(static_cast<unsigned char>(bytes[0]) == kRecordVersion);
+    CHECK(decode_user(bytes) == r);
+    CHECK(decode_user(encode(UserRecord{})) == UserRecord{});
+}
+
+TEST_CASE("decode_user refuses anything it does not fully understand") {
+    const std::string good = encode(UserRecord{State::migrated, "t@x.org", "b", 5});
+    CHECK_FALSE(decode_user(""));
+    CHECK_FALSE(decode_user(std::string("\x02") + good.substr(1)));  // unknown version
+    std::string bad_state = good;
+    bad_state[1] = 7;
+    CHECK_FALSE(decode_user(bad_state));
+    for (std::size_t n = 0; n < good.size(); ++n) CHECK_FALSE(decode_user(good.substr(0, n)));  // truncated
+    CHECK_FALSE(decode_user(good + "x"));  // trailing bytes
+}
+
+TEST_CASE("CSV reader handles quoting, CRLF and blank lines") {
+    CsvReader r("address,state\r\n\"a,b\"\"c@x\",migrated\n\n\"multi\nline\",dual\nlast,source");
+    CsvRecord rec;
+    REQUIRE(r.next(rec));
+    CHECK(rec.line == 1);
+    CHECK(rec.fields == std::vector<std::string>{"address", "state"});
+    REQUIRE(r.next(rec));
+    CHECK(rec.line == 2);
+    CHECK(rec.fields == std::vector<std::string>{"a,b\"c@x", "migrated"});
+    REQUIRE(r.next(rec));
+    CHECK(rec.line == 4);
+    CHECK(rec.fields == std::vector<std::string>{"multi\nline", "dual"});
+    REQUIRE(r.next(rec));
+    CHECK(rec.line == 6);
+    CHECK(rec.fields == std::vector<std::string>{"last", "source"});
+    CHECK_FALSE(r.next(rec));
+    CHECK_FALSE(r.error());
+}
+
+TEST_CASE("CSV reader errors carry the line") {
+    auto error_of = [](std::string_view text) {
+        CsvReader r(text);
+        CsvRecord rec;
+        while (r.next(rec)) {
+        }
+        REQUIRE(r.error());
+        return std::pair{r.error_line(), *r.error()};
+    };
+    CHECK(error_of("a\nb\n\"open") == std::pair<std::size_t, std::string>{3, "quoted field not closed"});
+    CHECK(error_of("a\nb\"c\n").first == 2);
+    CHECK(error_of("a\n\"b\"c\n").first == 2);
+    CHECK(error_of("a\n" + std::string(70000, 'x')).second == "record longer than 64 KiB");
+    CHECK(error_of(std::string(100, ',')).second == "more than 64 fields");
+}
+
+TEST_CASE("csv_field quotes only when it must, and the reader reads it back") {
+    for (std::string v : {"plain", "", "a,b", "say \"hi\"", "two\nlines", " padded "}) {
+        const std::string text = csv_field(v) + ",x\n";
+        CsvReader r(text);
+        CsvRecord rec;
+        REQUIRE(r.next(rec));
+        CHECK(rec.fields == std::vector<std::string>{v, "x"});
+    }
+    CHECK(csv_field("plain") == "plain");
+}

@@ -9,3 +9,12 @@ add_executable(policyd_tests
 target_link_libraries(policyd_tests PRIVATE coexist_policyd_protocol coexist_catch_main)
 add_test(NAME policyd_tests COMMAND policyd_tests)
 set_tests_properties(policyd_tests PROPERTIES LABELS unit TIMEOUT 120)
+
+if(TARGET coexist-policyd)
+  # The daemon over its sockets: protocol, CLI, signals, privilege drop, and abuse.
+  add_test(NAME policyd_blackbox
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/policyd/blackbox_test.py)
+  set_tests_properties(policyd_blackbox PROPERTIES
+    LABELS integration TIMEOUT 180
+    ENVIRONMENT "COEXIST_POLICYD=$<TARGET_FILE:coexist-policyd>;COEXIST_MAP=$<TARGET_FILE:coexist-map>")
+endif()

@@ -18,3 +18,12 @@ if(TARGET coexist-policyd)
     LABELS integration TIMEOUT 180
     ENVIRONMENT "COEXIST_POLICYD=$<TARGET_FILE:coexist-policyd>;COEXIST_MAP=$<TARGET_FILE:coexist-map>")
 endif()
+
+if(TARGET coexist-policyd)
+  # Through a real Postfix: postmap -q, check_policy_service at RCPT, socketmap routing to sinks.
+  add_test(NAME policyd_postfix
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/policyd/postfix_test.py)
+  set_tests_properties(policyd_postfix PROPERTIES
+    LABELS integration TIMEOUT 300
+    ENVIRONMENT "COEXIST_POLICYD=$<TARGET_FILE:coexist-policyd>;COEXIST_MAP=$<TARGET_FILE:coexist-map>")
+endif()

@@ -3,6 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <sstream>
 
@@ -232,4 +236,31 @@ TEST_CASE("stats counts users by state and batch") {
     std::ostringstream out;
     tool::stats(m.config, out);
     CHECK_THAT(out.str(), Catch::Contains("users: 4 (source 1, migrated 2, dual 1)\naliases: 2\nbatches: 2\n"));
+}
+
+TEST_CASE("a map written by root is readable by an unprivileged daemon user in the directory's group") {
+    if (::geteuid() != 0) {
+        WARN("not root: skipped");
+        return;
+    }
+    // The daemons' side: user nobody, group nogroup (Debian's unprivileged pair). The map
+    // directory belongs to that group, as the deploy kit sets up /var/lib/coexist.
+    AdminMap m;
+    REQUIRE(::chmod(m.dir.path().c_str(), 0755) == 0);
+    m.import_text(kSample);
+    const std::string as_nobody = "setpriv --reuid=nobody --regid=nogroup --init-groups ";
+    REQUIRE(std::system(("chgrp -R nogroup '" + m.config.map_path + "' && chmod 0750 '" + m.config.map_path + "'").c_str()) == 0);
+    // A write by root afterwards must keep the files usable for the group (LMDB would create
+    // or keep them root-only otherwise, and every lookup of the daemons would fail).
+    std::ostringstream out;
+    tool::set(m.config, "bob@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+    ::chmod(m.config_file.c_str(), 0644);
+    FILE* p = ::popen((as_nobody + COEXIST_MAP_BINARY + " -c '" + m.config_file +
+                       "' route ann@contoso.com bob@contoso.com 2>&1").c_str(), "r");
+    REQUIRE(p);
+    char buf[512] = {};
+    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, p);
+    const int status = ::pclose(p);
+    CHECK(std::string(buf, n) == "ann@contoso.com rewrite ann@o365.contoso.com\nbob@contoso.com rewrite bob@o365.contoso.com\n");
+    CHECK(WEXITSTATUS(status) == 0);
 }

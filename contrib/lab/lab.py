@@ -1,0 +1,478 @@
+#!/usr/bin/env python3
+"""The coexist lab: the guides' coexistence on one machine, on loopback.
+
+Three real Postfix instances and the two coexist daemons:
+
+  google  hosts contoso.com (and contoso.net) mailboxes; forwards each migrated user to the
+          routing address, as Google's per-user routing does in the guides; sends everything
+          that is not its own through the relay (the smart host both systems send through).
+  relay   the MX and smart host: Postfix + coexist-milter + coexist-policyd. contoso.com goes
+          to google, o365.contoso.com to newsys, anything else to an "internet" sink.
+  newsys  the new system: hosts o365.contoso.com mailboxes; contoso.com users it hosts are
+          delivered locally, every other contoso.com address goes out through the relay (the
+          outbound connector of an "internal relay" domain).
+
+Mailboxes are real maildirs under <lab>/mail/<system>/<user>/. Usage:
+
+  lab.py up      start everything, load the sample map, replay the flows, print the table
+  lab.py run     replay the flows on a lab that is up
+  lab.py down    stop everything the lab started and remove its directory
+  lab.py status  what is running
+
+The lab directory is $COEXIST_LAB_DIR (default /tmp/coexist-lab); binaries come from
+$COEXIST_BUILD_DIR (default <source>/build).
+"""
+
+import json
+import re
+import os
+import pwd
+import grp
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import email.parser
+import email.policy
+
+SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
+
+from coexist_harness import free_port, wait_listening, wait_until  # noqa: E402
+from coexist_harness.postfix import PostfixInstance  # noqa: E402
+from coexist_harness.guardian import stop_postfix  # noqa: E402
+
+LAB_DIR = os.environ.get("COEXIST_LAB_DIR", "/tmp/coexist-lab")
+BUILD_DIR = os.environ.get("COEXIST_BUILD_DIR", os.path.join(SOURCE, "build"))
+STATE_FILE = os.path.join(LAB_DIR, "lab.json")
+DAEMON_USER = "nobody"  # the daemons drop to this user: the lab tests the map's permissions too
+DAEMON_GROUP = grp.getgrgid(pwd.getpwnam(DAEMON_USER).pw_gid).gr_name
+USERS_CSV = os.path.join(SOURCE, "contrib", "lab", "sample-users.csv")
+SAMPLE_INI = os.path.join(SOURCE, "contrib", "coexist.ini.sample")
+VIRTUAL_SERVICE = "virtual   unix  -       n       n       -       -       virtual"
+INTERNET = "outsider@example.org"
+WAIT_SECONDS = 60
+
+
+def binary(name):
+    sub = {"coexist-map": "maps", "coexist-milter": "milter", "coexist-policyd": "policyd"}[name]
+    path = os.path.join(BUILD_DIR, sub, name)
+    if not os.access(path, os.X_OK):
+        sys.exit(f"lab: {path} not found: build first (contrib/lab/lab up does)")
+    return path
+
+
+def path(*parts):
+    return os.path.join(LAB_DIR, *parts)
+
+
+# ---- the map ---------------------------------------------------------------------------------
+
+def coexist_map(*args, check=True):
+    r = subprocess.run([binary("coexist-map"), "-c", path("coexist.ini"), *args],
+                       capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"coexist-map {' '.join(args)}: {r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def write_coexist_ini(ports):
+    """The sample config, pointed at the lab's map and loopback ports."""
+    replace = {
+        ("map", "path"): path("map"),
+        ("milter", "socket"): f"inet:{ports['milter']}@127.0.0.1",
+        ("milter", "user"): DAEMON_USER,
+        ("milter", "socket_group"): DAEMON_GROUP,
+        ("policyd", "policy_socket"): f"inet:{ports['policy']}@127.0.0.1",
+        ("policyd", "socketmap_socket"): f"inet:{ports['socketmap']}@127.0.0.1",
+        ("policyd", "user"): DAEMON_USER,
+        ("policyd", "socket_group"): DAEMON_GROUP,
+    }
+    out, section = [], None
+    for line in open(SAMPLE_INI):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section = stripped[1:-1]
+        key = stripped.split("=", 1)[0].strip() if "=" in stripped and not stripped.startswith(";") else None
+        if key and (section, key) in replace:
+            line = f"{key} = {replace[(section, key)]}\n"
+        out.append(line)
+    with open(path("coexist.ini"), "w") as f:
+        f.writelines(out)
+    os.chmod(path("coexist.ini"), 0o644)
+
+
+def load_map():
+    os.makedirs(path("map"), exist_ok=True)
+    # The daemons' group owns the map directory; coexist-map keeps the files in that group.
+    os.chown(path("map"), 0, grp.getgrnam(DAEMON_GROUP).gr_gid)
+    os.chmod(path("map"), 0o750)
+    coexist_map("init")
+    coexist_map("import", USERS_CSV, "--batch", "wave1")
+
+
+def users():
+    """(address, state, target, aliases) of every user in the sample CSV."""
+    import csv
+    with open(USERS_CSV) as f:
+        for row in csv.DictReader(f):
+            aliases = [a for a in (row.get("aliases") or "").split(";") if a]
+            yield row["address"].lower(), row.get("state") or "migrated", row.get("target") or "", aliases
+
+
+# ---- the three systems -----------------------------------------------------------------------
+
+def write_map(name, entries):
+    p = path("maps", name)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "w") as f:
+        for k, v in entries:
+            f.write(f"{k} {v}\n")
+    return f"texthash:{p}"
+
+
+def mailbox_params(system, domains, mailboxes, aliases):
+    base = path("mail", system)
+    os.makedirs(base, exist_ok=True)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(base, nobody.pw_uid, nobody.pw_gid)
+    return {
+        "virtual_mailbox_domains": " ".join(domains),
+        "virtual_mailbox_base": base,
+        "virtual_mailbox_maps": write_map(f"{system}-mailboxes", [(m, m.split("@")[0] + "/") for m in mailboxes]),
+        "virtual_alias_maps": write_map(f"{system}-aliases", aliases),
+        "virtual_uid_maps": f"static:{nobody.pw_uid}",
+        "virtual_gid_maps": f"static:{nobody.pw_gid}",
+        "recipient_delimiter": "+",
+    }
+
+
+def postfix_instances(ports):
+    relay_hop = f"smtp:[127.0.0.1]:{ports['relay']}"
+    everyone = list(users())
+    local_parts = [a.split("@")[0] for a, _, _, _ in everyone]
+
+    # Google keeps every user's mailbox; a migrated user gets a forwarding address (no copy
+    # left, envelope unchanged: the guide's settings); aliases are Google's own.
+    google_aliases = [("@contoso.net", "@contoso.com")]
+    for address, state, target, aliases in everyone:
+        google_aliases += [(a, address) for a in aliases]
+        if state == "migrated":
+            google_aliases.append((address, target or address.split("@")[0] + "@o365.contoso.com"))
+    google = PostfixInstance(
+        "google", path("google"), ports["google"], default_sink=relay_hop,
+        myhostname="google.lab.test", master_cf_extra=[VIRTUAL_SERVICE],
+        main_cf=mailbox_params("google", ["contoso.com", "contoso.net"],
+                               [f"{lp}@contoso.com" for lp in local_parts], google_aliases))
+
+    # The new system has a mailbox for every user (provisioned before the move); it delivers
+    # the users it hosts (the migrated ones) locally and sends other contoso.com mail to the relay.
+    newsys_aliases = []
+    for address, state, target, aliases in everyone:
+        if state == "migrated":
+            routing = address.split("@")[0] + "@o365.contoso.com"
+            newsys_aliases += [(address, routing)] + [(a, routing) for a in aliases]
+    newsys = PostfixInstance(
+        "newsys", path("newsys"), ports["newsys"], default_sink=relay_hop,
+        myhostname="newsys.lab.test", master_cf_extra=[VIRTUAL_SERVICE],
+        main_cf=mailbox_params("newsys", ["o365.contoso.com"],
+                               [f"{lp}@o365.contoso.com" for lp in local_parts], newsys_aliases))
+
+    google_hop = f"smtp:[127.0.0.1]:{ports['google']}"
+    relay = PostfixInstance(
+        "relay", path("relay"), ports["relay"],
+        routes={"contoso.com": google_hop, "contoso.net": google_hop,
+                "o365.contoso.com": f"smtp:[127.0.0.1]:{ports['newsys']}"},
+        default_sink=f"smtp:[127.0.0.1]:{ports['internet']}",
+        myhostname="relay.lab.test",
+        main_cf={
+            "smtpd_milters": f"inet:127.0.0.1:{ports['milter']}",
+            # An outage of the milter or the policy service defers mail, never misroutes it.
+            "milter_default_action": "tempfail",
+            "smtpd_recipient_restrictions":
+                f"check_policy_service inet:127.0.0.1:{ports['policy']}",
+            "recipient_delimiter": "+",
+        })
+    return {"google": google, "newsys": newsys, "relay": relay}
+
+
+# ---- up / down -------------------------------------------------------------------------------
+
+def spawn(name, argv, state):
+    log = open(path(f"{name}.log"), "ab")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True)
+    state["pids"][name] = p.pid
+    save_state(state)
+    return p
+
+
+def save_state(state):
+    with open(STATE_FILE, "w") as f:
+        json.dump(state, f, indent=1)
+
+
+def load_state():
+    try:
+        with open(STATE_FILE) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def up():
+    if os.path.exists(LAB_DIR):
+        down(quiet=True)
+    os.makedirs(LAB_DIR)
+    os.chmod(LAB_DIR, 0o755)
+    ports = {k: free_port() for k in ("relay", "google", "newsys", "internet", "milter", "policy", "socketmap")}
+    state = {"ports": ports, "pids": {}, "postfix": []}
+    save_state(state)
+    try:
+        write_coexist_ini(ports)
+        load_map()
+        cfg = path("coexist.ini")
+        spawn("milter", [binary("coexist-milter"), "-c", cfg, "--stderr"], state)
+        spawn("policyd", [binary("coexist-policyd"), "-c", cfg, "--stderr"], state)
+        os.makedirs(path("internet"), exist_ok=True)
+        os.chmod(path("internet"), 0o777)
+        spawn("internet", ["smtp-sink", "-u", "nobody", "-d", path("internet", "m."),
+                           f"127.0.0.1:{ports['internet']}", "64"], state)
+        for what in ("milter", "policy", "socketmap", "internet"):
+            wait_listening("127.0.0.1", ports[what], 15, what)
+        for name, instance in postfix_instances(ports).items():
+            state["postfix"].append(instance.config_dir)
+            save_state(state)
+            instance.start()
+    except BaseException:
+        print("lab: start-up failed; logs:", file=sys.stderr)
+        for name in ("milter", "policyd"):
+            if os.path.exists(path(f"{name}.log")):
+                print(f"--- {name}.log\n" + open(path(f"{name}.log")).read()[-3000:], file=sys.stderr)
+        down(quiet=True)
+        raise
+    print(f"lab up in {LAB_DIR}: relay 127.0.0.1:{ports['relay']}, google 127.0.0.1:{ports['google']}, "
+          f"newsys 127.0.0.1:{ports['newsys']}")
+    return run()
+
+
+def down(quiet=False):
+    state = load_state()
+    if state:
+        for config_dir in state.get("postfix", []):
+            try:
+                stop_postfix(config_dir)
+            except Exception as e:  # keep going: stop everything else
+                print(f"lab: stopping postfix {config_dir}: {e}", file=sys.stderr)
+        for name, pid in state.get("pids", {}).items():
+            stop_pid(pid)
+    if os.path.exists(LAB_DIR):
+        shutil.rmtree(LAB_DIR)
+    if not quiet:
+        print("lab down: everything stopped, " + LAB_DIR + " removed")
+    return 0
+
+
+def stop_pid(pid, timeout=10):
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:  # not our child (down from another process)
+            pass
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+def status():
+    state = load_state()
+    if not state:
+        print("lab is down")
+        return 1
+    for name, pid in state["pids"].items():
+        alive = os.path.exists(f"/proc/{pid}")
+        print(f"{name:10} pid {pid} {'running' if alive else 'GONE'}")
+    for config_dir in state["postfix"]:
+        r = subprocess.run(["postfix", "-c", config_dir, "status"], capture_output=True, text=True)
+        print(f"postfix {config_dir}: {(r.stdout + r.stderr).strip().splitlines()[-1:]}")
+    return 0
+
+
+# ---- the flows -------------------------------------------------------------------------------
+
+def instances_from_state(state):
+    return postfix_instances(state["ports"])  # same ports, same directories: the running ones
+
+
+def hops(msg):
+    """The systems a delivered message passed, in order, from its Received: headers
+    ('relay > newsys'): proof of the route, not just of the destination."""
+    names = []
+    for value in reversed(msg.get_all("Received") or []):
+        by = re.search(r"\bby\s+(\S+)", value)
+        if by and by.group(1).endswith(".lab.test"):
+            names.append(by.group(1).split(".")[0])
+    return " > ".join(names)
+
+
+def deliveries(message_id):
+    """Where a message landed: [(mailbox, envelope recipient there, hops)] from the maildirs;
+    virtual(8) records the envelope recipient in Delivered-To."""
+    found = []
+    parser = email.parser.BytesParser(policy=email.policy.compat32)
+    for system in ("google", "newsys"):
+        base = path("mail", system)
+        if not os.path.isdir(base):
+            continue
+        for box in sorted(os.listdir(base)):
+            new = os.path.join(base, box, "new")
+            if not os.path.isdir(new):
+                continue
+            for name in os.listdir(new):
+                with open(os.path.join(new, name), "rb") as f:
+                    msg = parser.parse(f, headersonly=True)
+                if msg.get("Message-ID") == message_id:
+                    found.append((f"{system}:{box}", msg.get("Delivered-To", "?"), hops(msg)))
+    return sorted(found)
+
+
+def send(instances, via, sender, recipient, extra_headers=()):
+    r = instances[via].send(sender, [recipient], extra_headers=extra_headers)
+    return r
+
+
+def wait_all_quiet(instances):
+    """Until every queue is empty twice in a row: mail hops google -> relay -> newsys."""
+    quiet = {"n": 0}
+
+    def settled():
+        if any(i.queue_files() for i in instances.values()):
+            quiet["n"] = 0
+            return False
+        quiet["n"] += 1
+        return quiet["n"] >= 3
+    wait_until(settled, WAIT_SECONDS, "all lab queues to empty", interval=0.2)
+
+
+# Each flow: name, Postfix that receives it, sender, recipient, and what must happen: a list of
+# landings (mailbox, envelope recipient there, systems passed), or a string for a refusal/bounce.
+FLOWS = [
+    ("Internet -> GApps1 (migrated)", "relay", INTERNET, "GApps1@contoso.com",
+     [("newsys:gapps1", "gapps1@o365.contoso.com", "relay > newsys")]),
+    ("GApps2 -> GApps1 (Google forwards)", "google", "gapps2@contoso.com", "gapps1@contoso.com",
+     [("newsys:gapps1", "gapps1@o365.contoso.com", "google > relay > newsys")]),
+    ("GApps1 -> GApps2 (reply via relay)", "newsys", "gapps1@contoso.com", "gapps2@contoso.com",
+     [("google:gapps2", "gapps2@contoso.com", "newsys > relay > google")]),
+    ("Internet -> GApps2 (on Google)", "relay", INTERNET, "gapps2@contoso.com",
+     [("google:gapps2", "gapps2@contoso.com", "relay > google")]),
+    ("Internet -> alias of GApps1", "relay", INTERNET, "sales@contoso.com",
+     [("newsys:gapps1", "gapps1@o365.contoso.com", "relay > newsys")]),
+    ("Internet -> +extension, domain alias", "relay", INTERNET, "GApps1+News@contoso.net",
+     [("newsys:gapps1", "gapps1+News@o365.contoso.com", "relay > newsys")]),
+    ("Internet -> dual-delivery user", "relay", INTERNET, "dual1@contoso.com",
+     [("google:dual1", "dual1@contoso.com", "relay > google"),
+      ("newsys:dual1", "dual1@o365.contoso.com", "relay > newsys")]),
+    ("Internet -> unknown user", "relay", INTERNET, "nobody@contoso.com",
+     "bounced by google"),
+    ("Internet -> looping message", "relay", INTERNET, "GApps1@contoso.com",
+     "refused 554 5.4.6"),
+]
+
+AFTER_MIGRATION = [
+    ("After migration: Internet -> GApps2", "relay", INTERNET, "gapps2@contoso.com",
+     [("newsys:gapps2", "gapps2@o365.contoso.com", "relay > newsys")]),
+    ("After migration: GApps1 -> GApps2", "newsys", "gapps1@contoso.com", "gapps2@contoso.com",
+     [("newsys:gapps2", "gapps2@o365.contoso.com", "newsys > relay > newsys")]),
+]
+
+
+def replay(instances, flows):
+    sent = []
+    for name, via, sender, rcpt, expected in flows:
+        headers = ()
+        if expected == "refused 554 5.4.6":
+            # Three relays already stamped it: loop_limit = 3.
+            headers = [("X-Coexist-Trace", f"relay{i}.lab.test; Sun, 22 Nov 2026 00:00:0{i} +0000") for i in range(3)]
+        result = send(instances, via, sender, rcpt, headers)
+        sent.append((name, via, sender, rcpt, expected, result))
+    wait_all_quiet(instances)
+    rows = []
+    for name, via, sender, rcpt, expected, result in sent:
+        if isinstance(expected, str) and expected.startswith("refused"):
+            code = result.data or result.rcpt.get(rcpt)
+            landed = f"refused {code[0]} {code[1].split()[0]}" if code else "?"
+            ok = landed == expected and not deliveries(result.message_id)
+            rows.append((name, sender, rcpt, expected, landed, "-", "-", ok))
+            continue
+        if isinstance(expected, str) and expected.startswith("bounced"):
+            relay_log = [d for d in instances["relay"].deliveries(result.message_id) if d.to == rcpt.lower()]
+            bounced = [d for d in relay_log if d.status == "bounced"]
+            landed = "bounced by google (" + " ".join(bounced[0].text.split("said: ")[-1].split()[:2]) + ")" if bounced else \
+                (", ".join(f"{d.status}" for d in relay_log) or "nothing")
+            ok = bool(bounced) and not deliveries(result.message_id)
+            rows.append((name, sender, rcpt, expected, landed, "-", "relay > google", ok))
+            continue
+        got = deliveries(result.message_id)
+        want = sorted(expected)
+        ok = got == want
+        rows.append((name, sender, rcpt, " + ".join(m for m, _, _ in want),
+                     " + ".join(m for m, _, _ in got) or (f"not delivered (SMTP {result.rcpt.get(rcpt)})"),
+                     " + ".join(r for _, r, _ in got) or "-", " ; ".join(h for _, _, h in got) or "-", ok))
+    return rows
+
+
+def print_table(rows):
+    head = ("flow", "envelope sender", "recipient", "expected mailbox", "landed in", "envelope rcpt there",
+            "path", "result")
+    widths = [max(len(str(r[i])) if i < 7 else 4 for r in rows + [head]) for i in range(8)]
+    fmt = "  ".join(f"{{:{w}}}" for w in widths)
+    print(fmt.format(*head))
+    print(fmt.format(*("-" * w for w in widths)))
+    for r in rows:
+        print(fmt.format(*r[:7], "pass" if r[7] else "FAIL"))
+
+
+def run():
+    state = load_state()
+    if not state:
+        sys.exit("lab: not up (run: lab up)")
+    instances = instances_from_state(state)
+    for i in instances.values():
+        i.running = True
+    coexist_map("set", "gapps2@contoso.com", "source")  # a replay starts from the sample state
+    rows = replay(instances, FLOWS)
+    print()
+    print_table(rows)
+    print("\n$ coexist-map set gapps2@contoso.com migrated --batch wave2   # live, no reload")
+    print(coexist_map("set", "gapps2@contoso.com", "migrated", "--batch", "wave2").strip())
+    after = replay(instances, AFTER_MIGRATION)
+    print()
+    print_table(after)
+    failed = [r for r in rows + after if not r[7]]
+    print(f"\n{len(rows) + len(after) - len(failed)} passed, {len(failed)} failed")
+    print(f"mailboxes: {path('mail')}/<system>/<user>/new   logs: {path('*', 'maillog')}, {path('*.log')}")
+    return 1 if failed else 0
+
+
+def main(argv):
+    if os.geteuid() != 0:
+        sys.exit("lab: run as root (Postfix instances, privilege drop of the daemons)")
+    command = argv[1] if len(argv) > 1 else "up"
+    actions = {"up": up, "down": down, "run": run, "status": status}
+    if command not in actions:
+        sys.exit(__doc__)
+    return actions[command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,6 @@
+# The lab (contrib/lab) as an integration test: three real Postfix instances, both daemons,
+# every flow of the guides; up, run, down twice.
+if(TARGET coexist-milter AND TARGET coexist-policyd)
+  add_test(NAME lab COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/lab/test_lab.py ${CMAKE_BINARY_DIR})
+  set_tests_properties(lab PROPERTIES LABELS integration TIMEOUT 600 RUN_SERIAL TRUE)
+endif()

@@ -338,7 +338,10 @@ class AbuseTest(DaemonTestCase):
                 break  # the daemon stopped reading: backpressure works
         self.assertLess(sent, 64 * 1024 * 1024, "daemon kept reading from a client that never reads")
         self.assert_still_serving()
-        self.assertTrue(closed_by_peer(hog, 5))  # and it is dropped at idle_timeout
+        # Dropped at idle_timeout (2 s): it completes no request while its replies are unread.
+        # Wait without reading: reading would let the daemon go on with the queued requests.
+        time.sleep(2 + 1.5)
+        self.assertTrue(closed_by_peer(hog, 5))
 
     def test_connect_and_disconnect_storm(self):
         for i in range(300):

@@ -360,11 +360,15 @@ class ConnectionLimitTest(DaemonTestCase):
         self.addCleanup(lambda: [s.close() for s in idle])
         for i in range(500):
             idle.append(self.daemon.socketmap_socket() if i % 2 else self.daemon.policy_socket())
+        # Let the daemon drain its listen queues first: during the connect flood itself, a
+        # newcomer can be the least recently active one when the next wave arrives (Postfix
+        # would reconnect); the steady state is what this test is about.
+        self.assertTrue(closed_by_peer(idle[0], 5))
+        time.sleep(0.5)
         worst = max(self.assert_still_serving() for _ in range(10))
         print(f"\n  500 idle connections, max_connections 50: worst answer {worst * 1000:.2f} ms",
               file=sys.stderr)
         # The oldest were closed to make room; the newest are still open and served.
-        self.assertTrue(closed_by_peer(idle[0], 2))
         idle[-1].sendall(netstring("virtual ann@contoso.com"))
         self.assertEqual(read_netstring(idle[-1]), "OK ann@o365.contoso.com")
         time.sleep(0.3)  # the eviction summary is logged on the next timer tick

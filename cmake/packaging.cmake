@@ -101,10 +101,11 @@ set(CPACK_DEBIAN_PACKAGE_SECTION mail)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Library dependencies from dpkg-shlibdeps (needs dpkg-dev), plus what the maintainer scripts use.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
-# Useful without Postfix on the same host only for coexist-map, hence not Depends.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "postfix")
-set(CPACK_DEBIAN_PACKAGE_ENHANCES "postfix")
+# postfix: the daemons speak only Postfix's protocols (policy delegation, socketmap, milter
+# with Postfix's ORCPT handling), and a Depends, unlike a Recommends, makes dpkg configure
+# Postfix first, so the postinst finds group postfix and can put coexist in it (see there).
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, postfix (>= 3.0)")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postfix-lmdb, lmdb-utils")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
     "per-recipient coexistence routing for Postfix during mailbox migrations")
 # The long description, one paragraph per line group; CPack indents it for the control file.

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config git ca-certificates
   liblmdb-dev lmdb-utils libinih-dev libcli11-dev libfmt-dev catch2 libmilter-dev
   postfix python3 time
-  dpkg-dev man-db groff-base file debootstrap
+  dpkg-dev man-db groff-base file debootstrap systemd-container
 )
 
 missing=()

@@ -4,18 +4,30 @@
 #   "apt-get install ./coexist_*.deb" from Debian's mirror, "coexist-map --version",
 #   "man coexist-milter", the postinst's user/map work, the daemons as user coexist under the
 #   units' file system restrictions, remove and purge.
+#   With --boot, also boots that root with systemd as PID 1 (systemd-nspawn, private network),
+#   starts the units as shipped, and sends mail through Debian's chrooted Postfix to them.
 #
-#   sudo ./scripts/package-check.sh [--keep]      --keep: leave the root for a look around
+#   sudo ./scripts/package-check.sh [--boot] [--keep]     --keep: leave the root to look around
 #
-# Needs root, debootstrap and the Debian mirror of apt's sources (or DEBIAN_MIRROR=URL). Takes
-# 2-4 minutes (the first run also bootstraps the base, about 1 minute more), so it is not part of
-# ctest; tests/package.cmake checks the package itself without a mirror.
+# Needs root, debootstrap, the Debian mirror of apt's sources (or DEBIAN_MIRROR=URL), and for
+# --boot systemd-container. About 30 s with the cached base (the first run bootstraps it: about a
+# minute more), --boot about 30 s more. It downloads from the mirror, so it is not part of ctest;
+# tests/package.cmake checks the package itself offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-keep=no
-[ "${1:-}" = "--keep" ] && keep=yes
+keep=no boot=no
+for arg in "$@"; do
+  case $arg in
+    --keep) keep=yes ;;
+    --boot) boot=yes ;;
+    *) echo "usage: $0 [--boot] [--keep]" >&2; exit 1 ;;
+  esac
+done
 [ "$(id -u)" -eq 0 ] || { echo "package-check: run as root (debootstrap, chroot)" >&2; exit 1; }
+if [ "$boot" = yes ] && ! command -v systemd-nspawn > /dev/null; then
+  echo "package-check: --boot needs systemd-nspawn (apt-get install systemd-container)" >&2; exit 1
+fi
 
 build_dir=${BUILD_DIR:-build-pkg}
 work=${COEXIST_PKGCHECK_DIR:-/var/tmp/coexist-pkgcheck}
@@ -63,8 +75,9 @@ fi
 
 root=$(mktemp -d "$work/root.XXXXXX")
 mounted=()
+nspawn_pid=
 cleanup() {
-  local m
+  if [ -n "$nspawn_pid" ]; then kill -TERM "$nspawn_pid" 2>/dev/null; wait "$nspawn_pid" 2>/dev/null; fi
   for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
   if [ "$keep" = yes ]; then echo "root kept: $root"; else rm -rf "$root" "$deb_dir"; fi
 }
@@ -76,8 +89,8 @@ tar -C "$root" -xf "$base"
 mount -t proc proc "$root/proc" && mounted+=("$root/proc")
 mount --bind /dev "$root/dev" && mounted+=("$root/dev")
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-# No daemon may start inside the chroot (Postfix, pulled in as a Recommends, would bind port 25
-# of this machine): the standard way is a policy-rc.d that says no.
+# No daemon may start inside the chroot (Postfix, a Depends, would bind port 25 of this
+# machine): the standard way is a policy-rc.d that says no.
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
 cp "$deb" "$root/tmp/"
@@ -86,8 +99,11 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HO
 
 step "apt-get update; man-db (in Debian's standard task, so on a usual fresh server)"
 in_root apt-get update -qq
-echo "postfix postfix/main_mailer_type select No configuration" | in_root debconf-set-selections
-in_root apt-get install -y -qq man-db >/dev/null
+printf '%s\n' "postfix postfix/main_mailer_type select Local only" \
+  "postfix postfix/mailname string relay.example" | in_root debconf-set-selections
+extra=()
+[ "$boot" = yes ] && extra=(systemd dbus)
+in_root apt-get install -y -qq man-db "${extra[@]}" >/dev/null
 
 step "apt-get install ./$(basename "$deb")"
 in_root sh -c "cd /tmp && apt-get install -y ./$(basename "$deb")" > "$work/apt-install.log" 2>&1 || {
@@ -216,6 +232,8 @@ if sandbox_run no 'coexist-map route ann@contoso.com' > "$work/rofs-route.log" 2
 else
   echo "note LMDB refused the read-only map on a read-only mount: $(cat "$work/rofs-route.log")"
 fi
+
+[ "$boot" = yes ] && . ./scripts/package-check-boot.sh
 
 step "dpkg --remove, then --purge"
 check "remove" dpkg --remove coexist

@@ -8,8 +8,8 @@
 # systemd reads units from its own directory, so those two are absolute.
 
 # Debian's prefix is /usr. A build that did not choose one gets /usr instead of CMake's
-# /usr/local, so that "cmake --install" and the package agree and the units' ExecStart= paths
-# are right in both.
+# /usr/local, so that "cmake --install" puts things where Debian expects them. The package is
+# always built for /usr, whatever the build's prefix (CPACK_INSTALL_PREFIX below).
 if(CMAKE_INSTALL_PREFIX_INITIALIZED_TO_DEFAULT)
   set(CMAKE_INSTALL_PREFIX /usr CACHE PATH "Install prefix" FORCE)
 endif()
@@ -22,7 +22,6 @@ if(NOT _coexist_unitdir)
   set(_coexist_unitdir /lib/systemd/system)  # Debian 12
 endif()
 set(COEXIST_SYSTEMD_UNIT_DIR ${_coexist_unitdir} CACHE PATH "systemd system unit directory")
-set(COEXIST_SBINDIR ${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_SBINDIR})
 set(COEXIST_DOCDIR ${CMAKE_INSTALL_DATAROOTDIR}/doc/coexist)
 
 # --- programs -----------------------------------------------------------------------------
@@ -41,18 +40,22 @@ foreach(_daemon IN ITEMS milter policyd)
 endforeach()
 
 # --- systemd --------------------------------------------------------------------------------
-set(_coexist_units)
+# ExecStart= names the installed binary, so the unit is made at install time from the prefix
+# the install actually uses ("cmake --install --prefix", or /usr for the package).
 foreach(_daemon IN ITEMS milter policyd)
   if(TARGET coexist-${_daemon})
-    configure_file(${PROJECT_SOURCE_DIR}/contrib/systemd/coexist-${_daemon}.service
-                   ${PROJECT_BINARY_DIR}/systemd/coexist-${_daemon}.service @ONLY)
-    list(APPEND _coexist_units ${PROJECT_BINARY_DIR}/systemd/coexist-${_daemon}.service)
+    install(CODE "
+      set(COEXIST_SBINDIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_SBINDIR}\")
+      set(COEXIST_CONFIG_FILE \"${COEXIST_CONFIG_FILE}\")
+      configure_file(\"${PROJECT_SOURCE_DIR}/contrib/systemd/coexist-${_daemon}.service\"
+                     \"${PROJECT_BINARY_DIR}/systemd/coexist-${_daemon}.service\" @ONLY)
+      file(INSTALL DESTINATION \"${COEXIST_SYSTEMD_UNIT_DIR}\" TYPE FILE
+           FILES \"${PROJECT_BINARY_DIR}/systemd/coexist-${_daemon}.service\")")
   endif()
 endforeach()
-install(FILES ${_coexist_units} DESTINATION ${COEXIST_SYSTEMD_UNIT_DIR})
-install(FILES contrib/systemd/coexist.sysusers DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/sysusers.d
+install(FILES contrib/systemd/coexist.sysusers DESTINATION lib/sysusers.d
         RENAME coexist.conf)
-install(FILES contrib/systemd/coexist.tmpfiles DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/tmpfiles.d
+install(FILES contrib/systemd/coexist.tmpfiles DESTINATION lib/tmpfiles.d
         RENAME coexist.conf)
 
 # --- man pages (gzip -n: reproducible, as Debian ships them) --------------------------------
@@ -93,7 +96,11 @@ set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME coexist)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "coexist maintainers <postmaster@localhost>")
-set(CPACK_PACKAGING_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
+# Stage with DESTDIR and prefix /usr: absolute destinations (/etc, the unit directory) land in
+# the package as they are, and the units' ExecStart= says /usr/sbin.
+set(CPACK_SET_DESTDIR ON)
+set(CPACK_INSTALL_PREFIX /usr)
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)

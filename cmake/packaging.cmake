@@ -3,6 +3,8 @@
 #   cmake --install build            binaries, units, man pages, sample config where Debian
 #                                    expects them (prefix /usr unless given another)
 #   cd build && cpack -G DEB         coexist_<version>-1_<arch>.deb
+#   ctest -R package_deb             checks the package offline (tests/package/check_deb.sh)
+#   scripts/package-check.sh --boot  installs it on a fresh Debian 12 and boots it (root, mirror)
 #
 # Fixed places, whatever the prefix: the programs read /etc/coexist/coexist.ini by default and
 # systemd reads units from its own directory, so those two are absolute.

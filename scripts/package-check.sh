@@ -61,6 +61,7 @@ base="$work/$suite-minbase.tar"
 if [ ! -s "$base" ]; then
   step "debootstrap $suite from $mirror (once; cached as $base)"
   tmp_root=$(mktemp -d "$work/bootstrap.XXXXXX")
+  chmod 755 "$tmp_root"  # it becomes "/": mktemp's 0700 would lock out every user but root
   mkdir -p "$work/cache"
   if ! debootstrap --variant=minbase --cache-dir="$work/cache" "$suite" "$tmp_root" "$mirror" \
          > "$work/debootstrap.log" 2>&1; then
@@ -86,6 +87,7 @@ trap 'exit 130' INT TERM
 
 step "fresh root $root"
 tar -C "$root" -xf "$base"
+chmod 755 "$root"
 mount -t proc proc "$root/proc" && mounted+=("$root/proc")
 mount --bind /dev "$root/dev" && mounted+=("$root/dev")
 cp /etc/resolv.conf "$root/etc/resolv.conf"

@@ -6,3 +6,10 @@ add_test(NAME harness_selftest
          COMMAND ${Python3_EXECUTABLE} ${COEXIST_HARNESS_DIR}/test_harness.py)
 set_tests_properties(harness_selftest PROPERTIES
   LABELS "integration" TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SERIAL FALSE)
+
+if(TARGET coexist_milter_logic)
+  add_executable(test_milter_logic milter/test_milter_logic.cpp)
+  target_link_libraries(test_milter_logic PRIVATE coexist_milter_logic coexist_catch_main)
+  add_test(NAME milter_logic COMMAND test_milter_logic)
+  set_tests_properties(milter_logic PROPERTIES LABELS "unit" TIMEOUT 60)
+endif()

@@ -1,0 +1,71 @@
+#include "esmtp_params.hpp"
+
+#include "coexist/address.hpp"
+#include "xtext.hpp"
+
+namespace coexist::milter {
+
+namespace {
+
+// A keyword=value parameter whose keyword equals `keyword` (case-insensitive); the value.
+std::optional<std::string_view> param_value(std::string_view arg, std::string_view keyword) {
+    if (arg.size() <= keyword.size() || arg[keyword.size()] != '=') return std::nullopt;
+    if (lowercase_ascii(arg.substr(0, keyword.size())) != lowercase_ascii(keyword)) return std::nullopt;
+    return arg.substr(keyword.size() + 1);
+}
+
+}  // namespace
+
+bool is_valid_notify(std::string_view value) {
+    // RFC 3461: NEVER, or a comma-separated list of SUCCESS, FAILURE, DELAY.
+    const std::string v = lowercase_ascii(value);
+    if (v == "never") return true;
+    if (v.empty()) return false;
+    std::string_view rest(v);
+    while (true) {
+        const auto comma = rest.find(',');
+        const std::string_view item = rest.substr(0, comma);
+        if (item != "success" && item != "failure" && item != "delay") return false;
+        if (comma == std::string_view::npos) return true;
+        rest.remove_prefix(comma + 1);
+    }
+}
+
+bool is_valid_orcpt(std::string_view value) {
+    // addr-type ";" xtext; the type is an atom (we accept letters, digits and '-').
+    const auto semi = value.find(';');
+    if (semi == 0 || semi == std::string_view::npos || semi + 1 >= value.size()) return false;
+    for (const char c : value.substr(0, semi))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    return is_xtext(value.substr(semi + 1));
+}
+
+RcptParams parse_rcpt_params(const std::vector<std::string>& args) {
+    RcptParams out;
+    for (const auto& arg : args) {
+        if (auto v = param_value(arg, "NOTIFY"); v && !out.notify && is_valid_notify(*v))
+            out.notify = std::string(*v);
+        else if (auto o = param_value(arg, "ORCPT"); o && !out.orcpt && is_valid_orcpt(*o))
+            out.orcpt = std::string(*o);
+    }
+    return out;
+}
+
+std::string added_recipient_params(const RcptParams& params, std::string_view original) {
+    std::string out;
+    if (params.notify) out = "NOTIFY=" + *params.notify + " ";
+    out += "ORCPT=";
+    out += params.orcpt ? *params.orcpt : "rfc822;" + xtext_encode(original);
+    return out;
+}
+
+std::string_view strip_brackets(std::string_view address) {
+    while (!address.empty() && (address.front() == ' ' || address.front() == '\t')) address.remove_prefix(1);
+    while (!address.empty() && (address.back() == ' ' || address.back() == '\t')) address.remove_suffix(1);
+    if (address.size() >= 2 && address.front() == '<' && address.back() == '>')
+        address = address.substr(1, address.size() - 2);
+    return address;
+}
+
+}  // namespace coexist::milter

@@ -1,0 +1,126 @@
+// coexist-milter: parse options and config, open the socket, drop root, log a summary, then
+// hand over to libmilter's smfi_main until SIGTERM/SIGINT (libmilter owns those and SIGHUP).
+#include <libmilter/mfapi.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "coexist/config.hpp"
+#include "coexist/daemon.hpp"
+#include "coexist/log.hpp"
+#include "coexist/map_reader.hpp"
+#include "filter.hpp"
+#include "milter_socket.hpp"
+
+namespace {
+
+using namespace coexist;
+
+// Exit codes (coexist-milter(8)).
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 1;
+constexpr int kExitConfig = 2;
+constexpr int kExitStart = 3;
+
+struct Options {
+    std::string config = kDefaultConfigPath;
+    bool check = false;
+    bool also_stderr = false;
+};
+
+// The config and everything in it that start-up would trip over later.
+Config checked_config(const std::string& path) {
+    Config config = load_config(path);
+    if (!parse_socket_spec(config.milter.socket.spec))
+        throw ConfigError(path, 0, "socket", "bad socket specification '" + config.milter.socket.spec + "'");
+    return config;
+}
+
+std::string host_name() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+    return buf;
+}
+
+std::string domain_summary(const Config& config) {
+    std::string out;
+    for (const auto& d : config.domains) {
+        if (!out.empty()) out += " ";
+        out += d.name + "->" + d.routing_domain;
+        for (const auto& a : d.aliases) out += "," + a;
+    }
+    return out.empty() ? "(none)" : out;
+}
+
+void log_summary(const Options& options, const Config& config, MapReader& map) {
+    std::string users;
+    try {
+        users = std::to_string(map.user_count());
+    } catch (const std::exception& e) {
+        log_warning("map {} unavailable at start-up, recipients of managed domains are deferred "
+                    "until it can be read: {}", config.map_path, e.what());
+        users = "unavailable";
+    }
+    log_info("starting coexist-milter {}: config={}, map={}, users={}, domains={}, socket={}, "
+             "user={}, loop_limit={}", COEXIST_VERSION, options.config, config.map_path, users,
+             domain_summary(config), config.milter.socket.spec, ::geteuid() == 0 ? "root" : "unchanged",
+             config.loop_limit);
+}
+
+int serve(const Options& options, const Config& config) {
+    MapReader map(config.map_path);
+    const milter::FilterEnvironment env{&config, &map, host_name()};
+    milter::install_environment(&env);
+
+    smfiDesc description = milter::filter_description();
+    if (smfi_register(description) != MI_SUCCESS) throw std::runtime_error("smfi_register failed");
+    smfi_settimeout(static_cast<int>(config.milter.timeout_seconds));
+    milter::open_milter_socket(config.milter.socket, config.milter.user);
+    const bool was_root = ::geteuid() == 0;
+    drop_privileges(config.milter.user);
+    if (was_root) log_info("running as user {}", config.milter.user);
+    // After the drop: a first map open as root could create lock.mdb that the user can't write.
+    log_summary(options, config, map);
+
+    const int rc = smfi_main();
+    log_info("coexist-milter stopped");
+    return rc == MI_SUCCESS ? kExitOk : kExitStart;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options options;
+    CLI::App app{"coexist-milter: Postfix milter that routes migrated users' mail to the new system"};
+    app.add_option("-c,--config", options.config, "configuration file")->capture_default_str();
+    app.add_flag("-n,--check", options.check, "check the configuration and exit");
+    app.add_flag("--stderr", options.also_stderr, "copy log lines to standard error");
+    app.set_version_flag("--version", std::string("coexist-milter ") + COEXIST_VERSION);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? kExitOk : kExitUsage;
+    }
+
+    Config config;
+    try {
+        config = checked_config(options.config);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "coexist-milter: %s\n", e.what());
+        return kExitConfig;
+    }
+    if (options.check) {
+        std::printf("coexist-milter: %s: configuration OK\n", options.config.c_str());
+        return kExitOk;
+    }
+
+    open_log("coexist-milter", options.also_stderr);
+    try {
+        return serve(options, config);
+    } catch (const std::exception& e) {
+        log_error("fatal: {}", e.what());
+        return kExitStart;
+    }
+}

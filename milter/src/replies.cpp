@@ -1,0 +1,64 @@
+#include "replies.hpp"
+
+#include <fmt/format.h>
+
+#include "esmtp_params.hpp"
+
+namespace coexist::milter {
+
+namespace {
+
+// Addresses in replies and logs: bounded, so one long RCPT cannot crowd out the rest.
+constexpr std::size_t kMaxShownAddress = 300;
+
+std::string bracketed(std::string_view as_received) {
+    return "<" + std::string(strip_brackets(as_received).substr(0, kMaxShownAddress)) + ">";
+}
+
+}  // namespace
+
+std::string reply_safe(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (const char ch : text) {
+        if (out.size() >= kMaxReplyText - 1) break;
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c == 0x7f) out.push_back('?');
+        else if (c == '%') out += "%%";
+        else out.push_back(ch);
+    }
+    return out;
+}
+
+Reply unknown_recipient_reply(std::string_view as_received, std::string_view detail) {
+    const std::string why = detail.empty() ? "unknown user" : std::string(detail);
+    return {"550", "5.1.1",
+            reply_safe(bracketed(as_received) + ": Recipient address rejected: " + why)};
+}
+
+Reply lookup_failure_reply(std::string_view as_received) {
+    return {"451", "4.3.0",
+            reply_safe(bracketed(as_received) +
+                       ": Recipient address rejected: temporary lookup failure, try again later")};
+}
+
+Reply message_tempfail_reply(std::string_view why) {
+    return {"451", "4.3.0", reply_safe(fmt::format("Temporary failure in coexist routing: {}, try again later", why))};
+}
+
+Reply loop_reply(unsigned trace_count, unsigned loop_limit) {
+    return {"554", "5.4.6",
+            fmt::format("Mail forwarding loop: message already routed {} times by coexist (loop_limit {})",
+                        trace_count, loop_limit)};
+}
+
+std::string decision_log_line(std::string_view queue_id, std::string_view as_received,
+                              const RoutingDecision& decision) {
+    std::string line = fmt::format("{}: rcpt={}, action={}", queue_id, bracketed(as_received),
+                                   to_string(decision.action));
+    if (!decision.address.empty()) line += fmt::format(", address=<{}>", decision.address);
+    if (!decision.detail.empty()) line += fmt::format(", detail={}", decision.detail);
+    return line;
+}
+
+}  // namespace coexist::milter

@@ -1,0 +1,146 @@
+// The milter's libmilter-free logic: xtext, RCPT parameters, trace headers, the per-message
+// plan of envelope edits, replies and log lines.
+#include <catch2/catch.hpp>
+
+#include "esmtp_params.hpp"
+#include "message_plan.hpp"
+#include "replies.hpp"
+#include "trace_header.hpp"
+#include "xtext.hpp"
+
+using namespace coexist;
+using namespace coexist::milter;
+
+TEST_CASE("xtext encodes '+', '=', blanks, controls and 8-bit bytes as +HH") {
+    const auto [in, out] = GENERATE(table<std::string, std::string>({
+        {"ann@contoso.com", "ann@contoso.com"},
+        {"Ann+News@CONTOSO.com", "Ann+2BNews@CONTOSO.com"},
+        {"a=b@x", "a+3Db@x"},
+        {"\"a b\"@x", "\"a+20b\"@x"},
+        {std::string("\x01\x7f\xc3\xa9", 4), "+01+7F+C3+A9"},
+        {"", ""},
+    }));
+    CHECK(xtext_encode(in) == out);
+    CHECK(is_xtext(out));
+}
+
+TEST_CASE("is_xtext rejects malformed xtext") {
+    CHECK_FALSE(is_xtext("a=b"));
+    CHECK_FALSE(is_xtext("a+2"));
+    CHECK_FALSE(is_xtext("a+"));
+    CHECK_FALSE(is_xtext("a+2b"));  // hex must be upper case
+    CHECK_FALSE(is_xtext("a b"));
+    CHECK(is_xtext("a+2Bb"));
+}
+
+TEST_CASE("RCPT parameters: NOTIFY and ORCPT are kept, anything else ignored") {
+    SECTION("sender gave both") {
+        const auto p = parse_rcpt_params({"notify=SUCCESS,FAILURE", "ORCPT=rfc822;Ann+2Bx@contoso.com"});
+        REQUIRE(p.notify);
+        CHECK(*p.notify == "SUCCESS,FAILURE");
+        REQUIRE(p.orcpt);
+        CHECK(*p.orcpt == "rfc822;Ann+2Bx@contoso.com");
+        CHECK(added_recipient_params(p, "ann+x@contoso.com") ==
+              "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Ann+2Bx@contoso.com");
+    }
+    SECTION("sender gave none: ORCPT is the original, xtext-encoded, case kept") {
+        const auto p = parse_rcpt_params({"SIZE=100", "BODY=8BITMIME"});
+        CHECK_FALSE(p.notify);
+        CHECK_FALSE(p.orcpt);
+        CHECK(added_recipient_params(p, "Ann+News@CONTOSO.com") == "ORCPT=rfc822;Ann+2BNews@CONTOSO.com");
+    }
+    SECTION("malformed values are dropped, not passed on for Postfix to refuse") {
+        const auto p = parse_rcpt_params({"NOTIFY=SOMETIMES", "ORCPT=rfc822", "ORCPT=;x", "NOTIFY="});
+        CHECK_FALSE(p.notify);
+        CHECK_FALSE(p.orcpt);
+        CHECK(added_recipient_params(p, "bob@contoso.com") == "ORCPT=rfc822;bob@contoso.com");
+    }
+    SECTION("NOTIFY=NEVER alone") {
+        const auto p = parse_rcpt_params({"NOTIFY=never"});
+        CHECK(added_recipient_params(p, "b@c") == "NOTIFY=never ORCPT=rfc822;b@c");
+    }
+}
+
+TEST_CASE("strip_brackets keeps case and strips one pair of <>") {
+    CHECK(strip_brackets("<Ann@Contoso.COM>") == "Ann@Contoso.COM");
+    CHECK(strip_brackets(" <a@b> ") == "a@b");
+    CHECK(strip_brackets("a@b") == "a@b");
+    CHECK(strip_brackets("<") == "<");
+}
+
+TEST_CASE("trace headers are counted case-insensitively, other headers not") {
+    MessagePlan plan;
+    plan.saw_header("X-Coexist-Trace");
+    plan.saw_header("x-coexist-trace");
+    plan.saw_header("X-Coexist-Tracer");
+    plan.saw_header("Received");
+    CHECK(plan.trace_count() == 2);
+    CHECK_FALSE(plan.exceeds_loop_limit(2));  // nothing managed in it: not our loop
+    plan.add({"<ann@contoso.com>", {}, {Action::relay, "", ""}});
+    CHECK(plan.exceeds_loop_limit(2));
+    CHECK_FALSE(plan.exceeds_loop_limit(3));
+    plan.clear();
+    CHECK(plan.trace_count() == 0);
+    CHECK_FALSE(plan.managed());
+}
+
+TEST_CASE("trace header value names host, queue id and time") {
+    CHECK(trace_header_value("relay.example", "4AbC", 0) == "relay.example; id=4AbC; Thu, 01 Jan 1970 00:00:00 +0000");
+}
+
+TEST_CASE("the plan: rewrite deletes as received and adds, dual only adds, relay nothing") {
+    MessagePlan plan;
+    plan.add({"<Ann+News@CONTOSO.com>", {}, {Action::rewrite, "ann+News@o365.contoso.com", ""}});
+    plan.add({"<bob@contoso.com>", {}, {Action::relay, "", ""}});
+    plan.add({"<dave@contoso.com>", parse_rcpt_params({"NOTIFY=NEVER"}), {Action::dual, "dave@o365.contoso.com", ""}});
+    using K = EnvelopeEdit::Kind;
+    const std::vector<EnvelopeEdit> expected{
+        {K::delete_recipient, "<Ann+News@CONTOSO.com>", ""},
+        {K::add_recipient, "<ann+News@o365.contoso.com>", "ORCPT=rfc822;Ann+2BNews@CONTOSO.com"},
+        {K::add_recipient, "<dave@o365.contoso.com>", "NOTIFY=NEVER ORCPT=rfc822;dave@contoso.com"},
+    };
+    CHECK(plan.edits() == expected);
+    CHECK(plan.managed());
+}
+
+TEST_CASE("the plan adds one copy when two recipients lead to the same routing address") {
+    MessagePlan plan;
+    plan.add({"<ann@contoso.com>", {}, {Action::rewrite, "ann@o365.contoso.com", ""}});
+    plan.add({"<Ann@contoso.com>", {}, {Action::rewrite, "ann@o365.contoso.com", ""}});
+    plan.add({"<ann@contoso.com>", {}, {Action::rewrite, "ann@o365.contoso.com", ""}});
+    const auto edits = plan.edits();
+    REQUIRE(edits.size() == 3);  // two distinct deletes, one add
+    CHECK(edits[0].address == "<ann@contoso.com>");
+    CHECK(edits[1].address == "<Ann@contoso.com>");
+    CHECK(edits[2].kind == EnvelopeEdit::Kind::add_recipient);
+}
+
+TEST_CASE("the plan is bounded") {
+    MessagePlan plan;
+    for (std::size_t i = 0; i < MessagePlan::kMaxRecipients; ++i)
+        REQUIRE(plan.add({"<a@contoso.com>", {}, {Action::relay, "", ""}}));
+    CHECK_FALSE(plan.add({"<b@contoso.com>", {}, {Action::relay, "", ""}}));
+}
+
+TEST_CASE("replies: codes, and text made safe for libmilter") {
+    const auto r = unknown_recipient_reply("<x%y@fabrikam.com>", "unknown user");
+    CHECK(std::string(r.code) == "550");
+    CHECK(std::string(r.extended) == "5.1.1");
+    CHECK(r.text == "<x%%y@fabrikam.com>: Recipient address rejected: unknown user");
+    const auto t = lookup_failure_reply("a\r\nb@contoso.com");
+    CHECK(std::string(t.code) == "451");
+    CHECK(std::string(t.extended) == "4.3.0");
+    CHECK(t.text.find('\r') == std::string::npos);
+    CHECK(t.text.find('\n') == std::string::npos);
+    const auto l = loop_reply(3, 3);
+    CHECK(std::string(l.code) == "554");
+    CHECK(std::string(l.extended) == "5.4.6");
+    CHECK(reply_safe(std::string(5000, 'a')).size() < kMaxReplyText);
+}
+
+TEST_CASE("one decision log line in QUEUEID: key=value style") {
+    CHECK(decision_log_line("4AbC", "<Ann@contoso.com>", {Action::rewrite, "ann@o365.contoso.com", "alias of a@b"}) ==
+          "4AbC: rcpt=<Ann@contoso.com>, action=rewrite, address=<ann@o365.contoso.com>, detail=alias of a@b");
+    CHECK(decision_log_line("NOQUEUE", "bob@contoso.com", {Action::relay, "", ""}) ==
+          "NOQUEUE: rcpt=<bob@contoso.com>, action=relay");
+}

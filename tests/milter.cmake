@@ -13,3 +13,15 @@ if(TARGET coexist_milter_logic)
   add_test(NAME milter_logic COMMAND test_milter_logic)
   set_tests_properties(milter_logic PROPERTIES LABELS "unit" TIMEOUT 60)
 endif()
+
+# coexist-milter through a real private Postfix (tests/harness): routing, orig/ORCPT, live map
+# changes, unreadable map, loops, sessions; and the daemon basics (inet6, unix socket, CLI).
+if(TARGET coexist-milter AND TARGET coexist-map)
+  foreach(_suite IN ITEMS milter_postfix milter_daemon)
+    add_test(NAME ${_suite}
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/milter/test_${_suite}.py)
+    set_tests_properties(${_suite} PROPERTIES
+      LABELS "integration" TIMEOUT 240 SKIP_RETURN_CODE 77
+      ENVIRONMENT "COEXIST_MILTER=$<TARGET_FILE:coexist-milter>;COEXIST_MAP=$<TARGET_FILE:coexist-map>")
+  endforeach()
+endif()

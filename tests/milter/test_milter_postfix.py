@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""coexist-milter through a real Postfix: which sink gets which envelope recipient, the SMTP
+replies, orig_to= in the delivery log, live map changes, an unreadable map, loops."""
+
+import os
+import re
+import unittest
+
+from milter_lab import (SENDER, add_relay, add_sinks, coexist_map, h, make_map,
+                        require_binaries, start_milter, write_ini)
+
+
+class MilterThroughPostfix(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = h.Lab("milter").__enter__()
+        try:
+            lab = cls.lab
+            cls.sinks = add_sinks(lab)
+            cls.spec = f"inet:{lab.free_port()}@127.0.0.1"
+            cls.ini = write_ini(lab, "coexist.ini", cls.spec)
+            cls.map_dir = make_map(lab, cls.ini)
+            cls.milter = start_milter(lab, cls.ini)
+            h.wait_listening("127.0.0.1", int(cls.spec.split(":")[1].split("@")[0]))
+            cls.relay = add_relay(lab, cls.sinks, cls.spec)
+        except BaseException:
+            cls.lab.__exit__(*__import__("sys").exc_info())
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.__exit__(None, None, None)
+
+    def setUp(self):
+        self.assertTrue(self.milter.alive(), self.milter.log())
+
+    def run(self, result=None):
+        # On failure, show what Postfix and the milter said.
+        before = len(result.failures) + len(result.errors) if result else 0
+        out = super().run(result)
+        if result and len(result.failures) + len(result.errors) > before:
+            print(self.lab.diagnostics())
+        return out
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def deliver(self, recipients, **kwargs):
+        r = self.relay.send(SENDER, recipients, **kwargs)
+        self.relay.wait_queue_empty()
+        return r
+
+    def where(self, r):
+        return self.lab.where(r.message_id)
+
+    def assert_one_copy_per_sink(self, r):
+        for name, sink in self.sinks.items():
+            self.assertLessEqual(len(sink.messages(r.message_id)), 1, f"{name} got duplicates")
+
+    # ---- routing ----------------------------------------------------------------------------
+
+    def test_migrated_user_reaches_new_system_only(self):
+        r = self.deliver(["ann@contoso.com"])
+        self.assertTrue(r.queued, r)
+        self.assertEqual(self.where(r), {"newsys": ["ann@o365.contoso.com"]})
+        # decision logged at end of message, with Postfix's queue id
+        self.milter.wait_log(rf"{r.queue_id}: rcpt=<ann@contoso.com>, action=rewrite, "
+                             rf"address=<ann@o365\.contoso\.com>")
+
+    def test_explicit_target(self):
+        r = self.deliver(["carol@contoso.com"])
+        self.assertEqual(self.where(r), {"newsys": ["carol@contoso.onmicrosoft.com"]})
+
+    def test_source_user_reaches_google_unchanged(self):
+        r = self.deliver(["bob@contoso.com"])
+        self.assertEqual(self.where(r), {"google": ["bob@contoso.com"]})
+        self.milter.wait_log(rf"{r.queue_id}: rcpt=<bob@contoso.com>, action=relay$")
+
+    def test_unknown_user_relayed_to_google_where_domain_relays(self):
+        r = self.deliver(["zoe@contoso.com"])
+        self.assertEqual(self.where(r), {"google": ["zoe@contoso.com"]})
+
+    def test_unknown_user_refused_at_rcpt_where_domain_is_authoritative(self):
+        r = self.relay.send(SENDER, ["ghost@northwind.com", "nina@northwind.com"])
+        code, text = r.rcpt["ghost@northwind.com"]
+        self.assertEqual(code, 550)
+        self.assertRegex(text, r"^5\.1\.1 <ghost@northwind\.com>: Recipient address rejected: ")
+        self.assertEqual(r.rcpt["nina@northwind.com"][0], 250)
+        self.relay.wait_queue_empty()
+        self.assertEqual(self.where(r), {"newsys": ["nina@o365.northwind.com"]})
+
+    def test_one_message_split_one_copy_each(self):
+        r = self.deliver(["ann@contoso.com", "bob@contoso.com", "zed@fabrikam.example"])
+        self.assertEqual(self.where(r), {"newsys": ["ann@o365.contoso.com"],
+                                         "google": ["bob@contoso.com"],
+                                         "internet": ["zed@fabrikam.example"]})
+        self.assert_one_copy_per_sink(r)
+
+    def test_extension_and_case(self):
+        r = self.deliver(["Ann+News@CONTOSO.com"])
+        self.assertEqual(self.where(r), {"newsys": ["ann+News@o365.contoso.com"]})
+        msg = self.sinks["newsys"].messages(r.message_id)[0]
+        # ORCPT names the address exactly as the sender wrote it (xtext: '+' is +2B)
+        self.assertEqual(msg.rcpt_params("ann+News@o365.contoso.com")["ORCPT"],
+                         "rfc822;Ann+2BNews@CONTOSO.com")
+
+    def test_alias_and_alias_domain_reach_primary_routing_address(self):
+        r = self.deliver(["annie@contoso.com"])
+        self.assertEqual(self.where(r), {"newsys": ["ann@o365.contoso.com"]})
+        r = self.deliver(["ann@contoso.net"])
+        self.assertEqual(self.where(r), {"newsys": ["ann@o365.contoso.com"]})
+
+    def test_same_user_twice_gives_one_copy(self):
+        r = self.deliver(["ann@contoso.com", "Ann@Contoso.com", "annie@contoso.com"])
+        self.assertEqual(self.where(r), {"newsys": ["ann@o365.contoso.com"]})
+
+    def test_dual_gives_one_copy_on_each_side(self):
+        r = self.deliver(["dave@contoso.com"])
+        self.assertEqual(self.where(r), {"google": ["dave@contoso.com"],
+                                         "newsys": ["dave@o365.contoso.com"]})
+        self.assert_one_copy_per_sink(r)
+
+    def test_delivery_log_and_original_recipient(self):
+        """What the delivery log says about a rewritten recipient, as Postfix 3.7 really does it.
+
+        The issue expected orig_to=<original> in the smtp(8) line. Postfix 3.7.11 does not write
+        it for milter-added recipients: cleanup records an added recipient as its own Postfix
+        original recipient (ORCP), and log lines print orig_to only when it differs from to=.
+        What carries the original is the DSN ORCPT we pass with smfi_addrcpt_par (the next hop
+        and any DSN see it), and our own decision line, keyed by the same queue id. If a later
+        Postfix starts logging orig_to for these, the first assertion tells us."""
+        r = self.deliver(["ann@contoso.com", "Ann+News@CONTOSO.com", "dave@contoso.com"])
+        ds = self.relay.wait_deliveries(r.message_id, 4)
+        by_to = {d.to: d for d in ds}
+        self.assertEqual(sorted(by_to), ["ann+News@o365.contoso.com", "ann@o365.contoso.com",
+                                         "dave@contoso.com", "dave@o365.contoso.com"])
+        self.assertEqual({d.orig_to for d in ds}, {None})   # Postfix 3.7.11: see docstring
+        self.assertEqual({d.status for d in ds}, {"sent"})
+        msg = self.sinks["newsys"].messages(r.message_id)[0]
+        self.assertEqual(msg.rcpt_params("ann@o365.contoso.com")["ORCPT"], "rfc822;ann@contoso.com")
+        self.assertEqual(msg.rcpt_params("dave@o365.contoso.com")["ORCPT"], "rfc822;dave@contoso.com")
+        qid = ds[0].queue_id
+        self.milter.wait_log(rf"^\S+ {qid}: rcpt=<ann@contoso\.com>, action=rewrite, "
+                             rf"address=<ann@o365\.contoso\.com>$")
+        self.milter.wait_log(rf"^\S+ {qid}: rcpt=<Ann\+News@CONTOSO\.com>, action=rewrite, "
+                             rf"address=<ann\+News@o365\.contoso\.com>$")
+
+    def test_sender_notify_and_orcpt_are_kept(self):
+        r = self.deliver([("ann@contoso.com", ["NOTIFY=SUCCESS,FAILURE",
+                                               "ORCPT=rfc822;ann-orig@contoso.com"])])
+        msg = self.sinks["newsys"].messages(r.message_id)[0]
+        params = msg.rcpt_params("ann@o365.contoso.com")
+        self.assertEqual(params["NOTIFY"], "SUCCESS,FAILURE")
+        self.assertEqual(params["ORCPT"], "rfc822;ann-orig@contoso.com")
+
+    # ---- trace header and loops -----------------------------------------------------------
+
+    def test_one_trace_header_per_pass_only_for_managed_mail(self):
+        r = self.deliver(["bob@contoso.com"])
+        msg = self.sinks["google"].messages(r.message_id)[0]
+        traces = msg.header_values("X-Coexist-Trace")
+        self.assertEqual(len(traces), 1, traces)
+        self.assertRegex(traces[0], rf"; id={r.queue_id}; \w{{3}}, \d\d \w{{3}} \d{{4}} ")
+        r = self.deliver(["zed@fabrikam.example"])
+        self.assertEqual(self.sinks["internet"].messages(r.message_id)[0].header_values("X-Coexist-Trace"), [])
+
+    def test_loop_limit(self):
+        trace = ("X-Coexist-Trace", "other.relay; id=1; Thu, 01 Jan 1970 00:00:00 +0000")
+        r = self.relay.send(SENDER, ["ann@contoso.com"], extra_headers=[trace] * 3)
+        self.assertEqual(r.data[0], 554, r)
+        self.assertIn("5.4.6", r.data[1])
+        r2 = self.deliver(["ann@contoso.com"], extra_headers=[trace] * 2)
+        self.assertTrue(r2.queued, r2)
+        self.assertEqual(self.where(r), {})
+        msg = self.sinks["newsys"].messages(r2.message_id)[0]
+        self.assertEqual(len(msg.header_values("X-Coexist-Trace")), 3)
+
+    # ---- the map changes under a running milter -------------------------------------------
+
+    def test_live_map_change_no_restart(self):
+        pid = self.milter.pid
+        r = self.deliver(["erin@contoso.com"])
+        self.assertEqual(self.where(r), {"google": ["erin@contoso.com"]})
+        coexist_map(self.ini, "set", "erin@contoso.com", "migrated")
+        try:
+            r = self.deliver(["erin@contoso.com"])
+            self.assertEqual(self.where(r), {"newsys": ["erin@o365.contoso.com"]})
+        finally:
+            coexist_map(self.ini, "set", "erin@contoso.com", "source")
+        r = self.deliver(["erin@contoso.com"])
+        self.assertEqual(self.where(r), {"google": ["erin@contoso.com"]})
+        self.assertEqual(self.milter.pid, pid)
+        self.assertTrue(self.milter.alive())
+
+    def test_map_removed_defers_then_delivers_when_restored(self):
+        moved = self.map_dir + ".gone"
+        os.rename(self.map_dir, moved)
+        try:
+            r = self.relay.send(SENDER, ["ann@contoso.com", "bob@contoso.com", "zed@fabrikam.example"])
+            for rcpt in ("ann@contoso.com", "bob@contoso.com"):
+                code, text = r.rcpt[rcpt]
+                self.assertEqual(code, 451, r)
+                self.assertTrue(text.startswith("4.3.0 "), text)
+            # the foreign recipient is not the map's business: accepted and delivered
+            self.assertEqual(r.rcpt["zed@fabrikam.example"][0], 250)
+            self.relay.wait_queue_empty()
+            self.assertEqual(self.where(r), {"internet": ["zed@fabrikam.example"]})
+            self.milter.wait_log(r"rcpt=<ann@contoso\.com>, action=tempfail")
+        finally:
+            os.rename(moved, self.map_dir)
+        # the sender retries later: now it goes where it should
+        r = self.deliver(["ann@contoso.com", "bob@contoso.com"])
+        self.assertEqual(self.where(r), {"newsys": ["ann@o365.contoso.com"],
+                                         "google": ["bob@contoso.com"]})
+
+    # ---- sessions ---------------------------------------------------------------------------
+
+    def test_two_messages_in_one_session_do_not_share_state(self):
+        with self.relay.session() as s:
+            r1 = s.send(SENDER, ["ann@contoso.com"])
+            r2 = s.send(SENDER, ["bob@contoso.com"])
+            r3 = s.send(SENDER, ["ghost@northwind.com"])      # refused: RSET, no message
+            r4 = s.send(SENDER, ["dave@contoso.com"])
+        self.assertEqual(r3.rcpt["ghost@northwind.com"][0], 550)
+        self.relay.wait_queue_empty()
+        self.assertEqual(self.where(r1), {"newsys": ["ann@o365.contoso.com"]})
+        self.assertEqual(self.where(r2), {"google": ["bob@contoso.com"]})
+        self.assertEqual(self.where(r4), {"google": ["dave@contoso.com"],
+                                          "newsys": ["dave@o365.contoso.com"]})
+        msg = self.sinks["google"].messages(r2.message_id)[0]
+        self.assertEqual(len(msg.header_values("X-Coexist-Trace")), 1)
+
+    def test_startup_summary(self):
+        self.assertRegex(self.milter.log(),
+                         r"starting coexist-milter \S+: config=\S+coexist\.ini, map=\S+/map, "
+                         r"users=6, domains=contoso\.com->o365\.contoso\.com,contoso\.net "
+                         r"northwind\.com->o365\.northwind\.com")
+
+
+if __name__ == "__main__":
+    h.require_environment()
+    require_binaries()
+    unittest.main(verbosity=2)

@@ -65,5 +65,97 @@ class PostmapAgreementTest(unittest.TestCase):
         self.assertTrue({"rewrite", "dual", "relay", "reject", "foreign"} <= actions, actions)
 
 
+
+# The scenario table (same as the milter tests): recipient -> {sink: envelope recipients}.
+SCENARIOS = [
+    ("ann@contoso.com", {"newsys": ["ann@o365.contoso.com"]}),             # migrated
+    ("bob@contoso.com", {"google": ["bob@contoso.com"]}),                  # source
+    ("dan@contoso.com", {"google": ["dan@contoso.com"], "newsys": ["dan@o365.contoso.com"]}),  # dual
+    ("anna@contoso.com", {"newsys": ["ann@o365.contoso.com"]}),            # alias
+    ("Ann+news@contoso.com", {"newsys": ["ann+news@o365.contoso.com"]}),   # +extension
+    ("ann@contoso.net", {"newsys": ["ann@o365.contoso.com"]}),             # domain alias
+]
+
+
+def harness():
+    from coexist_harness import Lab, require_environment
+    require_environment()
+    return Lab
+
+
+class PostfixTestCase(unittest.TestCase):
+    unknown_recipient = "reject"
+    map_available = True
+
+    def setUp(self):
+        self.Lab = harness()
+        self.daemon = Policyd(unknown_recipient=self.unknown_recipient, map_available=self.map_available)
+        self.addCleanup(self.daemon.close)
+        self.daemon.start()
+
+    def start_lab(self, main_cf):
+        Lab = self.Lab
+        self.lab = Lab("policyd").__enter__()
+        self.addCleanup(self.lab.__exit__, None, None, None)
+        self.lab._tell("pid", self.daemon.process.pid)  # killed even if the test is SIGKILLed
+        google = self.lab.add_sink("google")
+        newsys = self.lab.add_sink("newsys")
+        return self.lab.add_postfix("relay", routes={"contoso.com": google, "contoso.net": google,
+                                                     "o365.contoso.com": newsys},
+                                    main_cf=main_cf)
+
+
+class PolicyServiceTest(PostfixTestCase):
+    def test_unknown_recipient_gets_550_at_rcpt(self):
+        relay = self.start_lab({
+            "mynetworks": "10.255.255.0/24",  # loopback is not trusted: the restrictions run
+            "smtpd_relay_restrictions": "reject_unauth_destination, "
+                                        f"check_policy_service unix:{self.daemon.policy_path}"})
+        r = relay.send("x@fabrikam.example", ["ann@contoso.com", "x@contoso.com", "bob@contoso.com",
+                                              "dan@contoso.com"])
+        self.assertEqual(r.rcpt["x@contoso.com"][0], 550, r)
+        self.assertTrue(r.rcpt["x@contoso.com"][1].startswith("5.1.1 <x@contoso.com>"), r)
+        for ok in ("ann@contoso.com", "bob@contoso.com", "dan@contoso.com"):
+            self.assertEqual(r.rcpt[ok][0], 250, r)
+        self.assertTrue(r.queued, r)
+        self.assertIn("to=<x@contoso.com>, action=reject", self.daemon.log())
+
+
+class PolicyServiceMapUnavailableTest(PostfixTestCase):
+    map_available = False
+
+    def test_map_unreadable_gives_4xx_at_rcpt(self):
+        relay = self.start_lab({
+            "mynetworks": "10.255.255.0/24",
+            "smtpd_relay_restrictions": "reject_unauth_destination, "
+                                        f"check_policy_service unix:{self.daemon.policy_path}"})
+        r = relay.send("x@fabrikam.example", ["ann@contoso.com", "x@contoso.com"])
+        for rcpt in ("ann@contoso.com", "x@contoso.com"):
+            self.assertEqual(r.rcpt[rcpt][0] // 100, 4, r)
+            self.assertIn("4.3.0", r.rcpt[rcpt][1])
+
+
+class SocketmapRoutingTest(PostfixTestCase):
+    def test_scenarios_reach_the_same_sinks_without_a_milter(self):
+        spec = self.daemon.socketmap_spec()
+        relay = self.start_lab({
+            "virtual_alias_maps": f"socketmap:{spec}:virtual",
+            "virtual_alias_domains": "",
+            "relay_recipient_maps": f"socketmap:{spec}:recipients"})
+        results = []
+        for rcpt, expected in SCENARIOS:
+            r = relay.send("x@fabrikam.example", [rcpt])
+            self.assertEqual(r.rcpt[rcpt][0], 250, (rcpt, r))
+            self.assertTrue(r.queued, r)
+            results.append((rcpt, expected, r))
+        unknown = relay.send("x@fabrikam.example", ["x@contoso.com"])
+        self.assertEqual(unknown.rcpt["x@contoso.com"][0], 550, unknown)
+        self.assertIn("5.1.1", unknown.rcpt["x@contoso.com"][1])
+        relay.wait_queue_empty()
+        for rcpt, expected, r in results:
+            with self.subTest(rcpt=rcpt):
+                self.assertEqual(self.lab.where(r.message_id), expected)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -158,6 +158,12 @@ sfsistat on_eom(SMFICTX* ctx) {
     });
 }
 
+// Does nothing, on purpose. Without a DATA callback Postfix still sends the DATA-stage macros,
+// but no command it waits for: nothing is written back, our ACK is delayed (~40 ms) and Nagle
+// holds Postfix's next packet until it comes. Answering DATA puts a reply, and the ACK, on the
+// wire at once: 87 -> over 400 messages/s over inet (bench/relay_throughput.py).
+sfsistat on_data(SMFICTX*) { return SMFIS_CONTINUE; }
+
 sfsistat on_abort(SMFICTX* ctx) {
     if (auto* s = static_cast<Session*>(smfi_getpriv(ctx))) s->message.clear();
     return SMFIS_CONTINUE;
@@ -179,11 +185,12 @@ smfiDesc filter_description() {
     d.xxfi_version = SMFI_VERSION;
     d.xxfi_flags = SMFIF_ADDHDRS | SMFIF_DELRCPT | SMFIF_ADDRCPT_PAR;
     // MAIL only to reset per-message state (two messages in one session), RCPT to decide,
-    // headers to count trace headers, end of message to apply; abort/close to clean up.
-    // connect, helo, data, eoh, body and unknown stay NULL: libmilter then asks Postfix not
-    // to send them (SMFIP_NO*).
+    // DATA only to keep the TCP exchange in lock-step (see on_data), headers to count trace
+    // headers, end of message to apply; abort/close to clean up. connect, helo, eoh, body and
+    // unknown stay NULL: libmilter then asks Postfix not to send them (SMFIP_NO*).
     d.xxfi_envfrom = on_envfrom;
     d.xxfi_envrcpt = on_envrcpt;
+    d.xxfi_data = on_data;
     d.xxfi_header = on_header;
     d.xxfi_eom = on_eom;
     d.xxfi_abort = on_abort;

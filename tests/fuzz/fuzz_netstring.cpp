@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "chunked_feed.hpp"
 #include "netstring.hpp"
 
 namespace {
@@ -16,26 +17,11 @@ constexpr std::size_t kMaxPayload = 256;
 std::vector<std::string> decode(std::string_view input, std::size_t chunk, bool& failed) {
     coexist::policyd::NetstringDecoder decoder(kMaxPayload);
     std::vector<std::string> out;
-    failed = false;
-    for (std::size_t pos = 0; pos < input.size() && !failed;) {
-        std::string_view piece = input.substr(pos, chunk);
-        while (!piece.empty()) {
-            const auto r = decoder.feed(piece);
-            if (r.consumed > piece.size()) __builtin_trap();
-            pos += r.consumed;
-            piece.remove_prefix(r.consumed);
-            if (r.status == coexist::policyd::NetstringDecoder::Status::complete) {
-                if (decoder.payload().size() > kMaxPayload) __builtin_trap();
-                out.push_back(decoder.payload());
-                decoder.reset();
-            } else if (r.status == coexist::policyd::NetstringDecoder::Status::error) {
-                failed = true;
-                break;
-            } else if (!piece.empty()) {
-                __builtin_trap();  // need_more must consume everything it was given
-            }
-        }
-    }
+    failed = feed_in_chunks(decoder, input, chunk, [&] {
+        if (decoder.payload().size() > kMaxPayload) __builtin_trap();
+        out.push_back(decoder.payload());
+        decoder.reset();
+    });
     return out;
 }
 

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "chunked_feed.hpp"
 #include "policy_request.hpp"
 
 namespace {
@@ -16,27 +17,11 @@ constexpr unsigned kMaxAttributes = 20;
 std::vector<std::string> parse(std::string_view input, std::size_t chunk, bool& failed) {
     coexist::policyd::PolicyRequestParser parser(kMaxLine, kMaxAttributes);
     std::vector<std::string> out;
-    failed = false;
-    for (std::size_t pos = 0; pos < input.size() && !failed;) {
-        std::string_view piece = input.substr(pos, chunk);
-        while (!piece.empty()) {
-            const auto r = parser.feed(piece);
-            if (r.consumed > piece.size()) __builtin_trap();
-            pos += r.consumed;
-            piece.remove_prefix(r.consumed);
-            using Status = coexist::policyd::PolicyRequestParser::Status;
-            if (r.status == Status::complete) {
-                const auto& q = parser.request();
-                if (q.attribute_count > kMaxAttributes) __builtin_trap();
-                out.push_back(q.protocol_state + "|" + q.recipient + "|" + q.queue_id + "|" + q.request);
-            } else if (r.status == Status::error) {
-                failed = true;
-                break;
-            } else if (!piece.empty()) {
-                __builtin_trap();
-            }
-        }
-    }
+    failed = feed_in_chunks(parser, input, chunk, [&] {
+        const auto& q = parser.request();
+        if (q.attribute_count > kMaxAttributes) __builtin_trap();
+        out.push_back(q.protocol_state + "|" + q.recipient + "|" + q.queue_id + "|" + q.request);
+    });
     return out;
 }
 

@@ -28,14 +28,8 @@ std::vector<std::string> decode(std::string_view input, std::size_t chunk, bool&
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    if (size == 0) return 0;
-    const std::size_t chunk = data[0] % 17 + 1;
-    const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
-    bool whole_failed = false, split_failed = false;
-    const auto whole = decode(input, input.size() + 1, whole_failed);
-    const auto split = decode(input, chunk, split_failed);
-    if (whole != split || whole_failed != split_failed) __builtin_trap();
-    for (const auto& p : whole) {
+    // Every payload decoded must survive encode_netstring() and decoding again.
+    for (const auto& p : require_split_agrees(data, size, decode)) {
         const std::string again = coexist::policyd::encode_netstring(p);
         bool f = false;
         if (decode(again, again.size(), f) != std::vector<std::string>{p} || f) __builtin_trap();

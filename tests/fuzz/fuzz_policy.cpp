@@ -28,12 +28,6 @@ std::vector<std::string> parse(std::string_view input, std::size_t chunk, bool& 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    if (size == 0) return 0;
-    const std::size_t chunk = data[0] % 17 + 1;
-    const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
-    bool whole_failed = false, split_failed = false;
-    const auto whole = parse(input, input.size() + 1, whole_failed);
-    const auto split = parse(input, chunk, split_failed);
-    if (whole != split || whole_failed != split_failed) __builtin_trap();
+    require_split_agrees(data, size, parse);
     return 0;
 }

@@ -27,7 +27,7 @@ import time
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
-from coexist_harness import Lab, SmtpSession, wait_listening, wait_until  # noqa: E402
+from coexist_harness import Lab, SmtpSession, postmap, tool_config_dir, wait_listening, wait_until  # noqa: E402
 
 CLIENTS = 4
 
@@ -69,7 +69,9 @@ def build_map(lab, build, ini, users):
     with open(table, "w") as f:
         for i in range(0, users, 2):
             f.write(f"user{i}@contoso.com user{i}@o365.contoso.com\n")
-    subprocess.run(["postmap", f"lmdb:{table}"], check=True)
+    r = postmap(tool_config_dir(lab.path()), f"lmdb:{table}")
+    if r.returncode != 0:
+        raise RuntimeError(f"postmap lmdb:{table}: {r.stderr}")
     return f"lmdb:{table}"
 
 

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <fmt/format.h>
 #include <ini.h>
 #include <map>
 #include <set>
@@ -16,9 +17,11 @@
 
 namespace coexist {
 
+// Formatted with fmt: GCC 12 at -O3 reports a false -Wrestrict inside libstdc++'s basic_string
+// insert for `"literal" + std::string`.
 ConfigError::ConfigError(std::string file, int line, std::string key, const std::string& message)
-    : std::runtime_error(file + (line > 0 ? ":" + std::to_string(line) : std::string()) + ": " +
-                         (key.empty() ? std::string() : "key '" + key + "': ") + message),
+    : std::runtime_error(fmt::format("{}{}: {}{}", file, line > 0 ? fmt::format(":{}", line) : "",
+                                     key.empty() ? "" : fmt::format("key '{}': ", key), message)),
       file_(std::move(file)), line_(line), key_(std::move(key)) {}
 
 std::string_view to_string(UnknownRecipient u) {

@@ -16,7 +16,9 @@ TEST_CASE("user records round-trip through the v1 encoding") {
 TEST_CASE("decode_user refuses anything it does not fully understand") {
     const std::string good = encode(UserRecord{State::migrated, "t@x.org", "b", 5});
     CHECK_FALSE(decode_user(""));
-    CHECK_FALSE(decode_user(std::string("\x02") + good.substr(1)));  // unknown version
+    std::string unknown_version = good;
+    unknown_version[0] = '\x02';
+    CHECK_FALSE(decode_user(unknown_version));
     std::string bad_state = good;
     bad_state[1] = 7;
     CHECK_FALSE(decode_user(bad_state));

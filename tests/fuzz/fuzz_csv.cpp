@@ -16,7 +16,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (record.fields.empty() || record.fields.size() > coexist::kMaxCsvFields) __builtin_trap();
         if (++records > size + 1) __builtin_trap();  // progress: never more records than bytes
         std::string line;
-        for (std::size_t i = 0; i < record.fields.size(); ++i) line += (i ? "," : "") + coexist::csv_field(record.fields[i]);
+        for (std::size_t i = 0; i < record.fields.size(); ++i) {
+            if (i) line += ',';
+            line += coexist::csv_field(record.fields[i]);
+        }
         // A lone empty field writes as a blank line, which the reader skips by design.
         if (record.fields.size() == 1 && record.fields[0].empty()) continue;
         line += "\n";

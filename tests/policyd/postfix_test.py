@@ -25,9 +25,12 @@ from policyd_fixture import Policyd, run_map  # noqa: E402
 from blackbox_test import KEYS  # noqa: E402
 
 
-def postmap_query(key, table_spec):
-    """(exit status, value) of `postmap -q KEY TABLE` with Postfix's own client."""
-    r = subprocess.run(["postmap", "-q", key, table_spec], capture_output=True, text=True, timeout=30)
+def postmap_query(config_dir, key, table_spec):
+    """(exit status, value) of `postmap -c CONFIG_DIR -q KEY TABLE`, Postfix's own client."""
+    from coexist_harness import postmap
+    r = postmap(config_dir, "-q", key, table_spec)
+    if r.returncode not in (0, 1) or r.stderr.strip():
+        raise AssertionError(f"postmap -q {key} {table_spec}: exit {r.returncode}: {r.stderr}")
     return r.returncode, r.stdout.rstrip("\n")
 
 
@@ -38,6 +41,8 @@ class PostmapAgreementTest(unittest.TestCase):
         self.daemon.start()
 
     def test_postmap_agrees_with_coexist_map_route(self):
+        from coexist_harness import tool_config_dir
+        config_dir = tool_config_dir(self.daemon.dir)
         routes = run_map(self.daemon.config, "route", *KEYS).stdout.splitlines()
         self.assertEqual(len(routes), len(KEYS))
         virtual = f"socketmap:{self.daemon.socketmap_spec()}:virtual"
@@ -48,14 +53,14 @@ class PostmapAgreementTest(unittest.TestCase):
                 self.assertEqual(fields[0], key)
                 action = fields[1]
                 is_address = "@" in key
-                status, value = postmap_query(key, virtual)
+                status, value = postmap_query(config_dir, key, virtual)
                 if is_address and action == "rewrite":
                     self.assertEqual((status, value), (0, fields[2]))
                 elif is_address and action == "dual":
                     self.assertEqual((status, value), (0, f"{key},{fields[2]}"))
                 else:
                     self.assertEqual((status, value), (1, ""))
-                status, value = postmap_query(key, recipients)
+                status, value = postmap_query(config_dir, key, recipients)
                 if is_address and action != "reject":
                     self.assertEqual((status, value), (0, f"OK {action}"[3:]))
                 else:

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <string>
 #include <vector>
 
@@ -120,7 +121,7 @@ TEST_CASE("the line bound counts the line, not the request") {
 
 TEST_CASE("more than max_attributes in one request is an error") {
     std::string stream;
-    for (int i = 0; i < 11; ++i) stream += "a" + std::to_string(i) + "=x\n";
+    for (int i = 0; i < 11; ++i) stream += fmt::format("a{}=x\n", i);
     stream += "\n";
     CHECK_FALSE(parse_stream(stream, 128, 4096, 11).failed);
     const auto too_many = parse_stream(stream, 128, 4096, 10);
@@ -130,7 +131,7 @@ TEST_CASE("more than max_attributes in one request is an error") {
 
 TEST_CASE("the attribute count restarts with every request") {
     std::string one;
-    for (int i = 0; i < 8; ++i) one += "a" + std::to_string(i) + "=x\n";
+    for (int i = 0; i < 8; ++i) one += fmt::format("a{}=x\n", i);
     one += "\n";
     const auto parsed = parse_stream(one + one + one, 4096, 4096, 10);
     CHECK_FALSE(parsed.failed);

@@ -40,6 +40,8 @@ Pieces:
 - SmtpSink (sink.py): messages(message_id), recipients(message_id), clear(); SinkMessage has
   mail_from, recipients, rcpt_args, rcpt_params(addr), header_values(name), body.
 - SmtpSession / SendResult (smtp_client.py): per-recipient reply codes, no hidden exceptions.
+- tool_config_dir(directory), postmap(config_dir, *args): Postfix's command-line tools with a
+  main.cf of the test's own (-c), never the machine's /etc/postfix (absent on a fresh Debian).
 - ports.py: free_port, wait_until (every wait has a timeout), wait_listening.
 
 A test that cannot run here (not root, no Postfix) should exit with SKIP_CODE (77) via
@@ -51,7 +53,7 @@ import shutil
 
 from .lab import Lab, Process
 from .ports import LOOPBACK4, LOOPBACK6, free_port, wait_listening, wait_until
-from .postfix import Delivery, PostfixInstance
+from .postfix import Delivery, PostfixInstance, postmap, tool_config_dir
 from .sink import SinkMessage, SmtpSink
 from .smtp_client import SendResult, SmtpSession
 
@@ -78,5 +80,5 @@ def require_environment():
 
 
 __all__ = ["Lab", "Process", "PostfixInstance", "Delivery", "SmtpSink", "SinkMessage",
-           "SmtpSession", "SendResult", "free_port", "wait_until", "wait_listening",
+           "SmtpSession", "SendResult", "postmap", "tool_config_dir", "free_port", "wait_until", "wait_listening",
            "LOOPBACK4", "LOOPBACK6", "SKIP_CODE", "missing_requirements", "require_environment"]

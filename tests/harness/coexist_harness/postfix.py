@@ -47,6 +47,26 @@ class Delivery:
                 f"relay={self.relay} status={self.status})")
 
 
+def tool_config_dir(directory):
+    """A config directory (path) for Postfix's command-line tools (postmap, postconf) run outside
+    any instance: a minimal main.cf of our own. Debian's postfix installed non-interactively has no
+    /etc/postfix/main.cf, and a tool run without -c reads that file and exits 'fatal: open
+    /etc/postfix/main.cf'; with one, it would read a machine's own settings into the test."""
+    config_dir = os.path.join(directory, "postfix-tools")
+    os.makedirs(config_dir, exist_ok=True)
+    with open(os.path.join(config_dir, "main.cf"), "w") as f:
+        f.write("compatibility_level = 3.6\n"
+                "meta_directory = /etc/postfix\n"
+                "smtp_dns_support_level = disabled\n")
+    return config_dir
+
+
+def postmap(config_dir, *args, timeout=30):
+    """Runs `postmap -c CONFIG_DIR ARGS...`; returns the CompletedProcess (text, captured)."""
+    return subprocess.run(["postmap", "-c", config_dir, *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def _next_hop(target):
     return target if isinstance(target, str) else target.next_hop
 

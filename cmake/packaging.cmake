@@ -91,7 +91,9 @@ install(FILES contrib/coexist.ini.sample DESTINATION ${COEXIST_DOCDIR}/examples 
 install(FILES contrib/postfix/README.md contrib/postfix/main.cf.milter contrib/postfix/main.cf.policy
               contrib/postfix/main.cf.socketmap contrib/postfix/master.cf
         DESTINATION ${COEXIST_DOCDIR}/examples/postfix)
-install(FILES README.md DESTINATION ${COEXIST_DOCDIR})
+install(FILES README.md NEWS DESTINATION ${COEXIST_DOCDIR})
+# Debian policy 12.5: every package ships its copyright file, in the machine-readable format.
+install(FILES contrib/debian/copyright DESTINATION ${COEXIST_DOCDIR})
 
 # --- the Debian package -----------------------------------------------------------------------
 set(CPACK_GENERATOR DEB)

@@ -60,6 +60,8 @@ expected=(
   ./usr/lib/sysusers.d/coexist.conf
   ./usr/lib/tmpfiles.d/coexist.conf
   ./usr/share/doc/coexist/README.md
+  ./usr/share/doc/coexist/NEWS
+  ./usr/share/doc/coexist/copyright
   ./usr/share/doc/coexist/examples/coexist.ini
   ./usr/share/doc/coexist/examples/postfix/README.md
   ./usr/share/doc/coexist/examples/postfix/main.cf.milter

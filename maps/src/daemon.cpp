@@ -1,10 +1,11 @@
 #include "coexist/daemon.hpp"
 
+#include "coexist/accounts.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <grp.h>
+#include <grp.h>  // initgroups
 #include <netinet/in.h>
-#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -80,12 +81,9 @@ void remove_stale_unix_socket(const std::string& path) {
 
 void apply_socket_permissions(const std::string& path, const SocketConfig& cfg) {
     if (!cfg.group.empty()) {
-        std::vector<char> buf(16384);
-        group grp{};
-        group* found = nullptr;
-        const int rc = ::getgrnam_r(cfg.group.c_str(), &grp, buf.data(), buf.size(), &found);
-        if (rc != 0 || !found) throw SystemError("unknown group '" + cfg.group + "' for " + path, rc ? rc : ENOENT);
-        if (::chown(path.c_str(), static_cast<uid_t>(-1), found->gr_gid) != 0)
+        const auto found = find_group(cfg.group);
+        if (!found) throw SystemError("unknown group '" + cfg.group + "' for " + path, ENOENT);
+        if (::chown(path.c_str(), static_cast<uid_t>(-1), found->gid) != 0)
             throw SystemError("chgrp " + cfg.group + " " + path, errno);
     }
     if (::chmod(path.c_str(), cfg.mode) != 0) throw SystemError("chmod " + path, errno);
@@ -141,15 +139,12 @@ FileDescriptor listen_on(const SocketConfig& cfg, int backlog) {
 
 void drop_privileges(const std::string& user) {
     if (::geteuid() != 0) return;
-    std::vector<char> buf(16384);
-    passwd pw{};
-    passwd* found = nullptr;
-    const int rc = ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
-    if (rc != 0 || !found) throw SystemError("unknown user '" + user + "'", rc ? rc : ENOENT);
-    if (found->pw_uid == 0) throw std::invalid_argument("refusing to run as root: user '" + user + "' has uid 0");
-    if (::initgroups(found->pw_name, found->pw_gid) != 0) throw SystemError("initgroups " + user, errno);
-    if (::setgid(found->pw_gid) != 0) throw SystemError("setgid " + user, errno);
-    if (::setuid(found->pw_uid) != 0) throw SystemError("setuid " + user, errno);
+    const auto found = find_user(user);
+    if (!found) throw SystemError("unknown user '" + user + "'", ENOENT);
+    if (found->uid == 0) throw std::invalid_argument("refusing to run as root: user '" + user + "' has uid 0");
+    if (::initgroups(found->name.c_str(), found->gid) != 0) throw SystemError("initgroups " + user, errno);
+    if (::setgid(found->gid) != 0) throw SystemError("setgid " + user, errno);
+    if (::setuid(found->uid) != 0) throw SystemError("setuid " + user, errno);
     if (::setuid(0) == 0) throw std::runtime_error("dropped to '" + user + "' but could regain root");
 }
 

@@ -1,7 +1,5 @@
 #include "coexist/map_store.hpp"
 
-#include <grp.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -314,13 +312,5 @@ std::size_t MapStore::used_bytes() const {
     return (info.me_last_pgno + 1) * static_cast<std::size_t>(st.ms_psize);
 }
 
-std::string current_user_name() {
-    if (const char* sudo = std::getenv("SUDO_USER"); sudo && *sudo) return std::string(sudo).substr(0, 64);
-    std::vector<char> buf(16384);
-    passwd pw{};
-    passwd* found = nullptr;
-    if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found) return found->pw_name;
-    return "uid " + std::to_string(::getuid());
-}
 
 }  // namespace coexist

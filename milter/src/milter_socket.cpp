@@ -1,12 +1,12 @@
 #include "milter_socket.hpp"
 
+#include "coexist/accounts.hpp"
 #include "coexist/log.hpp"
 
 #include <dirent.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,12 +23,9 @@ namespace {
 
 void give_to_owner(const std::string& path, const std::string& owner) {
     if (::geteuid() != 0 || owner.empty()) return;
-    std::vector<char> buf(16384);
-    passwd pw{};
-    passwd* found = nullptr;
-    const int rc = ::getpwnam_r(owner.c_str(), &pw, buf.data(), buf.size(), &found);
-    if (rc != 0 || !found) throw SystemError("unknown user '" + owner + "' for " + path, rc ? rc : ENOENT);
-    if (::chown(path.c_str(), found->pw_uid, static_cast<gid_t>(-1)) != 0)
+    const auto found = find_user(owner);
+    if (!found) throw SystemError("unknown user '" + owner + "' for " + path, ENOENT);
+    if (::chown(path.c_str(), found->uid, static_cast<gid_t>(-1)) != 0)
         throw SystemError("chown " + owner + " " + path, errno);
 }
 

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "coexist/accounts.hpp"  // current_user_name() for ChangeContext
 #include "coexist/map_reader.hpp"
 #include "coexist/record.hpp"
 
@@ -90,9 +91,5 @@ private:
     std::string path_;
     std::unique_ptr<Handles> handles_;
 };
-
-// The login name to record in the audit trail: SUDO_USER when run through sudo, else the
-// name of the real uid, else "uid N".
-std::string current_user_name();
 
 }  // namespace coexist

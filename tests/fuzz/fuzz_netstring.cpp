@@ -12,6 +12,9 @@
 
 namespace {
 
+using coexist::test::feed_in_chunks;
+using coexist::test::require_split_agrees;
+
 constexpr std::size_t kMaxPayload = 256;
 
 std::vector<std::string> decode(std::string_view input, std::size_t chunk, bool& failed) {

@@ -11,6 +11,9 @@
 
 namespace {
 
+using coexist::test::feed_in_chunks;
+using coexist::test::require_split_agrees;
+
 constexpr std::size_t kMaxLine = 512;
 constexpr unsigned kMaxAttributes = 20;
 

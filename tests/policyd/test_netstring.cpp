@@ -3,11 +3,11 @@
 #include <vector>
 
 #include "netstring.hpp"
-#include "split_feed.hpp"
+#include "../fuzz/chunked_feed.hpp"
 
 using namespace coexist::policyd;
-using coexist::policyd::test::feed_in_pieces;
-using coexist::policyd::test::kReadSizes;
+using coexist::test::feed_in_chunks;
+using coexist::test::kReadSizes;
 
 namespace {
 
@@ -20,23 +20,8 @@ struct Decoded {
 Decoded decode_stream(std::string_view stream, std::size_t read_size, std::size_t max_payload = 4096) {
     NetstringDecoder decoder(max_payload);
     Decoded out;
-    feed_in_pieces(stream, read_size, [&](std::string_view piece) {
-        while (!piece.empty()) {
-            const auto r = decoder.feed(piece);
-            REQUIRE(r.consumed <= piece.size());
-            piece.remove_prefix(r.consumed);
-            if (r.status == NetstringDecoder::Status::complete) {
-                out.payloads.push_back(decoder.payload());
-            } else if (r.status == NetstringDecoder::Status::error) {
-                out.failed = true;
-                out.error = decoder.error();
-                return false;
-            } else {
-                REQUIRE(piece.empty());
-            }
-        }
-        return true;
-    });
+    out.failed = feed_in_chunks(decoder, stream, read_size, [&] { out.payloads.push_back(decoder.payload()); });
+    if (out.failed) out.error = decoder.error();
     return out;
 }
 

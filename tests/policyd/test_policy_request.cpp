@@ -4,11 +4,11 @@
 #include <vector>
 
 #include "policy_request.hpp"
-#include "split_feed.hpp"
+#include "../fuzz/chunked_feed.hpp"
 
 using namespace coexist::policyd;
-using coexist::policyd::test::feed_in_pieces;
-using coexist::policyd::test::kReadSizes;
+using coexist::test::feed_in_chunks;
+using coexist::test::kReadSizes;
 
 namespace {
 
@@ -34,21 +34,8 @@ Parsed parse_stream(std::string_view stream, std::size_t read_size, std::size_t 
                     unsigned max_attributes = 100) {
     PolicyRequestParser parser(max_line, max_attributes);
     Parsed out;
-    feed_in_pieces(stream, read_size, [&](std::string_view piece) {
-        while (!piece.empty()) {
-            const auto r = parser.feed(piece);
-            REQUIRE(r.consumed <= piece.size());
-            piece.remove_prefix(r.consumed);
-            if (r.status == PolicyRequestParser::Status::complete) {
-                out.requests.push_back(parser.request());
-            } else if (r.status == PolicyRequestParser::Status::error) {
-                out.failed = true;
-                out.error = parser.error();
-                return false;
-            }
-        }
-        return true;
-    });
+    out.failed = feed_in_chunks(parser, stream, read_size, [&] { out.requests.push_back(parser.request()); });
+    if (out.failed) out.error = parser.error();
     return out;
 }
 

@@ -6,12 +6,12 @@
 
 #include "netstring.hpp"
 #include "sessions.hpp"
-#include "split_feed.hpp"
+#include "../fuzz/chunked_feed.hpp"
 
 using namespace coexist;
 using namespace coexist::policyd;
-using coexist::policyd::test::feed_in_pieces;
-using coexist::policyd::test::kReadSizes;
+using coexist::test::feed_in_pieces;
+using coexist::test::kReadSizes;
 
 namespace {
 

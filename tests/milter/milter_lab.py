@@ -14,6 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "harness"))
 
 import coexist_harness as h  # noqa: E402
+from coexist_harness.scenarios import DOMAINS_INI, fill_map, relay_routes  # noqa: E402
 
 MILTER = os.environ.get("COEXIST_MILTER", "")
 MAP_TOOL = os.environ.get("COEXIST_MAP", "")
@@ -21,8 +22,9 @@ DAEMON_USER = "nobody"  # the milter drops to it: the map's permissions are test
 DAEMON_GROUP = grp.getgrgid(pwd.getpwnam(DAEMON_USER).pw_gid).gr_name
 SENDER = "sender@fabrikam.example"
 
-# Two managed domains: contoso.com (alias domain contoso.net, unknown users relayed to Google)
-# and northwind.com (authoritative: unknown users refused at RCPT).
+# The shared scenario's domains (coexist_harness/scenarios.py): contoso.com (alias domain
+# contoso.net, unknown users relayed to Google) and northwind.com (authoritative: unknown users
+# refused at RCPT).
 INI = """\
 [map]
 path = {map}
@@ -33,14 +35,7 @@ keep_extension = yes
 unknown_recipient = relay
 loop_limit = 3
 
-[domain contoso.com]
-routing_domain = o365.contoso.com
-aliases = contoso.net
-
-[domain northwind.com]
-routing_domain = o365.northwind.com
-unknown_recipient = reject
-
+""" + DOMAINS_INI.replace("{", "{{").replace("}", "}}") + """
 [milter]
 socket = {socket}
 user = {user}
@@ -72,19 +67,14 @@ def coexist_map(ini, *args):
 
 
 def make_map(lab, ini):
-    """The map directory as a deployment has it (root:<daemon group> 0750), with users."""
+    """The map directory as a deployment has it (root:<daemon group> 0750), with the scenario
+    table's users and aliases."""
     map_dir = lab.path("map")
     os.makedirs(map_dir, exist_ok=True)
     os.chown(map_dir, 0, grp.getgrnam(DAEMON_GROUP).gr_gid)
     os.chmod(map_dir, 0o750)
     coexist_map(ini, "init")
-    coexist_map(ini, "set", "ann@contoso.com", "migrated")
-    coexist_map(ini, "set", "bob@contoso.com", "source")
-    coexist_map(ini, "set", "carol@contoso.com", "migrated", "--target", "carol@contoso.onmicrosoft.com")
-    coexist_map(ini, "set", "dave@contoso.com", "dual")
-    coexist_map(ini, "set", "erin@contoso.com", "source")
-    coexist_map(ini, "set", "nina@northwind.com", "migrated")
-    coexist_map(ini, "alias", "annie@contoso.com", "ann@contoso.com")
+    fill_map(MAP_TOOL, ini)
     return map_dir
 
 
@@ -104,10 +94,7 @@ def milter_endpoint(spec):
 def add_relay(lab, sinks, milter_spec, name="relay"):
     return lab.add_postfix(
         name,
-        routes={"contoso.com": sinks["google"], "contoso.net": sinks["google"],
-                "northwind.com": sinks["google"], "o365.contoso.com": sinks["newsys"],
-                "o365.northwind.com": sinks["newsys"],
-                "contoso.onmicrosoft.com": sinks["newsys"]},
+        routes=relay_routes(sinks),
         default_sink=sinks["internet"],
         main_cf={"smtpd_milters": milter_endpoint(milter_spec),
                  "milter_default_action": "tempfail",

@@ -8,6 +8,7 @@ import unittest
 
 from milter_lab import (SENDER, add_relay, add_sinks, coexist_map, h, make_map,
                         require_binaries, start_milter, write_ini)
+from coexist_harness.scenarios import DELIVERIES, UNKNOWN_IN_REJECT_DOMAIN, USERS
 
 
 class MilterThroughPostfix(unittest.TestCase):
@@ -57,6 +58,22 @@ class MilterThroughPostfix(unittest.TestCase):
             self.assertLessEqual(len(sink.messages(r.message_id)), 1, f"{name} got duplicates")
 
     # ---- routing ----------------------------------------------------------------------------
+
+    def test_scenario_table(self):
+        """The table the policyd suite also runs through its socketmap: same sinks, same
+        envelope recipients."""
+        sent = []
+        for rcpt, expected in DELIVERIES:
+            r = self.relay.send(SENDER, [rcpt])
+            self.assertEqual(r.rcpt[rcpt][0], 250, (rcpt, r))
+            sent.append((rcpt, expected, r))
+        u = self.relay.send(SENDER, [UNKNOWN_IN_REJECT_DOMAIN])
+        self.assertEqual(u.rcpt[UNKNOWN_IN_REJECT_DOMAIN][0], 550, u)
+        self.assertIn("5.1.1", u.rcpt[UNKNOWN_IN_REJECT_DOMAIN][1])
+        self.relay.wait_queue_empty()
+        for rcpt, expected, r in sent:
+            with self.subTest(rcpt=rcpt):
+                self.assertEqual(self.where(r), expected)
 
     def test_migrated_user_reaches_new_system_only(self):
         r = self.deliver(["ann@contoso.com"])
@@ -232,7 +249,7 @@ class MilterThroughPostfix(unittest.TestCase):
     def test_startup_summary(self):
         self.assertRegex(self.milter.log(),
                          r"starting coexist-milter \S+: config=\S+coexist\.ini, map=\S+/map, "
-                         r"users=6, domains=contoso\.com->o365\.contoso\.com,contoso\.net "
+                         rf"users={len(USERS)}, domains=contoso\.com->o365\.contoso\.com,contoso\.net "
                          r"northwind\.com->o365\.northwind\.com")
 
 

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -22,15 +23,9 @@ COEXIST_MAP = os.environ.get("COEXIST_MAP", "coexist-map")
 DAEMON_USER = "nobody"
 DAEMON_GROUP = "nogroup"
 
-# The scenario table shared with the milter and Postfix tests: users and what they are.
-USERS = [
-    # address, state, target
-    ("ann@contoso.com", "migrated", ""),
-    ("bob@contoso.com", "source", ""),
-    ("dan@contoso.com", "dual", ""),
-    ("joe@contoso.com", "migrated", "jsmith@contoso.onmicrosoft.com"),
-]
-ALIASES = [("anna@contoso.com", "ann@contoso.com")]
+# The map, its domains and what each recipient becomes: the scenario table all suites share.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "harness"))
+from coexist_harness.scenarios import DOMAINS_INI, fill_map  # noqa: E402
 
 
 def free_port(host="127.0.0.1"):
@@ -134,10 +129,7 @@ path = {map_path}
 [routing]
 unknown_recipient = {unknown_recipient}
 {extra_routing}
-[domain contoso.com]
-routing_domain = o365.contoso.com
-aliases = contoso.net
-
+{DOMAINS_INI}
 [policyd]
 policy_socket = unix:{self.policy_path}
 socketmap_socket = {socketmap_family}:{self.socketmap_port}@{self.socketmap_host}
@@ -153,11 +145,7 @@ idle_timeout = {idle_timeout}
         # nobody through the directory's group, which coexist-map keeps on later writes.
         if map_available:
             run_map(self.config, "init")
-            for address, state, target in USERS:
-                args = ["set", address, state] + (["--target", target] if target else [])
-                run_map(self.config, *args)
-            for alias, primary in ALIASES:
-                run_map(self.config, "alias", alias, primary)
+            fill_map(COEXIST_MAP, self.config)
             gid = grp.getgrnam(DAEMON_GROUP).gr_gid
             for root, dirs, files in os.walk(self.map_dir):
                 for name in [root] + [os.path.join(root, f) for f in files]:

@@ -6,9 +6,10 @@
   the SMTP transcript shows 550 5.1.1 for an unknown recipient at RCPT, the known ones accepted;
   with the map unreadable, a 4xx at RCPT.
 - SocketmapRoutingTest: a private Postfix with no milter at all, virtual_alias_maps and
-  relay_recipient_maps on our socketmap; the scenario table (migrated, source, unknown, dual,
-  alias, +extension, domain alias) lands in the same sinks with the same envelope recipients as
-  the milter tests expect.
+  relay_recipient_maps on our socketmap; the scenario table shared with the milter tests
+  (coexist_harness/scenarios.py: migrated, source, explicit target, dual, alias, +extension,
+  domain alias, second domain; unknown users) lands in the same sinks with the same envelope
+  recipients.
 
 The private Postfix, its sinks and the SMTP client come from tests/harness (coexist_harness).
 """
@@ -23,6 +24,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "harness"))
 from policyd_fixture import Policyd, run_map  # noqa: E402
 from blackbox_test import KEYS  # noqa: E402
+from coexist_harness.scenarios import (DELIVERIES, UNKNOWN_IN_REJECT_DOMAIN,  # noqa: E402
+                                       relay_routes)
 
 
 def postmap_query(config_dir, key, table_spec):
@@ -71,17 +74,6 @@ class PostmapAgreementTest(unittest.TestCase):
 
 
 
-# The scenario table (same as the milter tests): recipient -> {sink: envelope recipients}.
-SCENARIOS = [
-    ("ann@contoso.com", {"newsys": ["ann@o365.contoso.com"]}),             # migrated
-    ("bob@contoso.com", {"google": ["bob@contoso.com"]}),                  # source
-    ("dan@contoso.com", {"google": ["dan@contoso.com"], "newsys": ["dan@o365.contoso.com"]}),  # dual
-    ("anna@contoso.com", {"newsys": ["ann@o365.contoso.com"]}),            # alias
-    ("Ann+news@contoso.com", {"newsys": ["ann+news@o365.contoso.com"]}),   # +extension
-    ("ann@contoso.net", {"newsys": ["ann@o365.contoso.com"]}),             # domain alias
-]
-
-
 def harness():
     from coexist_harness import Lab, require_environment
     require_environment()
@@ -103,11 +95,8 @@ class PostfixTestCase(unittest.TestCase):
         self.lab = Lab("policyd").__enter__()
         self.addCleanup(self.lab.__exit__, None, None, None)
         self.lab._tell("pid", self.daemon.process.pid)  # killed even if the test is SIGKILLed
-        google = self.lab.add_sink("google")
-        newsys = self.lab.add_sink("newsys")
-        return self.lab.add_postfix("relay", routes={"contoso.com": google, "contoso.net": google,
-                                                     "o365.contoso.com": newsys},
-                                    main_cf=main_cf)
+        sinks = {name: self.lab.add_sink(name) for name in ("google", "newsys")}
+        return self.lab.add_postfix("relay", routes=relay_routes(sinks), main_cf=main_cf)
 
 
 class PolicyServiceTest(PostfixTestCase):
@@ -148,14 +137,15 @@ class SocketmapRoutingTest(PostfixTestCase):
             "virtual_alias_domains": "",
             "relay_recipient_maps": f"socketmap:{spec}:recipients"})
         results = []
-        for rcpt, expected in SCENARIOS:
+        for rcpt, expected in DELIVERIES:
             r = relay.send("x@fabrikam.example", [rcpt])
             self.assertEqual(r.rcpt[rcpt][0], 250, (rcpt, r))
             self.assertTrue(r.queued, r)
             results.append((rcpt, expected, r))
-        unknown = relay.send("x@fabrikam.example", ["x@contoso.com"])
-        self.assertEqual(unknown.rcpt["x@contoso.com"][0], 550, unknown)
-        self.assertIn("5.1.1", unknown.rcpt["x@contoso.com"][1])
+        for unknown in ("x@contoso.com", UNKNOWN_IN_REJECT_DOMAIN):
+            u = relay.send("x@fabrikam.example", [unknown])
+            self.assertEqual(u.rcpt[unknown][0], 550, u)
+            self.assertIn("5.1.1", u.rcpt[unknown][1])
         relay.wait_queue_empty()
         for rcpt, expected, r in results:
             with self.subTest(rcpt=rcpt):

@@ -49,6 +49,7 @@ MAP_TOOL = os.environ.get("COEXIST_MAP", "")
 DAEMON_USER = "nobody"
 DAEMON_GROUP = "nogroup"
 SENDER = "load@fabrikam.example"
+CLIENTS_PER_RELAY = 2   # parallel SMTP sessions per relay
 
 CONTOSO_USERS = 3000
 NORTHWIND_USERS = 200
@@ -310,6 +311,30 @@ class FaultLab:
         os.chmod(tmp, st.st_mode & 0o7777)
         os.rename(tmp, path)
 
+    def holds_map_lock(self, process):
+        """True when `process` holds an fcntl lock on the map's lock.mdb, as every process
+        with the LMDB environment open does (LMDB's "a reader is here" lock). A process that
+        opened the environment twice and closed one copy has lost it (issue 10, defect 3): the
+        next writer then believes it is alone and may reset the reader table under it."""
+        st = os.stat(self.map_file("lock.mdb"))
+        want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+        with open("/proc/locks") as f:
+            for line in f:
+                fields = line.split()
+                if "->" in fields:  # a waiter, not a holder
+                    continue
+                if len(fields) < 6 or fields[1] != "POSIX":
+                    continue
+                try:
+                    pid = int(fields[4])
+                    major, minor, inode = fields[5].split(":")
+                    dev = (int(major, 16), int(minor, 16), int(inode))
+                except ValueError:
+                    continue
+                if pid == process.pid and dev == want:
+                    return True
+        return False
+
     # ---- the end --------------------------------------------------------------------------
 
     def drain(self, timeout=90):
@@ -359,11 +384,11 @@ class Load:
     ('before', 'fault', 'after'; set by the scenario) so a test can show the 4xx of the fault.
     """
 
-    CLIENTS_PER_RELAY = 2
     MAX_MESSAGES = 4000   # a bound, whatever happens
 
-    def __init__(self, fault_lab, relays=None, exclude=()):
+    def __init__(self, fault_lab, relays=None, exclude=(), clients_per_relay=CLIENTS_PER_RELAY):
         self.fl = fault_lab
+        self.clients_per_relay = clients_per_relay
         self.relays = relays or fault_lab.relays
         exclude = set(exclude)
         self.contoso = [u for u in fault_lab.users
@@ -484,7 +509,7 @@ class Load:
 
     def start(self):
         for relay in self.relays:
-            for _ in range(self.CLIENTS_PER_RELAY):
+            for _ in range(self.clients_per_relay):
                 t = threading.Thread(target=self._client, args=(relay,), daemon=True)
                 t.start()
                 self._threads.append(t)

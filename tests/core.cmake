@@ -7,6 +7,9 @@ add_executable(core_tests
   core/test_map_admin.cpp
   core/test_concurrency.cpp
   core/test_daemon.cpp
+  core/test_map_faults.cpp
+  core/test_map_growth.cpp
+  core/test_map_doubt.cpp
 )
 target_link_libraries(core_tests PRIVATE coexist_admin coexist_catch_main)
 target_include_directories(core_tests PRIVATE ${CMAKE_SOURCE_DIR}/maps/src ${CMAKE_CURRENT_SOURCE_DIR}/core)

@@ -74,7 +74,7 @@ std::optional<std::string> parse_size(std::string_view v, std::size_t& out) {
     const std::size_t max = (std::size_t{1} << 40) / multiplier;  // 1 TiB is plenty
     if (auto err = parse_number<std::size_t>(v, n, 1, max)) return "expected a size such as 1G or 512M";
     out = n * multiplier;
-    if (out < (std::size_t{1} << 20)) return "map_size must be at least 1M";
+    if (out < (std::size_t{1} << 20)) return "must be at least 1M";
     return std::nullopt;
 }
 
@@ -163,7 +163,8 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
                  c.map_path = std::string(v);
                  return std::nullopt;
              }},
-            {"map_size", [&c](auto v) { return parse_size(v, c.map_size); }},
+            {"max_size", [&c](auto v) { return parse_size(v, c.map_size); }},
+            {"map_size", [&c](auto v) { return parse_size(v, c.map_size); }},  // 0.1.0's name, deprecated
         };
     if (section == "routing")
         return {

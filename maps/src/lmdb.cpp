@@ -1,6 +1,75 @@
 #include "lmdb.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
+#include "map_files.hpp"
+
 namespace coexist {
+
+namespace {
+
+// LMDB 0.9's on-disk meta page (mdb.c: MDB_page header, then MDB_meta), for reading the file
+// without touching the mapping. Stable since data format version 1; checked by magic and version.
+constexpr std::uint32_t kMdbMagic = 0xBEEFC0DE;
+constexpr std::uint32_t kMdbDataVersion = 1;
+constexpr std::size_t kPageHeaderBytes = 16;  // pgno, pad, flags, lower/upper
+constexpr std::size_t kInvalidPage = ~std::size_t{0};
+
+struct MdbDb {  // MDB_db
+    std::uint32_t pad;  // in the free-page database: the page size
+    std::uint16_t flags, depth;
+    std::size_t branch_pages, leaf_pages, overflow_pages, entries, root;
+};
+struct MdbMeta {  // MDB_meta
+    std::uint32_t magic, version;
+    void* address;
+    std::size_t map_size;
+    MdbDb dbs[2];  // free pages, main
+    std::size_t last_page;
+    std::size_t txnid;
+};
+static_assert(sizeof(MdbDb) == 48 && sizeof(MdbMeta) == 136, "LMDB 0.9 meta layout (LP64)");
+
+// Reads the meta page at `offset`; empty string on success, else why not.
+std::string read_meta(int fd, off_t offset, MdbMeta& meta) {
+    unsigned char buf[kPageHeaderBytes + sizeof(MdbMeta)];
+    const ssize_t n = ::pread(fd, buf, sizeof buf, offset);
+    if (n < 0) return std::strerror(errno);
+    if (static_cast<std::size_t>(n) != sizeof buf) return "meta page cut short";
+    std::memcpy(&meta, buf + kPageHeaderBytes, sizeof meta);
+    if (meta.magic != kMdbMagic || meta.version != kMdbDataVersion) return "not an LMDB meta page";
+    return {};
+}
+
+std::string data_file_problem(int fd) {
+    MdbMeta metas[2]{};
+    if (auto why = read_meta(fd, 0, metas[0]); !why.empty()) return why;
+    const std::size_t page = metas[0].dbs[0].pad;
+    if (page < 512 || page > 65536 || (page & (page - 1)) != 0) return "implausible page size";
+    if (auto why = read_meta(fd, static_cast<off_t>(page), metas[1]); !why.empty()) return why;
+    // The meta LMDB's next transaction uses (mdb_env_pick_meta).
+    const MdbMeta& m = metas[metas[0].txnid < metas[1].txnid ? 1 : 0];
+    if (m.last_page < 1) return "implausible last page";
+    for (const MdbDb& db : m.dbs)
+        if (db.root != kInvalidPage && (db.root < 2 || db.root > m.last_page))
+            return "a root page lies beyond the last page";
+    // fstat after reading the meta: data pages are written before the meta that refers to
+    // them, and the file never shrinks in normal use, so a whole file passes even while another
+    // process commits.
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) return std::strerror(errno);
+    const auto needed = static_cast<unsigned long long>(m.last_page + 1) * page;
+    if (static_cast<unsigned long long>(st.st_size) < needed)
+        return "truncated: " + std::to_string(st.st_size) + " bytes, the map needs " + std::to_string(needed);
+    return {};
+}
+
+}  // namespace
 
 MdbError::MdbError(const std::string& what, int code)
     : std::runtime_error(what + ": " + mdb_strerror(code)), code_(code) {}
@@ -17,7 +86,12 @@ Environment::Environment(const std::string& path, unsigned flags, std::size_t ma
         check_mdb(mdb_env_set_maxreaders(env_, kMaxReaders), "mdb_env_set_maxreaders");
         if (map_size) check_mdb(mdb_env_set_mapsize(env_, map_size), "mdb_env_set_mapsize");
         // 0640 for data, lock file created the same; coexist-map fixes group modes afterwards.
-        check_mdb(mdb_env_open(env_, path.c_str(), flags | MDB_NOTLS, 0640), ("open " + path).c_str());
+        const int rc = mdb_env_open(env_, path.c_str(), flags | MDB_NOTLS, 0640);
+        // LMDB's own codes are about the data file; errno codes may be about lock.mdb too.
+        const bool data_file_bad = rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED;
+        check_mdb(rc, ("open " + path + (data_file_bad ? "/data.mdb" : "")).c_str());
+        repair_map_files(path);
+        check_data_file();
     } catch (...) {
         mdb_env_close(env_);
         throw;
@@ -36,9 +110,27 @@ void Environment::set_map_size(std::size_t bytes) {
     check_mdb(mdb_env_set_mapsize(env_, bytes), "mdb_env_set_mapsize");
 }
 
+void Environment::check_data_file() const {
+    int fd = -1;
+    check_mdb(mdb_env_get_fd(env_, &fd), "mdb_env_get_fd");
+    // A torn read of a meta page being rewritten by a committing writer looks wrong once;
+    // a damaged file looks wrong every time.
+    std::string why = data_file_problem(fd);
+    if (!why.empty()) why = data_file_problem(fd);
+    if (!why.empty()) throw MdbError(path_ + "/data.mdb: " + why, MDB_CORRUPTED);
+}
+
+int Environment::clear_stale_readers() noexcept {
+    int dead = 0;
+    return mdb_reader_check(env_, &dead) == 0 ? dead : 0;
+}
+
 Transaction::Transaction(Environment& env, Mode mode) {
-    check_mdb(mdb_txn_begin(env.get(), nullptr, mode == Mode::read ? MDB_RDONLY : 0, &txn_),
-              "mdb_txn_begin");
+    const unsigned flags = mode == Mode::read ? MDB_RDONLY : 0;
+    int rc = mdb_txn_begin(env.get(), nullptr, flags, &txn_);
+    // Every slot taken: some may belong to readers that died; reclaim them and try once more.
+    if (rc == MDB_READERS_FULL && env.clear_stale_readers() > 0) rc = mdb_txn_begin(env.get(), nullptr, flags, &txn_);
+    check_mdb(rc, "mdb_txn_begin");
 }
 
 Transaction::~Transaction() {

@@ -36,7 +36,10 @@ inline constexpr unsigned kMaxReaders = 1024;  // reader slots: milter workers +
 class Environment {
 public:
     // flags: MDB_RDONLY for the daemons. Always MDB_NOTLS: the milter runs one session's
-    // callbacks on different worker threads.
+    // callbacks on different worker threads. map_size in bytes, 0 = the size in the file.
+    // Opens data.mdb and lock.mdb, repairs their group and modes (map_files.hpp) and checks the
+    // data file is whole (check_data_file). Throws MdbError. At most one Environment per map
+    // directory per process: closing one drops all the process's fcntl locks on lock.mdb.
     Environment(const std::string& path, unsigned flags, std::size_t map_size);
     ~Environment();
     Environment(const Environment&) = delete;
@@ -46,7 +49,19 @@ public:
     const std::string& path() const { return path_; }
     bool read_only() const { return read_only_; }
     std::size_t map_size() const;
-    void set_map_size(std::size_t bytes);  // only with no transaction open in this process
+    // Only with no transaction of this process open on this environment. 0 re-adopts the size
+    // another process committed (after MDB_MAP_RESIZED), never smaller than the data.
+    void set_map_size(std::size_t bytes);
+
+    // Throws MdbError(MDB_CORRUPTED) naming data.mdb when the file is shorter than its newest
+    // meta page says, or that meta page is not LMDB's: reading such a map through the mapping
+    // would kill the process with SIGBUS. Reads the file with pread, never through the mapping.
+    // Cost: one fstat and two small preads.
+    void check_data_file() const;
+
+    // Clears the reader slots of processes that died inside a read transaction (they pin old
+    // pages, so the file only grows). Returns how many; never throws.
+    int clear_stale_readers() noexcept;
 
 private:
     MDB_env* env_ = nullptr;

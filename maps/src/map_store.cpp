@@ -6,8 +6,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "lmdb.hpp"
+#include "map_files.hpp"
 #include "schema.hpp"
 
 namespace coexist {
@@ -83,18 +85,29 @@ std::string describe(const std::optional<UserRecord>& r) {
     return s;
 }
 
-// LMDB creates files with our umask; the daemons run as another user in the directory's group
-// and must be able to read data.mdb and write their reader slot in lock.mdb.
-void fix_permissions(const std::string& dir) {
-    struct stat d{};
-    if (::stat(dir.c_str(), &d) != 0) return;
-    for (const auto& [name, mode] : {std::pair{"/data.mdb", 0640}, std::pair{"/lock.mdb", 0660}}) {
-        const std::string file = dir + name;
-        struct stat f{};
-        if (::stat(file.c_str(), &f) != 0) continue;
-        if (f.st_gid != d.st_gid && ::chown(file.c_str(), static_cast<uid_t>(-1), d.st_gid) != 0) continue;
-        if ((f.st_mode & 07777) != static_cast<mode_t>(mode)) ::chmod(file.c_str(), static_cast<mode_t>(mode));
+// Counts the users of each domain from scratch: for maps written before the counts were kept.
+void recount_domains(Transaction& txn, MDB_dbi users, MDB_dbi meta) {
+    std::map<std::string, std::size_t, std::less<>> counts;
+    Cursor c(txn, users);
+    std::string_view k, v;
+    for (bool ok = c.seek("", k, v); ok; ok = c.next(k, v)) ++counts[std::string(schema::domain_of_key(k))];
+    for (const auto& [domain, n] : counts) txn.put(meta, schema::domain_users_key(domain), std::to_string(n));
+    txn.put(meta, schema::kDomainCountsKey, "1");
+}
+
+// Begins a transaction, re-adopting the map size first when another writer grew the map since
+// we opened it (we waited behind its write lock; our mapping no longer covers its data).
+// coexist-map runs one transaction at a time, so none of ours is open to be remapped under.
+Transaction begin(Environment& env, Transaction::Mode mode) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        try {
+            return Transaction(env, mode);
+        } catch (const MdbError& e) {
+            if (e.code() != MDB_MAP_RESIZED) throw;
+            env.set_map_size(0);
+        }
     }
+    return Transaction(env, mode);
 }
 
 }  // namespace
@@ -106,7 +119,7 @@ struct MapStore::Handles {
     Handles(const std::string& path, std::size_t map_size, Mode mode)
         : env(path, mode == Mode::read_only ? MDB_RDONLY : 0, map_size) {
         const bool create = mode == Mode::create;
-        Transaction txn(env, mode == Mode::read_only ? Transaction::Mode::read : Transaction::Mode::write);
+        Transaction txn = begin(env, mode == Mode::read_only ? Transaction::Mode::read : Transaction::Mode::write);
         meta = txn.open_db(schema::kMeta, create);
         const auto version = txn.get(meta, schema::kSchemaVersionKey);
         if (!version && create) {
@@ -119,7 +132,11 @@ struct MapStore::Handles {
         aliases = txn.open_db(schema::kAliases, create);
         user_aliases = txn.open_db(kUserAliases, create);
         audit = txn.open_db(schema::kAudit, create);
+        if (mode != Mode::read_only && !txn.get(meta, schema::kDomainCountsKey)) recount_domains(txn, users, meta);
         txn.commit();
+        // A reader that died inside a transaction pins the pages it saw; the writer is the one
+        // that would otherwise grow the file around them.
+        if (mode != Mode::read_only) env.clear_stale_readers();
     }
 };
 
@@ -144,8 +161,18 @@ public:
         dirty_sequence = true;
     }
 
+    // A user added (+1) or removed (-1): the domain's count changes in finish().
+    void count_user(std::string_view key, long delta) { domain_deltas[std::string(schema::domain_of_key(key))] += delta; }
+
     void finish() {
         if (dirty_sequence) txn.put(h.meta, schema::kAuditSequenceKey, std::to_string(*sequence));
+        for (const auto& [domain, delta] : domain_deltas) {
+            if (delta == 0) continue;
+            const std::string key = schema::domain_users_key(domain);
+            const auto old = txn.get(h.meta, key);
+            const long n = static_cast<long>(old ? parse_u64(*old) : 0) + delta;
+            txn.put(h.meta, key, std::to_string(n < 0 ? 0 : n));
+        }
     }
 
     MapStore::Handles& h;
@@ -153,6 +180,7 @@ public:
     const ChangeContext* context;
     std::optional<std::uint64_t> sequence;
     bool dirty_sequence = false;
+    std::map<std::string, long, std::less<>> domain_deltas;
 };
 
 std::optional<UserRecord> MapTxn::user(std::string_view key) {
@@ -187,6 +215,7 @@ void MapTxn::put_user(std::string_view key, UserRecord record) {
         return;  // nothing changes: no write, no audit line
     record.changed = impl_.context ? impl_.context->time : 0;
     impl_.txn.put(impl_.h.users, key, encode(record));
+    if (!old) impl_.count_user(key, +1);
     impl_.audit(key, describe(old), describe(record), record.batch);
 }
 
@@ -195,6 +224,7 @@ bool MapTxn::remove_user(std::string_view key) {
     if (!old) return false;
     for (const auto& a : aliases_of(key)) remove_alias(a);
     impl_.txn.del(impl_.h.users, key);
+    impl_.count_user(key, -1);
     impl_.audit(key, describe(old), "", old->batch);
     return true;
 }
@@ -252,19 +282,16 @@ std::vector<AuditEntry> MapTxn::history(std::string_view address) {
 std::size_t MapTxn::user_count() { return impl_.txn.entries(impl_.h.users); }
 std::size_t MapTxn::alias_count() { return impl_.txn.entries(impl_.h.aliases); }
 
-MapStore::MapStore(const std::string& path, std::size_t map_size, Mode mode) : path_(path) {
-    if (mode == Mode::create) {
-        if (::mkdir(path.c_str(), 0750) != 0 && errno != EEXIST)
-            throw MapUnavailable("cannot create map directory " + path + ": " + std::strerror(errno));
-    }
+MapStore::MapStore(const std::string& path, std::size_t max_size, Mode mode, std::optional<gid_t> group)
+    : path_(path) {
+    if (mode == Mode::create) create_map_directory(path, group);
     try {
-        handles_ = std::make_unique<Handles>(path, map_size, mode);
+        handles_ = std::make_unique<Handles>(path, max_size, mode);
     } catch (const MdbError& e) {
         if (e.code() == ENOENT)
             throw MapUnavailable("no map at " + path + " (run 'coexist-map init' first)");
         throw MapUnavailable(e.what());
     }
-    if (mode != Mode::read_only) fix_permissions(path);
 }
 
 MapStore::~MapStore() = default;
@@ -272,13 +299,12 @@ MapStore::~MapStore() = default;
 void MapStore::write(const ChangeContext& context, const std::function<void(MapTxn&)>& change) {
     for (;;) {
         try {
-            Transaction txn(handles_->env, Transaction::Mode::write);
+            Transaction txn = begin(handles_->env, Transaction::Mode::write);
             MapTxnImpl impl(*handles_, txn, &context);
             MapTxn t(impl);
             change(t);
             impl.finish();
             txn.commit();
-            fix_permissions(path_);
             return;
         } catch (const MdbError& e) {
             if (e.code() != MDB_MAP_FULL) throw MapUnavailable(e.what());
@@ -293,7 +319,7 @@ void MapStore::write(const ChangeContext& context, const std::function<void(MapT
 
 void MapStore::read(const std::function<void(MapTxn&)>& visit) {
     try {
-        Transaction txn(handles_->env, Transaction::Mode::read);
+        Transaction txn = begin(handles_->env, Transaction::Mode::read);
         MapTxnImpl impl(*handles_, txn, nullptr);
         MapTxn t(impl);
         visit(t);

@@ -51,9 +51,15 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
     const std::string key = make_user_key(base, *domain);
     const UserLookup found = map.find(key);
     if (!found.record) {
-        if (config.unknown_policy(*domain) == UnknownRecipient::reject)
-            return {Action::reject, {}, "unknown user"};
-        return {Action::relay, {}, "unknown user"};
+        if (config.unknown_policy(*domain) != UnknownRecipient::reject) return {Action::relay, {}, "unknown user"};
+        // Never reject on doubt (design 13.6): a map with nobody of this domain is more likely
+        // empty or wrongly imported than right about every address of it. Defer instead.
+        if (!found.domain_users)
+            return {Action::tempfail, {}, "map keeps no per-domain counts yet (any coexist-map write adds them): "
+                                          "not rejecting unknown users of " + domain->name};
+        if (*found.domain_users == 0)
+            return {Action::tempfail, {}, "no user of " + domain->name + " in the map: not rejecting on doubt"};
+        return {Action::reject, {}, "unknown user"};
     }
     std::string detail = found.via_alias ? "alias of " + found.primary : std::string();
     switch (found.record->state) {

@@ -18,6 +18,21 @@ inline constexpr std::string_view kSchemaVersionKey = "schema_version";
 inline constexpr std::string_view kAuditSequenceKey = "audit_sequence";
 inline constexpr std::string_view kSchemaVersion = "1";
 
+// Users per managed domain, kept by the writer in the same transaction as the users, so a
+// reader can tell "unknown user" from "this map has nobody of that domain" (design 13.6) with
+// one get. "domain_counts" = "1" says the counts are there; maps written before them lack it
+// until the next write of any coexist-map command, which counts the users once.
+inline constexpr std::string_view kDomainCountsKey = "domain_counts";
+inline constexpr std::string_view kDomainUsersPrefix = "domain_users:";  // + domain -> decimal
+
+inline std::string domain_users_key(std::string_view domain) {
+    return std::string(kDomainUsersPrefix).append(domain);
+}
+inline std::string_view domain_of_key(std::string_view user_key) {
+    const auto at = user_key.rfind('@');
+    return at == std::string_view::npos ? std::string_view() : user_key.substr(at + 1);
+}
+
 inline constexpr std::uint8_t kAliasVersion = 1;
 
 inline std::string encode_alias(std::string_view primary) {

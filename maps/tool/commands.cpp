@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <ctime>
 #include <fmt/format.h>
+#include <iostream>
 #include <map>
 #include <ostream>
 #include <variant>
@@ -61,8 +62,16 @@ std::string format_time(long long unix_time) {
     return buf;
 }
 
+// The group the daemons run in (the primary group of [milter] user, else of [policyd] user):
+// the map directory `init` creates belongs to it. nullopt when neither user exists here.
+std::optional<gid_t> daemon_group(const Config& c) {
+    for (const auto* name : {&c.milter.user, &c.policyd.user})
+        if (auto u = find_user(*name)) return u->gid;
+    return std::nullopt;
+}
+
 int init(const Config& c, std::ostream& out) {
-    MapStore store(c.map_path, c.map_size, MapStore::Mode::create);
+    MapStore store(c.map_path, c.map_size, MapStore::Mode::create, daemon_group(c));
     std::size_t users = 0;
     store.read([&](MapTxn& t) { users = t.user_count(); });
     out << fmt::format("map {} ready ({} users)\n", c.map_path, users);
@@ -158,7 +167,13 @@ int route(const Config& c, const std::vector<std::string>& addresses, std::ostre
         out << a << ' ' << to_string(d.action);
         if (!d.address.empty()) out << ' ' << d.address;
         out << '\n';
-        if (d.action == Action::tempfail) status = kMapUnavailable;
+        if (d.action == Action::tempfail) {
+            status = kMapUnavailable;
+            // Why, for the admin (stdout keeps its one line per address): flushed first so
+            // the two read in order when both go to one terminal or pipe.
+            out.flush();
+            std::cerr << "coexist-map: " << a << ": " << d.detail << '\n';
+        }
     }
     return status;
 }

@@ -52,7 +52,9 @@ struct Config {
 
     // [map]
     std::string map_path = "/var/lib/coexist";
-    std::size_t map_size = std::size_t{1} << 30;  // initial LMDB map size; coexist-map grows it
+    // [map] max_size (0.1.0: map_size): address space coexist-map maps for the map, in bytes; the file
+    // grows only with the data. Large, so readers never have to re-map; outgrown, it doubles.
+    std::size_t map_size = std::size_t{16} << 30;
 
     // [routing]
     std::string recipient_delimiter = "+";  // any of these characters; empty = no extensions

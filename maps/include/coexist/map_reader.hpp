@@ -4,7 +4,6 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -14,10 +13,10 @@
 
 namespace coexist {
 
-struct OpenMap;  // an open LMDB environment and its databases (map_reader.cpp)
+class SharedMap;  // the process's one environment on a map directory (map_reader.cpp)
 
-// Anything that stops us from reading the map: missing directory, permissions, corrupt record,
-// LMDB error. Callers answer with a temporary failure.
+// Anything that stops us from reading the map: missing directory, permissions, a damaged or
+// truncated data.mdb, corrupt record, LMDB error. Callers answer with a temporary failure.
 class MapUnavailable : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
@@ -27,11 +26,16 @@ struct UserLookup {
     std::string primary;               // the user key the record belongs to
     std::optional<UserRecord> record;  // nullopt: no such user or alias
     bool via_alias = false;            // key was an alias of `primary`
+    // Only when `record` is nullopt: how many users of the key's domain the map holds (read in
+    // the same transaction); nullopt when the map was written before these counts were kept.
+    std::optional<std::size_t> domain_users;
 };
 
 class MapReader {
 public:
     // Opens lazily: constructing never fails, the first lookup reports MapUnavailable.
+    // MapReaders of the same path in one process share one LMDB environment (LMDB forbids two:
+    // closing one would drop the other's locks on lock.mdb).
     explicit MapReader(std::string path);
     ~MapReader();
     MapReader(const MapReader&) = delete;
@@ -44,20 +48,15 @@ public:
     // Number of users (for start-up summaries). Throws MapUnavailable.
     std::size_t user_count();
 
+    // Looks at the map's files again at the next lookup instead of within the second (design
+    // 13.3): for a caller that knows the map was just replaced. Never throws.
+    void recheck() noexcept;
+
     const std::string& path() const { return path_; }
 
 private:
-    // The open map, opened or re-opened as needed: a map directory that was removed or
-    // replaced (another inode) since it was opened is opened anew, so `rm -rf` + `init`
-    // and a restore from backup are both picked up. Throws MapUnavailable.
-    std::shared_ptr<OpenMap> current();
-    void invalidate(const std::shared_ptr<OpenMap>& stale);
-    template <typename F>
-    auto with_read_txn(F&& f);
-
     std::string path_;
-    std::mutex mutex_;  // guards env_ swaps only; lookups run without it
-    std::shared_ptr<OpenMap> map_;
+    std::shared_ptr<SharedMap> shared_;
 };
 
 }  // namespace coexist

@@ -69,15 +69,19 @@ class MapStore {
 public:
     enum class Mode { read_only, read_write, create };
 
-    // create: makes the directory (0750) and the databases if missing. Throws MapUnavailable.
-    MapStore(const std::string& path, std::size_t map_size, Mode mode);
+    // max_size: bytes of address space to map (the file grows only with the data).
+    // create: makes the directory (0750 + setgid, group `group` when given: the daemons' primary
+    // group) and the databases if missing. A writer reclaims the reader slots of dead processes.
+    // Throws MapUnavailable (naming data.mdb when the file is damaged).
+    MapStore(const std::string& path, std::size_t max_size, Mode mode, std::optional<gid_t> group = std::nullopt);
     ~MapStore();
     MapStore(const MapStore&) = delete;
     MapStore& operator=(const MapStore&) = delete;
 
     // Runs `change` in one write transaction and commits it. If the map fills up, the
     // transaction is thrown away, the map doubled, and `change` run again from the start, so
-    // it must not have effects outside the transaction. Exceptions from `change` abort it.
+    // it must not have effects outside the transaction; the same when another writer grew the
+    // map while this one waited (its size is re-read). Exceptions from `change` abort it.
     void write(const ChangeContext& context, const std::function<void(MapTxn&)>& change);
     void read(const std::function<void(MapTxn&)>& visit);
 

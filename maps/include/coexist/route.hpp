@@ -24,7 +24,8 @@ struct RoutingDecision {
     std::string detail;
 };
 
-// Never throws: an internal error or an unreadable map is Action::tempfail.
+// Never throws: an internal error or an unreadable map is Action::tempfail; so is an unknown
+// user of a `reject` domain while the map holds no user of that domain (never reject on doubt).
 // `recipient` is the envelope address as received (angle brackets allowed).
 RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept;
 

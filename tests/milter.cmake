@@ -14,10 +14,21 @@ if(TARGET coexist_milter_logic)
   set_tests_properties(milter_logic PROPERTIES LABELS "unit" TIMEOUT 60)
 endif()
 
+# The callbacks themselves, against a libmilter stub instead of libmilter.
+if(TARGET coexist_milter_filter)
+  add_executable(test_milter_filter milter/test_milter_filter.cpp milter/libmilter_stub.cpp)
+  target_link_libraries(test_milter_filter PRIVATE coexist_milter_filter coexist_admin coexist_catch_main)
+  # fixture.hpp (the temporary directory, the standard configuration) also knows coexist-map.
+  target_compile_definitions(test_milter_filter PRIVATE COEXIST_MAP_BINARY="$<TARGET_FILE:coexist-map>")
+  add_test(NAME milter_filter COMMAND test_milter_filter)
+  set_tests_properties(milter_filter PROPERTIES LABELS "unit" TIMEOUT 60)
+endif()
+
 # coexist-milter through a real private Postfix (tests/harness): routing, orig/ORCPT, live map
-# changes, unreadable map, loops, sessions; and the daemon basics (inet6, unix socket, CLI).
+# changes, unreadable map, loops, sessions; the daemon basics (inet6, unix socket, CLI); and the
+# service (pre-flight -n, SIGHUP, sd_notify).
 if(TARGET coexist-milter AND TARGET coexist-map)
-  foreach(_suite IN ITEMS milter_postfix milter_daemon)
+  foreach(_suite IN ITEMS milter_postfix milter_daemon milter_service)
     add_test(NAME ${_suite}
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/milter/test_${_suite}.py)
     set_tests_properties(${_suite} PROPERTIES

@@ -44,21 +44,30 @@ void set_reply(SMFICTX* ctx, const Reply& r) {
                   const_cast<char*>(r.text.c_str()));
 }
 
-// Every callback runs inside this: an exception becomes a temporary failure (and a log line),
-// never a crash of the filter and never a silently accepted message.
-template <typename Body>
-sfsistat guarded(SMFICTX* ctx, const char* stage, Body&& body) noexcept {
-    const char* what = "unknown exception";
+// The reply and log line for a callback that failed inside. `what` is only valid during the
+// call (it points into the exception being handled), and nothing here may throw.
+void defer_after_internal_error(SMFICTX* ctx, const char* stage, const char* what) noexcept {
     try {
-        return body();
-    } catch (const std::exception& e) {
-        what = e.what();
+        log_error("{}: {}: internal error, deferring: {}", queue_id(ctx), stage, what);
     } catch (...) {
     }
     try {
-        log_error("{}: {}: internal error, deferring: {}", queue_id(ctx), stage, what);
         set_reply(ctx, message_tempfail_reply("internal error"));
     } catch (...) {
+    }
+}
+
+// Every callback runs inside this: an exception becomes a temporary failure (and a log line),
+// never a crash of the filter and never a silently accepted message. The log line is written
+// inside the handler, while the exception (and the text e.what() points into) still exists.
+template <typename Body>
+sfsistat guarded(SMFICTX* ctx, const char* stage, Body&& body) noexcept {
+    try {
+        return body();
+    } catch (const std::exception& e) {
+        defer_after_internal_error(ctx, stage, e.what());
+    } catch (...) {
+        defer_after_internal_error(ctx, stage, "unknown exception");
     }
     return SMFIS_TEMPFAIL;
 }

@@ -1,5 +1,6 @@
-// coexist-milter: parse options and config, open the socket, drop root, log a summary, then
-// hand over to libmilter's smfi_main until SIGTERM/SIGINT (libmilter owns those and SIGHUP).
+// coexist-milter: parse options and config, open the socket, drop root, log a summary, tell
+// systemd it is ready, then hand over to libmilter's smfi_main until SIGTERM/SIGINT (SIGHUP is
+// ignored: see libmilter_run.hpp).
 #include <libmilter/mfapi.h>
 #include <unistd.h>
 
@@ -11,7 +12,10 @@
 #include "coexist/daemon.hpp"
 #include "coexist/log.hpp"
 #include "coexist/map_reader.hpp"
+#include "coexist/preflight.hpp"
+#include "coexist/service_manager.hpp"
 #include "filter.hpp"
+#include "libmilter_run.hpp"
 #include "milter_socket.hpp"
 
 namespace {
@@ -64,7 +68,7 @@ void log_summary(const Options& options, const Config& config, MapReader& map) {
         users = "unavailable";
     }
     log_info("starting coexist-milter {}: config={}, map={}, users={}, domains={}, socket={}, "
-             "user={}, loop_limit={}", COEXIST_VERSION, options.config, config.map_path, users,
+             "user={}, loop_limit={} (SIGHUP is ignored: restart to apply configuration changes)", COEXIST_VERSION, options.config, config.map_path, users,
              domain_summary(config), config.milter.socket.spec, ::geteuid() == 0 ? "root" : "unchanged",
              config.loop_limit);
 }
@@ -84,7 +88,9 @@ int serve(const Options& options, const Config& config) {
     // After the drop: a first map open as root could create lock.mdb that the user can't write.
     log_summary(options, config, map);
 
-    const int rc = smfi_main();
+    notify_ready();
+    const int rc = milter::run_smfi_main_ignoring_sighup();
+    notify_stopping();
     log_info("coexist-milter stopped");
     return rc == MI_SUCCESS ? kExitOk : kExitStart;
 }
@@ -112,7 +118,12 @@ int main(int argc, char** argv) {
         return kExitConfig;
     }
     if (options.check) {
-        std::printf("coexist-milter: %s: configuration OK\n", options.config.c_str());
+        // Everything that would stop the milter at start-up or defer all mail once it runs.
+        const auto problems = preflight_problems(config, {config.milter.user, {config.milter.socket}});
+        for (const auto& p : problems) std::fprintf(stderr, "coexist-milter: %s\n", p.c_str());
+        if (!problems.empty()) return kExitStart;
+        std::printf("coexist-milter: %s: configuration OK, user %s exists, map %s readable\n",
+                    options.config.c_str(), config.milter.user.c_str(), config.map_path.c_str());
         return kExitOk;
     }
 

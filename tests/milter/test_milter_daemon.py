@@ -88,6 +88,7 @@ class DaemonBasics(unittest.TestCase):
     def test_command_line(self):
         with h.Lab("millercli") as lab:
             good = write_ini(lab, "good.ini", "inet:8891@127.0.0.1")
+            make_map(lab, good)  # -n also checks that the map is readable
             r = cli("-n", "-c", good)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("configuration OK", r.stdout)

@@ -1,0 +1,27 @@
+// The pre-flight check behind `-n` (coexist-milter, coexist-policyd; `coexist-map check` reuses
+// it): what would make the daemon fail or defer all mail once started, found before a restart.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "coexist/config.hpp"
+
+namespace coexist {
+
+// What a daemon needs from the system besides its configuration.
+struct PreflightTarget {
+    std::string user;                   // the run-as user ("user" key)
+    std::vector<SocketConfig> sockets;  // its listeners: a unix socket's group must exist
+};
+
+// Checks, for an already loaded and valid `config`:
+//   - the run-as user exists;
+//   - the group of every unix socket exists;
+//   - the map answers one lookup as the run-as user (in a child process that drops to that user
+//     when running as root, so the parent never opens the map: no LMDB environment across
+//     fork(), and no lock.mdb created as root).
+// Returns one human-readable line per problem; empty when all is well. Never throws.
+std::vector<std::string> preflight_problems(const Config& config, const PreflightTarget& target);
+
+}  // namespace coexist

@@ -1,0 +1,123 @@
+#include "coexist/preflight.hpp"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "coexist/accounts.hpp"
+#include "coexist/daemon.hpp"
+#include "coexist/map_reader.hpp"
+
+namespace coexist {
+
+namespace {
+
+// The most of the child's error text we read back: one log line's worth.
+constexpr std::size_t kMaxChildMessage = 2048;
+
+void check_user(const std::string& user, std::vector<std::string>& problems, bool& user_exists) {
+    try {
+        user_exists = find_user(user).has_value();
+        if (!user_exists) problems.push_back(fmt::format("run-as user '{}' does not exist", user));
+    } catch (const std::exception& e) {
+        problems.push_back(fmt::format("cannot look up run-as user '{}': {}", user, e.what()));
+    }
+}
+
+void check_socket_group(const SocketConfig& socket, std::vector<std::string>& problems) {
+    const auto spec = parse_socket_spec(socket.spec);
+    if (!spec || spec->family != SocketSpec::Family::unix_path || socket.group.empty()) return;
+    try {
+        if (!find_group(socket.group))
+            problems.push_back(fmt::format("socket group '{}' for {} does not exist", socket.group, socket.spec));
+    } catch (const std::exception& e) {
+        problems.push_back(fmt::format("cannot look up socket group '{}': {}", socket.group, e.what()));
+    }
+}
+
+// In the child: become the run-as user and do one lookup. Writes the reason for a failure to
+// `report` and returns the exit status.
+int probe_map_as(const Config& config, const std::string& user, int report) {
+    std::string error;
+    try {
+        drop_privileges(user);  // no-op unless root: then the daemon would not switch either
+        MapReader map(config.map_path);
+        map.find("postmaster@" + config.domains.front().name);
+        return 0;
+    } catch (const std::exception& e) {
+        error = e.what();
+    } catch (...) {
+        error = "unknown error";
+    }
+    error.resize(std::min(error.size(), kMaxChildMessage));
+    const ssize_t written = ::write(report, error.data(), error.size());
+    (void)written;  // nothing better to do: the exit status still says it failed
+    return 1;
+}
+
+std::string who(const std::string& user) {
+    return ::geteuid() == 0 ? "user '" + user + "'" : "the current user (not root: no user switch)";
+}
+
+void check_map(const Config& config, const std::string& user, std::vector<std::string>& problems) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+        problems.push_back(fmt::format("cannot check the map: pipe: {}", std::strerror(errno)));
+        return;
+    }
+    FileDescriptor read_end(fds[0]), write_end(fds[1]);
+    std::fflush(nullptr);  // the child must not write our buffered output a second time
+    const pid_t child = ::fork();
+    if (child < 0) {
+        problems.push_back(fmt::format("cannot check the map: fork: {}", std::strerror(errno)));
+        return;
+    }
+    if (child == 0) {
+        read_end.reset();
+        ::_exit(probe_map_as(config, user, write_end.get()));
+    }
+    write_end.reset();
+    std::string message;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(read_end.get(), buf, sizeof buf)) != 0) {
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (message.size() < kMaxChildMessage) message.append(buf, static_cast<std::size_t>(n));
+    }
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+    if (WIFSIGNALED(status))
+        message = fmt::format("the lookup was killed by signal {} ({})", WTERMSIG(status),
+                              ::strsignal(WTERMSIG(status)));
+    if (message.empty()) message = "the lookup failed";
+    problems.push_back(fmt::format("map {} cannot be read as {}: {}", config.map_path, who(user), message));
+}
+
+}  // namespace
+
+std::vector<std::string> preflight_problems(const Config& config, const PreflightTarget& target) {
+    std::vector<std::string> problems;
+    try {
+        bool user_exists = false;
+        check_user(target.user, problems, user_exists);
+        for (const auto& socket : target.sockets) check_socket_group(socket, problems);
+        // Without the user there is no one to read the map as; that problem is reported already.
+        if (user_exists || ::geteuid() != 0) check_map(config, target.user, problems);
+    } catch (const std::exception& e) {
+        problems.push_back(fmt::format("pre-flight check failed: {}", e.what()));
+    }
+    return problems;
+}
+
+}  // namespace coexist

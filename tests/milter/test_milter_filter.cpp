@@ -1,0 +1,234 @@
+// The milter's callbacks, driven directly through a libmilter stub (libmilter_stub.hpp): what
+// each one asks Postfix to do for the rows of the decision table, and what happens when a
+// callback fails inside (an exception must become 451 4.3.0, never a crash).
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "coexist/log.hpp"
+#include "coexist/map_reader.hpp"
+#include "commands.hpp"
+#include "filter.hpp"
+#include "libmilter_stub.hpp"
+#include "../core/fixture.hpp"
+
+using namespace coexist;
+using Ctx = smfi_str;
+
+namespace {
+
+// Log lines go to syslog and, with open_log(..., true), to fd 2: the test reads them there.
+class CapturedLog {
+public:
+    CapturedLog() {
+        std::fflush(stderr);
+        saved_ = ::dup(2);
+        std::FILE* f = std::fopen(dir_.file("log").c_str(), "w");
+        ::dup2(::fileno(f), 2);
+        std::fclose(f);
+    }
+    ~CapturedLog() {
+        std::fflush(stderr);
+        ::dup2(saved_, 2);
+        ::close(saved_);
+    }
+    std::string text() const {
+        std::ifstream in(dir_.file("log"));
+        std::stringstream s;
+        s << in.rdbuf();
+        return s.str();
+    }
+
+private:
+    test::TempDir dir_;
+    int saved_ = -1;
+};
+
+// The standard test domains (contoso.com relays unknown users, fabrikam.com rejects them)
+// over a map with one user in each state, and the filter wired to it.
+struct FilterFixture {
+    test::TempDir dir;
+    Config config;
+    MapReader reader;
+    milter::FilterEnvironment env;
+    smfiDesc filter = milter::filter_description();
+
+    explicit FilterFixture(bool with_map = true)
+        : config(test::standard_config(dir.file("map"))), reader(config.map_path),
+          env{&config, &reader, "relay.test"} {
+        if (with_map) {
+            std::ostringstream out;
+            tool::init(config, out);
+            tool::set(config, "ann@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+            tool::set(config, "bob@contoso.com", "source", std::nullopt, std::nullopt, out);
+            tool::set(config, "dana@contoso.com", "dual", std::nullopt, std::nullopt, out);
+            tool::set(config, "erin@fabrikam.com", "migrated", std::nullopt, std::nullopt, out);
+        }
+        open_log("test_milter_filter", true);
+        milter::install_environment(&env);
+    }
+    ~FilterFixture() { milter::install_environment(nullptr); }
+
+    sfsistat mail(Ctx& ctx) {
+        char from[] = "<sender@fabrikam.example>";
+        char* argv[] = {from, nullptr};
+        return filter.xxfi_envfrom(&ctx, argv);
+    }
+    sfsistat rcpt(Ctx& ctx, std::string address, std::string param = "") {
+        char* argv[] = {address.data(), param.empty() ? nullptr : param.data(), nullptr};
+        return filter.xxfi_envrcpt(&ctx, argv);
+    }
+    sfsistat eom(Ctx& ctx) {
+        ctx.macros["i"] = "4QID1";
+        return filter.xxfi_eom(&ctx);
+    }
+    void close(Ctx& ctx) { filter.xxfi_close(&ctx); }
+};
+
+bool has_trace_header(const Ctx& ctx) {
+    for (const auto& [name, value] : ctx.headers)
+        if (name == "X-Coexist-Trace" && value.find("relay.test") != std::string::npos) return true;
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("rewrite: the recipient is replaced by the routing address, ORCPT names the original") {
+    FilterFixture f;
+    Ctx ctx;
+    REQUIRE(f.mail(ctx) == SMFIS_CONTINUE);
+    REQUIRE(f.rcpt(ctx, "<Ann@contoso.com>") == SMFIS_CONTINUE);
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    CHECK(ctx.deleted == std::vector<std::string>{"<Ann@contoso.com>"});
+    REQUIRE(ctx.added.size() == 1);
+    CHECK(ctx.added[0].first == "<ann@o365.contoso.com>");
+    CHECK(ctx.added[0].second == "ORCPT=rfc822;Ann@contoso.com");
+    CHECK(has_trace_header(ctx));
+    CHECK_FALSE(ctx.reply);
+    f.close(ctx);
+    CHECK(ctx.priv == nullptr);
+}
+
+TEST_CASE("dual: the recipient is kept and the routing address added") {
+    FilterFixture f;
+    Ctx ctx;
+    f.mail(ctx);
+    REQUIRE(f.rcpt(ctx, "<dana@contoso.com>", "NOTIFY=NEVER") == SMFIS_CONTINUE);
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    CHECK(ctx.deleted.empty());
+    REQUIRE(ctx.added.size() == 1);
+    CHECK(ctx.added[0].first == "<dana@o365.contoso.com>");
+    CHECK(ctx.added[0].second.find("NOTIFY=NEVER") != std::string::npos);
+    CHECK(has_trace_header(ctx));
+    f.close(ctx);
+}
+
+TEST_CASE("relay and foreign recipients are left alone; only managed mail gets the trace header") {
+    FilterFixture f;
+    Ctx ctx;
+    f.mail(ctx);
+    REQUIRE(f.rcpt(ctx, "<bob@contoso.com>") == SMFIS_CONTINUE);
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    CHECK(ctx.deleted.empty());
+    CHECK(ctx.added.empty());
+    CHECK(has_trace_header(ctx));
+
+    Ctx other;
+    f.mail(other);
+    REQUIRE(f.rcpt(other, "<someone@example.org>") == SMFIS_CONTINUE);
+    REQUIRE(f.eom(other) == SMFIS_CONTINUE);
+    CHECK(other.headers.empty());
+    f.close(ctx);
+    f.close(other);
+}
+
+TEST_CASE("reject: an unknown user of an authoritative domain gets 550 5.1.1 at RCPT") {
+    FilterFixture f;
+    Ctx ctx;
+    f.mail(ctx);
+    CHECK(f.rcpt(ctx, "<nobody@fabrikam.com>") == SMFIS_REJECT);
+    REQUIRE(ctx.reply);
+    CHECK(ctx.reply->code == "550");
+    CHECK(ctx.reply->extended == "5.1.1");
+    f.close(ctx);
+}
+
+TEST_CASE("tempfail: a map that cannot be read defers the recipient with 451 4.3.0") {
+    FilterFixture f(false);  // no map at all
+    Ctx ctx;
+    f.mail(ctx);
+    CHECK(f.rcpt(ctx, "<ann@contoso.com>") == SMFIS_TEMPFAIL);
+    REQUIRE(ctx.reply);
+    CHECK(ctx.reply->code == "451");
+    CHECK(ctx.reply->extended == "4.3.0");
+    // A foreign recipient needs no map.
+    Ctx foreign;
+    f.mail(foreign);
+    CHECK(f.rcpt(foreign, "<someone@example.org>") == SMFIS_CONTINUE);
+    f.close(ctx);
+    f.close(foreign);
+}
+
+TEST_CASE("abort and a new MAIL forget the previous message of the session") {
+    FilterFixture f;
+    Ctx ctx;
+    f.mail(ctx);
+    f.rcpt(ctx, "<ann@contoso.com>");
+    f.filter.xxfi_abort(&ctx);
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    CHECK(ctx.added.empty());
+    CHECK(ctx.headers.empty());
+
+    f.mail(ctx);
+    f.rcpt(ctx, "<dana@contoso.com>");
+    f.mail(ctx);  // RSET, then a second message
+    f.rcpt(ctx, "<bob@contoso.com>");
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    CHECK(ctx.added.empty());
+    f.close(ctx);
+}
+
+// Before the fix, guarded() logged e.what() after the exception object was destroyed: ASan
+// reports a heap-use-after-free here (CI runs the unit tests under ASan/UBSan).
+TEST_CASE("an exception inside a callback becomes 451 4.3.0, logged with its message") {
+    FilterFixture f;
+    SECTION("MAIL: per-session state cannot be stored") {
+        CapturedLog log;
+        Ctx ctx;
+        ctx.fail_setpriv = true;
+        CHECK(f.mail(ctx) == SMFIS_TEMPFAIL);
+        REQUIRE(ctx.reply);
+        CHECK(ctx.reply->code == "451");
+        CHECK(ctx.reply->extended == "4.3.0");
+        CHECK_THAT(log.text(), Catch::Contains("MAIL: internal error, deferring: smfi_setpriv failed"));
+    }
+    SECTION("end of message: adding the routing address fails") {
+        CapturedLog log;
+        Ctx ctx;
+        f.mail(ctx);
+        f.rcpt(ctx, "<ann@contoso.com>");
+        ctx.fail_addrcpt = true;
+        CHECK(f.eom(ctx) == SMFIS_TEMPFAIL);
+        REQUIRE(ctx.reply);
+        CHECK(ctx.reply->code == "451");
+        CHECK(ctx.reply->extended == "4.3.0");
+        CHECK_THAT(log.text(),
+                   Catch::Contains("4QID1: END-OF-MESSAGE: internal error, deferring: smfi_addrcpt_par "
+                                   "<ann@o365.contoso.com> failed"));
+        f.close(ctx);
+    }
+    SECTION("end of message: the trace header cannot be added") {
+        CapturedLog log;
+        Ctx ctx;
+        f.mail(ctx);
+        f.rcpt(ctx, "<bob@contoso.com>");
+        ctx.fail_addheader = true;
+        CHECK(f.eom(ctx) == SMFIS_TEMPFAIL);
+        CHECK_THAT(log.text(), Catch::Contains("smfi_addheader failed"));
+        f.close(ctx);
+    }
+}

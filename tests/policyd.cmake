@@ -10,11 +10,30 @@ target_link_libraries(policyd_tests PRIVATE coexist_policyd_protocol coexist_cat
 add_test(NAME policyd_tests COMMAND policyd_tests)
 set_tests_properties(policyd_tests PROPERTIES LABELS unit TIMEOUT 120)
 
+# The event loop over real unix sockets, with services that fail on purpose.
+if(TARGET coexist_policyd_server)
+  add_executable(policyd_server_tests policyd/test_server.cpp)
+  target_link_libraries(policyd_server_tests PRIVATE coexist_policyd_server coexist_catch_main)
+  # fixture.hpp (the temporary directory) also knows coexist-map.
+  target_compile_definitions(policyd_server_tests PRIVATE COEXIST_MAP_BINARY="$<TARGET_FILE:coexist-map>")
+  add_test(NAME policyd_server_tests COMMAND policyd_server_tests)
+  set_tests_properties(policyd_server_tests PROPERTIES LABELS unit TIMEOUT 120)
+endif()
+
 if(TARGET coexist-policyd)
   # The daemon over its sockets: protocol, CLI, signals, privilege drop, and abuse.
   add_test(NAME policyd_blackbox
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/policyd/blackbox_test.py)
   set_tests_properties(policyd_blackbox PROPERTIES
+    LABELS integration TIMEOUT 180
+    ENVIRONMENT "COEXIST_POLICYD=$<TARGET_FILE:coexist-policyd>;COEXIST_MAP=$<TARGET_FILE:coexist-map>")
+endif()
+
+if(TARGET coexist-policyd)
+  # As a service: pre-flight -n, SIGHUP, sd_notify, socketmap keys that are not addresses.
+  add_test(NAME policyd_service
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/policyd/service_test.py)
+  set_tests_properties(policyd_service PROPERTIES
     LABELS integration TIMEOUT 180
     ENVIRONMENT "COEXIST_POLICYD=$<TARGET_FILE:coexist-policyd>;COEXIST_MAP=$<TARGET_FILE:coexist-map>")
 endif()

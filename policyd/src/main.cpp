@@ -12,7 +12,9 @@
 #include "coexist/daemon.hpp"
 #include "coexist/log.hpp"
 #include "coexist/map_reader.hpp"
+#include "coexist/preflight.hpp"
 #include "coexist/route.hpp"
+#include "coexist/service_manager.hpp"
 #include "server.hpp"
 
 namespace {
@@ -75,7 +77,10 @@ int serve(const Config& config) {
     };
     try {
         policyd::Server server(p, services, std::move(listeners));
+        // The listeners were open before the privilege drop; from here on they are served.
+        notify_ready();
         server.run();
+        notify_stopping();
     } catch (const std::exception& e) {
         log_error("fatal: {}", e.what());
         return kExitStart;
@@ -111,14 +116,13 @@ int main(int argc, char** argv) {
         return kExitConfig;
     }
     if (check_only) {
-        fmt::print("{}: configuration {} is valid\n", kProgram, config_path);
-        try {
-            MapReader map(config.map_path);
-            fmt::print("{}: map {} has {} users\n", kProgram, config.map_path, map.user_count());
-        } catch (const MapUnavailable& e) {
-            // Not a configuration error (the map may be created later), but worth knowing now.
-            fmt::print("{}: warning: {}\n", kProgram, e.what());
-        }
+        // Everything that would stop the daemon at start-up or defer all mail once it runs.
+        const auto problems =
+            preflight_problems(config, {config.policyd.user, {config.policyd.policy_socket, config.policyd.socketmap_socket}});
+        for (const auto& problem : problems) log_error("{}", problem);
+        if (!problems.empty()) return kExitStart;
+        fmt::print("{}: configuration {} is valid, user {} exists, map {} readable\n", kProgram, config_path,
+                   config.policyd.user, config.map_path);
         return 0;
     }
     return serve(config);

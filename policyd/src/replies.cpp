@@ -55,8 +55,9 @@ std::optional<SocketmapQuery> split_socketmap_request(std::string_view payload) 
 }
 
 bool is_address_key(std::string_view key) {
-    const auto at = key.rfind('@');
-    return at != std::string_view::npos && at > 0 && at + 1 < key.size();
+    // The one address parser decides: what route() could not parse it would call "foreign",
+    // and the recipients table would answer OK for it, even in a reject domain.
+    return parse_address(key).has_value();
 }
 
 namespace {

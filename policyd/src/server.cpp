@@ -105,7 +105,7 @@ void Server::run() {
             if (key == kSignalKey) {
                 if (!on_signal()) return;
             } else if (key < listeners_.size()) {
-                accept_from(listeners_[key], now);
+                accept_one_batch(listeners_[key], now);
             } else {
                 on_connection_event(key, events[i].events, now);
             }
@@ -182,7 +182,43 @@ void Server::accept_from(Listener& listener, Clock::time_point now) {
     }
 }
 
+void Server::accept_one_batch(Listener& listener, Clock::time_point now) {
+    try {
+        accept_from(listener, now);
+    } catch (const std::exception& e) {
+        // Out of memory, most likely: the connections already served go on, the next turn of
+        // the loop accepts again.
+        log_error("accept on {}: internal error: {}", listener.spec, printable(e.what()));
+    } catch (...) {
+        log_error("accept on {}: internal error", listener.spec);
+    }
+}
+
 void Server::on_connection_event(std::uint64_t id, std::uint32_t events, Clock::time_point now) {
+    // Whatever goes wrong while serving one connection (an allocation that fails, a bug in a
+    // session) ends that connection, never the daemon and the hundreds of others it serves.
+    // Postfix reconnects; the request in flight gets the client's own temporary failure
+    // (smtpd_policy_service_default_action, or a socketmap lookup error: 451/deferred).
+    try {
+        serve_connection(id, events, now);
+    } catch (const std::exception& e) {
+        close_after_internal_error(id, e.what());
+    } catch (...) {
+        close_after_internal_error(id, "unknown exception");
+    }
+}
+
+void Server::close_after_internal_error(std::uint64_t id, std::string_view what) noexcept {
+    try {
+        const auto found = by_id_.find(id);  // the failure may have closed it already
+        log_error("closing connection from {}: internal error: {}",
+                  found == by_id_.end() ? std::string("a client") : found->second->peer(), printable(what));
+        if (found != by_id_.end()) close_connection(found->second, "");
+    } catch (...) {
+    }
+}
+
+void Server::serve_connection(std::uint64_t id, std::uint32_t events, Clock::time_point now) {
     const auto found = by_id_.find(id);
     if (found == by_id_.end()) return;  // closed earlier in this batch
     const auto it = found->second;

@@ -49,14 +49,18 @@ public:
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // Serves until SIGTERM or SIGINT. Throws SystemError if epoll itself fails.
+    // Serves until SIGTERM or SIGINT. Throws SystemError if epoll itself fails; an exception
+    // while serving one client closes that client's connection (logged) and nothing else.
     void run();
 
 private:
     using ConnectionList = std::list<Connection>;  // least recently active first
 
+    void accept_one_batch(Listener& listener, Clock::time_point now);  // never throws
     void accept_from(Listener& listener, Clock::time_point now);
-    void on_connection_event(std::uint64_t id, std::uint32_t events, Clock::time_point now);
+    void on_connection_event(std::uint64_t id, std::uint32_t events, Clock::time_point now);  // never throws
+    void serve_connection(std::uint64_t id, std::uint32_t events, Clock::time_point now);
+    void close_after_internal_error(std::uint64_t id, std::string_view what) noexcept;
     void apply(ConnectionList::iterator it, Connection::Next next);
     void close_connection(ConnectionList::iterator it, std::string_view why);
     void close_idle(Clock::time_point now);

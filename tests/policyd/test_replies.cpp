@@ -104,3 +104,14 @@ TEST_CASE("bare domains, '*' and partial keys are not addresses") {
     CHECK_FALSE(is_address_key(""));
     CHECK_FALSE(is_address_key("ann"));
 }
+
+// Before, any key with an '@' inside counted: route() then called an unparseable one "foreign"
+// and the recipients table answered OK, even for a reject domain.
+TEST_CASE("keys the address parser refuses are not addresses either") {
+    CHECK_FALSE(is_address_key("ann@contoso.com>"));
+    CHECK_FALSE(is_address_key("<ann@contoso.com"));
+    CHECK_FALSE(is_address_key("ann\x01@contoso.com"));
+    CHECK_FALSE(is_address_key("ann@conto so.com"));
+    CHECK_FALSE(is_address_key("ann@contoso_com!"));
+    CHECK_FALSE(is_address_key(std::string(2000, 'a') + "@contoso.com"));
+}

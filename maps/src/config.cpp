@@ -146,6 +146,11 @@ struct ParseState {
     std::optional<ConfigError> error;
     std::set<std::string> seen;     // "section\nkey" given already
     std::map<std::string, int> key_lines;  // "domain\nkey" -> line it was set on (for errors)
+    // Each [domain NAME] once: domain names are case-insensitive, so [domain Contoso.COM] after
+    // [domain contoso.com] is the same domain given twice, not an override.
+    int header_line = 0;          // line of the last "[section]" read (read_line sets it)
+    int keyed_header_line = 0;    // header_line when on_key last ran
+    std::map<std::string, std::pair<int, std::string>> domain_headers;  // name -> line, as written
 
     void fail(const std::string& key, const std::string& msg) {
         if (!error) error.emplace(file, line, key, msg);
@@ -254,6 +259,16 @@ int on_key(void* user, const char* section, const char* name, const char* value)
                 return 0;
             }
         }
+        if (domain && st.header_line != st.keyed_header_line &&
+            !st.domain_headers.emplace(domain->name, std::pair{st.header_line, std::string(sec)}).second) {
+            const auto& [first_line, first_spelling] = st.domain_headers.at(domain->name);
+            if (!st.error)
+                st.error.emplace(st.file, st.header_line, "",
+                                 fmt::format("[{}] repeats [{}] of line {} (domain names are case-insensitive)",
+                                             sec, first_spelling, first_line));
+            return 0;
+        }
+        st.keyed_header_line = st.header_line;
         const std::string seen_key = std::string(sec) + "\n" + name;
         if (domain) st.key_lines[domain->name + "\n" + name] = st.line;
         if (!st.seen.insert(seen_key).second) {
@@ -283,6 +298,7 @@ struct LineSource {
     std::string_view text;
     std::size_t pos = 0;
     int* line;
+    int* header_line;  // set to the line of every "[section]" line
 };
 
 char* read_line(char* buf, int size, void* stream) {
@@ -297,6 +313,9 @@ char* read_line(char* buf, int size, void* stream) {
     buf[len] = '\0';
     if (len > 0 && buf[len - 1] == '\n') ++*src.line;
     else if (src.pos + len == src.text.size()) ++*src.line;
+    const std::string_view read(buf, len);
+    const auto first = read.find_first_not_of(" \t");
+    if (first != std::string_view::npos && read[first] == '[') *src.header_line = *src.line;
     src.pos += len;
     return buf;
 }
@@ -341,7 +360,7 @@ Config parse_config(std::string_view text, const std::string& name) {
     ParseState st;
     st.file = name;
     st.config.source = name;
-    return parse_with(LineSource{text, 0, &st.line}, st);
+    return parse_with(LineSource{text, 0, &st.line, &st.header_line}, st);
 }
 
 Config load_config(const std::string& path) {

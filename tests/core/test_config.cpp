@@ -118,3 +118,20 @@ TEST_CASE("a syntax error names its line") {
 TEST_CASE("load_config reports a missing file") {
     CHECK_THROWS_WITH(load_config("/nonexistent/coexist.ini"), Catch::Contains("/nonexistent/coexist.ini"));
 }
+
+// Before, [domain Contoso.COM] after [domain contoso.com] silently replaced the first
+// section's keys (domain names are case-insensitive, the sections were told apart by case).
+TEST_CASE("a domain given twice is an error naming the first definition") {
+    const std::string first = "[domain contoso.com]\nrouting_domain = o365.contoso.com\n\n";
+    expect_error(first + "[domain Contoso.COM]\nrouting_domain = elsewhere.example\n", 4, "",
+                 "[domain Contoso.COM] repeats [domain contoso.com] of line 1");
+    expect_error(first + "[domain contoso.com.]\nunknown_recipient = reject\n", 4, "", "of line 1");
+    expect_error(first + "[routing]\nloop_limit = 3\n[domain contoso.com]\naliases = contoso.net\n", 6, "",
+                 "repeats [domain contoso.com] of line 1");
+    // An alias that is another managed domain (or its alias), whatever the case.
+    expect_error(first + "[domain fabrikam.com]\nrouting_domain = x.fabrikam.com\naliases = CONTOSO.com\n", 6,
+                 "aliases", "already managed by [domain contoso.com]");
+    expect_error("[domain contoso.com]\nrouting_domain = o365.contoso.com\naliases = Contoso.NET\n"
+                 "[domain fabrikam.com]\nrouting_domain = x.fabrikam.com\naliases = contoso.net\n",
+                 3, "aliases", "already managed by [domain fabrikam.com]");
+}

@@ -133,10 +133,10 @@ for d in "${daemons[@]}"; do
   unit=$root/lib/systemd/system/coexist-$d.service
   for line in "ExecStart=/usr/sbin/coexist-$d -c /etc/coexist/coexist.ini" User=coexist \
               ProtectSystem=strict ReadWritePaths=/var/lib/coexist RuntimeDirectory=coexist \
-              RuntimeDirectoryPreserve=yes NoNewPrivileges=yes CapabilityBoundingSet=; do
+              RuntimeDirectoryPreserve=yes NoNewPrivileges=yes CapabilityBoundingSet= Type=notify; do
     grep -qxF "$line" "$unit" || fail "coexist-$d.service lacks '$line'"
   done
-  [ "$d" = milter ] && grep -q '^ExecReload=' "$unit" && fail "coexist-milter.service has ExecReload (SIGHUP stops libmilter)"
+  grep -q '^ExecReload=' "$unit" && fail "coexist-$d.service has ExecReload (the daemons have no reload)"
   if command -v systemd-analyze > /dev/null; then
     # verify checks that ExecStart exists: point it at the extracted binary.
     sed "s|/usr/sbin/|$root/usr/sbin/|" "$unit" > "$tmp/coexist-$d.service"

@@ -1,7 +1,8 @@
 #include "coexist/log.hpp"
 
-#include <cstdio>
 #include <string>
+
+#include "coexist/log_text.hpp"
 
 namespace coexist {
 
@@ -10,13 +11,10 @@ void open_log(const char* ident, bool also_stderr) {
 }
 
 void log_line(int priority, std::string_view line) {
-    // Bound what one log line can carry: addresses come from the network.
+    // The last guard: a line may carry addresses from the network that no caller made
+    // printable; they must not forge a second line or grow one without bound.
     constexpr std::size_t kMaxLogLine = 2048;
-    std::string text(line.substr(0, kMaxLogLine));
-    // Addresses that reach a log line may carry control bytes; never let them forge a line.
-    for (char& c : text)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-    syslog(priority, "%s", text.c_str());
+    syslog(priority, "%s", printable(line, kMaxLogLine).c_str());
 }
 
 }  // namespace coexist

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "coexist/log_text.hpp"
 #include "esmtp_params.hpp"
 
 namespace coexist::milter {
@@ -19,14 +20,12 @@ std::string bracketed(std::string_view as_received) {
 }  // namespace
 
 std::string reply_safe(std::string_view text) {
+    // The project's one sanitizer makes it printable ASCII; libmilter's reply is a format
+    // string, so '%' is doubled on top, never splitting a pair at the bound.
     std::string out;
-    out.reserve(text.size());
-    for (const char ch : text) {
-        if (out.size() >= kMaxReplyText - 1) break;
-        const auto c = static_cast<unsigned char>(ch);
-        if (c < 0x20 || c == 0x7f) out.push_back('?');
-        else if (c == '%') out += "%%";
-        else out.push_back(ch);
+    for (const char c : printable(text, kMaxReplyText - 4)) {
+        if (out.size() + (c == '%' ? 2 : 1) > kMaxReplyText) break;
+        out += c == '%' ? "%%" : std::string(1, c);
     }
     return out;
 }

@@ -30,8 +30,9 @@ Reply loop_reply(unsigned trace_count, unsigned loop_limit);
 std::string decision_log_line(std::string_view queue_id, std::string_view as_received,
                               const RoutingDecision& decision);
 
-// Makes `text` safe for smfi_setreply: control bytes become '?', '%' is doubled, and the
-// result is at most kMaxReplyText bytes (libmilter allows 980 per line).
+// Makes `text` safe for smfi_setreply: bytes outside printable ASCII become '?' (coexist's
+// printable()), '%' is doubled, and the result is at most kMaxReplyText bytes (libmilter
+// allows 980 per line).
 inline constexpr std::size_t kMaxReplyText = 900;
 std::string reply_safe(std::string_view text);
 

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "coexist/address.hpp"
-#include "log_text.hpp"
+#include "coexist/log_text.hpp"
 
 namespace coexist::policyd {
 

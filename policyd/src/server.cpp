@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 
 #include "coexist/log.hpp"
-#include "log_text.hpp"
+#include "coexist/log_text.hpp"
 
 namespace coexist::policyd {
 

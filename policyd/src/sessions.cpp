@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "log_text.hpp"
+#include "coexist/log_text.hpp"
 #include "replies.hpp"
 
 namespace coexist::policyd {

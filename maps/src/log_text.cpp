@@ -1,0 +1,15 @@
+#include "coexist/log_text.hpp"
+
+namespace coexist {
+
+std::string printable(std::string_view untrusted, std::size_t max_bytes) {
+    const bool cut = untrusted.size() > max_bytes;
+    if (cut) untrusted = untrusted.substr(0, max_bytes);
+    std::string out;
+    out.reserve(untrusted.size() + 3);
+    for (const unsigned char c : untrusted) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+    if (cut) out += "...";
+    return out;
+}
+
+}  // namespace coexist

@@ -12,7 +12,8 @@
 #   --merge             add the inputs that found new coverage to tests/fuzz/corpus/TARGET
 #                       (the only way this script writes into the source tree)
 #
-# Environment: BUILD_DIR (default build-fuzz), FUZZ_JOBS (build parallelism, default nproc).
+# Environment: BUILD_DIR (default build-fuzz), FUZZ_JOBS (build parallelism, default nproc),
+# FUZZ_ARGS (more libFuzzer flags for every target, e.g. "-max_len=1024").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build-fuzz}
@@ -60,10 +61,11 @@ for t in "${targets[@]}"; do
   # -timeout: one input that takes seconds is a finding (a parser must stay linear);
   # -rss_limit_mb bounds a leak or an unbounded buffer.
   "$build_dir/tests/fuzz_$t" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$artifacts/$t-" "$corpus" >"$log" 2>&1 || status=$?
+    -artifact_prefix="$artifacts/$t-" ${FUZZ_ARGS:-} "$corpus" >"$log" 2>&1 || status=$?
   elapsed=$(( $(date +%s) - start ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  echo "fuzz_$t: ${execs:-?} executions in ${elapsed}s, corpus $(ls "$corpus" | wc -l) inputs, exit $status"
+  echo "fuzz_$t: ${execs:-?} executions in ${elapsed}s ($(( ${execs:-0} / (elapsed > 0 ? elapsed : 1) ))/s)," \
+       "corpus $(ls "$corpus" | wc -l) inputs, exit $status"
   if [ "$status" -ne 0 ]; then
     failed+=("$t")
     grep -E "ERROR|SUMMARY|runtime error|Test unit written" "$log" | head -20 >&2 || true

@@ -5,6 +5,7 @@ add_executable(core_tests
   core/test_record_csv.cpp
   core/test_route.cpp
   core/test_map_admin.cpp
+  core/test_import_files.cpp
   core/test_concurrency.cpp
   core/test_daemon.cpp
   core/test_map_faults.cpp

@@ -40,10 +40,10 @@ bool CsvReader::next(CsvRecord& record) {
                     field.push_back(c);
                 }
             }
-            if (pos_ < text_.size() && text_[pos_] != ',' && text_[pos_] != '\n' && text_[pos_] != '\r')
+            if (pos_ < text_.size() && text_[pos_] != delimiter_ && text_[pos_] != '\n' && text_[pos_] != '\r')
                 return fail("text after a closing quote");
         } else {
-            while (pos_ < text_.size() && text_[pos_] != ',' && text_[pos_] != '\n' && text_[pos_] != '\r') {
+            while (pos_ < text_.size() && text_[pos_] != delimiter_ && text_[pos_] != '\n' && text_[pos_] != '\r') {
                 if (text_[pos_] == '"') return fail("quote inside an unquoted field");
                 if (pos_ - start > kMaxCsvRecordBytes) return fail("record longer than 64 KiB");
                 field.push_back(text_[pos_++]);
@@ -54,7 +54,7 @@ bool CsvReader::next(CsvRecord& record) {
         field.clear();
         if (pos_ >= text_.size()) return true;
         const char sep = text_[pos_++];
-        if (sep == ',') continue;
+        if (sep == delimiter_) continue;
         if (sep == '\r') {
             if (pos_ < text_.size() && text_[pos_] == '\n') ++pos_;
             else return fail("bare carriage return");

@@ -12,9 +12,19 @@ std::string_view to_string(State s) {
 }
 
 std::optional<State> parse_state(std::string_view s) {
-    if (s == "source") return State::source;
-    if (s == "migrated") return State::migrated;
-    if (s == "dual") return State::dual;
+    // Case-insensitive: "Migrated" is what a spreadsheet's autocapitalisation makes of it.
+    const auto is = [s](std::string_view name) {
+        if (s.size() != name.size()) return false;
+        for (std::size_t i = 0; i < s.size(); ++i) {
+            char c = s[i];
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+            if (c != name[i]) return false;
+        }
+        return true;
+    };
+    if (is("source")) return State::source;
+    if (is("migrated")) return State::migrated;
+    if (is("dual")) return State::dual;
     return std::nullopt;
 }
 

@@ -1,8 +1,10 @@
-// `coexist-map import`: read the whole file, validate every row against the config and the map,
-// and write nothing unless every row passes. Errors name FILE:LINE.
+// `coexist-map import`: read the whole file, decode it to UTF-8 (whatever a spreadsheet saved),
+// validate every row against the config and the map, and write nothing unless every row passes.
+// Errors name FILE:LINE.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fmt/format.h>
 #include <map>
 #include <ostream>
@@ -12,6 +14,7 @@
 
 #include "coexist/csv.hpp"
 #include "coexist/map_store.hpp"
+#include "coexist/text_decode.hpp"
 #include "coexist/user_key.hpp"
 #include "commands.hpp"
 
@@ -30,8 +33,49 @@ struct ImportRow {
 
 struct Columns {
     int address = -1, state = -1, target = -1, batch = -1, aliases = -1;
-    std::size_t count = 0;
+    std::size_t count = 0;  // named columns; a spreadsheet's empty trailing header cells are not
 };
+
+// Spreadsheets pad cells with spaces; every cell is trimmed alike, quoted or not.
+std::string_view trim(std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+}
+
+void trim_fields(CsvRecord& rec) {
+    for (auto& f : rec.fields) {
+        const std::string_view t = trim(f);
+        if (t.size() != f.size()) f = std::string(t);
+    }
+}
+
+bool all_empty(const CsvRecord& rec) {
+    return std::all_of(rec.fields.begin(), rec.fields.end(), [](const std::string& f) { return f.empty(); });
+}
+
+std::string lowercase(std::string_view v) {
+    std::string out(v);
+    for (char& c : out)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+}
+
+// The file's text as UTF-8, or a DataError naming the file, the line and the encoding it found.
+std::string decode_file(const std::string& file, const std::string& bytes) {
+    auto decoded = decode_text(bytes);
+    if (auto* e = std::get_if<DecodeError>(&decoded)) {
+        if (e->line == 0) throw DataError(fmt::format("{}: {}", file, e->reason));
+        throw DataError(fmt::format("{}:{}: {} at byte {} of the file", file, e->line, e->reason, e->offset));
+    }
+    return std::move(std::get<DecodedText>(decoded).utf8);
+}
+
+// Excel's "Unicode Text" is tab-separated: a header line with tabs and no comma says so.
+char detect_delimiter(std::string_view text) {
+    const std::string_view header = text.substr(0, text.find('\n'));
+    return header.find('\t') != std::string_view::npos && header.find(',') == std::string_view::npos ? '\t' : ',';
+}
 
 std::string read_file(const std::string& path) {
     std::FILE* f = path == "-" ? stdin : std::fopen(path.c_str(), "re");
@@ -54,13 +98,16 @@ std::string read_file(const std::string& path) {
 
 Columns parse_header(const std::string& file, const CsvRecord& header) {
     Columns cols;
-    cols.count = header.fields.size();
+    std::size_t named = header.fields.size();
+    while (named > 0 && header.fields[named - 1].empty()) --named;  // ",,," after the last name
+    cols.count = named;
     const std::map<std::string, int Columns::*> known = {
         {"address", &Columns::address}, {"state", &Columns::state}, {"target", &Columns::target},
         {"batch", &Columns::batch}, {"aliases", &Columns::aliases}};
-    for (std::size_t i = 0; i < header.fields.size(); ++i) {
-        std::string name = header.fields[i];
-        if (i == 0 && name.rfind("\xEF\xBB\xBF", 0) == 0) name.erase(0, 3);  // spreadsheet BOM
+    for (std::size_t i = 0; i < named; ++i) {
+        const std::string name = lowercase(header.fields[i]);  // "Address" as spreadsheets title it
+        if (name.empty())
+            throw DataError(fmt::format("{}:{}: column {} has no name", file, header.line, i + 1));
         const auto it = known.find(name);
         if (it == known.end())
             throw DataError(fmt::format("{}:{}: unknown column '{}' (expected address, state, target, batch, aliases)",
@@ -91,9 +138,17 @@ std::vector<std::string> split_aliases(std::string_view v) {
 // duplicates inside the file, an alias that is also a user in the file.
 std::vector<ImportRow> parse_rows(const Config& c, const std::string& file, std::string_view text,
                                   const std::optional<std::string>& default_batch, bool& has_aliases) {
-    CsvReader reader(text);
+    CsvReader reader(text, detect_delimiter(text));
     CsvRecord rec;
-    if (!reader.next(rec)) {
+    // Rows that are wholly empty (",,,," as spreadsheets write them) are skipped everywhere.
+    auto next_record = [&] {
+        while (reader.next(rec)) {
+            trim_fields(rec);
+            if (!all_empty(rec)) return true;
+        }
+        return false;
+    };
+    if (!next_record()) {
         if (reader.error()) throw DataError(fmt::format("{}:{}: {}", file, reader.error_line(), *reader.error()));
         throw DataError(file + ": empty file (expected a header row)");
     }
@@ -106,10 +161,15 @@ std::vector<ImportRow> parse_rows(const Config& c, const std::string& file, std:
         static const std::string empty;
         return col < 0 ? empty : rec.fields[static_cast<std::size_t>(col)];
     };
-    while (reader.next(rec)) {
+    while (next_record()) {
         auto fail = [&](const std::string& why) { return DataError(fmt::format("{}:{}: {}", file, rec.line, why)); };
-        if (rec.fields.size() != cols.count)
+        if (rec.fields.size() < cols.count)
             throw fail(fmt::format("{} fields, the header has {}", rec.fields.size(), cols.count));
+        // Cells beyond the named columns are a spreadsheet's padding: they must be empty.
+        for (std::size_t i = cols.count; i < rec.fields.size(); ++i)
+            if (!rec.fields[i].empty())
+                throw fail(fmt::format("{} fields, the header has {}: '{}' in a column with no name",
+                                       rec.fields.size(), cols.count, rec.fields[i]));
         ImportRow row;
         row.line = rec.line;
         try {
@@ -200,7 +260,7 @@ ImportCounts plan_and_apply(MapTxn& t, const std::string& file, const std::vecto
 
 int import_csv(const Config& c, const std::string& file, const std::optional<std::string>& batch, bool dry_run,
                std::ostream& out) {
-    const std::string text = read_file(file);
+    const std::string text = decode_file(file, read_file(file));
     bool has_aliases = false;
     const auto rows = parse_rows(c, file, text, batch, has_aliases);
 

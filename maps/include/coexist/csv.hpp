@@ -22,7 +22,8 @@ struct CsvRecord {
 // are skipped. On malformed input returns the error as "LINE: reason" in `error`.
 class CsvReader {
 public:
-    explicit CsvReader(std::string_view text) : text_(text) {}
+    // `delimiter`: ',' for CSV, '\t' for the tab-separated text that Excel saves as "Unicode Text".
+    explicit CsvReader(std::string_view text, char delimiter = ',') : text_(text), delimiter_(delimiter) {}
     // False at the end or on error (then error() is set).
     bool next(CsvRecord& record);
     const std::optional<std::string>& error() const { return error_; }
@@ -30,6 +31,7 @@ public:
 
 private:
     std::string_view text_;
+    char delimiter_;
     std::size_t pos_ = 0;
     std::size_t line_ = 1;
     std::optional<std::string> error_;

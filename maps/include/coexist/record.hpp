@@ -11,6 +11,7 @@ namespace coexist {
 enum class State { source, migrated, dual };
 
 std::string_view to_string(State s);
+// "source", "migrated" or "dual", in any case; nullopt for anything else.
 std::optional<State> parse_state(std::string_view s);
 
 struct UserRecord {

@@ -1,0 +1,31 @@
+// The first stage of `coexist-map import` (design §13.4): the bytes of the file an admin saved
+// become UTF-8 text, or a refusal that says which encoding was found and where it went wrong.
+// Spreadsheets save "CSV UTF-8" with a byte order mark, and Excel's "Unicode Text" as UTF-16LE
+// with one; a file is never stored as the bytes came.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace coexist {
+
+struct DecodedText {
+    std::string utf8;          // the text, without its byte order mark
+    std::string_view encoding;  // "UTF-8", "UTF-8 with BOM", "UTF-16LE with BOM", "UTF-16BE with BOM"
+};
+
+struct DecodeError {
+    std::size_t line = 0;    // 1-based line of the offending character (0: the file as a whole)
+    std::size_t offset = 0;  // 0-based byte offset in the file
+    std::string reason;      // names the encoding the file was read as
+};
+
+// Detects the encoding from the byte order mark (UTF-8, UTF-16LE, UTF-16BE; without one, UTF-8)
+// and returns the text as UTF-8. Refuses: invalid UTF-8 (overlong forms, surrogates, beyond
+// U+10FFFF, truncated sequences), unpaired UTF-16 surrogates or an odd byte count, UTF-32, UTF-16
+// without a byte order mark (recognised by its NUL bytes), and NUL characters in any encoding.
+std::variant<DecodedText, DecodeError> decode_text(std::string_view bytes);
+
+}  // namespace coexist

@@ -257,6 +257,10 @@ class TwoWriters(Writers):
         self.check_routes(checks)
 
 
+def _t(started):
+    return f"[{time.monotonic() - started:5.1f}s]"
+
+
 def _map_size_mib(ini):
     r = run_map(ini, "stats", check=False)
     m = re.search(r"map size: ([\d.]+) MiB", r.stdout)
@@ -287,7 +291,7 @@ def run(name):
         try:
             load.wait_sent(LOAD_BEFORE)
             load.phase = "fault"
-            print(f"fault begins after {load.sent()} messages accepted", flush=True)
+            print(f"{_t(started)} fault begins after {load.sent()} messages accepted", flush=True)
             try:
                 scenario.begin()
             finally:
@@ -297,14 +301,17 @@ def run(name):
                     fl.check_alive(fl.milter, pids["milter"])
                     fl.check_alive(fl.policyd, pids["policyd"])
             load.phase = "after"
-            print(f"fault ends after {load.sent()} messages accepted", flush=True)
+            print(f"{_t(started)} fault ends after {load.sent()} messages accepted", flush=True)
             load.wait_sent(LOAD_AFTER)
         finally:
             load.stop()
+        print(f"{_t(started)} load stopped; the senders retry what was refused", flush=True)
         load.retry_refused()
         scenario.verify()
         load.retry_refused()
+        print(f"{_t(started)} draining the queues", flush=True)
         fl.drain()
+        print(f"{_t(started)} queues empty", flush=True)
         tally = Tally(fl, load)
 
         for relay in fl.relays:

@@ -384,7 +384,7 @@ class Load:
     ('before', 'fault', 'after'; set by the scenario) so a test can show the 4xx of the fault.
     """
 
-    MAX_MESSAGES = 4000   # a bound, whatever happens
+    MAX_MESSAGES = 3000   # a bound, whatever happens
 
     def __init__(self, fault_lab, relays=None, exclude=(), clients_per_relay=CLIENTS_PER_RELAY):
         self.fl = fault_lab
@@ -530,7 +530,7 @@ class Load:
     def wait_sent(self, count, timeout=60):
         """Waits until `count` more messages have been accepted than now."""
         target = self.sent() + count
-        h.wait_until(lambda: self.sent() >= target, timeout,
+        h.wait_until(lambda: self.sent() >= target or self.exhausted(), timeout,
                      f"{count} more messages accepted ({self.sent()} so far)",
                      on_timeout=self.fl.diagnostics)
 
@@ -538,9 +538,22 @@ class Load:
         """Waits until each of `relays` (default: all the load's) gave `count` replies of class
         cls ('4xx') in `phase`: the fault is seen by the senders."""
         relays = relays or self.relays
-        h.wait_until(lambda: all(self.count(phase, cls, r) >= count for r in relays), timeout,
+
+        def seen():
+            return all(self.count(phase, cls, r) >= count for r in relays)
+
+        h.wait_until(lambda: seen() or self.exhausted(), timeout,
                      f"{count} {cls} replies from each of {[r.name for r in relays]} in phase "
-                     f"{phase} ({self.replies})", on_timeout=self.fl.diagnostics)
+                     f"{phase}", on_timeout=lambda: f"replies so far: {self.replies}")
+        if not seen():
+            raise TimeoutError(f"the load sent its {self.MAX_MESSAGES} messages without "
+                               f"{count} {cls} replies from each of {[r.name for r in relays]} "
+                               f"in phase {phase}: {self.replies}")
+
+    def exhausted(self):
+        """The load reached its bound of messages: no use waiting for more."""
+        with self.lock:
+            return len(self.messages) >= self.MAX_MESSAGES
 
     def send_now(self, relay, recipients):
         """One message to `recipients` through `relay` in a session of its own, counted in the

@@ -294,6 +294,9 @@ def run(name):
             print(f"{_t(started)} fault begins after {load.sent()} messages accepted", flush=True)
             try:
                 scenario.begin()
+            except TimeoutError as e:
+                # Counted like the rest: the tally below says what the fault did to the mail.
+                fl.failures.append(f"the fault never showed as expected: {e}".split("\n")[0])
             finally:
                 # A fault never outlives the test's fault phase, even when begin() timed out.
                 scenario.end()

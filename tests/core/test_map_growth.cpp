@@ -184,3 +184,12 @@ TEST_CASE("a reader killed inside a read transaction: its slot is reclaimed at t
     CHECK(reader_slots_of(env, child) == 0);
     mdb_env_close(env);
 }
+
+TEST_CASE("[map] max_size sets the writers' map size (16G by default); 0.1.0's map_size still does") {
+    const std::string head = "[map]\npath = /var/lib/coexist\n";
+    const std::string rest = "[domain contoso.com]\nrouting_domain = o365.contoso.com\n";
+    CHECK(parse_config(head + rest, "t.ini").map_size == std::size_t{16} << 30);
+    CHECK(parse_config(head + "max_size = 64M\n" + rest, "t.ini").map_size == std::size_t{64} << 20);
+    CHECK(parse_config(head + "map_size = 2G\n" + rest, "t.ini").map_size == std::size_t{2} << 30);
+    CHECK_THROWS_WITH(parse_config(head + "max_size = 10K\n" + rest, "t.ini"), Catch::Contains("at least 1M"));
+}

@@ -160,10 +160,10 @@ def run_map(ini, *args, timeout=120, check=True):
 
 
 def map_size_key():
-    """The [map] key that sets the writers' LMDB map size in this build ('map_size', or
-    'max_size' after issue 10's fixed large map), found by asking the config parser."""
+    """The [map] key that sets the writers' LMDB map size in this build ('max_size' since
+    issue 10; 0.1.0 called it 'map_size'), found by asking the config parser."""
     probe_dir = os.environ.get("TMPDIR", "/tmp")
-    for key in ("map_size", "max_size"):
+    for key in ("max_size", "map_size"):
         ini = os.path.join(probe_dir, f"coexist-fault-probe-{os.getpid()}.ini")
         with open(ini, "w") as f:
             f.write(f"[map]\npath = /nonexistent-coexist-probe\n{key} = 1M\n")
@@ -207,11 +207,12 @@ class FaultLab:
         self.map_dir = lab.path("map")
         self.map_size_line = ""
         if self.small_map:
+            # A 1 MiB map: the writers outgrow it (MDB_MAP_FULL), double it, and the readers
+            # meet MDB_MAP_RESIZED, the path a deployment with the 16 GiB default never takes
+            # until it does.
             key = map_size_key()
-            # With the old key, a 1 MiB start makes every import grow the map (MDB_MAP_RESIZED
-            # in the readers). With a fixed large max_size the file still grows, the mapping not.
-            if key == "map_size":
-                self.map_size_line = "map_size = 1M\n"
+            if key:
+                self.map_size_line = f"{key} = 1M\n"
         self.ini = lab.path("coexist.ini")
         with open(self.ini, "w") as f:
             f.write(INI.format(map=self.map_dir, map_size=self.map_size_line,

@@ -31,6 +31,35 @@ std::string lowercase_ascii(std::string_view s) {
     return out;
 }
 
+namespace {
+
+// "@a.example,@b.example:" before the mailbox: an RFC 5321 source route (4.1.1.3: a receiver
+// may ignore it, and Postfix does: RCPT TO:<@a:u@d> is logged and looked up as u@d). Returns
+// the address without it, or nullopt when the route is malformed.
+std::optional<std::string_view> drop_source_route(std::string_view raw) {
+    if (raw.empty() || raw.front() != '@') return raw;
+    const auto colon = raw.find(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    std::string_view route = raw.substr(0, colon);
+    while (!route.empty()) {
+        const auto comma = route.find(',');
+        const std::string_view hop = route.substr(0, comma);
+        if (hop.size() < 2 || hop.front() != '@' || !valid_domain(hop.substr(1))) return std::nullopt;
+        if (comma == std::string_view::npos) break;
+        route.remove_prefix(comma + 1);
+    }
+    return raw.substr(colon + 1);
+}
+
+// Outside a quoted string, a local part is atoms and dots (RFC 5321 Dot-string; RFC 6531 adds
+// UTF-8). These specials, or a space, make it no address at all.
+bool is_unquoted_special(char c) {
+    return c == ' ' || c == '\t' || c == '<' || c == '>' || c == '(' || c == ')' || c == '[' ||
+           c == ']' || c == ',' || c == ';' || c == ':' || c == '@' || c == '\\';
+}
+
+}  // namespace
+
 std::optional<Address> parse_address(std::string_view raw) {
     while (!raw.empty() && is_space(raw.front())) raw.remove_prefix(1);
     while (!raw.empty() && is_space(raw.back())) raw.remove_suffix(1);
@@ -43,22 +72,38 @@ std::optional<Address> parse_address(std::string_view raw) {
     if (raw.empty() || raw.size() > kMaxAddressLength) return std::nullopt;
     if (std::any_of(raw.begin(), raw.end(), [](char c) { return is_control(static_cast<unsigned char>(c)); }))
         return std::nullopt;
+    const auto mailbox = drop_source_route(raw);
+    if (!mailbox) return std::nullopt;
 
-    // The last '@' separates the domain: a quoted local part may itself contain '@'.
-    const auto at = raw.rfind('@');
-    if (at == std::string_view::npos || at == 0 || at + 1 == raw.size()) return std::nullopt;
-    std::string_view local = raw.substr(0, at);
-    std::string_view domain = raw.substr(at + 1);
-    if (domain.back() == '.') domain.remove_suffix(1);  // "contoso.com." is contoso.com
-    if (!valid_domain(domain)) return std::nullopt;
-    // A quoted local part must be one quoted string; stray '<', '>' or unquoted spaces are not
-    // an address.
-    if (local.front() == '"') {
-        if (local.size() < 2 || local.back() != '"') return std::nullopt;
-    } else if (local.find_first_of("<> \t\"") != std::string_view::npos) {
-        return std::nullopt;
+    // Unquote as unquote_822_local() does: quotes toggle, a backslash inside quotes takes the
+    // next byte literally, the last '@' outside quotes starts the domain.
+    std::string local;
+    bool in_quote = false;
+    std::size_t i = 0;
+    for (; i < mailbox->size(); ++i) {
+        const char c = (*mailbox)[i];
+        if (c == '"') {
+            in_quote = !in_quote;
+            continue;
+        }
+        if (in_quote) {
+            if (c == '\\') {
+                if (++i == mailbox->size()) return std::nullopt;
+                local.push_back((*mailbox)[i]);
+            } else {
+                local.push_back(c);
+            }
+            continue;
+        }
+        if (c == '@' && mailbox->find('@', i + 1) == std::string_view::npos) break;
+        if (is_unquoted_special(c)) return std::nullopt;
+        local.push_back(c);
     }
-    return Address{std::string(local), lowercase_ascii(domain)};
+    if (in_quote || i >= mailbox->size() || local.empty()) return std::nullopt;
+    std::string_view domain = mailbox->substr(i + 1);
+    if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);  // "contoso.com." is contoso.com
+    if (!valid_domain(domain)) return std::nullopt;
+    return Address{std::move(local), lowercase_ascii(domain)};
 }
 
 LocalPart split_extension(std::string_view local, std::string_view delimiters) {

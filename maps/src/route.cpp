@@ -1,7 +1,9 @@
 #include "coexist/route.hpp"
 
+#include <stdexcept>
+
 #include "coexist/address.hpp"
-#include "coexist/user_key.hpp"
+#include "coexist/canonical_address.hpp"
 
 namespace coexist {
 
@@ -20,25 +22,35 @@ std::string_view to_string(Action a) {
 namespace {
 
 // The address a migrated user is reached at on the new side: the explicit target, else the
-// user's local part at the managed domain's routing domain; the recipient's +extension is
-// carried over when keep_extension is set.
+// user's canonical local part at the managed domain's routing domain; the recipient's extension
+// (as the sender wrote it) is carried over when keep_extension is set. The result is in
+// Postfix's external form, what a virtual_alias_maps result is expected to be
+// (mail_addr_find(3): "the value is expected to be in external (quoted) form").
 std::string routing_address(const Config& config, const DomainConfig& domain,
                             std::string_view primary, const UserRecord& record,
                             std::string_view extension) {
-    std::string_view base_local, base_domain;
-    if (!record.target.empty()) {
-        const auto at = record.target.rfind('@');
-        base_local = std::string_view(record.target).substr(0, at);
-        base_domain = std::string_view(record.target).substr(at + 1);
-    } else {
-        base_local = primary.substr(0, primary.rfind('@'));
-        base_domain = domain.routing_domain;
-    }
-    std::string out(base_local);
-    if (config.keep_extension) out.append(extension);
-    out.push_back('@');
-    out.append(base_domain);
-    return out;
+    const auto base = parse_address(record.target.empty() ? primary : std::string_view(record.target));
+    if (!base) throw std::runtime_error("unreadable address in map: " + std::string(primary));
+    std::string local = base->local;
+    if (config.keep_extension) local.append(extension);
+    return quote_local_part(local) + "@" + (record.target.empty() ? domain.routing_domain : base->domain);
+}
+
+// The record for a recipient, searched as Postfix searches its tables (virtual(5), "TABLE
+// SEARCH ORDER"; mail_addr_find_opt() in src/global/mail_addr_find.c): the whole local part
+// first, so that mary-ann is herself even with recipient_delimiter = -; only when that finds
+// nothing, the local part cut at the first delimiter character (strip_addr.c). `extension` is
+// set to what was cut off when that second lookup found the user.
+UserLookup find_user(const Config& config, MapReader& map, const Address& address,
+                     const DomainConfig& domain, std::string_view& extension) {
+    UserLookup found = map.find(canonical_key(address.local, domain.name));
+    if (found.record) return found;
+    const auto split = strip_extension(address.local, config.recipient_delimiter);
+    if (!split) return found;
+    UserLookup base = map.find(canonical_key(split->base, domain.name));
+    if (!base.record) return found;
+    extension = split->extension;
+    return base;
 }
 
 RoutingDecision decide(const Config& config, MapReader& map, std::string_view recipient) {
@@ -47,9 +59,8 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
     const DomainConfig* domain = config.find_domain(address->domain);
     if (!domain) return {Action::foreign, {}, {}};
 
-    const auto [base, extension] = split_extension(address->local, config.recipient_delimiter);
-    const std::string key = make_user_key(base, *domain);
-    const UserLookup found = map.find(key);
+    std::string_view extension;
+    const UserLookup found = find_user(config, map, *address, *domain, extension);
     if (!found.record) {
         if (config.unknown_policy(*domain) != UnknownRecipient::reject) return {Action::relay, {}, "unknown user"};
         // Never reject on doubt (design 13.6): a map with nobody of this domain is more likely

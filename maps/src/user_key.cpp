@@ -3,14 +3,12 @@
 #include <fmt/format.h>
 
 #include "coexist/address.hpp"
+#include "coexist/canonical_address.hpp"
 
 namespace coexist {
 
-std::string make_user_key(std::string_view base_local, const DomainConfig& domain) {
-    std::string key = lowercase_ascii(base_local);
-    key.push_back('@');
-    key.append(domain.name);
-    return key;
+std::string make_user_key(std::string_view internal_local, const DomainConfig& domain) {
+    return canonical_key(internal_local, domain.name);
 }
 
 std::variant<std::string, KeyError> admin_user_key(const Config& config, std::string_view address) {
@@ -20,11 +18,9 @@ std::variant<std::string, KeyError> admin_user_key(const Config& config, std::st
     if (!a) return KeyError{fmt::format("'{}' is not a valid address", address)};
     const DomainConfig* d = config.find_domain(a->domain);
     if (!d) return KeyError{fmt::format("'{}' is not in a managed domain", address)};
-    const auto [base, extension] = split_extension(a->local, config.recipient_delimiter);
-    if (!extension.empty())
-        return KeyError{fmt::format("'{}' contains the recipient delimiter '{}': give the address "
-                                    "without its extension", address, config.recipient_delimiter)};
-    return make_user_key(base, *d);
+    // No check for the recipient delimiter: route() looks the whole local part up first, as
+    // Postfix does, so a user named mary-ann (recipient_delimiter = -) is found as herself.
+    return make_user_key(a->local, *d);
 }
 
 std::variant<std::string, KeyError> admin_target(const Config& config, std::string_view address) {
@@ -32,7 +28,8 @@ std::variant<std::string, KeyError> admin_target(const Config& config, std::stri
     if (!a) return KeyError{fmt::format("target '{}' is not a valid address", address)};
     if (config.find_domain(a->domain))
         return KeyError{fmt::format("target '{}' is in a managed domain: mail would loop", address)};
-    return a->local + "@" + a->domain;
+    // Stored in external form, as a virtual_alias_maps result is (mail_addr_find(3)).
+    return quote_local_part(a->local) + "@" + a->domain;
 }
 
 }  // namespace coexist

@@ -96,6 +96,11 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
     // Never SMFIS_ACCEPT here: it would skip end of message, where the recipients change.
     return guarded(ctx, "RCPT", [&] {
         if (argv == nullptr || argv[0] == nullptr) return SMFIS_CONTINUE;
+        // argv[0] is RCPT TO as the client wrote it: brackets, quotes, a source route, any case.
+        // route() decides on its canonical form (canonical_address.hpp, design 13.2), the key
+        // Postfix's own tables (and so the socketmap) are asked for; smfi_delrcpt at the end
+        // still gets as_received, which cleanup internalizes the same way (cleanup_milter.c,
+        // cleanup_del_rcpt()).
         const std::string_view as_received = argv[0];
         RoutingDecision d = route(*g_env->config, *g_env->map, as_received);
         switch (d.action) {

@@ -56,7 +56,10 @@ std::optional<SocketmapQuery> split_socketmap_request(std::string_view payload) 
 
 bool is_address_key(std::string_view key) {
     // The one address parser decides: what route() could not parse it would call "foreign",
-    // and the recipients table would answer OK for it, even in a reject domain.
+    // and the recipients table would answer OK for it, even in a reject domain. Postfix asks
+    // the external (quoted) form first and the internal form only when that finds nothing
+    // (mail_addr_find.c, find_addr(), MA_FORM_EXTERNAL_FIRST); an internal form that is not an
+    // address in its own right ("john doe@x") is NOTFOUND, the answer the first query had.
     return parse_address(key).has_value();
 }
 

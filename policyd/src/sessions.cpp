@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "coexist/canonical_address.hpp"
 #include "coexist/log_text.hpp"
 #include "replies.hpp"
 
@@ -23,7 +24,10 @@ std::string decision_fields(const RoutingDecision& d) {
 
 std::string PolicySession::answer(const PolicyRequest& request) {
     if (!policy_wants_decision(request)) return std::string(kPolicyNoDecision);
-    const RoutingDecision decision = services_.route(request.recipient);
+    // smtpd sends recipient= in Postfix's internal (unquoted) form (smtpd.c, extract_addr():
+    // tok822_internalize), "john doe@contoso.com" for RCPT TO:<"john doe"@contoso.com>; route()
+    // reads the external form every other caller gives, so quote it back first.
+    const RoutingDecision decision = services_.route(external_form(request.recipient));
     std::string action = policy_action(decision);
     // Postfix style: the queue id when smtpd has one (not at the first RCPT), else NOQUEUE.
     services_.log(fmt::format("{}: to=<{}>, {}, reply={}",

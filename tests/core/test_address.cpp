@@ -14,10 +14,20 @@ TEST_CASE("parse_address strips brackets and lowercases the domain only") {
     CHECK(a->domain == "contoso.com");
 }
 
-TEST_CASE("parse_address keeps quoted local parts and splits at the last @") {
+TEST_CASE("parse_address gives Postfix's internal (unquoted) form and splits at the last @ outside quotes") {
     auto a = parse_address(R"(<"john@home doe"@contoso.com>)");
     REQUIRE(a);
-    CHECK(a->local == R"("john@home doe")");
+    CHECK(a->local == "john@home doe");
+    CHECK(a->domain == "contoso.com");
+    a = parse_address(R"(<"bob"@fabrikam.com>)");
+    REQUIRE(a);
+    CHECK(a->local == "bob");
+    a = parse_address(R"("a\"b".c@contoso.com)");
+    REQUIRE(a);
+    CHECK(a->local == R"(a"b.c)");
+    a = parse_address("<@relay.example,@b.example:Ann@contoso.com>");
+    REQUIRE(a);
+    CHECK(a->local == "Ann");
     CHECK(a->domain == "contoso.com");
 }
 
@@ -25,7 +35,10 @@ TEST_CASE("parse_address refuses what is not an address") {
     const char* bad = GENERATE("", "<>", "contoso.com", "@contoso.com", "ann@", "<ann@contoso.com",
                                "ann@contoso.com>", "ann@cont oso.com", "an n@contoso.com",
                                "ann@contoso..com", "ann@.contoso.com", "ann@b\xc3\xa9.com", "*",
-                               "\"unterminated@contoso.com", "a<b@contoso.com");
+                               "\"unterminated@contoso.com", "a<b@contoso.com", "a@b@contoso.com",
+                               "@relay.example:", "@relay.example@contoso.com", "@:ann@contoso.com",
+                               "@re lay:ann@contoso.com", "john doe@contoso.com", "\"\"@contoso.com",
+                               "a\\b@contoso.com");
     CAPTURE(bad);
     CHECK_FALSE(parse_address(bad));
 }
@@ -67,4 +80,84 @@ TEST_CASE("split_extension splits at the first delimiter character") {
     CHECK(p.base == "+ann");
     p = split_extension("ann+x", "");
     CHECK(p.base == "ann+x");
+}
+
+// ---- the canonical form (design 13.2): what a client writes -> the key Postfix looks up ------
+
+#include "coexist/canonical_address.hpp"
+
+TEST_CASE("canonical_address: every form a client may write becomes Postfix's lookup key") {
+    const auto [input, key] = GENERATE(table<std::string, std::string>({
+        {"ann@contoso.com", "ann@contoso.com"},
+        {"<Ann.Lee@CONTOSO.Com>", "ann.lee@contoso.com"},
+        {R"("gapps1"@Contoso.COM)", "gapps1@contoso.com"},
+        {R"(<"bob"@fabrikam.com>)", "bob@fabrikam.com"},
+        {R"("Ann"."Lee"@contoso.com)", "ann.lee@contoso.com"},
+        {"<@relay.example:ann@contoso.com>", "ann@contoso.com"},
+        {"<@a.example,@b.example:ANN@contoso.com>", "ann@contoso.com"},
+        // Needs its quotes: keeps them, as quote_822_local() writes it (external form).
+        {R"("john doe"@contoso.com)", R"("john doe"@contoso.com)"},
+        {R"("John Doe"@Contoso.com)", R"("john doe"@contoso.com)"},
+        {R"("a..b"@contoso.com)", R"("a..b"@contoso.com)"},
+        {R"(".ann"@contoso.com)", R"(".ann"@contoso.com)"},
+        {R"("ann@home"@contoso.com)", R"("ann@home"@contoso.com)"},
+        {R"("a\"b"@contoso.com)", R"("a\"b"@contoso.com)"},
+        {R"("a\\b"@contoso.com)", R"("a\\b"@contoso.com)"},
+        {R"("a\b"@contoso.com)", "ab@contoso.com"},  // a quoted-pair of an ordinary character
+        // UTF-8 local parts (RFC 6531): ICU full case folding, as casefold.c with SMTPUTF8.
+        {"Straße@contoso.com", "strasse@contoso.com"},
+        {"STRASSE@contoso.com", "strasse@contoso.com"},
+        {"ÅSA@contoso.com", "åsa@contoso.com"},
+        {"Åsa@contoso.com", "åsa@contoso.com"},
+        {"ΣΟΦΊΑ@contoso.com", "σοφία@contoso.com"},
+        {"Σοφίας@contoso.com", "σοφίασ@contoso.com"},  // final sigma folds to σ
+        {"Дмитрий@contoso.com", "дмитрий@contoso.com"},
+        {"ДМИТРИЙ.Ögren@contoso.com", "дмитрий.ögren@contoso.com"},
+        {"José.ΜΑΡΊΑ@contoso.com", "josé.μαρία@contoso.com"},
+        {R"("Jörg Müller"@contoso.com)", R"("jörg müller"@contoso.com)"},
+        {"İnci@contoso.com", "i̇nci@contoso.com"},  // default (not Turkic) folding: i + U+0307
+    }));
+    CAPTURE(input);
+    const auto got = canonical_address(input);
+    REQUIRE(got);
+    CHECK(*got == key);
+    // Canonical keys are fixed points: the map's keys read back as themselves.
+    CHECK(canonical_address(*got) == got);
+}
+
+TEST_CASE("canonical_address refuses what parse_address refuses") {
+    const char* bad = GENERATE("john doe@contoso.com", "\"open@contoso.com", "@relay:", "<ann@contoso.com");
+    CAPTURE(bad);
+    CHECK_FALSE(canonical_address(bad));
+}
+
+TEST_CASE("fold_case is ICU's default folding, bytes that are not UTF-8 kept") {
+    CHECK(fold_case("ANN") == "ann");
+    CHECK(fold_case("ß") == "ss");
+    CHECK(fold_case("ŉ") == "ʼn");  // grows from 2 to 3 bytes
+    CHECK(fold_case(std::string(200, '\xc3') + "A").size() >= 201);  // never a crash
+}
+
+TEST_CASE("external_form quotes an internal-form address where Postfix would") {
+    CHECK(external_form("bob@fabrikam.com") == "bob@fabrikam.com");
+    CHECK(external_form("john doe@contoso.com") == R"("john doe"@contoso.com)");
+    CHECK(external_form("ann@home@contoso.com") == R"("ann@home"@contoso.com)");
+}
+
+TEST_CASE("strip_extension cuts at the first character of the delimiter set, never to nothing") {
+    const auto [local, delims, base, ext] = GENERATE(table<std::string, std::string, std::string, std::string>({
+        {"ann+news", "+", "ann", "+news"},
+        {"ann+news+x", "+", "ann", "+news+x"},
+        {"mary-ann", "+-", "mary", "-ann"},
+        {"mary-ann+x", "+-", "mary", "-ann+x"},
+        {"ann+x-y", "-+", "ann", "+x-y"},
+    }));
+    CAPTURE(local, delims);
+    const auto s = strip_extension(local, delims);
+    REQUIRE(s);
+    CHECK(s->base == base);
+    CHECK(s->extension == ext);
+    CHECK_FALSE(strip_extension("ann", "+-"));
+    CHECK_FALSE(strip_extension("+ann", "+"));
+    CHECK_FALSE(strip_extension("ann+x", ""));
 }

@@ -153,3 +153,95 @@ TEST_CASE("a corrupt record is tempfail, never 'unknown'") {
     CHECK(route(m.config, m.reader, "bob@contoso.com").action == Action::tempfail);
     CHECK(route(m.config, m.reader, "ann@contoso.com").action == Action::rewrite);
 }
+
+// ---- issue 15: one address, one answer --------------------------------------------------------
+
+namespace {
+
+// The reports of issue 15, items 1 and 2: recipients written as RFC 5321 allows, and users whose
+// names contain a delimiter character. Two delimiters (Postfix 2.11+ takes a set).
+struct FormsMap {
+    test::TempDir dir;
+    Config config;
+    MapReader reader;
+    FormsMap()
+        : config(parse_config("[map]\npath = " + dir.file("map") +
+                                  "\n[routing]\nrecipient_delimiter = +-\nkeep_extension = yes\n"
+                                  "unknown_recipient = relay\n"
+                                  "[domain contoso.com]\nrouting_domain = o365.contoso.com\n"
+                                  "[domain fabrikam.com]\nrouting_domain = fabrikam.onmicrosoft.com\n"
+                                  "unknown_recipient = reject\n",
+                              "forms.ini")),
+          reader(config.map_path) {
+        std::ostringstream out;
+        tool::init(config, out);
+        tool::set(config, "gapps1@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+        tool::set(config, "bob@fabrikam.com", "source", std::nullopt, std::nullopt, out);
+        tool::set(config, "mary@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+        tool::set(config, "mary-ann@contoso.com", "source", std::nullopt, std::nullopt, out);
+        tool::set(config, "Jörg@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+        tool::set(config, "Straße@contoso.com", "dual", std::nullopt, std::nullopt, out);
+        tool::set(config, "\"john doe\"@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("issue 15.1: quoted local parts and source routes route as Postfix's internal form") {
+    FormsMap m;
+    const Row row = GENERATE(values<Row>({
+        // The two reports: bob exists (no 550), gapps1 is migrated (not relayed to Google).
+        {R"(<"bob"@fabrikam.com>)", Action::relay, ""},
+        {R"(<"gapps1"@contoso.com>)", Action::rewrite, "gapps1@o365.contoso.com"},
+        {R"("GApps1"@Contoso.COM)", Action::rewrite, "gapps1@o365.contoso.com"},
+        {"<@relay.example:gapps1@contoso.com>", Action::rewrite, "gapps1@o365.contoso.com"},
+        {"<@a.example,@b.example:bob@fabrikam.com>", Action::relay, ""},
+        {R"(<"gapps1+news"@contoso.com>)", Action::rewrite, "gapps1+news@o365.contoso.com"},
+        // A local part that needs its quotes keeps them, in the key and in the new address.
+        {R"(<"John Doe"@contoso.com>)", Action::rewrite, R"("john doe"@o365.contoso.com)"},
+        {R"(<"john doe+x"@contoso.com>)", Action::rewrite, R"("john doe+x"@o365.contoso.com)"},
+        // UTF-8 local parts, any case: folded as Postfix folds them (ICU), the extension kept as
+        // the sender wrote it.
+        {"JÖRG@contoso.com", Action::rewrite, "jörg@o365.contoso.com"},
+        {"jörg+Ä@contoso.com", Action::rewrite, "jörg+Ä@o365.contoso.com"},
+        {"STRASSE@contoso.com", Action::dual, "strasse@o365.contoso.com"},
+        {"straße@contoso.com", Action::dual, "strasse@o365.contoso.com"},
+        {R"(<"nobody"@fabrikam.com>)", Action::reject, ""},
+    }));
+    CAPTURE(row.recipient);
+    const RoutingDecision d = route(m.config, m.reader, row.recipient);
+    CHECK(d.action == row.action);
+    CHECK(d.address == row.address);
+}
+
+TEST_CASE("issue 15.2: the whole local part first, then without the extension, for each delimiter") {
+    FormsMap m;
+    const Row row = GENERATE(values<Row>({
+        {"mary-ann@contoso.com", Action::relay, ""},  // herself, on the source, unchanged
+        {"Mary-Ann@contoso.com", Action::relay, ""},
+        // Cut at the first delimiter character, as split_addr.c does: the base is mary.
+        {"mary-ann+x@contoso.com", Action::rewrite, "mary-ann+x@o365.contoso.com"},
+        {"mary-news@contoso.com", Action::rewrite, "mary-news@o365.contoso.com"},
+        {"mary+news@contoso.com", Action::rewrite, "mary+news@o365.contoso.com"},
+        {"mary@contoso.com", Action::rewrite, "mary@o365.contoso.com"},
+        {"mary-ann-x@contoso.com", Action::rewrite, "mary-ann-x@o365.contoso.com"},  // Postfix: base mary
+        {"-mary@contoso.com", Action::relay, ""},  // never cut to an empty base
+        {"bob-x@fabrikam.com", Action::relay, ""},
+        {"nobody-x@fabrikam.com", Action::reject, ""},
+    }));
+    CAPTURE(row.recipient);
+    const RoutingDecision d = route(m.config, m.reader, row.recipient);
+    CHECK(d.action == row.action);
+    CHECK(d.address == row.address);
+}
+
+TEST_CASE("issue 15.2: coexist-map set and import take a user whose name has a delimiter character") {
+    FormsMap m;
+    std::ostringstream out;
+    CHECK(tool::set(m.config, "ann-marie@contoso.com", "source", std::nullopt, std::nullopt, out) == 0);
+    const std::string csv = m.dir.write("users.csv", "address,state\nlee-ann@contoso.com,source\n"
+                                                     "\"\"\"Lee Ann\"\"@contoso.com\",migrated\n");
+    CHECK(tool::import_csv(m.config, csv, std::nullopt, false, out) == 0);
+    CHECK(route(m.config, m.reader, "lee-ann@contoso.com").action == Action::relay);
+    CHECK(route(m.config, m.reader, "\"lee ann\"@contoso.com").address == "\"lee ann\"@o365.contoso.com");
+}

@@ -232,3 +232,28 @@ TEST_CASE("an exception inside a callback becomes 451 4.3.0, logged with its mes
         f.close(ctx);
     }
 }
+
+// Issue 15, item 1: the milter gets RCPT TO as the client wrote it; it must decide as Postfix's
+// own tables would (internal form), and still delete the recipient exactly as received.
+TEST_CASE("issue 15.1: a quoted local part is the user it names, not an unknown one") {
+    FilterFixture f;
+    {
+        std::ostringstream out;
+        tool::set(f.config, "bob@fabrikam.com", "source", std::nullopt, std::nullopt, out);
+        tool::set(f.config, "gapps1@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+    }
+    Ctx ctx;
+    f.mail(ctx);
+    // bob exists in a reject domain: no 550 5.1.1.
+    CHECK(f.rcpt(ctx, R"(<"bob"@fabrikam.com>)") == SMFIS_CONTINUE);
+    CHECK_FALSE(ctx.reply);
+    // gapps1 is migrated: rewritten, not left to go to the old system.
+    REQUIRE(f.rcpt(ctx, R"(<"gapps1"@contoso.com>)") == SMFIS_CONTINUE);
+    REQUIRE(f.rcpt(ctx, "<@relay.example:Ann@contoso.com>") == SMFIS_CONTINUE);
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    CHECK(ctx.deleted == std::vector<std::string>{R"(<"gapps1"@contoso.com>)", "<@relay.example:Ann@contoso.com>"});
+    REQUIRE(ctx.added.size() == 2);
+    CHECK(ctx.added[0].first == "<gapps1@o365.contoso.com>");
+    CHECK(ctx.added[1].first == "<ann@o365.contoso.com>");
+    f.close(ctx);
+}

@@ -180,3 +180,14 @@ TEST_CASE("socketmap session answers PERM and closes when the framing breaks") {
     REQUIRE(r.status == NetstringDecoder::Status::complete);
     CHECK_THAT(decoder.payload(), Catch::StartsWith("PERM ") && Catch::Contains(c.reason));
 }
+
+TEST_CASE("policy session: recipient= is Postfix's internal form, decided as its external form") {
+    // smtpd sends RCPT TO:<"x y"@contoso.com> as recipient=x y@contoso.com (extract_addr()
+    // internalizes it); route() gets the quoted form the socketmap and the milter decide on.
+    ScriptedRouter router;
+    router.table[R"("x y"@contoso.com)"] = {Action::reject, "", "unknown user"};
+    PolicySession session(router.services, kLimits);
+    const auto ex = run(session, rcpt("x y@contoso.com") + rcpt("bob@contoso.com"), 4096);
+    CHECK(ex.replies == "action=550 5.1.1 User unknown\n\naction=DUNNO\n\n");
+    CHECK(router.calls == std::vector<std::string>{R"("x y"@contoso.com)", "bob@contoso.com"});
+}

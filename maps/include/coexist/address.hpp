@@ -14,15 +14,20 @@ namespace coexist {
 inline constexpr std::size_t kMaxAddressLength = 1024;
 
 struct Address {
-    std::string local;   // as given (quoted local parts keep their quotes), case preserved
+    // Postfix's internal (unquoted) form, case preserved: "bob"@x gives bob, "john doe"@x gives
+    // john doe (src/global/quote_822_local.c, unquote_822_local()). The key a table is asked for
+    // is built from it by canonical_key() (canonical_address.hpp).
+    std::string local;
     std::string domain;  // lowercased, trailing dot removed
 };
 
-// Strips surrounding whitespace and one pair of <>, splits at the last '@'.
+// Strips surrounding whitespace and one pair of <>, drops a source route ("@a,@b:"), splits at
+// the last '@' outside quotes and unquotes the local part as Postfix does.
 // Returns nullopt for: empty, no '@', empty local part or domain, longer than
-// kMaxAddressLength, NUL/CR/LF or other control bytes, unbalanced brackets, a domain with
-// characters outside [A-Za-z0-9.-] (8-bit / UTF-8 domains are not routable by us; they pass as
-// unparseable, never crash). 8-bit bytes in the local part are accepted as opaque.
+// kMaxAddressLength, NUL/CR/LF or other control bytes, unbalanced brackets or quotes, unquoted
+// spaces or specials in the local part, a domain with characters outside [A-Za-z0-9.-]
+// (8-bit / UTF-8 domains are not routable by us; they pass as unparseable, never crash). 8-bit
+// bytes in the local part are accepted (RFC 6531).
 std::optional<Address> parse_address(std::string_view raw);
 
 // ASCII-only lowercase (bytes >= 0x80 unchanged): what Postfix does for table lookups.

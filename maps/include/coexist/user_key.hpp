@@ -1,6 +1,7 @@
-// The canonical key of a user in the map: lowercase(local)@managed-domain. route() derives it
-// from a recipient (splitting off the +extension); the admin tool from an address it is given
-// (where an extension is an error).
+// The key of a user in the map: the canonical address (canonical_address.hpp, design 13.2) of
+// the local part at its managed domain (a domain alias counts as that domain). route() and the
+// admin tool derive it the same way; a local part with a delimiter character is a name like any
+// other (mary-ann), as in Postfix's tables.
 #pragma once
 
 #include <string>
@@ -11,7 +12,8 @@
 
 namespace coexist {
 
-std::string make_user_key(std::string_view base_local, const DomainConfig& domain);
+// `internal_local` is Postfix's internal (unquoted) form, as parse_address() gives it.
+std::string make_user_key(std::string_view internal_local, const DomainConfig& domain);
 
 // For addresses an admin gives (CLI, CSV): the key, or why it cannot be one.
 struct KeyError {

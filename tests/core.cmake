@@ -7,7 +7,7 @@ add_executable(core_tests
   core/test_map_admin.cpp
   core/test_import_files.cpp
   core/test_concurrency.cpp
-  core/test_daemon.cpp
+  core/test_socket_spec.cpp
   core/test_map_faults.cpp
   core/test_map_growth.cpp
   core/test_map_doubt.cpp

@@ -13,7 +13,7 @@ set_tests_properties(policyd_tests PROPERTIES LABELS unit TIMEOUT 120)
 # The event loop over real unix sockets, with services that fail on purpose.
 if(TARGET coexist_policyd_server)
   add_executable(policyd_server_tests policyd/test_server.cpp)
-  target_link_libraries(policyd_server_tests PRIVATE coexist_policyd_server coexist_catch_main)
+  target_link_libraries(policyd_server_tests PRIVATE coexist_policyd_server coexist_daemon coexist_catch_main)
   # fixture.hpp (the temporary directory) also knows coexist-map.
   target_compile_definitions(policyd_server_tests PRIVATE COEXIST_MAP_BINARY="$<TARGET_FILE:coexist-map>")
   add_test(NAME policyd_server_tests COMMAND policyd_server_tests)

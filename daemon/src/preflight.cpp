@@ -11,7 +11,9 @@
 #include <fmt/format.h>
 
 #include "coexist/accounts.hpp"
-#include "coexist/daemon.hpp"
+#include "coexist/privileges.hpp"
+#include "coexist/socket_spec.hpp"
+#include "coexist/system_error.hpp"
 #include "coexist/map_reader.hpp"
 
 namespace coexist {

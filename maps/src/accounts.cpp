@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 #include <vector>
 
-#include "coexist/daemon.hpp"
+#include "coexist/system_error.hpp"
 
 namespace coexist {
 

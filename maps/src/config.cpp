@@ -13,7 +13,7 @@
 #include <set>
 
 #include "coexist/address.hpp"
-#include "coexist/daemon.hpp"
+#include "coexist/socket_spec.hpp"
 
 namespace coexist {
 

@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <thread>
 
-#include "coexist/daemon.hpp"
+#include "coexist/system_error.hpp"
 
 namespace coexist::milter {
 

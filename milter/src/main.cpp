@@ -9,7 +9,8 @@
 #include <string>
 
 #include "coexist/config.hpp"
-#include "coexist/daemon.hpp"
+#include "coexist/privileges.hpp"
+#include "coexist/socket_spec.hpp"
 #include "coexist/log.hpp"
 #include "coexist/map_reader.hpp"
 #include "coexist/preflight.hpp"

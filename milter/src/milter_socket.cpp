@@ -1,6 +1,7 @@
 #include "milter_socket.hpp"
 
 #include "coexist/accounts.hpp"
+#include "coexist/listen.hpp"
 #include "coexist/log.hpp"
 
 #include <dirent.h>

@@ -5,7 +5,8 @@
 #include <string>
 
 #include "coexist/config.hpp"
-#include "coexist/daemon.hpp"
+#include "coexist/socket_spec.hpp"
+#include "coexist/system_error.hpp"
 
 namespace coexist::milter {
 

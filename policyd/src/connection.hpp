@@ -9,7 +9,7 @@
 #include <span>
 #include <string>
 
-#include "coexist/daemon.hpp"
+#include "coexist/system_error.hpp"
 #include "sessions.hpp"
 
 namespace coexist::policyd {

@@ -9,7 +9,8 @@
 #include <fmt/format.h>
 
 #include "coexist/config.hpp"
-#include "coexist/daemon.hpp"
+#include "coexist/listen.hpp"
+#include "coexist/privileges.hpp"
 #include "coexist/log.hpp"
 #include "coexist/map_reader.hpp"
 #include "coexist/preflight.hpp"

@@ -18,7 +18,7 @@
 #include <unordered_map>
 
 #include "coexist/config.hpp"
-#include "coexist/daemon.hpp"
+#include "coexist/system_error.hpp"
 #include "connection.hpp"
 #include "sessions.hpp"
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <thread>
 
-#include "coexist/daemon.hpp"
+#include "coexist/listen.hpp"
 #include "server.hpp"
 #include "../core/fixture.hpp"
 

@@ -21,7 +21,7 @@ struct SystemGroup {
     gid_t gid = 0;
 };
 
-// The user or group of that name; nullopt when it does not exist. Throws SystemError (daemon.hpp)
+// The user or group of that name; nullopt when it does not exist. Throws SystemError (system_error.hpp)
 // when the lookup itself fails (NSS unreachable, out of memory): "not found" and "could not ask"
 // are different answers, and a caller that must be sure (a pre-flight check) tells them apart.
 std::optional<SystemUser> find_user(const std::string& name);

@@ -19,11 +19,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from fault_lab import (FaultLab, Load, Tally, User, h, maillog_rejects, require_binaries,  # noqa: E402
-                       run_map, write_csv)
+from fault_lab import (MAP_TOOL, FaultLab, Load, Tally, User, h, maillog_rejects,  # noqa: E402
+                       require_binaries, run_map, write_csv)
 
 LOAD_BEFORE = 100    # messages accepted before the fault starts
-LOAD_AFTER = 100      # ... and after it ends
+LOAD_AFTER = 100     # ... and after it ends
 FAULT_REPLIES = 5    # 4xx replies each relay's senders must see while the fault lasts
 GROW_USERS = 10000   # users a growing import adds
 GROW_CHUNKS = 4      # imports one after the other in map_grows
@@ -56,7 +56,8 @@ class Scenario:
         raise NotImplementedError
 
     def verify(self):
-        """Checks after the drain, besides the tally (append to self.fl.failures)."""
+        """Checks once the load has stopped, before the drain (failures go to
+        self.fl.failures; messages sent here are counted in the tally)."""
 
 
 class MilterKilled(Scenario):
@@ -126,7 +127,7 @@ class Writers(Scenario):
                  for i in range(count)]
         csv = self.fl.lab.path(f"{prefix}.csv")
         write_csv(csv, users)
-        return users, subprocess.Popen([h_map_tool(), "-c", self.fl.ini, "import", csv,
+        return users, subprocess.Popen([MAP_TOOL, "-c", self.fl.ini, "import", csv,
                                         "--batch", prefix],
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -150,11 +151,6 @@ class Writers(Scenario):
             self.fl.failures.append(f"{what} did not finish within {timeout}s: {out}")
             return None
         return proc.returncode, out
-
-
-def h_map_tool():
-    from fault_lab import MAP_TOOL
-    return MAP_TOOL
 
 
 class MapGrows(Writers):
@@ -327,6 +323,10 @@ def run(name):
             if cls.expect_4xx and relay in load.relays and not four:
                 fl.failures.append(f"{relay.name}: no 4xx in the maillog while the fault lasted")
         for p in (fl.milter, fl.policyd):
+            sanitizer = [line for line in p.log().splitlines()
+                         if "ERROR: AddressSanitizer" in line or "runtime error:" in line]
+            if sanitizer:  # the CI also runs these with ASan/UBSan-built daemons
+                fl.failures.append(f"{p.name}: sanitizer report:\n  " + "\n  ".join(sanitizer[:5]))
             if not p.alive():
                 fl.failures.append(f"{p.name} died after the fault: exit status {p.popen.poll()}")
             elif not fl.holds_map_lock(p):

@@ -13,7 +13,7 @@ namespace coexist::milter {
 
 // One accepted recipient of a managed domain, as received and as decided.
 struct PlannedRecipient {
-    std::string as_received;  // argv[0] of xxfi_envrcpt, exactly (smfi_delrcpt needs it so)
+    std::string as_received;  // argv[0] of xxfi_envrcpt, exactly (smfi_delrcpt needs it so, less a source route)
     RcptParams params;        // the sender's NOTIFY/ORCPT
     RoutingDecision decision; // relay, rewrite or dual
 };

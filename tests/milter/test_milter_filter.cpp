@@ -250,8 +250,12 @@ TEST_CASE("issue 15.1: a quoted local part is the user it names, not an unknown 
     // gapps1 is migrated: rewritten, not left to go to the old system.
     REQUIRE(f.rcpt(ctx, R"(<"gapps1"@contoso.com>)") == SMFIS_CONTINUE);
     REQUIRE(f.rcpt(ctx, "<@relay.example:Ann@contoso.com>") == SMFIS_CONTINUE);
+    REQUIRE(f.rcpt(ctx, "<@a.example,@b.example:\"Ann\"@Contoso.net>") == SMFIS_CONTINUE);
     REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
-    CHECK(ctx.deleted == std::vector<std::string>{R"(<"gapps1"@contoso.com>)", "<@relay.example:Ann@contoso.com>"});
+    // Deleted as received, less the source route: cleanup's tok822_parse() would read the
+    // comma of a two-hop route as two addresses and delete neither (found by the property test).
+    CHECK(ctx.deleted == std::vector<std::string>{R"(<"gapps1"@contoso.com>)", "<Ann@contoso.com>",
+                                                  "<\"Ann\"@Contoso.net>"});
     REQUIRE(ctx.added.size() == 2);
     CHECK(ctx.added[0].first == "<gapps1@o365.contoso.com>");
     CHECK(ctx.added[1].first == "<ann@o365.contoso.com>");

@@ -65,7 +65,9 @@ struct OpenMap {
         Transaction txn(env, Transaction::Mode::read);
         meta = txn.open_db(schema::kMeta);
         const auto version = txn.get(meta, schema::kSchemaVersionKey);
-        if (!version || *version != schema::kSchemaVersion)
+        // A newer schema than this build knows: every lookup is a temporary failure that says
+        // why (design 13.2), never a guess from records it may misread.
+        if (!version || !schema::readable_schema(*version))
             throw MapUnavailable(path + ": schema version " +
                                  (version ? std::string(*version) : std::string("missing")) +
                                  " is not one this build reads (" + std::string(schema::kSchemaVersion) + ")");

@@ -8,6 +8,10 @@
 #include <cstring>
 #include <map>
 
+#include <ctime>
+#include <vector>
+
+#include "coexist/canonical_address.hpp"
 #include "lmdb.hpp"
 #include "map_files.hpp"
 #include "schema.hpp"
@@ -112,6 +116,10 @@ Transaction begin(Environment& env, Transaction::Mode mode) {
 
 }  // namespace
 
+// Re-keys a map written by 0.1.0 (schema 1) to canonical keys (design 13.2), in the opener's
+// write transaction: all of it or nothing. Defined below Handles.
+void upgrade_keys(Transaction& txn, MapStore::Handles& h);
+
 struct MapStore::Handles {
     Environment env;
     MDB_dbi users{}, aliases{}, user_aliases{}, meta{}, audit{};
@@ -124,14 +132,20 @@ struct MapStore::Handles {
         const auto version = txn.get(meta, schema::kSchemaVersionKey);
         if (!version && create) {
             txn.put(meta, schema::kSchemaVersionKey, schema::kSchemaVersion);
-        } else if (!version || *version != schema::kSchemaVersion) {
+        } else if (!version || !schema::readable_schema(*version)) {
             throw MapUnavailable(path + ": schema version " + (version ? std::string(*version) : "missing") +
                                  " is not one this build reads (" + std::string(schema::kSchemaVersion) + ")");
         }
+        const bool ascii_keys = version && *version == schema::kSchemaVersionAsciiKeys;
         users = txn.open_db(schema::kUsers, create);
         aliases = txn.open_db(schema::kAliases, create);
         user_aliases = txn.open_db(kUserAliases, create);
         audit = txn.open_db(schema::kAudit, create);
+        if (mode != Mode::read_only && ascii_keys) {
+            upgrade_keys(txn, *this);
+            recount_domains(txn, users, meta);
+            txn.put(meta, schema::kSchemaVersionKey, schema::kSchemaVersion);
+        }
         if (mode != Mode::read_only && !txn.get(meta, schema::kDomainCountsKey)) recount_domains(txn, users, meta);
         txn.commit();
         // A reader that died inside a transaction pins the pages it saw; the writer is the one
@@ -139,6 +153,87 @@ struct MapStore::Handles {
         if (mode != Mode::read_only) env.clear_stale_readers();
     }
 };
+
+namespace {
+
+// One audit entry of the upgrade, numbered after the map's last one.
+void audit_upgrade(Transaction& txn, MapStore::Handles& h, std::uint64_t& sequence, std::string_view address,
+                   std::string old_value, std::string new_value) {
+    AuditEntry e{static_cast<std::int64_t>(::time(nullptr)), std::string(address), current_user_name(),
+                 "schema upgrade 1 -> 2 (canonical keys)", std::move(old_value), std::move(new_value), {}};
+    std::string key(address);
+    key.push_back('\0');
+    key += be64(++sequence);
+    txn.put(h.audit, key, encode_audit(e));
+}
+
+// Every entry of `dbi` whose key is not canonical: (old key, canonical key, value).
+struct Rekey {
+    std::string from, to, value;
+};
+std::vector<Rekey> non_canonical(Transaction& txn, MDB_dbi dbi) {
+    std::vector<Rekey> out;
+    Cursor c(txn, dbi);
+    std::string_view k, v;
+    for (bool ok = c.seek("", k, v); ok; ok = c.next(k, v)) {
+        const auto canonical = canonical_address(k);
+        if (canonical && *canonical != k) out.push_back({std::string(k), *canonical, std::string(v)});
+    }
+    return out;
+}
+
+std::string canonical_or_same(std::string_view key) {
+    auto c = canonical_address(key);
+    return c ? *c : std::string(key);
+}
+
+}  // namespace
+
+void upgrade_keys(Transaction& txn, MapStore::Handles& h) {
+    const auto s = txn.get(h.meta, schema::kAuditSequenceKey);
+    std::uint64_t sequence = s ? parse_u64(*s) : 0;
+    // Users: a record whose canonical key is taken already (0.1.0 kept "Bob" and bob apart only
+    // for quoted or non-ASCII spellings) yields to the more recently changed one; the audit
+    // trail keeps both.
+    for (const auto& r : non_canonical(txn, h.users)) {
+        txn.del(h.users, r.from);
+        const auto existing = txn.get(h.users, r.to);
+        const auto mine = decode_user(r.value);
+        std::optional<UserRecord> theirs;
+        if (existing) theirs = decode_user(*existing);
+        if (existing && (!mine || (theirs && theirs->changed >= mine->changed))) {
+            audit_upgrade(txn, h, sequence, r.to, "key " + r.from + " " + describe(mine), "merged into " + r.to);
+            continue;
+        }
+        txn.put(h.users, r.to, r.value);
+        audit_upgrade(txn, h, sequence, r.to, "key " + r.from, "key " + r.to);
+    }
+    // Aliases: keys and the primaries they name; the reverse index is rebuilt from them.
+    std::vector<std::pair<std::string, std::string>> all;
+    {
+        Cursor c(txn, h.aliases);
+        std::string_view k, v;
+        for (bool ok = c.seek("", k, v); ok; ok = c.next(k, v)) {
+            const auto primary = schema::decode_alias(v);
+            if (!primary) throw MapUnavailable("unreadable alias record for " + std::string(k));
+            all.emplace_back(std::string(k), std::string(*primary));
+        }
+    }
+    for (const auto& [alias, primary] : all) {
+        const std::string to = canonical_or_same(alias), to_primary = canonical_or_same(primary);
+        if (to == alias && to_primary == primary) continue;
+        txn.del(h.aliases, alias);
+        txn.del(h.user_aliases, reverse_key(primary, alias));
+        if (txn.get(h.users, to) || (to != alias && txn.get(h.aliases, to))) {
+            audit_upgrade(txn, h, sequence, to, "alias " + alias + " -> " + primary, "dropped: " + to + " exists");
+            continue;
+        }
+        txn.put(h.aliases, to, schema::encode_alias(to_primary));
+        txn.put(h.user_aliases, reverse_key(to_primary, to), "");
+        audit_upgrade(txn, h, sequence, to, "alias " + alias + " -> " + primary, "alias " + to + " -> " + to_primary);
+    }
+    txn.put(h.meta, schema::kAuditSequenceKey, std::to_string(sequence));
+}
 
 class MapTxnImpl {
 public:

@@ -16,7 +16,12 @@ inline constexpr const char* kAudit = "audit";      // address \0 be64(seq) -> e
 
 inline constexpr std::string_view kSchemaVersionKey = "schema_version";
 inline constexpr std::string_view kAuditSequenceKey = "audit_sequence";
-inline constexpr std::string_view kSchemaVersion = "1";
+// 2: keys are canonical addresses (design 13.2, canonical_address.hpp). 1 (0.1.0): keys were
+// lowercased in ASCII only, quoted local parts kept their quotes; readers still read it (most
+// keys are the same), and the first writer re-keys it to 2 (map_store.cpp, upgrade_keys()).
+inline constexpr std::string_view kSchemaVersion = "2";
+inline constexpr std::string_view kSchemaVersionAsciiKeys = "1";
+inline bool readable_schema(std::string_view v) { return v == kSchemaVersion || v == kSchemaVersionAsciiKeys; }
 
 // Users per managed domain, kept by the writer in the same transaction as the users, so a
 // reader can tell "unknown user" from "this map has nobody of that domain" (design 13.6) with

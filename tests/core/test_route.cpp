@@ -5,8 +5,10 @@
 
 #include <filesystem>
 #include <sstream>
+#include <vector>
 
 #include "coexist/map_reader.hpp"
+#include "coexist/record.hpp"
 #include "coexist/route.hpp"
 #include "commands.hpp"
 #include "fixture.hpp"
@@ -244,4 +246,76 @@ TEST_CASE("issue 15.2: coexist-map set and import take a user whose name has a d
     CHECK(tool::import_csv(m.config, csv, std::nullopt, false, out) == 0);
     CHECK(route(m.config, m.reader, "lee-ann@contoso.com").action == Action::relay);
     CHECK(route(m.config, m.reader, "\"lee ann\"@contoso.com").address == "\"lee ann\"@o365.contoso.com");
+}
+
+// ---- design 13.2: maps written by 0.1.0 (schema 1) ---------------------------------------------
+
+namespace {
+
+// Writes straight into the map, as 0.1.0 left it: schema_version and raw keys.
+void put_raw(const std::string& map_path, const std::vector<std::pair<std::string, std::string>>& users,
+             const std::string& schema_version) {
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    mdb_env_set_maxdbs(env, 8);
+    REQUIRE(mdb_env_open(env, map_path.c_str(), 0, 0640) == 0);
+    MDB_txn* txn = nullptr;
+    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    MDB_dbi users_db, meta_db;
+    REQUIRE(mdb_dbi_open(txn, "users", 0, &users_db) == 0);
+    REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta_db) == 0);
+    for (auto [k, v] : users) {
+        MDB_val key{k.size(), k.data()}, value{v.size(), v.data()};
+        REQUIRE(mdb_put(txn, users_db, &key, &value, 0) == 0);
+    }
+    std::string mk = "schema_version", mv = schema_version;
+    MDB_val key{mk.size(), mk.data()}, value{mv.size(), mv.data()};
+    REQUIRE(mdb_put(txn, meta_db, &key, &value, 0) == 0);
+    REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+}
+
+}  // namespace
+
+TEST_CASE("a map written by 0.1.0 is re-keyed by the first writer, with an audit entry") {
+    RoutedMap m;  // fabrikam.com (reject) has erin and frank
+    UserRecord migrated;
+    migrated.state = State::migrated;
+    migrated.changed = 1700000000;
+    UserRecord source = migrated;
+    source.state = State::source;
+    // 0.1.0 kept the quotes and lowercased ASCII only.
+    put_raw(m.config.map_path, {{"\"gina\"@fabrikam.com", encode(source)},
+                                {"Åsa@fabrikam.com", encode(migrated)},
+                                {"straße@contoso.com", encode(migrated)}}, "1");
+    m.reader.recheck();
+    // Read as it is until a writer comes: canonical keys are found, the others are not yet.
+    CHECK(route(m.config, m.reader, "erin@fabrikam.com").action == Action::rewrite);
+    CHECK(route(m.config, m.reader, "ÅSA@fabrikam.com").action == Action::reject);
+
+    std::ostringstream out;
+    REQUIRE(tool::set(m.config, "hank@contoso.com", "source", std::nullopt, std::nullopt, out) == 0);
+    m.reader.recheck();
+    CHECK(route(m.config, m.reader, "gina@fabrikam.com").action == Action::relay);
+    CHECK(route(m.config, m.reader, "\"Gina\"@fabrikam.com").action == Action::relay);
+    CHECK(route(m.config, m.reader, "ÅSA@fabrikam.com").address == "åsa@fabrikam.onmicrosoft.com");
+    CHECK(route(m.config, m.reader, "STRASSE@contoso.com").address == "strasse@o365.contoso.com");
+    CHECK(route(m.config, m.reader, "ann@contoso.com").action == Action::rewrite);
+    std::ostringstream history;
+    tool::history(m.config, "åsa@fabrikam.com", history);
+    CHECK_THAT(history.str(), Catch::Contains("schema upgrade 1 -> 2"));
+    CHECK_THAT(history.str(), Catch::Contains("Åsa@fabrikam.com"));
+    std::ostringstream exported;
+    tool::export_csv(m.config, exported);
+    CHECK_THAT(exported.str(), !Catch::Contains("\"gina\"") && !Catch::Contains("straße"));
+}
+
+TEST_CASE("a map of a newer schema is tempfail for the daemons, and says why") {
+    RoutedMap m;
+    put_raw(m.config.map_path, {}, "3");
+    m.reader.recheck();
+    const RoutingDecision d = route(m.config, m.reader, "ann@contoso.com");
+    CHECK(d.action == Action::tempfail);
+    CHECK_THAT(d.detail, Catch::Contains("schema version 3"));
+    CHECK(route(m.config, m.reader, "x@example.org").action == Action::foreign);
 }

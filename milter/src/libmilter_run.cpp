@@ -11,7 +11,7 @@
 
 namespace coexist::milter {
 
-int run_smfi_main_ignoring_sighup() {
+int run_smfi_main_ignoring_sighup(const std::function<void()>& ready) {
     struct sigaction ignore{};
     ignore.sa_handler = SIG_IGN;
     sigemptyset(&ignore.sa_mask);
@@ -29,6 +29,7 @@ int run_smfi_main_ignoring_sighup() {
     if (int rc = ::pthread_sigmask(SIG_UNBLOCK, &hangup, nullptr); rc != 0)
         throw SystemError("pthread_sigmask", rc);
 
+    ready();
     int result = MI_FAILURE;
     std::thread libmilter([&result] { result = smfi_main(); });
     libmilter.join();

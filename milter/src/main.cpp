@@ -89,8 +89,7 @@ int serve(const Options& options, const Config& config) {
     // After the drop: a first map open as root could create lock.mdb that the user can't write.
     log_summary(options, config, map);
 
-    notify_ready();
-    const int rc = milter::run_smfi_main_ignoring_sighup();
+    const int rc = milter::run_smfi_main_ignoring_sighup(notify_ready);
     notify_stopping();
     log_info("coexist-milter stopped");
     return rc == MI_SUCCESS ? kExitOk : kExitStart;

@@ -99,8 +99,12 @@ for d in "${daemons[@]}"; do
   [ "$out" = "coexist-$d $version" ] && ok "coexist-$d --version: $out" || fail "coexist-$d --version: $out"
 done
 file "$root/usr/sbin/coexist-map" | grep -q "not stripped" && fail "coexist-map is not stripped"
-# The shipped configuration is valid and works as is (apart from the map's place).
-sed "s|^path = .*|path = $tmp/map|" "$root/etc/coexist/coexist.ini" > "$tmp/coexist.ini"
+# The shipped configuration is valid and works as is, apart from the map's place and the run-as
+# user: -n checks that the user exists and can read the map, and the package's user (coexist)
+# exists only where the package is installed, so the daemons run as nobody here.
+chmod 0755 "$tmp"
+sed -e "s|^path = .*|path = $tmp/map|" -e "s|^user = .*|user = nobody|" \
+  "$root/etc/coexist/coexist.ini" > "$tmp/coexist.ini"
 "$root/usr/sbin/coexist-map" -c "$tmp/coexist.ini" init > /dev/null &&
   "$root/usr/sbin/coexist-map" -c "$tmp/coexist.ini" set ann@contoso.com migrated > /dev/null &&
   out=$("$root/usr/sbin/coexist-map" -c "$tmp/coexist.ini" route ann@contoso.com) &&

@@ -3,6 +3,9 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
+#include <optional>
+#include <utility>
+
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -51,15 +54,29 @@ private:
     pthread_rwlock_t lock_;
 };
 
-// An open LMDB environment on one data.mdb (device and inode) and its database handles.
+// The device and inode of lock.mdb as it is now; nullopt when it is not there.
+std::optional<std::pair<dev_t, ino_t>> lock_file_identity(const std::string& dir) {
+    struct stat st{};
+    if (::stat((dir + "/lock.mdb").c_str(), &st) != 0) return std::nullopt;
+    return std::pair{st.st_dev, st.st_ino};
+}
+
+// An open LMDB environment on one data.mdb and one lock.mdb (device and inode of each) and its
+// database handles.
 struct OpenMap {
     Environment env;
     MDB_dbi users{}, aliases{}, meta{};
     dev_t device{};
     ino_t inode{};
+    // The lock file this environment has open. A lock.mdb deleted (or replaced) under a running
+    // daemon leaves it on the old inode while coexist-map creates and uses a new one: the
+    // writer then no longer sees our reader slots (and may reuse pages we read) and we no
+    // longer see its commits' transaction ids, so lookups answer from a stale or torn view.
+    std::optional<std::pair<dev_t, ino_t>> lock_file;
 
     OpenMap(const std::string& path, const struct stat& data_file)
-        : env(path, MDB_RDONLY, 0), device(data_file.st_dev), inode(data_file.st_ino) {
+        : env(path, MDB_RDONLY, 0), device(data_file.st_dev), inode(data_file.st_ino),
+          lock_file(lock_file_identity(path)) {
         // Named database handles opened in a read transaction become usable by later
         // transactions only once that transaction commits.
         Transaction txn(env, Transaction::Mode::read);
@@ -130,7 +147,8 @@ public:
     void recheck() noexcept { next_check_ns_ = 0; }
 
 private:
-    // Looks at data.mdb: opens it, re-opens it when it was replaced (another inode), closes it
+    // Looks at data.mdb: opens it, re-opens it when it or lock.mdb was replaced or removed
+    // (another inode, or none: the new environment makes a lock.mdb of its own), closes it
     // when it is gone or damaged. A data.mdb cut short in place is caught here, before the next
     // lookup touches the missing pages, but only if this check runs first: a lookup within
     // kRecheckInterval after the truncation can still meet SIGBUS. Checking the size at every
@@ -145,7 +163,9 @@ private:
             struct stat st{};
             const std::string file = path_ + "/data.mdb";
             if (::stat(file.c_str(), &st) != 0) throw MapUnavailable("cannot open map " + path_ + ": " + std::strerror(errno));
-            if (map_ && (map_->device != st.st_dev || map_->inode != st.st_ino)) map_.reset();  // close first
+            if (map_ && (map_->device != st.st_dev || map_->inode != st.st_ino ||
+                         map_->lock_file != lock_file_identity(path_)))
+                map_.reset();  // close first (data.mdb or lock.mdb replaced or removed)
             if (map_) map_->env.check_data_file();
             else map_ = std::make_unique<OpenMap>(path_, st);
             map_->env.clear_stale_readers();

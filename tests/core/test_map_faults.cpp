@@ -185,3 +185,23 @@ TEST_CASE("init as root makes the directory the daemons' group, setgid, and the 
     CHECK((d.st_mode & 0777) == 0750);
     CHECK(lookup_as_nobody(load_config(config_file)) == 0);
 }
+
+TEST_CASE("a lock.mdb deleted under a running reader: the reader follows every later commit") {
+    // Found by an admin walk-through: after `rm lock.mdb` the daemons kept the deleted lock file
+    // open, coexist-map made a new one, and lookups answered from a stale view (a rollback with
+    // `set ... source` still routed to the new system).
+    FaultMap m;
+    CHECK(in_child([&] {
+              MapReader reader(m.config.map_path);
+              if (route(m.config, reader, "ann@contoso.com").action != Action::rewrite) return 10;
+              std::filesystem::remove(m.lock_file());
+              const char* states[] = {"source", "migrated", "source", "migrated"};
+              const Action expected[] = {Action::relay, Action::rewrite, Action::relay, Action::rewrite};
+              for (int i = 0; i < 4; ++i) {
+                  if (test::run_tool(m.config_file, {"set", "ann@contoso.com", states[i]}).status != 0) return 20 + i;
+                  reader.recheck();  // as if the second had passed
+                  if (route(m.config, reader, "ann@contoso.com").action != expected[i]) return 30 + i;
+              }
+              return 0;
+          }) == 0);
+}

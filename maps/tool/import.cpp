@@ -6,6 +6,7 @@
 #include <cstring>
 #include <ctime>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <map>
 #include <ostream>
 #include <set>
@@ -231,16 +232,27 @@ ImportCounts plan_and_apply(MapTxn& t, const std::string& file, const std::vecto
                 throw DataError(fmt::format("{}:{}: alias {} belongs to {} in the map", file, row.line, a, *p));
         }
         const auto old = t.user(row.key);
-        const bool same = old && old->state == row.record.state && old->target == row.record.target &&
-                          old->batch == row.record.batch;
+        const bool same_record = old && old->state == row.record.state && old->target == row.record.target &&
+                                 old->batch == row.record.batch;
+        // With an aliases column the row's list replaces the user's: a removed alias sends its
+        // mail elsewhere, so it is a change to count and to show, never "unchanged".
+        std::vector<std::string> old_aliases = old ? t.aliases_of(row.key) : std::vector<std::string>{};
+        std::vector<std::string> new_aliases = row.aliases;
+        std::sort(old_aliases.begin(), old_aliases.end());
+        std::sort(new_aliases.begin(), new_aliases.end());
+        const bool same_aliases = !has_aliases || old_aliases == new_aliases;
         if (!old) ++counts.added;
-        else if (same) ++counts.unchanged;
+        else if (same_record && same_aliases) ++counts.unchanged;
         else ++counts.changed;
-        if (dry_run_out && !same)
+        if (dry_run_out && !same_record)
             *dry_run_out << fmt::format("{} {}: {} -> {}{}\n", old ? "change" : "add", row.key,
                                         old ? std::string(to_string(old->state)) : "(none)",
                                         to_string(row.record.state),
                                         row.record.target.empty() ? "" : " target=" + row.record.target);
+        if (dry_run_out && !same_aliases)
+            *dry_run_out << fmt::format("{} {}: aliases {} -> {}\n", old ? "change" : "add", row.key,
+                                        old_aliases.empty() ? "(none)" : fmt::format("{}", fmt::join(old_aliases, ";")),
+                                        new_aliases.empty() ? "(none)" : fmt::format("{}", fmt::join(new_aliases, ";")));
     }
     if (dry_run_out) return counts;
 

@@ -266,3 +266,25 @@ TEST_CASE("a map written by root is readable by an unprivileged daemon user in t
     CHECK(std::string(buf, n) == "ann@contoso.com rewrite ann@o365.contoso.com\nbob@contoso.com rewrite bob@o365.contoso.com\n");
     CHECK(WEXITSTATUS(status) == 0);
 }
+
+TEST_CASE("an import that only changes aliases counts and shows the change (dry run and real)") {
+    // Found by an admin walk-through: a row with an empty aliases cell removed the user's aliases
+    // (their mail then went to the old system) while the summary said "1 unchanged".
+    AdminMap m;
+    m.import_text(kSample);
+    const std::string file = m.dir.write("a.csv", "address,state,batch,aliases\n"
+                                                  "ann@contoso.com,migrated,wave1,\n"
+                                                  "bob@contoso.com,source,wave2,bobby@contoso.com\n");
+    std::ostringstream dry;
+    tool::import_csv(m.config, file, std::nullopt, true, dry);
+    CHECK(dry.str() ==
+          "change ann@contoso.com: aliases a.lee@contoso.com;anna@contoso.com -> (none)\n"
+          "change bob@contoso.com: aliases (none) -> bobby@contoso.com\n"
+          "would import 2 rows from " + file + ": 0 added, 2 changed, 0 unchanged\n");
+    std::ostringstream real;
+    tool::import_csv(m.config, file, std::nullopt, false, real);
+    CHECK(real.str() == "imported 2 rows from " + file + ": 0 added, 2 changed, 0 unchanged\n");
+    std::ostringstream again;
+    tool::import_csv(m.config, file, std::nullopt, false, again);
+    CHECK(again.str() == "imported 2 rows from " + file + ": 0 added, 0 changed, 2 unchanged\n");
+}

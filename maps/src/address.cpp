@@ -96,7 +96,10 @@ std::optional<Address> parse_address(std::string_view raw) {
             continue;
         }
         if (c == '@' && mailbox->find('@', i + 1) == std::string_view::npos) break;
-        if (is_unquoted_special(c)) return std::nullopt;
+        // An unquoted '@' before the last one belongs to the local part: Postfix's smtpd takes
+        // RCPT TO:<a@b@contoso.com> (strict_rfc821_envelopes = no) and looks it up and delivers
+        // it as "a@b"@contoso.com, so a reject domain must see it as that user, not as foreign.
+        if (c != '@' && is_unquoted_special(c)) return std::nullopt;
         local.push_back(c);
     }
     if (in_quote || i >= mailbox->size() || local.empty()) return std::nullopt;

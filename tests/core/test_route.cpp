@@ -319,3 +319,12 @@ TEST_CASE("a map of a newer schema is tempfail for the daemons, and says why") {
     CHECK_THAT(d.detail, Catch::Contains("schema version 3"));
     CHECK(route(m.config, m.reader, "x@example.org").action == Action::foreign);
 }
+
+TEST_CASE("an unquoted '@' in the local part is that user, as Postfix takes it, not a foreign address") {
+    // Admin walk-through: RCPT TO:<a@b@fabrikam.com> was accepted by Postfix and delivered as
+    // "a@b"@fabrikam.com, while route() called it foreign, so a reject domain relayed it.
+    RoutedMap m;
+    CHECK(route(m.config, m.reader, "a@b@fabrikam.com").action == Action::reject);
+    CHECK(route(m.config, m.reader, "\"a@b\"@fabrikam.com").action == Action::reject);
+    CHECK(route(m.config, m.reader, "a@b@example.org").action == Action::foreign);
+}

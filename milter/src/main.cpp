@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <string>
 
+#include "coexist/accounts.hpp"
 #include "coexist/config.hpp"
 #include "coexist/privileges.hpp"
 #include "coexist/socket_spec.hpp"
@@ -59,7 +60,8 @@ std::string domain_summary(const Config& config) {
     return out.empty() ? "(none)" : out;
 }
 
-void log_summary(const Options& options, const Config& config, MapReader& map) {
+// `user`: whom the milter serves as: the run-as user after a drop from root, else the invoking one.
+void log_summary(const Options& options, const Config& config, MapReader& map, const std::string& user) {
     std::string users;
     try {
         users = std::to_string(map.user_count());
@@ -70,7 +72,7 @@ void log_summary(const Options& options, const Config& config, MapReader& map) {
     }
     log_info("starting coexist-milter {}: config={}, map={}, users={}, domains={}, socket={}, "
              "user={}, loop_limit={} (SIGHUP is ignored: restart to apply configuration changes)", COEXIST_VERSION, options.config, config.map_path, users,
-             domain_summary(config), config.milter.socket.spec, ::geteuid() == 0 ? "root" : "unchanged",
+             domain_summary(config), config.milter.socket.spec, user,
              config.loop_limit);
 }
 
@@ -87,7 +89,7 @@ int serve(const Options& options, const Config& config) {
     drop_privileges(config.milter.user);
     if (was_root) log_info("running as user {}", config.milter.user);
     // After the drop: a first map open as root could create lock.mdb that the user can't write.
-    log_summary(options, config, map);
+    log_summary(options, config, map, was_root ? config.milter.user : current_user_name());
 
     const int rc = milter::run_smfi_main_ignoring_sighup(notify_ready);
     notify_stopping();

@@ -72,10 +72,15 @@ std::string decode_file(const std::string& file, const std::string& bytes) {
     return std::move(std::get<DecodedText>(decoded).utf8);
 }
 
-// Excel's "Unicode Text" is tab-separated: a header line with tabs and no comma says so.
+// Excel's "Unicode Text" is tab-separated, and Excel in locales whose decimal mark is a comma
+// saves "CSV" with semicolons: a header line with tabs (or semicolons) and no comma says so.
+// (The aliases cell's own ';' separators are then inside quotes, as Excel writes them.)
 char detect_delimiter(std::string_view text) {
     const std::string_view header = text.substr(0, text.find('\n'));
-    return header.find('\t') != std::string_view::npos && header.find(',') == std::string_view::npos ? '\t' : ',';
+    if (header.find(',') != std::string_view::npos) return ',';
+    if (header.find('\t') != std::string_view::npos) return '\t';
+    if (header.find(';') != std::string_view::npos) return ';';
+    return ',';
 }
 
 std::string read_file(const std::string& path) {

@@ -70,6 +70,14 @@ TEST_CASE("Excel's \"Unicode Text\" (UTF-16LE with BOM, tab-separated, CRLF) imp
     CHECK(m.export_text() == kExpected);
 }
 
+TEST_CASE("a semicolon-separated CSV (Excel where the decimal mark is a comma) imports like the CSV") {
+    ImportMap m;
+    REQUIRE(m.import_bytes("\xEF\xBB\xBF" "address;state;batch;aliases\r\n"
+                           "ann@contoso.com;migrated;wave1;\"anna@contoso.com\"\r\n"
+                           "bob@contoso.com;source;wave1;\r\n") == "");
+    CHECK(m.export_text() == kExpected);
+}
+
 TEST_CASE("UTF-16BE with BOM and UTF-8 with BOM import too") {
     const std::string csv = "address,state,batch,aliases\nann@contoso.com,migrated,wave1,anna@contoso.com\n"
                             "bob@contoso.com,source,wave1,\n";

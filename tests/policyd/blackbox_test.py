@@ -341,7 +341,9 @@ class AbuseTest(DaemonTestCase):
         # Dropped at idle_timeout (2 s): it completes no request while its replies are unread.
         # Wait without reading: reading would let the daemon go on with the queued requests.
         time.sleep(2 + 1.5)
-        self.assertTrue(closed_by_peer(hog, 5))
+        # Draining lets the daemon answer what it had queued first, then idle out; a sanitizer
+        # build on a loaded machine takes seconds for that, hence the generous bound.
+        self.assertTrue(closed_by_peer(hog, 30))
 
     def test_connect_and_disconnect_storm(self):
         for i in range(300):

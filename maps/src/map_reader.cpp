@@ -94,15 +94,6 @@ struct OpenMap {
     }
 };
 
-std::size_t parse_count(std::string_view s) {
-    std::size_t n = 0;
-    for (char c : s) {
-        if (c < '0' || c > '9') return 0;
-        n = n * 10 + static_cast<std::size_t>(c - '0');
-    }
-    return n;
-}
-
 }  // namespace
 
 // The one environment a process keeps on a map directory, shared by every MapReader of that
@@ -239,7 +230,7 @@ UserLookup MapReader::find(std::string_view key) {
             // Unknown (a dangling alias too: coexist-map removes a user's aliases with it).
             if (txn.get(m.meta, schema::kDomainCountsKey)) {
                 const auto n = txn.get(m.meta, schema::domain_users_key(schema::domain_of_key(key)));
-                result.domain_users = n ? parse_count(*n) : 0;
+                result.domain_users = n ? static_cast<std::size_t>(schema::parse_counter(*n)) : 0;
             }
             return result;
         }

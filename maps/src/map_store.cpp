@@ -38,15 +38,6 @@ std::string be64(std::uint64_t v) {
     return out;
 }
 
-std::uint64_t parse_u64(std::string_view s) {
-    std::uint64_t v = 0;
-    for (char c : s) {
-        if (c < '0' || c > '9') return 0;
-        v = v * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    return v;
-}
-
 void put_field(std::string& out, std::string_view f) {
     const std::size_t n = std::min<std::size_t>(f.size(), 0xffff);
     out.push_back(static_cast<char>(n >> 8));
@@ -191,7 +182,7 @@ std::string canonical_or_same(std::string_view key) {
 
 void upgrade_keys(Transaction& txn, MapStore::Handles& h) {
     const auto s = txn.get(h.meta, schema::kAuditSequenceKey);
-    std::uint64_t sequence = s ? parse_u64(*s) : 0;
+    std::uint64_t sequence = s ? schema::parse_counter(*s) : 0;
     // Users: a record whose canonical key is taken already (0.1.0 kept "Bob" and bob apart only
     // for quoted or non-ASCII spellings) yields to the more recently changed one; the audit
     // trail keeps both.
@@ -244,7 +235,7 @@ public:
         if (!context) throw std::logic_error("change outside a write transaction");
         if (!sequence) {
             const auto s = txn.get(h.meta, schema::kAuditSequenceKey);
-            sequence = s ? parse_u64(*s) : 0;
+            sequence = s ? schema::parse_counter(*s) : 0;
         }
         ++*sequence;
         AuditEntry e{context->time, std::string(address), context->who, context->command,
@@ -265,7 +256,7 @@ public:
             if (delta == 0) continue;
             const std::string key = schema::domain_users_key(domain);
             const auto old = txn.get(h.meta, key);
-            const long n = static_cast<long>(old ? parse_u64(*old) : 0) + delta;
+            const long n = static_cast<long>(old ? schema::parse_counter(*old) : 0) + delta;
             txn.put(h.meta, key, std::to_string(n < 0 ? 0 : n));
         }
     }

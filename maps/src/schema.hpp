@@ -9,6 +9,18 @@
 
 namespace coexist::schema {
 
+// A decimal counter kept in `meta` (audit sequence, per-domain user counts); 0 when it is not
+// all digits. Counters are written by coexist-map only, so a bad one means a damaged map, and
+// 0 is the answer that makes a reject domain tempfail rather than refuse.
+inline std::uint64_t parse_counter(std::string_view s) {
+    std::uint64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return 0;
+        v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return v;
+}
+
 inline constexpr const char* kUsers = "users";      // primary address -> encode(UserRecord)
 inline constexpr const char* kAliases = "aliases";  // alias address -> encode_alias(primary)
 inline constexpr const char* kMeta = "meta";        // "schema_version" -> decimal

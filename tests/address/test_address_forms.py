@@ -28,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "harness"))
 
 import coexist_harness as h  # noqa: E402
+from coexist_harness.scenarios import DOMAINS_INI  # noqa: E402
 
 MILTER = os.environ.get("COEXIST_MILTER", "")
 POLICYD = os.environ.get("COEXIST_POLICYD", "")
@@ -47,14 +48,7 @@ keep_extension = yes
 unknown_recipient = relay
 loop_limit = 3
 
-[domain contoso.com]
-routing_domain = o365.contoso.com
-aliases = contoso.net
-
-[domain northwind.com]
-routing_domain = o365.northwind.com
-unknown_recipient = reject
-
+""" + DOMAINS_INI + """
 [milter]
 socket = inet:{milter_port}@127.0.0.1
 user = nobody

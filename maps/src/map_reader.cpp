@@ -226,19 +226,21 @@ UserLookup MapReader::find(std::string_view key) {
                 value = txn.get(m.users, *primary);
             }
         }
-        if (!value) {
-            // Unknown (a dangling alias too: coexist-map removes a user's aliases with it).
-            if (txn.get(m.meta, schema::kDomainCountsKey)) {
-                const auto n = txn.get(m.meta, schema::domain_users_key(schema::domain_of_key(key)));
-                result.domain_users = n ? static_cast<std::size_t>(schema::parse_counter(*n)) : 0;
-            }
-            return result;
-        }
+        // Unknown (a dangling alias too: coexist-map removes a user's aliases with it).
+        if (!value) return result;
         result.record = decode_user(*value);
         if (!result.record)
             throw MapUnavailable("unreadable user record for " + result.primary +
                                  " (written by a newer coexist?)");
         return result;
+    });
+}
+
+std::optional<std::size_t> MapReader::domain_user_count(std::string_view domain) {
+    return shared_->with_read_txn([&](OpenMap& m, Transaction& txn) -> std::optional<std::size_t> {
+        if (!txn.get(m.meta, schema::kDomainCountsKey)) return std::nullopt;
+        const auto n = txn.get(m.meta, schema::domain_users_key(domain));
+        return n ? static_cast<std::size_t>(schema::parse_counter(*n)) : 0;
     });
 }
 

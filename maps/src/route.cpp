@@ -65,10 +65,11 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
         if (config.unknown_policy(*domain) != UnknownRecipient::reject) return {Action::relay, {}, "unknown user"};
         // Never reject on doubt (design 13.6): a map with nobody of this domain is more likely
         // empty or wrongly imported than right about every address of it. Defer instead.
-        if (!found.domain_users)
+        const auto domain_users = map.domain_user_count(domain->name);
+        if (!domain_users)
             return {Action::tempfail, {}, "map keeps no per-domain counts yet (any coexist-map write adds them): "
                                           "not rejecting unknown users of " + domain->name};
-        if (*found.domain_users == 0)
+        if (*domain_users == 0)
             return {Action::tempfail, {}, "no user of " + domain->name + " in the map: not rejecting on doubt"};
         return {Action::reject, {}, "unknown user"};
     }

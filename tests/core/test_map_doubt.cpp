@@ -3,13 +3,13 @@
 // domain instead of bouncing all of it.
 #include <catch2/catch.hpp>
 
-#include <lmdb.h>
 
 #include <sstream>
 
 #include "coexist/map_reader.hpp"
 #include "coexist/route.hpp"
 #include "commands.hpp"
+#include "lmdb.hpp"
 #include "fixture.hpp"
 
 using namespace coexist;
@@ -63,24 +63,15 @@ TEST_CASE("a map written before per-domain counts: tempfail for reject domains u
     tool::set(m.config, "erin@fabrikam.com", "source", std::nullopt, std::nullopt, m.out);
     {
         // What a 0.1.0 coexist-map left: no counts in meta.
-        MDB_env* env = nullptr;
-        REQUIRE(mdb_env_create(&env) == 0);
-        mdb_env_set_maxdbs(env, 8);
-        REQUIRE(mdb_env_open(env, m.config.map_path.c_str(), 0, 0640) == 0);
-        MDB_txn* txn = nullptr;
-        REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-        MDB_dbi meta;
-        REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
-        MDB_cursor* c = nullptr;
-        REQUIRE(mdb_cursor_open(txn, meta, &c) == 0);
-        MDB_val k{}, v{};
-        for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            const std::string key(static_cast<char*>(k.mv_data), k.mv_size);
-            if (key != "schema_version" && key != "audit_sequence") REQUIRE(mdb_cursor_del(c, 0) == 0);
+        Environment env(m.config.map_path, 0, 0);
+        Transaction txn(env, Transaction::Mode::write);
+        {
+            Cursor c(txn, txn.open_db("meta"));  // closed before the commit
+            std::string_view k, v;
+            for (bool ok = c.seek("", k, v); ok; ok = c.next(k, v))
+                if (k != "schema_version" && k != "audit_sequence") c.del_current();
         }
-        mdb_cursor_close(c);
-        REQUIRE(mdb_txn_commit(txn) == 0);
-        mdb_env_close(env);
+        txn.commit();
     }
     CHECK(m.action("nobody@fabrikam.com") == Action::tempfail);
     CHECK(m.action("erin@fabrikam.com") == Action::relay);

@@ -1,7 +1,6 @@
 // The decision table of design section 2, row by row, through the real LMDB map.
 #include <catch2/catch.hpp>
 
-#include <lmdb.h>
 
 #include <filesystem>
 #include <sstream>
@@ -11,6 +10,7 @@
 #include "coexist/record.hpp"
 #include "coexist/route.hpp"
 #include "commands.hpp"
+#include "lmdb.hpp"
 #include "fixture.hpp"
 
 using namespace coexist;
@@ -42,6 +42,14 @@ struct Row {
     Action action;
     const char* address;
 };
+
+// route() of the row's recipient gives the row's action and routing address.
+void check_row(const Config& config, MapReader& reader, const Row& row) {
+    CAPTURE(row.recipient);
+    const RoutingDecision d = route(config, reader, row.recipient);
+    CHECK(d.action == row.action);
+    CHECK(d.address == row.address);
+}
 
 }  // namespace
 
@@ -77,10 +85,7 @@ TEST_CASE("route() follows the design's decision table") {
         {"nobody@fabrikam.com", Action::reject, ""},
         {"Nobody+x@FABRIKAM.com", Action::reject, ""},
     }));
-    CAPTURE(row.recipient);
-    const RoutingDecision d = route(m.config, m.reader, row.recipient);
-    CHECK(d.action == row.action);
-    CHECK(d.address == row.address);
+    check_row(m.config, m.reader, row);
 }
 
 TEST_CASE("keep_extension = no drops the extension") {
@@ -138,19 +143,10 @@ TEST_CASE("a corrupt record is tempfail, never 'unknown'") {
     // A record written by a newer schema (version byte 2) must not be read as a missing user.
     RoutedMap m;
     {
-        MDB_env* env = nullptr;
-        REQUIRE(mdb_env_create(&env) == 0);
-        mdb_env_set_maxdbs(env, 8);
-        REQUIRE(mdb_env_open(env, m.config.map_path.c_str(), 0, 0640) == 0);
-        MDB_txn* txn = nullptr;
-        REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-        MDB_dbi dbi;
-        REQUIRE(mdb_dbi_open(txn, "users", 0, &dbi) == 0);
-        std::string key = "bob@contoso.com", value = "\x02garbage";
-        MDB_val k{key.size(), key.data()}, v{value.size(), value.data()};
-        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
-        REQUIRE(mdb_txn_commit(txn) == 0);
-        mdb_env_close(env);
+        Environment env(m.config.map_path, 0, 0);
+        Transaction txn(env, Transaction::Mode::write);
+        txn.put(txn.open_db("users"), "bob@contoso.com", "\x02garbage");
+        txn.commit();
     }
     CHECK(route(m.config, m.reader, "bob@contoso.com").action == Action::tempfail);
     CHECK(route(m.config, m.reader, "ann@contoso.com").action == Action::rewrite);
@@ -210,10 +206,7 @@ TEST_CASE("issue 15.1: quoted local parts and source routes route as Postfix's i
         {"straße@contoso.com", Action::dual, "strasse@o365.contoso.com"},
         {R"(<"nobody"@fabrikam.com>)", Action::reject, ""},
     }));
-    CAPTURE(row.recipient);
-    const RoutingDecision d = route(m.config, m.reader, row.recipient);
-    CHECK(d.action == row.action);
-    CHECK(d.address == row.address);
+    check_row(m.config, m.reader, row);
 }
 
 TEST_CASE("issue 15.2: the whole local part first, then without the extension, for each delimiter") {
@@ -231,10 +224,7 @@ TEST_CASE("issue 15.2: the whole local part first, then without the extension, f
         {"bob-x@fabrikam.com", Action::relay, ""},
         {"nobody-x@fabrikam.com", Action::reject, ""},
     }));
-    CAPTURE(row.recipient);
-    const RoutingDecision d = route(m.config, m.reader, row.recipient);
-    CHECK(d.action == row.action);
-    CHECK(d.address == row.address);
+    check_row(m.config, m.reader, row);
 }
 
 TEST_CASE("issue 15.2: coexist-map set and import take a user whose name has a delimiter character") {
@@ -255,24 +245,12 @@ namespace {
 // Writes straight into the map, as 0.1.0 left it: schema_version and raw keys.
 void put_raw(const std::string& map_path, const std::vector<std::pair<std::string, std::string>>& users,
              const std::string& schema_version) {
-    MDB_env* env = nullptr;
-    REQUIRE(mdb_env_create(&env) == 0);
-    mdb_env_set_maxdbs(env, 8);
-    REQUIRE(mdb_env_open(env, map_path.c_str(), 0, 0640) == 0);
-    MDB_txn* txn = nullptr;
-    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-    MDB_dbi users_db, meta_db;
-    REQUIRE(mdb_dbi_open(txn, "users", 0, &users_db) == 0);
-    REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta_db) == 0);
-    for (auto [k, v] : users) {
-        MDB_val key{k.size(), k.data()}, value{v.size(), v.data()};
-        REQUIRE(mdb_put(txn, users_db, &key, &value, 0) == 0);
-    }
-    std::string mk = "schema_version", mv = schema_version;
-    MDB_val key{mk.size(), mk.data()}, value{mv.size(), mv.data()};
-    REQUIRE(mdb_put(txn, meta_db, &key, &value, 0) == 0);
-    REQUIRE(mdb_txn_commit(txn) == 0);
-    mdb_env_close(env);
+    Environment env(map_path, 0, 0);
+    Transaction txn(env, Transaction::Mode::write);
+    const MDB_dbi users_db = txn.open_db("users");
+    for (const auto& [k, v] : users) txn.put(users_db, k, v);
+    txn.put(txn.open_db("meta"), "schema_version", schema_version);
+    txn.commit();
 }
 
 }  // namespace

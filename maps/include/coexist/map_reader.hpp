@@ -26,9 +26,6 @@ struct UserLookup {
     std::string primary;               // the user key the record belongs to
     std::optional<UserRecord> record;  // nullopt: no such user or alias
     bool via_alias = false;            // key was an alias of `primary`
-    // Only when `record` is nullopt: how many users of the key's domain the map holds (read in
-    // the same transaction); nullopt when the map was written before these counts were kept.
-    std::optional<std::size_t> domain_users;
 };
 
 class MapReader {
@@ -44,6 +41,11 @@ public:
     // `key` is a canonical user key: lowercase(base)@managed-domain. Follows one alias hop.
     // Throws MapUnavailable.
     UserLookup find(std::string_view key);
+
+    // How many users of `domain` (a managed domain's name) the map holds; nullopt when the map
+    // was written before these counts were kept. Asked only before refusing an unknown user,
+    // never on the lookup path of every recipient. Throws MapUnavailable.
+    std::optional<std::size_t> domain_user_count(std::string_view domain);
 
     // Number of users (for start-up summaries). Throws MapUnavailable.
     std::size_t user_count();

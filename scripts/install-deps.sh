@@ -7,6 +7,7 @@ packages=(
   build-essential clang libclang-rt-14-dev cmake pkg-config git ca-certificates
   liblmdb-dev lmdb-utils libinih-dev libicu-dev libcli11-dev libfmt-dev catch2 libmilter-dev
   postfix postfix-lmdb python3 time
+  slapd ldap-utils libldap-dev nettle-dev
   dpkg-dev man-db groff-base file debootstrap systemd-container libsystemd-dev
 )
 
@@ -24,5 +25,7 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 # postfix asks how to configure the system instance; coexist's tests never use it, so say so.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# Likewise slapd: the tests and the lab run private slapd instances on loopback, never the system one.
+echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"

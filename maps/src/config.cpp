@@ -124,6 +124,14 @@ std::optional<std::string> parse_delimiter(std::string_view v, std::string& out)
     return std::nullopt;
 }
 
+// An LDAP attribute description's name (RFC 4512 section 1.4 keystring, or a numeric OID).
+bool is_attribute_name(std::string_view v) {
+    if (v.empty() || v.size() > 128) return false;
+    return std::all_of(v.begin(), v.end(), [](char ch) {
+        return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.';
+    });
+}
+
 std::vector<std::string> split_list(std::string_view v) {
     std::vector<std::string> out;
     std::string cur;
@@ -212,6 +220,87 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
             {"idle_timeout", [&p](auto v) { return parse_number<unsigned>(v, p.idle_timeout_seconds, 1, 86400); }},
         };
     }
+    if (section == "directory") {
+        auto& d = c.directory;
+        const auto text = [](std::string& out, bool required = false) {
+            return [&out, required](std::string_view v) -> std::optional<std::string> {
+                if (required && v.empty()) return "must not be empty";
+                if (v.size() > 4096) return "longer than 4096 bytes";
+                for (unsigned char ch : v)
+                    if (ch < 0x20 || ch == 0x7f) return "control characters are not allowed";
+                out = std::string(v);
+                return std::nullopt;
+            };
+        };
+        const auto path = [](std::string& out) {
+            return [&out](std::string_view v) -> std::optional<std::string> {
+                if (!v.empty() && v.front() != '/') return "expected an absolute path";
+                out = std::string(v);
+                return std::nullopt;
+            };
+        };
+        const auto attribute = [](std::string& out) {
+            return [&out](std::string_view v) -> std::optional<std::string> {
+                if (!v.empty() && !is_attribute_name(v)) return fmt::format("not an LDAP attribute name: '{}'", v);
+                out = lowercase_ascii(v);
+                return std::nullopt;
+            };
+        };
+        return {
+            {"uri", [&d](auto v) -> std::optional<std::string> {
+                 for (const auto& u : split_list(v)) {
+                     const std::string lower = lowercase_ascii(u);
+                     if (lower.rfind("ldap://", 0) != 0 && lower.rfind("ldaps://", 0) != 0 && lower.rfind("ldapi://", 0) != 0)
+                         return fmt::format("expected ldap://, ldaps:// or ldapi:// URIs, got '{}'", u);
+                 }
+                 if (split_list(v).empty()) return "must not be empty";
+                 d.uri = std::string(v);
+                 return std::nullopt;
+             }},
+            {"start_tls", [&d](auto v) { return parse_bool(v, d.start_tls); }},
+            {"bind_dn", text(d.bind_dn)},
+            {"bind_password_file", path(d.bind_password_file)},
+            {"tls_ca_file", path(d.tls_ca_file)},
+            {"tls_cert_file", path(d.tls_cert_file)},
+            {"tls_key_file", path(d.tls_key_file)},
+            {"base", text(d.base, true)},
+            {"filter", [&d](auto v) -> std::optional<std::string> {
+                 if (v.size() < 3 || v.front() != '(' || v.back() != ')') return "expected an LDAP filter in parentheses";
+                 d.filter = std::string(v);
+                 return std::nullopt;
+             }},
+            {"address_attribute", [&d, attribute](auto v) -> std::optional<std::string> {
+                 if (v.empty()) return "must not be empty";
+                 return attribute(d.address_attribute)(v);
+             }},
+            {"alias_attributes", [&d](auto v) -> std::optional<std::string> {
+                 d.alias_attributes.clear();
+                 for (const auto& a : split_list(v)) {
+                     if (!is_attribute_name(a)) return fmt::format("not an LDAP attribute name: '{}'", a);
+                     d.alias_attributes.push_back(lowercase_ascii(a));
+                 }
+                 return std::nullopt;
+             }},
+            {"migrated_group", text(d.migrated_group)},
+            {"dual_group", text(d.dual_group)},
+            {"state_attribute", attribute(d.state_attribute)},
+            {"target_attribute", attribute(d.target_attribute)},
+            {"batch_attribute", attribute(d.batch_attribute)},
+            {"interval", [&d](auto v) { return parse_number<unsigned>(v, d.interval_seconds, 5, 86400); }},
+            {"max_removals", [&d](auto v) -> std::optional<std::string> {
+                 if (!v.empty() && v.back() == '%') {
+                     d.max_removals_is_percent = true;
+                     return parse_number<unsigned>(v.substr(0, v.size() - 1), d.max_removals, 0, 100);
+                 }
+                 d.max_removals_is_percent = false;
+                 return parse_number<unsigned>(v, d.max_removals, 0, 100000000);
+             }},
+            {"max_age", [&d](auto v) { return parse_number<unsigned>(v, d.max_age_seconds, 60, 365 * 86400); }},
+            {"timeout", [&d](auto v) { return parse_number<unsigned>(v, d.timeout_seconds, 1, 3600); }},
+            {"page_size", [&d](auto v) { return parse_number<unsigned>(v, d.page_size, 1, 100000); }},
+            {"metrics_listen", text(d.metrics_listen)},
+        };
+    }
     if (domain)
         return {
             {"routing_domain", [domain](auto v) { return parse_domain_name(v, domain->routing_domain); }},
@@ -251,7 +340,8 @@ int on_key(void* user, const char* section, const char* name, const char* value)
     try {
         std::string_view sec(section);
         DomainConfig* domain = nullptr;
-        const bool known_section = sec == "map" || sec == "routing" || sec == "milter" || sec == "policyd";
+        const bool known_section =
+            sec == "map" || sec == "routing" || sec == "milter" || sec == "policyd" || sec == "directory";
         if (!known_section) {
             domain = domain_section(st, sec);
             if (!domain) {
@@ -320,7 +410,27 @@ char* read_line(char* buf, int size, void* stream) {
     return buf;
 }
 
+void validate_directory(ParseState& st) {
+    const DirectoryConfig& d = st.config.directory;
+    const bool any = st.seen.lower_bound("directory\n") != st.seen.end() &&
+                     st.seen.lower_bound("directory\n")->rfind("directory\n", 0) == 0;
+    if (!any) return;
+    const auto missing = [&](const char* key) {
+        throw ConfigError(st.file, st.line, key, "missing in [directory]");
+    };
+    if (d.uri.empty()) missing("uri");
+    if (d.base.empty()) missing("base");
+    if (!d.bind_dn.empty() && d.bind_password_file.empty()) missing("bind_password_file");
+    if (d.tls_cert_file.empty() != d.tls_key_file.empty())
+        throw ConfigError(st.file, st.line, d.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
+                          "tls_cert_file and tls_key_file go together");
+    if (!d.state_attribute.empty() && (!d.migrated_group.empty() || !d.dual_group.empty()))
+        throw ConfigError(st.file, st.line, "state_attribute",
+                          "give either state_attribute or migrated_group/dual_group, not both");
+}
+
 void validate(ParseState& st) {
+    validate_directory(st);
     Config& c = st.config;
     if (c.domains.empty()) throw ConfigError(st.file, st.line, "", "no [domain NAME] section: nothing to manage");
     std::set<std::string> names;

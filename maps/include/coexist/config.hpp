@@ -47,6 +47,42 @@ struct PolicydConfig {
     unsigned idle_timeout_seconds = 300;   // a connection with no complete request for this long is closed
 };
 
+// [directory] (design sections 9 and 13.5): the LDAP directory that feeds the map. Absent
+// (configured() false) on sites whose map is kept by hand.
+struct DirectoryConfig {
+    std::string uri;                 // ldap://, ldaps:// or ldapi://; several separated by spaces (tried in turn)
+    bool start_tls = false;          // ldap:// only: StartTLS before binding, required to succeed
+    std::string bind_dn;             // empty = anonymous
+    std::string bind_password_file;  // needed with bind_dn; 0600/0640, never on the command line
+    std::string tls_ca_file;         // empty = the system's default CA store
+    std::string tls_cert_file;       // client certificate (Google Secure LDAP); with tls_key_file
+    std::string tls_key_file;
+    std::string base;                // where the people are
+    std::string filter = "(objectClass=inetOrgPerson)";
+    std::string address_attribute = "mail";                            // the user's primary address
+    std::vector<std::string> alias_attributes{"mailAlternateAddress"};  // lowercased names
+    std::string migrated_group;      // DN; members are migrated ...
+    std::string dual_group;          // ... or dual (dual wins)
+    std::string state_attribute;     // instead of the groups: source|migrated|dual
+    std::string target_attribute;    // optional explicit routing address
+    std::string batch_attribute;     // optional batch name
+    unsigned interval_seconds = 60;  // between full syncs when the server offers no RFC 4533
+    // max_removals: a sync that would remove more directory-owned users than this changes
+    // nothing (without --force). Either an absolute number or a percentage of those users.
+    unsigned max_removals = 10;
+    bool max_removals_is_percent = true;
+    unsigned max_age_seconds = 86400;   // a reject domain tempfails when the last sync is older
+    unsigned timeout_seconds = 30;      // network timeout of every LDAP operation
+    unsigned page_size = 500;           // RFC 2696 page size (AD's MaxPageSize is 1000)
+    std::string metrics_listen;         // sync --follow's metrics (empty = off)
+
+    bool configured() const { return !uri.empty(); }
+    // The removal limit for a map holding `owned` directory-owned users.
+    std::size_t removal_limit(std::size_t owned) const {
+        return max_removals_is_percent ? owned * max_removals / 100 : max_removals;
+    }
+};
+
 struct Config {
     std::string source;  // file the config came from (for messages)
 
@@ -65,6 +101,7 @@ struct Config {
     std::vector<DomainConfig> domains;
     MilterConfig milter;
     PolicydConfig policyd;
+    DirectoryConfig directory;
 
     // The managed domain that `domain` (lowercased) is, or is an alias of; nullptr if foreign.
     const DomainConfig* find_domain(std::string_view domain) const;

@@ -9,6 +9,7 @@
 #include <map>
 
 #include <ctime>
+#include <fmt/format.h>
 #include <vector>
 
 #include "coexist/canonical_address.hpp"
@@ -77,6 +78,8 @@ std::string describe(const std::optional<UserRecord>& r) {
     if (!r) return {};
     std::string s(to_string(r->state));
     if (!r->target.empty()) s += " target=" + r->target;
+    if (r->override_state) s += fmt::format(" override={}", to_string(*r->override_state));
+    if (r->owner == Owner::directory) s += " (directory)";
     return s;
 }
 
@@ -297,12 +300,30 @@ std::vector<std::string> MapTxn::aliases_of(std::string_view primary) {
 
 void MapTxn::put_user(std::string_view key, UserRecord record) {
     const auto old = user(key);
-    if (old && old->state == record.state && old->target == record.target && old->batch == record.batch)
-        return;  // nothing changes: no write, no audit line
+    if (old) {
+        UserRecord same = record;
+        same.changed = old->changed;
+        if (same == *old) return;  // nothing changes: no write, no audit line
+    }
     record.changed = impl_.context ? impl_.context->time : 0;
     impl_.txn.put(impl_.h.users, key, encode(record));
     if (!old) impl_.count_user(key, +1);
-    impl_.audit(key, describe(old), describe(record), record.batch);
+    // A change of the entry's DN alone (a rename in the directory) does not change routing:
+    // written, not audited.
+    if (!old || describe(old) != describe(record) || old->batch != record.batch)
+        impl_.audit(key, describe(old), describe(record), record.batch);
+}
+
+std::optional<std::string> MapTxn::meta(std::string_view key) {
+    const auto v = impl_.txn.get(impl_.h.meta, key);
+    if (!v) return std::nullopt;
+    return std::string(*v);
+}
+
+void MapTxn::put_meta(std::string_view key, std::string_view value) { impl_.txn.put(impl_.h.meta, key, value); }
+
+void MapTxn::audit_note(std::string_view address, std::string old_value, std::string new_value) {
+    impl_.audit(address, std::move(old_value), std::move(new_value), "");
 }
 
 bool MapTxn::remove_user(std::string_view key) {

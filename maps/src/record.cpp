@@ -11,6 +11,8 @@ std::string_view to_string(State s) {
     return "?";
 }
 
+std::string_view to_string(Owner o) { return o == Owner::directory ? "directory" : "admin"; }
+
 std::optional<State> parse_state(std::string_view s) {
     // Case-insensitive: "Migrated" is what a spreadsheet's autocapitalisation makes of it.
     const auto is = [s](std::string_view name) {
@@ -73,27 +75,47 @@ private:
 }  // namespace
 
 std::string encode(const UserRecord& r) {
+    const bool v2 = r.owner == Owner::directory || r.override_state || !r.dn.empty();
     std::string out;
-    out.reserve(16 + r.target.size() + r.batch.size());
-    out.push_back(static_cast<char>(kRecordVersion));
+    out.reserve(20 + r.target.size() + r.batch.size() + r.dn.size());
+    out.push_back(static_cast<char>(v2 ? kRecordVersionOwned : kRecordVersion));
     out.push_back(static_cast<char>(r.state));
     const auto changed = static_cast<std::uint64_t>(r.changed);
     for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((changed >> shift) & 0xff));
+    if (v2) {
+        const unsigned flags = (r.owner == Owner::directory ? 1u : 0u) | (r.override_state ? 2u : 0u);
+        out.push_back(static_cast<char>(flags));
+        if (r.override_state) out.push_back(static_cast<char>(*r.override_state));
+    }
     put_field(out, r.target);
     put_field(out, r.batch);
+    if (v2) put_field(out, r.dn);
     return out;
 }
 
 std::optional<UserRecord> decode_user(std::string_view bytes) {
     ByteReader in(bytes);
-    if (in.uint(1) != kRecordVersion) return std::nullopt;
+    const auto version = in.uint(1);
+    if (version != kRecordVersion && version != kRecordVersionOwned) return std::nullopt;
+    const auto valid_state = [](std::uint64_t s) { return s <= static_cast<std::uint64_t>(State::dual); };
     const auto state = in.uint(1);
-    if (state > static_cast<std::uint64_t>(State::dual)) return std::nullopt;
+    if (!valid_state(state)) return std::nullopt;
     UserRecord r;
     r.state = static_cast<State>(state);
     r.changed = static_cast<std::int64_t>(in.uint(8));
+    if (version == kRecordVersionOwned) {
+        const auto flags = in.uint(1);
+        if (flags & ~3u) return std::nullopt;
+        r.owner = (flags & 1u) ? Owner::directory : Owner::admin;
+        if (flags & 2u) {
+            const auto o = in.uint(1);
+            if (!valid_state(o)) return std::nullopt;
+            r.override_state = static_cast<State>(o);
+        }
+    }
     r.target = in.field();
     r.batch = in.field();
+    if (version == kRecordVersionOwned) r.dn = in.field();
     if (!in.ok() || !in.at_end()) return std::nullopt;
     return r;
 }

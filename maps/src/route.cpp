@@ -1,5 +1,8 @@
 #include "coexist/route.hpp"
 
+#include <ctime>
+#include <fmt/format.h>
+
 #include <stdexcept>
 
 #include "coexist/address.hpp"
@@ -71,10 +74,22 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
                                           "not rejecting unknown users of " + domain->name};
         if (*domain_users == 0)
             return {Action::tempfail, {}, "no user of " + domain->name + " in the map: not rejecting on doubt"};
+        // A directory-fed map that has not been in sync for max_age may be missing the newest
+        // users: defer rather than refuse them (design 13.6).
+        if (config.directory.configured()) {
+            const auto synced = map.directory_synced_at();
+            const auto now = static_cast<std::int64_t>(::time(nullptr));
+            if (!synced)
+                return {Action::tempfail, {}, "the directory never synced this map: not rejecting unknown users of " + domain->name};
+            if (now - *synced > static_cast<std::int64_t>(config.directory.max_age_seconds))
+                return {Action::tempfail, {}, fmt::format("last directory sync {} s ago (max_age {} s): not rejecting "
+                                                          "unknown users of {}", now - *synced,
+                                                          config.directory.max_age_seconds, domain->name)};
+        }
         return {Action::reject, {}, "unknown user"};
     }
     std::string detail = found.via_alias ? "alias of " + found.primary : std::string();
-    switch (found.record->state) {
+    switch (found.record->effective_state()) {
         case State::source:
             return {Action::relay, {}, std::move(detail)};
         case State::migrated:

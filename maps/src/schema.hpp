@@ -50,6 +50,14 @@ inline std::string_view domain_of_key(std::string_view user_key) {
     return at == std::string_view::npos ? std::string_view() : user_key.substr(at + 1);
 }
 
+// The directory's sync state (design 9, 13.5), written by `coexist-map sync` in the transaction
+// of the changes it covers: when the map last equalled the directory (unix time, decimal), from
+// which URI, and the RFC 4533 cookie of the last change applied by `sync --follow`.
+inline constexpr std::string_view kDirectorySyncedAtKey = "directory_synced_at";
+inline constexpr std::string_view kDirectoryUriKey = "directory_uri";
+inline constexpr std::string_view kDirectoryCookieKey = "directory_cookie";
+inline constexpr std::string_view kDirectoryHeldRemovalsKey = "directory_held_removals";
+
 inline constexpr std::uint8_t kAliasVersion = 1;
 
 inline std::string encode_alias(std::string_view primary) {

@@ -6,7 +6,7 @@
 using namespace coexist;
 
 TEST_CASE("user records round-trip through the v1 encoding") {
-    UserRecord r{State::dual, "jsmith@contoso.onmicrosoft.com", "wave 2", 1763850000};
+    UserRecord r{State::dual, "jsmith@contoso.onmicrosoft.com", "wave 2", 1763850000, Owner::admin, {}, {}};
     const std::string bytes = encode(r);
     CHECK(static_cast<unsigned char>(bytes[0]) == kRecordVersion);
     CHECK(decode_user(bytes) == r);
@@ -14,16 +14,37 @@ TEST_CASE("user records round-trip through the v1 encoding") {
 }
 
 TEST_CASE("decode_user refuses anything it does not fully understand") {
-    const std::string good = encode(UserRecord{State::migrated, "t@x.org", "b", 5});
+    const std::string good = encode(UserRecord{State::migrated, "t@x.org", "b", 5, Owner::admin, {}, {}});
     CHECK_FALSE(decode_user(""));
     std::string unknown_version = good;
-    unknown_version[0] = '\x02';
+    unknown_version[0] = '\x03';
     CHECK_FALSE(decode_user(unknown_version));
     std::string bad_state = good;
     bad_state[1] = 7;
     CHECK_FALSE(decode_user(bad_state));
     for (std::size_t n = 0; n < good.size(); ++n) CHECK_FALSE(decode_user(good.substr(0, n)));  // truncated
     CHECK_FALSE(decode_user(good + "x"));  // trailing bytes
+}
+
+TEST_CASE("directory-owned records use the v2 encoding; admin-owned ones stay v1") {
+    UserRecord owned{State::source, "", "wave 3", 1763850000, Owner::directory, State::migrated,
+                     "uid=ann,ou=people,dc=contoso,dc=com"};
+    const std::string bytes = encode(owned);
+    CHECK(static_cast<unsigned char>(bytes[0]) == kRecordVersionOwned);
+    REQUIRE(decode_user(bytes) == owned);
+    CHECK(decode_user(bytes)->effective_state() == State::migrated);
+    owned.override_state.reset();
+    CHECK(decode_user(encode(owned)) == owned);
+    CHECK(decode_user(encode(owned))->effective_state() == State::source);
+    std::string bad_flags = encode(owned);
+    bad_flags[10] = 4;  // an unknown flag: a newer writer's record
+    CHECK_FALSE(decode_user(bad_flags));
+    const std::string good = encode(UserRecord{State::dual, "t@x.org", "b", 5, Owner::directory, State::source, "cn=x"});
+    for (std::size_t n = 0; n < good.size(); ++n) CHECK_FALSE(decode_user(good.substr(0, n)));
+    CHECK_FALSE(decode_user(good + "x"));
+    std::string bad_override = good;
+    bad_override[11] = 9;
+    CHECK_FALSE(decode_user(bad_override));
 }
 
 TEST_CASE("CSV reader handles quoting, CRLF and blank lines") {

@@ -3,6 +3,7 @@
 // so a change committed by coexist-map is seen by the next lookup, with no reload.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -46,6 +47,11 @@ public:
     // was written before these counts were kept. Asked only before refusing an unknown user,
     // never on the lookup path of every recipient. Throws MapUnavailable.
     std::optional<std::size_t> domain_user_count(std::string_view domain);
+
+    // Unix time of the directory's last successful full sync (design 13.6 max_age); nullopt
+    // when no directory ever synced this map. Asked only before refusing an unknown user.
+    // Throws MapUnavailable.
+    std::optional<std::int64_t> directory_synced_at();
 
     // Number of users (for start-up summaries). Throws MapUnavailable.
     std::size_t user_count();

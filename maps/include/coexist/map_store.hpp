@@ -53,6 +53,14 @@ public:
     void put_alias(std::string_view alias, std::string_view primary);
     bool remove_alias(std::string_view alias);
 
+    // The map's bookkeeping (schema.hpp's meta keys, e.g. the directory's sync state). put_meta
+    // is not audited: it records how the map was made, not what routes.
+    std::optional<std::string> meta(std::string_view key);
+    void put_meta(std::string_view key, std::string_view value);
+    // An audit entry for a change that is not a record write (an override the directory caught
+    // up with, a removal held back by the safety limit).
+    void audit_note(std::string_view address, std::string old_value, std::string new_value);
+
     // Visits users (and aliases) in key order; stop early by returning false.
     void for_each_user(const std::function<bool(std::string_view, const UserRecord&)>& visit);
     void for_each_alias(const std::function<bool(std::string_view, std::string_view)>& visit);

@@ -6,6 +6,11 @@ add_test(NAME harness_selftest
          COMMAND ${Python3_EXECUTABLE} ${COEXIST_HARNESS_DIR}/test_harness.py)
 set_tests_properties(harness_selftest PROPERTIES
   LABELS "integration" TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SERIAL FALSE)
+# The private slapd of the directory tests, bench and lab (coexist_harness/slapd.py).
+add_test(NAME harness_slapd
+         COMMAND ${Python3_EXECUTABLE} ${COEXIST_HARNESS_DIR}/test_slapd.py)
+set_tests_properties(harness_slapd PROPERTIES
+  LABELS "integration" TIMEOUT 180 SKIP_RETURN_CODE 77)
 
 if(TARGET coexist_milter_logic)
   add_executable(test_milter_logic milter/test_milter_logic.cpp)

@@ -42,6 +42,10 @@ Pieces:
 - SmtpSession / SendResult (smtp_client.py): per-recipient reply codes, no hidden exceptions.
 - tool_config_dir(directory), postmap(config_dir, *args): Postfix's command-line tools with a
   main.cf of the test's own (-c), never the machine's /etc/postfix (absent on a fresh Debian).
+- Slapd (slapd.py): a private OpenLDAP slapd (provider, consumer_of=, tls=TestCA(...)) with
+  ldapadd/ldapmodify/ldapdelete/modrdn/search, load_bulk (offline slapadd), kill/restart; and
+  directory_ldif / write_directory_ldif, the generated contoso directory (people, the migrated
+  and cutover groups, the service account). Its own requirements: slapd.missing_requirements().
 - ports.py: free_port, wait_until (every wait has a timeout), wait_listening.
 
 A test that cannot run here (not root, no Postfix) should exit with SKIP_CODE (77) via
@@ -55,6 +59,7 @@ from .lab import Lab, Process
 from .ports import LOOPBACK4, LOOPBACK6, free_port, wait_listening, wait_until
 from .postfix import Delivery, PostfixInstance, postmap, tool_config_dir
 from .sink import SinkMessage, SmtpSink
+from .slapd import Slapd, TestCA, directory_ldif, write_directory_ldif
 from .smtp_client import SendResult, SmtpSession
 
 SKIP_CODE = 77
@@ -80,5 +85,5 @@ def require_environment():
 
 
 __all__ = ["Lab", "Process", "PostfixInstance", "Delivery", "SmtpSink", "SinkMessage",
-           "SmtpSession", "SendResult", "postmap", "tool_config_dir", "free_port", "wait_until", "wait_listening",
+           "SmtpSession", "SendResult", "Slapd", "TestCA", "directory_ldif", "write_directory_ldif", "postmap", "tool_config_dir", "free_port", "wait_until", "wait_listening",
            "LOOPBACK4", "LOOPBACK6", "SKIP_CODE", "missing_requirements", "require_environment"]

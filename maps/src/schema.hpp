@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "coexist/map_reader.hpp"
+
 namespace coexist::schema {
 
 // A decimal counter kept in `meta` (audit sequence, per-domain user counts); 0 when it is not
@@ -53,10 +55,9 @@ inline std::string_view domain_of_key(std::string_view user_key) {
 // The directory's sync state (design 9, 13.5), written by `coexist-map sync` in the transaction
 // of the changes it covers: when the map last equalled the directory (unix time, decimal), from
 // which URI, and the RFC 4533 cookie of the last change applied by `sync --follow`.
-inline constexpr std::string_view kDirectorySyncedAtKey = "directory_synced_at";
-inline constexpr std::string_view kDirectoryUriKey = "directory_uri";
-inline constexpr std::string_view kDirectoryCookieKey = "directory_cookie";
-inline constexpr std::string_view kDirectoryHeldRemovalsKey = "directory_held_removals";
+// The names are public (map_reader.hpp, namespace coexist::meta): coexist-map's directory code
+// writes them through MapTxn::put_meta.
+inline constexpr std::string_view kDirectorySyncedAtKey = meta::kDirectorySyncedAt;
 
 inline constexpr std::uint8_t kAliasVersion = 1;
 

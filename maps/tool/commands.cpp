@@ -1,6 +1,7 @@
 #include "commands.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <ctime>
 #include <fmt/format.h>
 #include <iostream>
@@ -78,33 +79,67 @@ int init(const Config& c, std::ostream& out) {
     return kOk;
 }
 
-int set(const Config& c, const std::string& address, const std::string& state,
-        const std::optional<std::string>& target, const std::optional<std::string>& batch, std::ostream& out) {
+int set(const Config& c, const std::string& address, const std::optional<std::string>& state,
+        const std::optional<std::string>& target, const std::optional<std::string>& batch, bool clear_override,
+        std::ostream& out) {
     const std::string key = user_key_or_throw(c, address);
-    UserRecord record;
-    record.state = state_or_throw(state);
-    if (target) record.target = target->empty() ? std::string() : target_or_throw(c, *target);
-    if (batch) record.batch = checked_batch(*batch);
+    if (!state && !clear_override) throw UsageError("set needs a STATE (source, migrated or dual) or --clear-override");
+    if (state && clear_override) throw UsageError("give either a STATE or --clear-override, not both");
+    const std::optional<State> new_state = state ? std::optional(state_or_throw(*state)) : std::nullopt;
+    std::optional<std::string> new_target;
+    if (target) new_target = target->empty() ? std::string() : target_or_throw(c, *target);
+    std::optional<std::string> new_batch;
+    if (batch) new_batch = checked_batch(*batch);
     auto store = open_store(c);
-    std::string old;
+    std::string old, now;
     store.write(context("set"), [&](MapTxn& t) {
         if (auto p = t.alias_primary(key))
             throw DataError(key + " is an alias of " + *p + ": set the primary address, or unalias it first");
         const auto existing = t.user(key);
-        old = existing ? std::string(to_string(existing->state)) : "new";
+        UserRecord record = existing.value_or(UserRecord{});
+        old = existing ? std::string(to_string(existing->effective_state())) : "new";
+        if (existing && existing->owner == Owner::directory) {
+            // The directory owns this user (design 13.1): the admin's state is an override
+            // beside the directory's, which `sync` keeps and reports, never silently undoes.
+            if (new_target && !c.directory.target_attribute.empty())
+                throw DataError(fmt::format("{} is owned by the directory ({}): its target comes from {}", key,
+                                            existing->dn, c.directory.target_attribute));
+            if (new_batch && !c.directory.batch_attribute.empty())
+                throw DataError(fmt::format("{} is owned by the directory ({}): its batch comes from {}", key,
+                                            existing->dn, c.directory.batch_attribute));
+            if (clear_override) record.override_state.reset();
+            else record.override_state = new_state == existing->state ? std::nullopt : new_state;
+        } else {
+            if (clear_override)
+                throw DataError(fmt::format("{} is not owned by the directory: it has no override to clear", key));
+            record.state = *new_state;
+        }
         // Options not given keep what the user had: `set ann migrated` keeps her target.
-        if (existing && !target) record.target = existing->target;
-        if (existing && !batch) record.batch = existing->batch;
+        if (new_target) record.target = *new_target;
+        if (new_batch) record.batch = *new_batch;
+        now = std::string(to_string(record.effective_state()));
+        if (record.owner == Owner::directory)
+            now += record.override_state ? fmt::format(" (override; the directory says {})", to_string(record.state))
+                                         : " (as the directory says)";
         t.put_user(key, record);
     });
-    out << fmt::format("{}: {} -> {}\n", key, old, to_string(record.state));
+    out << fmt::format("{}: {} -> {}\n", key, old, now);
     return kOk;
+}
+
+// Refuses a hand change to what the directory owns (design 13.1): it would be undone by the
+// next sync, so it is refused with the way to do it instead.
+static void refuse_if_directory_owned(MapTxn& t, const std::string& key, std::string_view what) {
+    const auto r = t.user(key);
+    if (r && r->owner == Owner::directory)
+        throw DataError(fmt::format("{} is owned by the directory ({}): {}", key, r->dn, what));
 }
 
 int remove(const Config& c, const std::string& address, std::ostream& out) {
     const std::string key = user_key_or_throw(c, address);
     auto store = open_store(c);
     store.write(context("remove"), [&](MapTxn& t) {
+        refuse_if_directory_owned(t, key, "remove or filter it out there, or 'coexist-map set ADDRESS source' to override it");
         if (!t.remove_user(key)) throw DataError("no such user: " + key);
     });
     out << fmt::format("{}: removed\n", key);
@@ -118,6 +153,7 @@ int alias(const Config& c, const std::string& alias_address, const std::string& 
     auto store = open_store(c);
     store.write(context("alias"), [&](MapTxn& t) {
         if (!t.user(primary)) throw DataError("no such user: " + primary);
+        refuse_if_directory_owned(t, primary, "its aliases come from the directory's alias_attributes");
         if (t.user(alias)) throw DataError(alias + " is a user: remove it before making it an alias");
         t.put_alias(alias, primary);
     });
@@ -129,6 +165,8 @@ int unalias(const Config& c, const std::string& alias_address, std::ostream& out
     const std::string alias = user_key_or_throw(c, alias_address);
     auto store = open_store(c);
     store.write(context("unalias"), [&](MapTxn& t) {
+        if (auto p = t.alias_primary(alias))
+            refuse_if_directory_owned(t, *p, "its aliases come from the directory's alias_attributes");
         if (!t.remove_alias(alias)) throw DataError("no such alias: " + alias);
     });
     out << fmt::format("{}: alias removed\n", alias);
@@ -148,8 +186,17 @@ int get(const Config& c, const std::string& address, std::ostream& out) {
         const auto r = t.user(primary);
         if (!r) return;
         found = true;
-        out << fmt::format("address: {}\nstate: {}\ntarget: {}\nbatch: {}\nchanged: {}\n", primary,
-                           to_string(r->state), r->target.empty() ? "-" : r->target,
+        out << fmt::format("address: {}\nstate: {}\n", primary, to_string(r->effective_state()));
+        if (r->owner == Owner::directory) {
+            out << fmt::format("owner: directory ({})\n", r->dn);
+            if (r->override_state)
+                out << fmt::format("override: {} (the directory says {}; 'coexist-map set {} --clear-override' "
+                                   "follows the directory again)\n",
+                                   to_string(*r->override_state), to_string(r->state), primary);
+        } else {
+            out << "owner: admin\n";
+        }
+        out << fmt::format("target: {}\nbatch: {}\nchanged: {}\n", r->target.empty() ? "-" : r->target,
                            r->batch.empty() ? "-" : r->batch, format_time(r->changed));
         const auto aliases = t.aliases_of(primary);
         out << "aliases: " << (aliases.empty() ? "-" : fmt::format("{}", fmt::join(aliases, ";"))) << "\n";
@@ -184,9 +231,11 @@ int list(const Config& c, const std::optional<std::string>& state, const std::op
     auto store = open_store(c, MapStore::Mode::read_only);
     store.read([&](MapTxn& t) {
         t.for_each_user([&](std::string_view key, const UserRecord& r) {
-            if (want && r.state != *want) return true;
+            if (want && r.effective_state() != *want) return true;
             if (batch && r.batch != *batch) return true;
-            out << key << ' ' << to_string(r.state);
+            out << key << ' ' << to_string(r.effective_state());
+            if (r.override_state) out << " override";
+            if (r.owner == Owner::directory) out << " directory";
             if (!r.target.empty()) out << " target=" << r.target;
             if (!r.batch.empty()) out << " batch=" << r.batch;
             out << '\n';
@@ -201,7 +250,7 @@ int export_csv(const Config& c, std::ostream& out) {
     store.read([&](MapTxn& t) {
         out << "address,state,target,batch,aliases\n";
         t.for_each_user([&](std::string_view key, const UserRecord& r) {
-            out << csv_field(key) << ',' << to_string(r.state) << ',' << csv_field(r.target) << ','
+            out << csv_field(key) << ',' << to_string(r.effective_state()) << ',' << csv_field(r.target) << ','
                 << csv_field(r.batch) << ',' << csv_field(fmt::format("{}", fmt::join(t.aliases_of(key), ";")))
                 << '\n';
             return true;
@@ -214,15 +263,22 @@ int stats(const Config& c, std::ostream& out) {
     auto store = open_store(c, MapStore::Mode::read_only);
     std::map<State, std::size_t> by_state;
     std::map<std::string, std::size_t> by_batch;
-    std::size_t users = 0, aliases = 0;
+    std::size_t users = 0, aliases = 0, owned = 0, overrides = 0;
+    std::optional<std::string> synced_at, uri, held, following;
     store.read([&](MapTxn& t) {
         t.for_each_user([&](std::string_view, const UserRecord& r) {
-            ++by_state[r.state];
+            ++by_state[r.effective_state()];
             ++by_batch[r.batch];
+            if (r.owner == Owner::directory) ++owned;
+            if (r.override_state) ++overrides;
             return true;
         });
         users = t.user_count();
         aliases = t.alias_count();
+        synced_at = t.meta(meta::kDirectorySyncedAt);
+        uri = t.meta(meta::kDirectoryUri);
+        held = t.meta(meta::kDirectoryHeldRemovals);
+        following = t.meta(meta::kDirectoryFollowing);
     });
     out << fmt::format("map: {}\nusers: {} (source {}, migrated {}, dual {})\naliases: {}\nbatches: {}\n",
                        c.map_path, users, by_state[State::source], by_state[State::migrated],
@@ -231,6 +287,20 @@ int stats(const Config& c, std::ostream& out) {
         if (!name.empty()) out << fmt::format("  batch {}: {}\n", name, n);
     out << fmt::format("map size: {:.1f} MiB, used: {:.1f} MiB\n", store.map_size() / 1048576.0,
                        store.used_bytes() / 1048576.0);
+    if (c.directory.configured() || synced_at) {
+        out << fmt::format("directory: {} users owned by the directory, {} by the admin, {} overrides\n", owned,
+                           users - owned, overrides);
+        if (synced_at) {
+            const long long t = std::atoll(synced_at->c_str());
+            out << fmt::format("last directory sync: {} ({} s ago) from {}\n", format_time(t),
+                               static_cast<long long>(::time(nullptr)) - t, uri.value_or("?"));
+        } else {
+            out << "last directory sync: never\n";
+        }
+        if (following) out << fmt::format("follower: {}\n", *following);
+        if (held && *held != "0")
+            out << fmt::format("removals held back by max_removals: {} (run 'coexist-map sync --force' to apply)\n", *held);
+    }
     return kOk;
 }
 

@@ -2,6 +2,7 @@
 // reports failure by throwing (main.cpp turns the exception into the exit status).
 #pragma once
 
+#include <functional>
 #include <iosfwd>
 #include <optional>
 #include <stdexcept>
@@ -15,6 +16,12 @@ namespace coexist::tool {
 // Exit statuses (design section 4).
 enum ExitStatus { kOk = 0, kUsage = 1, kDataError = 2, kMapUnavailable = 3 };
 
+// A command line that makes no sense (exit 1).
+class UsageError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 // Bad data from the admin: an address, a state, a CSV row. Exit 2, map unchanged.
 class DataError : public std::runtime_error {
 public:
@@ -22,8 +29,14 @@ public:
 };
 
 int init(const Config& c, std::ostream& out);
-int set(const Config& c, const std::string& address, const std::string& state,
-        const std::optional<std::string>& target, const std::optional<std::string>& batch, std::ostream& out);
+// A directory-owned user (design 13.1) gets the state as an override; clear_override drops it.
+int set(const Config& c, const std::string& address, const std::optional<std::string>& state,
+        const std::optional<std::string>& target, const std::optional<std::string>& batch, bool clear_override,
+        std::ostream& out);
+inline int set(const Config& c, const std::string& address, const std::string& state,
+               const std::optional<std::string>& target, const std::optional<std::string>& batch, std::ostream& out) {
+    return set(c, address, std::optional<std::string>(state), target, batch, false, out);
+}
 int remove(const Config& c, const std::string& address, std::ostream& out);
 int alias(const Config& c, const std::string& alias, const std::string& primary, std::ostream& out);
 int unalias(const Config& c, const std::string& alias, std::ostream& out);
@@ -34,6 +47,18 @@ int list(const Config& c, const std::optional<std::string>& state, const std::op
 int export_csv(const Config& c, std::ostream& out);
 int stats(const Config& c, std::ostream& out);
 int history(const Config& c, const std::string& address, std::ostream& out);
+// One line: a SHA-256 of everything that decides routing (records, aliases, overrides, the
+// routing settings of the INI), so two relays can be compared with one command each.
+int digest(const Config& c, std::ostream& out);
+// What `sync --follow` tells the service manager (sd_notify from main.cpp; empty = nothing).
+struct SyncHooks {
+    std::function<void()> ready;
+    std::function<void(const std::string&)> status;
+    std::function<void()> stopping;
+};
+// `coexist-map sync [--dry-run] [--force] [--follow]` (sync_command.cpp). Throws
+// directory::DirectoryError and directory::RemovalLimitExceeded (main.cpp: exit 2).
+int sync(const Config& c, bool dry_run, bool force, bool follow, std::ostream& out, const SyncHooks& hooks = {});
 int import_csv(const Config& c, const std::string& file, const std::optional<std::string>& batch, bool dry_run,
                std::ostream& out);
 

@@ -237,6 +237,9 @@ ImportCounts plan_and_apply(MapTxn& t, const std::string& file, const std::vecto
                 throw DataError(fmt::format("{}:{}: alias {} belongs to {} in the map", file, row.line, a, *p));
         }
         const auto old = t.user(row.key);
+        if (old && old->owner == Owner::directory)
+            throw DataError(fmt::format("{}:{}: {} is owned by the directory ({}): change it there, or override "
+                                        "its state with 'coexist-map set'", file, row.line, row.key, old->dn));
         const bool same_record = old && old->state == row.record.state && old->target == row.record.target &&
                                  old->batch == row.record.batch;
         // With an aliases column the row's list replaces the user's: a removed alias sends its

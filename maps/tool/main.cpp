@@ -7,6 +7,10 @@
 #include "coexist/config.hpp"
 #include "coexist/map_reader.hpp"
 #include "commands.hpp"
+#include "directory_sync.hpp"
+#ifdef COEXIST_HAVE_SERVICE_MANAGER
+#include "coexist/service_manager.hpp"
+#endif
 
 using namespace coexist;
 using namespace coexist::tool;
@@ -21,7 +25,8 @@ int main(int argc, char** argv) {
     std::string address, address2, state, file;
     std::optional<std::string> target, batch, state_filter;
     std::vector<std::string> addresses;
-    bool dry_run = false;
+    bool dry_run = false, force = false, follow = false, clear_override = false;
+    std::optional<std::string> set_state;
 
     auto* init_cmd = app.add_subcommand("init", "create the map (or check an existing one)");
     auto* import_cmd = app.add_subcommand("import", "import users from CSV: all rows or nothing");
@@ -30,7 +35,8 @@ int main(int argc, char** argv) {
     import_cmd->add_flag("--dry-run", dry_run, "validate and print what would change; write nothing");
     auto* set_cmd = app.add_subcommand("set", "add a user or change its state");
     set_cmd->add_option("address", address, "user address")->required();
-    set_cmd->add_option("state", state, "source, migrated or dual")->required();
+    set_cmd->add_option("state", set_state, "source, migrated or dual (on a directory-owned user: an override)");
+    set_cmd->add_flag("--clear-override", clear_override, "follow the directory again (drop the admin's override)");
     set_cmd->add_option("--target", target, "explicit routing address (empty to clear)");
     set_cmd->add_option("--batch", batch, "batch name");
     auto* remove_cmd = app.add_subcommand("remove", "remove a user and its aliases");
@@ -49,6 +55,11 @@ int main(int argc, char** argv) {
     list_cmd->add_option("--batch", batch, "only users of this batch");
     auto* export_cmd = app.add_subcommand("export", "write the map as CSV that import reads back unchanged");
     auto* stats_cmd = app.add_subcommand("stats", "counts and map size");
+    auto* sync_cmd = app.add_subcommand("sync", "make the map equal to the [directory], in one transaction");
+    sync_cmd->add_flag("--dry-run", dry_run, "read the directory and print what would change; write nothing");
+    sync_cmd->add_flag("--force", force, "apply removals beyond max_removals");
+    sync_cmd->add_flag("--follow", follow, "stay connected and apply changes as they happen (RFC 4533, else poll)");
+    auto* digest_cmd = app.add_subcommand("digest", "one line: a hash of all that decides routing, to compare relays");
     auto* history_cmd = app.add_subcommand("history", "the audit trail of one address");
     history_cmd->add_option("address", address, "address")->required();
 
@@ -64,7 +75,7 @@ int main(int argc, char** argv) {
         const Config config = load_config(config_path);
         if (*init_cmd) return init(config, out);
         if (*import_cmd) return import_csv(config, file, batch, dry_run, out);
-        if (*set_cmd) return set(config, address, state, target, batch, out);
+        if (*set_cmd) return set(config, address, set_state, target, batch, clear_override, out);
         if (*remove_cmd) return remove(config, address, out);
         if (*alias_cmd) return alias(config, address, address2, out);
         if (*unalias_cmd) return unalias(config, address, out);
@@ -74,9 +85,27 @@ int main(int argc, char** argv) {
         if (*export_cmd) return export_csv(config, out);
         if (*stats_cmd) return stats(config, out);
         if (*history_cmd) return history(config, address, out);
+        if (*digest_cmd) return digest(config, out);
+        if (*sync_cmd) {
+            SyncHooks hooks;
+#ifdef COEXIST_HAVE_SERVICE_MANAGER
+            hooks.ready = [] { notify_ready(); };
+            hooks.stopping = [] { notify_stopping(); };
+#endif
+            return sync(config, dry_run, force, follow, out, hooks);
+        }
     } catch (const ConfigError& e) {
         std::cerr << "coexist-map: " << e.what() << '\n';
         return kUsage;
+    } catch (const UsageError& e) {
+        std::cerr << "coexist-map: " << e.what() << '\n';
+        return kUsage;
+    } catch (const directory::RemovalLimitExceeded& e) {
+        std::cerr << "coexist-map: " << e.what() << '\n';
+        return kDataError;
+    } catch (const directory::DirectoryError& e) {
+        std::cerr << "coexist-map: " << e.what() << " (map unchanged)\n";
+        return kDataError;
     } catch (const DataError& e) {
         std::cerr << "coexist-map: " << e.what() << " (map unchanged)\n";
         return kDataError;

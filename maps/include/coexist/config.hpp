@@ -2,6 +2,7 @@
 // or a bad value, is a ConfigError naming file, line and key.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <optional>
 #include <stdexcept>
@@ -77,9 +78,12 @@ struct DirectoryConfig {
     std::string metrics_listen;         // sync --follow's metrics (empty = off)
 
     bool configured() const { return !uri.empty(); }
-    // The removal limit for a map holding `owned` directory-owned users.
+    // The removal limit for a map holding `owned` directory-owned users. A percentage allows at
+    // least one: removing one user is never a mass removal, even from a ten-user pilot.
     std::size_t removal_limit(std::size_t owned) const {
-        return max_removals_is_percent ? owned * max_removals / 100 : max_removals;
+        if (!max_removals_is_percent) return max_removals;
+        if (max_removals == 0) return 0;
+        return std::max<std::size_t>(1, owned * max_removals / 100);
     }
 };
 

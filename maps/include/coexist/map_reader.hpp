@@ -14,6 +14,16 @@
 
 namespace coexist {
 
+// Keys of the map's `meta` database that record the directory's sync state (design 9, 13.5),
+// written by `coexist-map sync` in the transaction of the changes they describe.
+namespace meta {
+inline constexpr std::string_view kDirectorySyncedAt = "directory_synced_at";  // unix time, decimal
+inline constexpr std::string_view kDirectoryUri = "directory_uri";             // where from
+inline constexpr std::string_view kDirectoryCookie = "directory_cookie";       // RFC 4533 cookie of the last change followed
+inline constexpr std::string_view kDirectoryHeldRemovals = "directory_held_removals";  // removals beyond max_removals, waiting for --force
+inline constexpr std::string_view kDirectoryFollowing = "directory_following";   // "refreshAndPersist" or "poll", with the time
+}  // namespace meta
+
 class SharedMap;  // the process's one environment on a map directory (map_reader.cpp)
 
 // Anything that stops us from reading the map: missing directory, permissions, a damaged or

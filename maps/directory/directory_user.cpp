@@ -1,0 +1,168 @@
+#include "directory_user.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <variant>
+
+#include "coexist/address.hpp"
+#include "coexist/log_text.hpp"
+#include "coexist/user_key.hpp"
+
+namespace coexist::directory {
+
+namespace {
+
+bool contains_sorted(const std::vector<std::string>& sorted, std::string_view dn) {
+    return std::binary_search(sorted.begin(), sorted.end(), dn, std::less<>());
+}
+
+// Whether the entry's memberOf (AD, or OpenLDAP's memberof overlay) names the group.
+bool member_of(const Entry& entry, const std::string& group_dn) {
+    if (group_dn.empty()) return false;
+    const auto* values = entry.values("memberof");
+    if (!values) return false;
+    const std::string wanted = normalize_dn(group_dn);
+    return std::any_of(values->begin(), values->end(), [&](const std::string& v) { return normalize_dn(v) == wanted; });
+}
+
+void sort_unique(std::vector<std::string>& v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+}  // namespace
+
+std::optional<std::string_view> smtp_value(std::string_view value) {
+    const auto colon = value.find(':');
+    const auto at = value.find('@');
+    // A colon before any '@' is a type prefix; a colon after it belongs to the address
+    // (a quoted local part or an IPv6 literal).
+    if (colon == std::string_view::npos || (at != std::string_view::npos && at < colon)) return value;
+    if (lowercase_ascii(value.substr(0, colon)) == "smtp") return value.substr(colon + 1);
+    return std::nullopt;
+}
+
+std::vector<std::string> group_members(const Entry& group) {
+    std::vector<std::string> out;
+    for (const char* attribute : {"member", "uniquemember"}) {
+        const auto* values = group.values(attribute);
+        if (!values) continue;
+        for (std::string_view v : *values) {
+            // uniqueMember is a DN optionally followed by "#'0101'B" (RFC 4517 3.3.21).
+            if (std::string_view(attribute) == "uniquemember") {
+                const auto hash = v.rfind('#');
+                if (hash != std::string_view::npos && v.size() > hash + 2 && v[hash + 1] == '\'' && v.back() == 'B')
+                    v = v.substr(0, hash);
+            }
+            out.push_back(normalize_dn(v));
+        }
+    }
+    sort_unique(out);
+    return out;
+}
+
+std::vector<std::string> group_attributes() { return {"member", "uniqueMember"}; }
+
+std::vector<std::string> person_attributes(const DirectoryConfig& config) {
+    std::vector<std::string> out{config.address_attribute};
+    for (const auto& a : config.alias_attributes) out.push_back(a);
+    for (const auto* a : {&config.state_attribute, &config.target_attribute, &config.batch_attribute})
+        if (!a->empty()) out.push_back(*a);
+    out.push_back("memberOf");
+    out.push_back("entryUUID");
+    sort_unique(out);
+    return out;
+}
+
+Classified classify(const Config& config, const Entry& entry, const Membership& membership) {
+    const DirectoryConfig& d = config.directory;
+    Classified result;
+    const auto* addresses = entry.values(d.address_attribute);
+    if (!addresses || addresses->empty()) {
+        result.skipped = fmt::format("no {}", d.address_attribute);
+        return result;
+    }
+    DirectoryUser user;
+    std::vector<std::string> extra_addresses;
+    for (const auto& value : *addresses) {
+        const auto smtp = smtp_value(value);
+        if (!smtp) continue;
+        auto key = admin_user_key(config, *smtp);
+        if (!std::holds_alternative<std::string>(key)) continue;
+        if (user.key.empty()) user.key = std::get<std::string>(std::move(key));
+        else extra_addresses.push_back(std::get<std::string>(std::move(key)));
+    }
+    if (user.key.empty()) {
+        result.skipped = fmt::format("{} '{}' is not in a managed domain", d.address_attribute,
+                                     printable(addresses->front()));
+        return result;
+    }
+    user.dn = normalize_dn(entry.dn);
+
+    if (!d.state_attribute.empty()) {
+        const auto* values = d.state_attribute.empty() ? nullptr : entry.values(d.state_attribute);
+        if (values && !values->empty()) {
+            if (auto s = parse_state(values->front())) {
+                user.state = *s;
+            } else {
+                user.keep_routing = true;
+                result.warnings.push_back(fmt::format("{}: {} '{}' is not source, migrated or dual: state kept as it is",
+                                                      user.key, d.state_attribute, printable(values->front())));
+            }
+        }
+    } else if (contains_sorted(membership.dual, user.dn) || member_of(entry, d.dual_group)) {
+        user.state = State::dual;
+    } else if (contains_sorted(membership.migrated, user.dn) || member_of(entry, d.migrated_group)) {
+        user.state = State::migrated;
+    }
+
+    if (!d.target_attribute.empty()) {
+        user.target = std::string();
+        const auto* values = entry.values(d.target_attribute);
+        if (values && !values->empty()) {
+            const auto smtp = smtp_value(values->front());
+            auto t = admin_target(config, smtp ? *smtp : std::string_view(values->front()));
+            if (auto* ok = std::get_if<std::string>(&t)) {
+                user.target = std::move(*ok);
+            } else {
+                user.keep_routing = true;
+                result.warnings.push_back(fmt::format("{}: {} '{}': {}: routing kept as it is", user.key,
+                                                      d.target_attribute, printable(values->front()),
+                                                      std::get<KeyError>(t).reason));
+            }
+        }
+    }
+    if (!d.batch_attribute.empty()) {
+        user.batch = std::string();
+        const auto* values = entry.values(d.batch_attribute);
+        if (values && !values->empty()) {
+            const std::string& b = values->front();
+            const bool ok = b.size() <= 64 && std::all_of(b.begin(), b.end(), [](char c) {
+                return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+            });
+            if (ok) user.batch = b;
+            else result.warnings.push_back(fmt::format("{}: {} is not a batch name (printable, at most 64 bytes): ignored",
+                                                       user.key, d.batch_attribute));
+        }
+    }
+
+    user.aliases = std::move(extra_addresses);
+    for (const auto& attribute : d.alias_attributes) {
+        const auto* values = entry.values(attribute);
+        if (!values) continue;
+        for (const auto& value : *values) {
+            const auto smtp = smtp_value(value);
+            if (!smtp) continue;
+            auto key = admin_user_key(config, *smtp);
+            // Addresses outside the managed domains (contoso.onmicrosoft.com, another
+            // organisation's) are normal in alias attributes: not ours to route.
+            if (auto* k = std::get_if<std::string>(&key)) user.aliases.push_back(std::move(*k));
+        }
+    }
+    sort_unique(user.aliases);
+    user.aliases.erase(std::remove(user.aliases.begin(), user.aliases.end(), user.key), user.aliases.end());
+    result.user = std::move(user);
+    return result;
+}
+
+}  // namespace coexist::directory

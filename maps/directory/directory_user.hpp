@@ -1,0 +1,63 @@
+// The directory's view of one user (design 9): which entries are users, their canonical key,
+// aliases, state, explicit target and batch, from the attributes and group membership.
+// Pure functions over search results: no LDAP connection, no map.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coexist/config.hpp"
+#include "coexist/record.hpp"
+#include "ldap_session.hpp"
+
+namespace coexist::directory {
+
+struct DirectoryUser {
+    std::string key;                   // canonical user key (user_key.hpp)
+    std::string dn;                    // normalized DN of the entry
+    State state = State::source;
+    std::optional<std::string> target; // nullopt: target_attribute not configured (keep the map's)
+    std::optional<std::string> batch;  // nullopt: batch_attribute not configured (keep the map's)
+    std::vector<std::string> aliases;  // canonical keys in managed domains, sorted, without `key`
+    // The entry's state or target could not be read (a typo in the directory): keep what the
+    // map has rather than move the user's mail on a misspelling.
+    bool keep_routing = false;
+};
+
+// Normalized DNs of the members of the migrated and dual groups (design 9), sorted.
+struct Membership {
+    std::vector<std::string> migrated;
+    std::vector<std::string> dual;
+};
+
+// The member DNs of a group entry (member, uniqueMember; a uniqueMember's optional "#'...'B"
+// UID suffix dropped), normalized and sorted, duplicates removed.
+std::vector<std::string> group_members(const Entry& group);
+// The attributes of a group entry to request.
+std::vector<std::string> group_attributes();
+
+// The attributes of a person entry to request (address, aliases, state/target/batch when
+// configured, memberOf for directories that maintain it, such as AD, and entryUUID).
+std::vector<std::string> person_attributes(const DirectoryConfig& config);
+
+struct Classified {
+    std::optional<DirectoryUser> user;  // nullopt: the entry is not a user of a managed domain
+    std::string skipped;                // why not, when nullopt
+    std::vector<std::string> warnings;  // values ignored (bad alias, state, target, batch)
+};
+
+// An entry as a user (design 9): the first value of address_attribute in a managed domain is
+// the primary address (further ones in managed domains become aliases). State from
+// state_attribute, else dual_group, then migrated_group (listed as the group's member, or the
+// group named in the entry's memberOf), else source. Alias values may carry AD's "smtp:"
+// prefix; values with another prefix ("X500:", "SIP:") and addresses outside the managed
+// domains are ignored.
+Classified classify(const Config& config, const Entry& entry, const Membership& membership);
+
+// An address value as found in a directory: "SMTP:a@b" / "smtp:a@b" -> "a@b"; nullopt for a
+// value with another type prefix ("X500:/o=...").
+std::optional<std::string_view> smtp_value(std::string_view value);
+
+}  // namespace coexist::directory

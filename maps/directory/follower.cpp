@@ -1,0 +1,406 @@
+#include "follower.hpp"
+
+#include <ldap.h>
+
+#include <chrono>
+#include <deque>
+#include <fmt/format.h>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+
+#include "coexist/log.hpp"
+#include "coexist/map_reader.hpp"
+#include "directory_sync.hpp"
+#include "sync_controls.hpp"
+
+namespace coexist::directory {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct MessageFree {
+    void operator()(LDAPMessage* m) const { ldap_msgfree(m); }
+};
+using Message = std::unique_ptr<LDAPMessage, MessageFree>;
+
+struct ControlsFree {
+    void operator()(LDAPControl** c) const { ldap_controls_free(c); }
+};
+using Controls = std::unique_ptr<LDAPControl*, ControlsFree>;
+
+// Sleeps `seconds`, waking early when `stop` is set.
+void pause(const std::atomic<bool>& stop, unsigned seconds) {
+    for (unsigned i = 0; i < seconds * 10 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
+// One decoded message of a sync search.
+struct SyncMessage {
+    enum class Kind { entry, info, done, other } kind = Kind::other;
+    int msgid = 0;
+    std::optional<SyncState> state;  // entry
+    Entry entry;                     // entry (dn only for a delete)
+    std::optional<SyncInfo> info;    // info
+    int result = LDAP_SUCCESS;       // done
+    std::string diagnostic;          // done
+};
+
+SyncMessage decode(LDAP* ld, LDAPMessage* m) {
+    SyncMessage out;
+    out.msgid = ldap_msgid(m);
+    switch (ldap_msgtype(m)) {
+        case LDAP_RES_SEARCH_ENTRY: {
+            out.kind = SyncMessage::Kind::entry;
+            LDAPControl** raw = nullptr;
+            if (ldap_get_entry_controls(ld, m, &raw) != LDAP_SUCCESS)
+                throw DirectoryError("unreadable controls on a sync entry", true);
+            Controls controls(raw);
+            for (LDAPControl** c = raw; c && *c; ++c)
+                if (std::string_view((*c)->ldctl_oid) == kSyncStateOid)
+                    out.state = decode_sync_state(std::string_view((*c)->ldctl_value.bv_val, (*c)->ldctl_value.bv_len));
+            if (!out.state) throw DirectoryError("a sync entry without a valid Sync State control (RFC 4533 2.3)", true);
+            out.entry = entry_from_message(ld, m);
+            break;
+        }
+        case LDAP_RES_INTERMEDIATE: {
+            out.kind = SyncMessage::Kind::info;
+            char* oid = nullptr;
+            berval* value = nullptr;
+            if (ldap_parse_intermediate(ld, m, &oid, &value, nullptr, 0) != LDAP_SUCCESS)
+                throw DirectoryError("unreadable intermediate response", true);
+            const bool is_sync = oid && std::string_view(oid) == kSyncInfoOid;
+            if (is_sync && value) out.info = decode_sync_info(std::string_view(value->bv_val, value->bv_len));
+            ldap_memfree(oid);
+            ber_bvfree(value);
+            if (is_sync && !out.info) throw DirectoryError("an unreadable Sync Info message (RFC 4533 2.5)", true);
+            if (!is_sync) out.kind = SyncMessage::Kind::other;
+            break;
+        }
+        case LDAP_RES_SEARCH_RESULT: {
+            out.kind = SyncMessage::Kind::done;
+            char* diagnostic = nullptr;
+            const int rc = ldap_parse_result(ld, m, &out.result, nullptr, &diagnostic, nullptr, nullptr, 0);
+            if (diagnostic) out.diagnostic = diagnostic;
+            ldap_memfree(diagnostic);
+            if (rc != LDAP_SUCCESS) out.result = rc;
+            break;
+        }
+        default:
+            break;
+    }
+    return out;
+}
+
+// One connection's RFC 4533 session: the group searches and the people search, their refresh
+// written as one full sync, then each change as it comes.
+class SyncSession {
+public:
+    SyncSession(const Config& config, MapStore& store, LdapSession& ldap, const std::atomic<bool>& stop)
+        : config_(config), d_(config.directory), store_(store), ldap_(ldap), stop_(stop) {}
+
+    // Returns when stop is set; throws DirectoryError when the connection or a search ends.
+    void run(const FollowHooks& hooks) {
+        // Groups first, so every person of the refresh is classified with the membership.
+        if (!d_.migrated_group.empty()) migrated_id_ = start(d_.migrated_group, LDAP_SCOPE_BASE, "(objectClass=*)", group_attributes());
+        if (!d_.dual_group.empty()) dual_id_ = start(d_.dual_group, LDAP_SCOPE_BASE, "(objectClass=*)", group_attributes());
+        int groups_pending = (migrated_id_ ? 1 : 0) + (dual_id_ ? 1 : 0);
+        bool migrated_seen = !migrated_id_, dual_seen = !dual_id_;
+        while (groups_pending > 0) {
+            SyncMessage m = next(true);
+            if (m.kind == SyncMessage::Kind::entry) {
+                if (m.msgid == migrated_id_) { membership_.migrated = group_members(m.entry); migrated_seen = true; }
+                if (m.msgid == dual_id_) { membership_.dual = group_members(m.entry); dual_seen = true; }
+            } else if (m.kind == SyncMessage::Kind::info && m.info && m.info->kind != SyncInfo::Kind::new_cookie &&
+                       m.info->refresh_done) {
+                --groups_pending;
+            } else if (m.kind == SyncMessage::Kind::done) {
+                ended(m);
+            }
+        }
+        // A configured group that is not there would move every member back to the source.
+        if (!migrated_seen) throw DirectoryError(fmt::format("migrated_group {} is not readable", d_.migrated_group), false);
+        if (!dual_seen) throw DirectoryError(fmt::format("dual_group {} is not readable", d_.dual_group), false);
+
+        people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, person_attributes(d_));
+        refresh_people();
+        log_info("sync: following {} (RFC 4533 refreshAndPersist): {} users", ldap_.uri(), by_uuid_.size());
+        if (hooks.ready) hooks.ready();
+        if (hooks.status) hooks.status(fmt::format("following {}: {} users", ldap_.uri(), by_uuid_.size()));
+        persist();
+    }
+
+private:
+    int start(const std::string& base, int scope, const std::string& filter, std::vector<std::string> attributes) {
+        const std::string value = encode_sync_request(SyncMode::refresh_and_persist, std::nullopt, false);
+        LDAPControl control{};
+        control.ldctl_oid = const_cast<char*>(kSyncRequestOid);
+        control.ldctl_value.bv_val = const_cast<char*>(value.data());
+        control.ldctl_value.bv_len = value.size();
+        control.ldctl_iscritical = 1;
+        LDAPControl* controls[] = {&control, nullptr};
+        std::vector<char*> attrs;
+        for (auto& a : attributes) attrs.push_back(a.data());
+        attrs.push_back(nullptr);
+        int msgid = 0;
+        const int rc = ldap_search_ext(ldap_.handle(), base.c_str(), scope, filter.c_str(), attrs.data(), 0, controls,
+                                       nullptr, nullptr, 0, &msgid);
+        if (rc != LDAP_SUCCESS)
+            throw DirectoryError(fmt::format("{}: sync search of {}: {}", ldap_.uri(), base, ldap_error_text(rc)),
+                                 is_transient(rc));
+        return msgid;
+    }
+
+    // The next message of any of our searches; with `block` false, nullopt-like kind other
+    // when none is waiting. Wakes every second to look at `stop`.
+    SyncMessage next(bool block) {
+        for (;;) {
+            if (stop_) throw Stopped{};
+            timeval tv{block ? 1 : 0, 0};
+            LDAPMessage* raw = nullptr;
+            const int rc = ldap_result(ldap_.handle(), LDAP_RES_ANY, LDAP_MSG_ONE, &tv, &raw);
+            Message m(raw);
+            if (rc < 0) {
+                int err = LDAP_SERVER_DOWN;
+                ldap_get_option(ldap_.handle(), LDAP_OPT_RESULT_CODE, &err);
+                throw DirectoryError(fmt::format("{}: {}", ldap_.uri(), ldap_error_text(err)), true);
+            }
+            if (rc == 0) {
+                if (!block) return SyncMessage{};
+                continue;
+            }
+            return decode(ldap_.handle(), m.get());
+        }
+    }
+
+    [[noreturn]] void ended(const SyncMessage& m) {
+        throw DirectoryError(fmt::format("{}: the sync search ended: {}", ldap_.uri(), ldap_error_text(m.result, m.diagnostic)),
+                             m.result == LDAP_SUCCESS || is_transient(m.result));
+    }
+
+    // The refresh stage of the people search (no cookie: every entry as "add"), written in one
+    // transaction like `coexist-map sync`, with its safety limit: removals beyond it are held.
+    void refresh_people() {
+        const ChangeContext context = sync_context(ldap_.uri());
+        bool ran = false;
+        store_.write(context, [&](MapTxn& txn) {
+            if (ran) throw DirectoryError("the map grew during a refresh; starting it again", true);
+            ran = true;
+            SyncCounts counts;
+            ViewWriter writer(txn, counts);
+            for (;;) {
+                SyncMessage m = next(true);
+                if (m.kind == SyncMessage::Kind::done) ended(m);
+                if (m.kind == SyncMessage::Kind::info && m.info) {
+                    if (m.info->cookie) cookie_ = m.info->cookie;
+                    if (m.msgid == people_id_ && m.info->kind != SyncInfo::Kind::new_cookie && m.info->refresh_done) break;
+                    continue;
+                }
+                if (m.kind != SyncMessage::Kind::entry) continue;
+                if (m.msgid != people_id_) {  // a group changed while the people were read
+                    apply_group(txn, writer, m);
+                    continue;
+                }
+                if (m.state->cookie) cookie_ = m.state->cookie;
+                if (m.state->state == SyncStateKind::add || m.state->state == SyncStateKind::modify) apply_person(writer, m);
+            }
+            try {
+                writer.remove_unseen(d_, false);
+                txn.put_meta(meta::kDirectoryHeldRemovals, "0");
+            } catch (const RemovalLimitExceeded& e) {
+                counts.removals_held = e.would_remove;
+                txn.put_meta(meta::kDirectoryHeldRemovals, std::to_string(e.would_remove));
+                log_warning("sync: {}", e.what());
+            }
+            finish(txn, counts, context.time);
+        });
+    }
+
+    // The persist stage: each change applied as it arrives; what arrives together (a group of
+    // 10,000 members changed at once) goes into one transaction.
+    void persist() {
+        for (;;) {
+            std::vector<SyncMessage> batch;
+            batch.push_back(next(true));
+            while (batch.size() < 1000) {
+                SyncMessage m = next(false);
+                if (m.kind == SyncMessage::Kind::other && m.msgid == 0) break;
+                batch.push_back(std::move(m));
+            }
+            for (const auto& m : batch)
+                if (m.kind == SyncMessage::Kind::done) ended(m);
+            store_.write(sync_context(ldap_.uri()), [&](MapTxn& txn) {
+                SyncCounts counts;
+                ViewWriter writer(txn, counts);
+                writer.set_present([this](std::string_view dn) { return by_dn_.count(std::string(dn)) > 0; });
+                for (const auto& m : batch) {
+                    if (m.kind == SyncMessage::Kind::info && m.info) {
+                        if (m.info->cookie) cookie_ = m.info->cookie;
+                        if (m.info->kind == SyncInfo::Kind::sync_id_set && m.info->refresh_deletes)
+                            for (const auto& uuid : m.info->uuids) remove_uuid(writer, txn, uuid);
+                        continue;
+                    }
+                    if (m.kind != SyncMessage::Kind::entry) continue;
+                    if (m.state->cookie) cookie_ = m.state->cookie;
+                    if (m.msgid != people_id_) {
+                        apply_group(txn, writer, m);
+                    } else if (m.state->state == SyncStateKind::remove) {
+                        remove_uuid(writer, txn, m.state->entry_uuid);
+                    } else if (m.state->state != SyncStateKind::present) {
+                        apply_person(writer, m);
+                    }
+                }
+                finish(txn, counts, 0);
+            });
+        }
+    }
+
+    void apply_person(ViewWriter& writer, const SyncMessage& m) {
+        const std::string& uuid = m.state->entry_uuid;
+        Classified c = classify(config_, m.entry, membership_);
+        for (const auto& w : c.warnings) log_warning("sync: {}", w);
+        const auto known = by_uuid_.find(uuid);
+        if (known != by_uuid_.end() && (!c.user || known->second.key != c.user->key)) {
+            // Renamed to another address, or no longer a user of a managed domain.
+            remove_key(writer, known->second.key);
+            by_dn_.erase(known->second.dn);
+            by_uuid_.erase(known);
+        }
+        if (!c.user) return;
+        if (known != by_uuid_.end() && known->second.dn != c.user->dn) by_dn_.erase(known->second.dn);
+        by_uuid_[uuid] = Person{c.user->key, c.user->dn};
+        by_dn_[c.user->dn] = uuid;
+        people_[uuid] = *c.user;
+        writer.upsert(*c.user);
+    }
+
+    void remove_uuid(ViewWriter& writer, MapTxn&, const std::string& uuid) {
+        const auto known = by_uuid_.find(uuid);
+        if (known == by_uuid_.end()) return;  // not a user of ours (a group, or out of the filter)
+        remove_key(writer, known->second.key);
+        by_dn_.erase(known->second.dn);
+        people_.erase(uuid);
+        by_uuid_.erase(known);
+    }
+
+    // A removal by the follower, within max_removals per 60 s (design 13.5); beyond it the
+    // removal is held until `coexist-map sync --force`.
+    void remove_key(ViewWriter& writer, const std::string& key) {
+        const auto now = Clock::now();
+        while (!removals_.empty() && now - removals_.front() > std::chrono::seconds(60)) removals_.pop_front();
+        if (removals_.size() >= d_.removal_limit(by_uuid_.size())) {
+            ++held_;
+            log_warning("sync: {} left the directory, but more than max_removals ({}) users left in the last 60 s: "
+                        "kept in the map until 'coexist-map sync --force'", key, d_.removal_limit(by_uuid_.size()));
+            return;
+        }
+        if (writer.remove(key)) removals_.push_back(now);
+    }
+
+    // A group entry changed: the users whose membership flipped get their new state.
+    void apply_group(MapTxn& txn, ViewWriter& writer, const SyncMessage& m) {
+        std::vector<std::string> members;
+        if (m.state->state != SyncStateKind::remove) members = group_members(m.entry);
+        std::vector<std::string>& old = m.msgid == migrated_id_ ? membership_.migrated : membership_.dual;
+        std::vector<std::string> flipped;
+        std::set_symmetric_difference(old.begin(), old.end(), members.begin(), members.end(), std::back_inserter(flipped));
+        old = std::move(members);
+        (void)txn;
+        for (const auto& dn : flipped) {
+            const auto uuid = by_dn_.find(dn);
+            if (uuid == by_dn_.end()) continue;
+            auto person = people_.find(uuid->second);
+            if (person == people_.end()) continue;
+            DirectoryUser& u = person->second;
+            if (d_.state_attribute.empty()) {
+                const bool dual = std::binary_search(membership_.dual.begin(), membership_.dual.end(), dn);
+                const bool migrated = std::binary_search(membership_.migrated.begin(), membership_.migrated.end(), dn);
+                u.state = dual ? State::dual : migrated ? State::migrated : State::source;
+            }
+            writer.upsert(u);
+        }
+    }
+
+    void finish(MapTxn& txn, const SyncCounts& counts, std::int64_t full_sync_time) {
+        if (cookie_) txn.put_meta(meta::kDirectoryCookie, *cookie_);
+        if (full_sync_time) txn.put_meta(meta::kDirectorySyncedAt, std::to_string(full_sync_time));
+        else txn.put_meta(meta::kDirectorySyncedAt, std::to_string(static_cast<std::int64_t>(::time(nullptr))));
+        txn.put_meta(meta::kDirectoryUri, ldap_.uri());
+        if (held_) txn.put_meta(meta::kDirectoryHeldRemovals, std::to_string(held_));
+        if (counts.added + counts.changed + counts.removed + counts.aliases_added + counts.aliases_removed > 0)
+            log_info("sync: {} added, {} changed, {} removed, {} aliases added, {} aliases removed{}", counts.added,
+                     counts.changed, counts.removed, counts.aliases_added, counts.aliases_removed,
+                     counts.removals_held ? fmt::format(", {} removals held", counts.removals_held) : std::string());
+        for (const auto& w : counts.warnings) log_warning("sync: {}", w);
+    }
+
+public:
+    struct Stopped {};
+
+private:
+    struct Person {
+        std::string key, dn;
+    };
+    const Config& config_;
+    const DirectoryConfig& d_;
+    MapStore& store_;
+    LdapSession& ldap_;
+    const std::atomic<bool>& stop_;
+    int migrated_id_ = 0, dual_id_ = 0, people_id_ = 0;
+    Membership membership_;
+    std::optional<std::string> cookie_;
+    // The directory's users as this session knows them: entryUUID -> key and DN (deletes and
+    // renames name the entry by UUID), DN -> entryUUID (group members are DNs), and the view
+    // of each user (a group change re-derives the state of its members).
+    std::unordered_map<std::string, Person> by_uuid_;
+    std::unordered_map<std::string, std::string> by_dn_;
+    std::unordered_map<std::string, DirectoryUser> people_;
+    std::deque<Clock::time_point> removals_;
+    std::size_t held_ = 0;
+};
+
+}  // namespace
+
+void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop, const FollowHooks& hooks) {
+    const DirectoryConfig& d = config.directory;
+    unsigned backoff = 1;
+    bool ready_sent = false;
+    FollowHooks once = hooks;
+    once.ready = [&] {
+        if (!ready_sent && hooks.ready) hooks.ready();
+        ready_sent = true;
+        backoff = 1;
+    };
+    while (!stop) {
+        try {
+            LdapSession session(d);
+            if (session.supports_control(kSyncRequestOid)) {
+                SyncSession sync(config, store, session, stop);
+                try {
+                    sync.run(once);
+                } catch (const SyncSession::Stopped&) {
+                    return;
+                }
+            } else {
+                // No RFC 4533 (AD, or a server without syncprov): a full sync every interval.
+                const SyncCounts counts = full_sync(config, store, session, SyncOptions{});
+                log_info("sync: {} (polling every {} s, the server offers no RFC 4533): {} users, {} added, {} changed, "
+                         "{} removed", session.uri(), d.interval_seconds, counts.users, counts.added, counts.changed,
+                         counts.removed);
+                once.ready();
+                pause(stop, d.interval_seconds);
+                continue;
+            }
+        } catch (const DirectoryError& e) {
+            log_warning("sync: {}{}; the map keeps its last good state; retrying in {} s", e.what(),
+                        e.transient() ? "" : " (needs the admin)", backoff);
+        } catch (const RemovalLimitExceeded& e) {
+            log_warning("sync: {}; retrying in {} s", e.what(), backoff);
+        }
+        if (hooks.status) hooks.status(fmt::format("directory unreachable; retrying in {} s", backoff));
+        pause(stop, backoff);
+        backoff = std::min(backoff * 2, 60u);
+    }
+}
+
+}  // namespace coexist::directory

@@ -1,0 +1,25 @@
+// `coexist-map sync --follow` (design 9, 13.5): stays connected and applies the directory's
+// changes as they happen, with the LDAP Content Synchronization operation (RFC 4533,
+// refreshAndPersist) where the server offers it, else a full sync every [directory] interval.
+// The map keeps serving its last good state while the directory is away; the daemons never
+// notice a reconnect.
+#pragma once
+
+#include <atomic>
+#include <functional>
+
+#include "coexist/config.hpp"
+#include "coexist/map_store.hpp"
+
+namespace coexist::directory {
+
+struct FollowHooks {
+    std::function<void()> ready;     // after the first complete refresh (sd_notify READY=1)
+    std::function<void(const std::string&)> status;  // sd_notify STATUS=
+};
+
+// Runs until `stop` is set (checked at least once a second). Directory errors are logged and
+// retried with backoff (1 s doubling to 60 s); a map error (MapUnavailable) is thrown.
+void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop, const FollowHooks& hooks);
+
+}  // namespace coexist::directory

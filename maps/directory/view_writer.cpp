@@ -1,0 +1,149 @@
+#include "view_writer.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+
+namespace coexist::directory {
+
+RemovalLimitExceeded::RemovalLimitExceeded(std::size_t would_remove, std::size_t limit, std::size_t owned)
+    : std::runtime_error(fmt::format(
+          "the directory no longer lists {} of the {} users it owns in the map, more than max_removals "
+          "allows ({}): nothing changed. An emptied group or a wrong base or filter does this; if the "
+          "removals are intended, run 'coexist-map sync --force'",
+          would_remove, owned, limit)),
+      would_remove(would_remove), limit(limit), owned(owned) {}
+
+ViewWriter::ViewWriter(MapTxn& txn, SyncCounts& counts, std::function<void(const std::string&)> change)
+    : txn_(txn), counts_(counts), change_(std::move(change)) {}
+
+namespace {
+
+std::string routing_text(const UserRecord& r) {
+    std::string s(to_string(r.effective_state()));
+    if (!r.target.empty()) s += fmt::format(" target={}", r.target);
+    return s;
+}
+
+}  // namespace
+
+void ViewWriter::upsert(const DirectoryUser& u) {
+    ++counts_.users;
+    const auto existing = txn_.user(u.key);
+    const bool seen_before = !seen_users_.insert(hash(u.key)).second;
+    if (existing && existing->owner == Owner::directory && existing->dn != u.dn &&
+        (seen_before || (present_ && present_(existing->dn)))) {
+        // Two entries give the same address. The smaller DN wins, whatever order the server
+        // sends them in, so every relay keeps the same one.
+        ++counts_.conflicts;
+        counts_.warn(fmt::format("{} is the address of both {} and {}: {} kept", u.key, existing->dn, u.dn,
+                                 std::min(existing->dn, u.dn)));
+        if (u.dn > existing->dn) return;
+    }
+    if (auto primary = txn_.alias_primary(u.key)) {
+        ++counts_.conflicts;
+        counts_.warn(fmt::format("{} was an alias of {}; it is a user in the directory", u.key, *primary));
+        txn_.remove_alias(u.key);
+        ++counts_.aliases_removed;
+    }
+
+    UserRecord record;
+    record.owner = Owner::directory;
+    record.dn = u.dn;
+    record.state = u.state;
+    record.target = u.target.value_or(existing ? existing->target : std::string());
+    record.batch = u.batch.value_or(existing ? existing->batch : std::string());
+    if (u.keep_routing && existing) {
+        record.state = existing->state;
+        record.target = existing->target;
+    }
+    if (existing && existing->owner == Owner::directory) {
+        record.override_state = existing->override_state;
+    } else if (existing && existing->state != record.state) {
+        // A user the admin set by hand before the directory took it over: the admin's state is
+        // kept as an override, never silently undone (design 13.1).
+        record.override_state = existing->state;
+        counts_.warn(fmt::format("{}: set by hand to {}, the directory says {}: kept as an override "
+                                 "(coexist-map set {} --clear-override to follow the directory)",
+                                 u.key, to_string(existing->state), to_string(record.state), u.key));
+    }
+    if (record.override_state && *record.override_state == record.state) {
+        txn_.audit_note(u.key, fmt::format("override={}", to_string(*record.override_state)),
+                        "override dropped: the directory caught up");
+        record.override_state.reset();
+        ++counts_.overrides_dropped;
+    }
+    if (record.override_state) ++counts_.overrides;
+
+    if (!existing) {
+        ++counts_.added;
+        if (change_) change_(fmt::format("add {} {}", u.key, routing_text(record)));
+    } else if (routing_text(*existing) != routing_text(record) || existing->owner != record.owner) {
+        ++counts_.changed;
+        if (change_) change_(fmt::format("change {}: {} -> {}", u.key, routing_text(*existing), routing_text(record)));
+    }
+    txn_.put_user(u.key, record);
+    sync_aliases(u);
+}
+
+void ViewWriter::sync_aliases(const DirectoryUser& u) {
+    for (const auto& alias : txn_.aliases_of(u.key)) {
+        if (std::binary_search(u.aliases.begin(), u.aliases.end(), alias)) continue;
+        txn_.remove_alias(alias);
+        ++counts_.aliases_removed;
+        if (change_) change_(fmt::format("unalias {}", alias));
+    }
+    for (const auto& alias : u.aliases) {
+        if (txn_.user(alias)) {
+            ++counts_.conflicts;
+            counts_.warn(fmt::format("{}: alias {} is a user's address: ignored", u.key, alias));
+            continue;
+        }
+        const bool claimed_before = !seen_aliases_.insert(hash(alias)).second;
+        const auto primary = txn_.alias_primary(alias);
+        if (primary && *primary == u.key) continue;
+        if (primary && claimed_before) {
+            // Two users give the same alias: the smaller key keeps it, on every relay.
+            ++counts_.conflicts;
+            counts_.warn(fmt::format("{} is an alias of both {} and {}: {} kept", alias, *primary, u.key,
+                                     std::min(*primary, u.key)));
+            if (*primary < u.key) continue;
+        }
+        txn_.put_alias(alias, u.key);
+        ++counts_.aliases_added;
+        if (change_) change_(fmt::format("alias {} -> {}", alias, u.key));
+    }
+}
+
+bool ViewWriter::remove(std::string_view key) {
+    const auto existing = txn_.user(key);
+    if (!existing || existing->owner != Owner::directory) return false;
+    txn_.remove_user(key);
+    ++counts_.removed;
+    if (change_) change_(fmt::format("remove {}", key));
+    return true;
+}
+
+std::size_t ViewWriter::owned_users() {
+    std::size_t owned = 0;
+    txn_.for_each_user([&](std::string_view, const UserRecord& r) {
+        if (r.owner == Owner::directory) ++owned;
+        return true;
+    });
+    return owned;
+}
+
+void ViewWriter::remove_unseen(const DirectoryConfig& config, bool force) {
+    std::vector<std::string> unseen;
+    std::size_t owned = 0;
+    txn_.for_each_user([&](std::string_view key, const UserRecord& r) {
+        if (r.owner != Owner::directory) return true;  // the admin's users stay (design 13.1)
+        ++owned;
+        if (!seen_users_.count(hash(key))) unseen.emplace_back(key);
+        return true;
+    });
+    const std::size_t limit = config.removal_limit(owned);
+    if (unseen.size() > limit && !force) throw RemovalLimitExceeded(unseen.size(), limit, owned);
+    for (const auto& key : unseen) remove(key);
+}
+
+}  // namespace coexist::directory

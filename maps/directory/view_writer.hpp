@@ -1,0 +1,84 @@
+// Writes the directory's view of users into the map, inside one of MapStore's write
+// transactions (design 9, 13.1): adds, changes, removals and aliases, each audited by the
+// transaction's ChangeContext ("sync ldap://..."). The same writer serves a full sync (every
+// user visited, then the unvisited directory-owned users removed, within the safety limit) and
+// the follower's incremental changes.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "coexist/map_store.hpp"
+#include "directory_user.hpp"
+
+namespace coexist::directory {
+
+// What a sync did (or, dry, would do).
+struct SyncCounts {
+    std::size_t entries = 0;          // entries read from the directory
+    std::size_t users = 0;            // of which users of managed domains
+    std::size_t added = 0, changed = 0, removed = 0;
+    std::size_t aliases_added = 0, aliases_removed = 0;
+    std::size_t overrides = 0;        // users whose admin override wins over the directory
+    std::size_t overrides_dropped = 0;  // overrides the directory caught up with
+    std::size_t removals_held = 0;    // removals not made: beyond max_removals
+    std::size_t conflicts = 0;        // addresses claimed twice; the smaller DN / key wins
+    std::vector<std::string> warnings;  // the first kMaxWarnings, for the report and the log
+
+    static constexpr std::size_t kMaxWarnings = 100;
+    void warn(std::string text) {
+        if (warnings.size() < kMaxWarnings) warnings.push_back(std::move(text));
+    }
+};
+
+// A full sync would remove more directory-owned users than [directory] max_removals allows.
+class RemovalLimitExceeded : public std::runtime_error {
+public:
+    RemovalLimitExceeded(std::size_t would_remove, std::size_t limit, std::size_t owned);
+    std::size_t would_remove, limit, owned;
+};
+
+class ViewWriter {
+public:
+    // `change`: called with one line per change ("add KEY STATE", "change KEY: OLD -> NEW",
+    // "remove KEY", "alias ALIAS -> KEY", "unalias ALIAS"), for --dry-run; may be empty.
+    ViewWriter(MapTxn& txn, SyncCounts& counts, std::function<void(const std::string&)> change = {});
+
+    // Incremental use (the follower): tells whether an entry DN is still in the directory, so
+    // an address claimed by two entries keeps going to the smaller DN as in a full sync.
+    void set_present(std::function<bool(std::string_view dn)> present) { present_ = std::move(present); }
+
+    // Makes the map's record of u.key and its aliases equal to the directory's. Keeps the
+    // admin's override (and converts a differing state of an admin-owned record the directory
+    // takes over into one); drops an override the directory caught up with.
+    void upsert(const DirectoryUser& u);
+    // The entry behind `key` left the directory (deleted, renamed out of base, no longer
+    // matching the filter): removes the user if the directory owns it. False if not.
+    bool remove(std::string_view key);
+
+    // Full sync only, after every entry was upserted: removes the directory-owned users that
+    // were not, unless they are more than config.removal_limit() of the directory-owned users
+    // (then throws RemovalLimitExceeded, before removing any) and `force` is false.
+    void remove_unseen(const DirectoryConfig& config, bool force);
+    // Directory-owned users in the map (known after remove_unseen, or counted on demand).
+    std::size_t owned_users();
+
+private:
+    void sync_aliases(const DirectoryUser& u);
+    static std::size_t hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
+
+    MapTxn& txn_;
+    SyncCounts& counts_;
+    std::function<void(const std::string&)> change_;
+    std::function<bool(std::string_view)> present_;
+    // Keys (and aliases) visited in this pass, as 64-bit hashes: 8 bytes a user, not a copy of
+    // the directory. A collision can only keep a removed user one more sync, never remove one.
+    std::unordered_set<std::size_t> seen_users_, seen_aliases_;
+};
+
+}  // namespace coexist::directory

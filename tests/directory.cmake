@@ -1,0 +1,16 @@
+# Tests of libcoexist_directory (LDAP search and RFC 4533 sync that feed the map). Each part
+# keeps its own block below.
+
+# --- LDAP session (maps/directory/ldap_session.cpp): one program, two ctest entries. The unit
+# cases need no server; the [slapd] cases run through test_ldap_session.py, which starts a
+# private slapd (tests/harness/coexist_harness/slapd.py) with TLS and 2,500 users.
+add_executable(test_ldap_session directory/test_ldap_session.cpp)
+target_link_libraries(test_ldap_session PRIVATE coexist_directory coexist_catch_main)
+add_test(NAME ldap_session_unit COMMAND test_ldap_session "~[slapd]")
+set_tests_properties(ldap_session_unit PROPERTIES LABELS unit TIMEOUT 60)
+add_test(NAME ldap_session_slapd
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/directory/test_ldap_session.py)
+set_tests_properties(ldap_session_slapd PROPERTIES
+  LABELS integration TIMEOUT 180 SKIP_RETURN_CODE 77
+  ENVIRONMENT "COEXIST_TEST_LDAP_SESSION=$<TARGET_FILE:test_ldap_session>")
+# --- end of LDAP session

@@ -11,9 +11,11 @@ add_executable(core_tests
   core/test_map_faults.cpp
   core/test_map_growth.cpp
   core/test_map_doubt.cpp
+  core/test_directory_view.cpp
 )
 target_link_libraries(core_tests PRIVATE coexist_admin coexist_catch_main)
-target_include_directories(core_tests PRIVATE ${CMAKE_SOURCE_DIR}/maps/src ${CMAKE_CURRENT_SOURCE_DIR}/core)
+target_include_directories(core_tests PRIVATE ${CMAKE_SOURCE_DIR}/maps/src ${CMAKE_CURRENT_SOURCE_DIR}/core
+                                              ${CMAKE_SOURCE_DIR}/maps/tool)
 target_compile_definitions(core_tests PRIVATE COEXIST_MAP_BINARY="$<TARGET_FILE:coexist-map>")
 add_dependencies(core_tests coexist-map)
 add_test(NAME core_tests COMMAND core_tests)

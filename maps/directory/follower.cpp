@@ -161,6 +161,7 @@ private:
             const int rc = ldap_result(ldap_.handle(), LDAP_RES_ANY, LDAP_MSG_ONE, &tv, &raw);
             Message m(raw);
             if (rc < 0) {
+                if (stop_) throw Stopped{};  // SIGTERM interrupted the wait: not a directory error
                 int err = LDAP_SERVER_DOWN;
                 ldap_get_option(ldap_.handle(), LDAP_OPT_RESULT_CODE, &err);
                 throw DirectoryError(fmt::format("{}: {}", ldap_.uri(), ldap_error_text(err)), true);

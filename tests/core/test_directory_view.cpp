@@ -1,0 +1,235 @@
+// The directory's view and how it is written into the map (maps/directory: directory_user,
+// view_writer): classification of entries, ownership and overrides (design 13.1), the
+// safety limit, and order independence (two relays reading the same directory in different
+// orders keep the same map). No LDAP server: entries are built by hand.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <random>
+#include <sstream>
+
+#include "coexist/map_reader.hpp"
+#include "coexist/map_store.hpp"
+#include "coexist/route.hpp"
+#include "commands.hpp"
+#include "directory_user.hpp"
+#include "fixture.hpp"
+#include "view_writer.hpp"
+
+using namespace coexist;
+using namespace coexist::directory;
+using coexist::test::TempDir;
+
+namespace {
+
+const std::string kPeople = "ou=people,dc=contoso,dc=com";
+
+Config directory_config(const std::string& map_path, const std::string& extra = "") {
+    return parse_config(coexist::test::standard_config_text(map_path) +
+                            "\n[directory]\nuri = ldap://127.0.0.1:1/\nbase = " + kPeople +
+                            "\nalias_attributes = mailLocalAddress proxyAddresses\n"
+                            "migrated_group = cn=migrated,ou=groups,dc=contoso,dc=com\n"
+                            "dual_group = cn=cutover,ou=groups,dc=contoso,dc=com\n" +
+                            (extra.find("max_removals") == std::string::npos ? "max_removals = 10%\n" : "") + extra,
+                        "test.ini");
+}
+
+Entry person(const std::string& uid, std::vector<std::string> mail, std::vector<std::string> aliases = {}) {
+    Entry e;
+    e.dn = "uid=" + uid + "," + kPeople;
+    e.attributes["mail"] = std::move(mail);
+    if (!aliases.empty()) e.attributes["maillocaladdress"] = std::move(aliases);
+    return e;
+}
+
+Membership members(std::vector<std::string> migrated_uids, std::vector<std::string> dual_uids = {}) {
+    Membership m;
+    for (const auto& u : migrated_uids) m.migrated.push_back(normalize_dn("uid=" + u + "," + kPeople));
+    for (const auto& u : dual_uids) m.dual.push_back(normalize_dn("uid=" + u + "," + kPeople));
+    std::sort(m.migrated.begin(), m.migrated.end());
+    std::sort(m.dual.begin(), m.dual.end());
+    return m;
+}
+
+// Writes a whole view as one full sync; returns the counts.
+SyncCounts full(MapStore& store, const Config& c, const std::vector<Entry>& entries, const Membership& m,
+                bool force = false) {
+    SyncCounts counts;
+    store.write(ChangeContext{"test", "sync test", 1000}, [&](MapTxn& t) {
+        counts = SyncCounts{};
+        ViewWriter w(t, counts);
+        for (const auto& e : entries)
+            if (auto cl = classify(c, e, m); cl.user) w.upsert(*cl.user);
+        w.remove_unseen(c.directory, force);
+    });
+    return counts;
+}
+
+std::string routed(const Config& c, const std::string& address) {
+    MapReader reader(c.map_path);
+    const auto d = route(c, reader, address);
+    return std::string(to_string(d.action)) + (d.address.empty() ? "" : " " + d.address);
+}
+
+}  // namespace
+
+TEST_CASE("classify: primary address, aliases, AD prefixes, groups and memberOf") {
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"));
+    Entry ann = person("ann", {"Ann@Contoso.com", "ann.smith@contoso.net"}, {"annie@contoso.com", "x@elsewhere.org"});
+    ann.attributes["proxyaddresses"] = {"SMTP:ann@contoso.com", "smtp:a.s@contoso.com", "X500:/o=Org/cn=ann",
+                                        "smtp:ann@contoso.onmicrosoft.com"};
+    const auto cl = classify(c, ann, members({"ann"}));
+    REQUIRE(cl.user);
+    CHECK(cl.user->key == "ann@contoso.com");
+    CHECK(cl.user->state == State::migrated);
+    // contoso.net is an alias domain of contoso.com: ann.smith@contoso.net is ann.smith@contoso.com.
+    CHECK(cl.user->aliases == std::vector<std::string>{"a.s@contoso.com", "ann.smith@contoso.com", "annie@contoso.com"});
+
+    CHECK(classify(c, person("bob", {"bob@contoso.com"}), members({"bob"}, {"bob"})).user->state == State::dual);
+    CHECK(classify(c, person("cat", {"cat@contoso.com"}), members({})).user->state == State::source);
+
+    Entry dan = person("dan", {"dan@contoso.com"});
+    dan.attributes["memberof"] = {"CN=Migrated, OU=Groups, DC=Contoso, DC=Com"};  // AD spells DNs its own way
+    CHECK(classify(c, dan, members({})).user->state == State::migrated);
+
+    const auto foreign = classify(c, person("eve", {"eve@elsewhere.org"}), members({}));
+    CHECK_FALSE(foreign.user);
+    CHECK_THAT(foreign.skipped, Catch::Contains("not in a managed domain"));
+    Entry none;
+    none.dn = "uid=x," + kPeople;
+    CHECK_FALSE(classify(c, none, members({})).user);
+}
+
+TEST_CASE("classify: a bad state or target value keeps the map's routing, with a warning") {
+    TempDir dir;
+    const Config c = parse_config(coexist::test::standard_config_text(dir.file("map")) +
+                                      "\n[directory]\nuri = ldap://127.0.0.1:1/\nbase = " + kPeople +
+                                      "\nstate_attribute = employeeType\ntarget_attribute = mailRoutingAddress\n",
+                                  "test.ini");
+    Entry ann = person("ann", {"ann@contoso.com"});
+    ann.attributes["employeetype"] = {"migrated"};
+    ann.attributes["mailroutingaddress"] = {"ann@contoso.onmicrosoft.com"};
+    auto cl = classify(c, ann, {});
+    REQUIRE(cl.user);
+    CHECK(cl.user->state == State::migrated);
+    CHECK(cl.user->target == std::optional<std::string>("ann@contoso.onmicrosoft.com"));
+    CHECK_FALSE(cl.user->keep_routing);
+    ann.attributes["employeetype"] = {"migratd"};
+    cl = classify(c, ann, {});
+    CHECK(cl.user->keep_routing);
+    CHECK(cl.warnings.size() == 1);
+    ann.attributes["employeetype"] = {"dual"};
+    ann.attributes["mailroutingaddress"] = {"ann@contoso.com"};  // a managed domain: would loop
+    cl = classify(c, ann, {});
+    CHECK(cl.user->keep_routing);
+}
+
+TEST_CASE("a full sync adds, changes and removes directory users, and leaves the admin's alone") {
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"), "max_removals = 5\n");
+    MapStore store(c.map_path, 1 << 20, MapStore::Mode::create);
+    store.write(ChangeContext{"admin", "set", 1}, [](MapTxn& t) {
+        UserRecord r;
+        r.state = State::migrated;
+        t.put_user("handmade@contoso.com", r);
+    });
+    std::vector<Entry> view{person("ann", {"ann@contoso.com"}, {"annie@contoso.com"}), person("bob", {"bob@contoso.com"})};
+    auto counts = full(store, c, view, members({"ann"}));
+    CHECK(counts.added == 2);
+    CHECK(counts.aliases_added == 1);
+    CHECK(routed(c, "annie@contoso.com") == "rewrite ann@o365.contoso.com");
+    CHECK(routed(c, "bob@contoso.com") == "relay");
+
+    view.pop_back();  // bob leaves the directory
+    view[0].attributes["maillocaladdress"] = {"ann.s@contoso.com"};
+    counts = full(store, c, view, members({}));
+    CHECK(counts.removed == 1);
+    CHECK(counts.changed == 1);
+    CHECK(counts.aliases_added == 1);
+    CHECK(counts.aliases_removed == 1);
+    CHECK(routed(c, "ann.s@contoso.com") == "relay");
+    store.read([](MapTxn& t) {
+        CHECK_FALSE(t.user("bob@contoso.com"));
+        CHECK_FALSE(t.alias_primary("annie@contoso.com"));
+        REQUIRE(t.user("handmade@contoso.com"));  // the admin's user stays (design 13.1)
+        CHECK(t.user("handmade@contoso.com")->owner == Owner::admin);
+    });
+}
+
+TEST_CASE("the safety limit: a sync that would remove too many users changes nothing") {
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"));  // max_removals = 10%
+    MapStore store(c.map_path, 1 << 20, MapStore::Mode::create);
+    std::vector<Entry> view;
+    for (int i = 0; i < 50; ++i) view.push_back(person(fmt::format("u{:02}", i), {fmt::format("u{:02}@contoso.com", i)}));
+    full(store, c, view, members({"u00"}));
+    std::vector<Entry> shrunk(view.begin(), view.begin() + 5);  // 90% gone: a wrong filter
+    CHECK_THROWS_AS(full(store, c, shrunk, members({})), RemovalLimitExceeded);
+    store.read([](MapTxn& t) { CHECK(t.user_count() == 50); });
+    CHECK(routed(c, "u00@contoso.com") == "rewrite u00@o365.contoso.com");  // unchanged, group too
+    std::vector<Entry> few_gone(view.begin(), view.begin() + 45);  // 5 of 50 = 10%: allowed
+    CHECK(full(store, c, few_gone, members({"u00"})).removed == 5);
+    CHECK(full(store, c, shrunk, members({}), true).removed == 40);  // --force
+}
+
+TEST_CASE("an admin's change to a directory user is an override the sync keeps, until the directory catches up") {
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"));
+    MapStore store(c.map_path, 1 << 20, MapStore::Mode::create);
+    const std::vector<Entry> view{person("ann", {"ann@contoso.com"})};
+    full(store, c, view, members({}));
+    std::ostringstream out;
+    tool::set(c, "ann@contoso.com", std::optional<std::string>("migrated"), std::nullopt, std::nullopt, false, out);
+    CHECK(routed(c, "ann@contoso.com") == "rewrite ann@o365.contoso.com");
+    auto counts = full(store, c, view, members({}));
+    CHECK(counts.overrides == 1);
+    CHECK(routed(c, "ann@contoso.com") == "rewrite ann@o365.contoso.com");  // kept, not silently undone
+    counts = full(store, c, view, members({"ann"}));                        // the directory catches up
+    CHECK(counts.overrides_dropped == 1);
+    store.read([](MapTxn& t) {
+        CHECK_FALSE(t.user("ann@contoso.com")->override_state);
+        const auto h = t.history("ann@contoso.com");
+        CHECK(std::any_of(h.begin(), h.end(), [](const AuditEntry& e) { return e.new_value.find("caught up") != std::string::npos; }));
+    });
+    // Refused: changes that the next sync would undo.
+    CHECK_THROWS_AS(tool::remove(c, "ann@contoso.com", out), tool::DataError);
+    CHECK_THROWS_AS(tool::alias(c, "a@contoso.com", "ann@contoso.com", out), tool::DataError);
+    // A user set by hand before the directory took it over keeps the hand-set state as an override.
+    tool::set(c, "bob@contoso.com", "dual", std::nullopt, std::nullopt, out);
+    full(store, c, {person("ann", {"ann@contoso.com"}), person("bob", {"bob@contoso.com"})}, members({"ann"}));
+    store.read([](MapTxn& t) {
+        const auto bob = t.user("bob@contoso.com");
+        CHECK(bob->owner == Owner::directory);
+        CHECK(bob->override_state == State::dual);
+    });
+    tool::set(c, "bob@contoso.com", std::nullopt, std::nullopt, std::nullopt, true, out);  // --clear-override
+    CHECK(routed(c, "bob@contoso.com") == "relay");
+}
+
+TEST_CASE("conflicts resolve the same way whatever order the directory sends entries in") {
+    std::vector<Entry> view{
+        person("ann", {"ann@contoso.com"}, {"shared@contoso.com"}),
+        person("ann2", {"ann@contoso.com"}),  // the same address twice: the smaller DN keeps it
+        person("bob", {"bob@contoso.com"}, {"shared@contoso.com", "ann@contoso.com"}),
+        person("cat", {"cat@contoso.com"}),
+    };
+    std::string first_digest;
+    std::mt19937 rng(42);
+    for (int round = 0; round < 6; ++round) {
+        std::shuffle(view.begin(), view.end(), rng);
+        TempDir dir;
+        const Config c = directory_config(dir.file("map"));
+        MapStore store(c.map_path, 1 << 20, MapStore::Mode::create);
+        full(store, c, view, members({"ann2"}));
+        std::ostringstream digest;
+        tool::digest(c, digest);
+        if (round == 0) first_digest = digest.str();
+        CHECK(digest.str() == first_digest);
+        store.read([](MapTxn& t) {
+            CHECK(t.user("ann@contoso.com")->dn == normalize_dn("uid=ann," + kPeople));
+            CHECK(t.alias_primary("shared@contoso.com") == std::optional<std::string>("ann@contoso.com"));
+        });
+    }
+}

@@ -11,6 +11,10 @@ Three real Postfix instances and the two coexist daemons:
   newsys  the new system: hosts o365.contoso.com mailboxes; contoso.com users it hosts are
           delivered locally, every other contoso.com address goes out through the relay (the
           outbound connector of an "internal relay" domain).
+  ldap    the organisation's directory (a private OpenLDAP slapd with syncprov): the sample users,
+          their aliases, and the groups cn=migrated and cn=cutover. The relay's map follows it
+          (`coexist-map sync --follow`, RFC 4533): the live migration step is a group change made
+          with ldapmodify, seen by the relay within moments, with no reload.
 
 Mailboxes are real maildirs under <lab>/mail/<system>/<user>/. Usage:
 
@@ -42,6 +46,7 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
 from coexist_harness import free_port, wait_listening, wait_until  # noqa: E402
 from coexist_harness.postfix import PostfixInstance  # noqa: E402
 from coexist_harness.guardian import stop_postfix  # noqa: E402
+from coexist_harness import slapd as lab_ldap  # noqa: E402
 
 LAB_DIR = os.environ.get("COEXIST_LAB_DIR", "/tmp/coexist-lab")
 BUILD_DIR = os.environ.get("COEXIST_BUILD_DIR", os.path.join(SOURCE, "build"))
@@ -98,6 +103,7 @@ def write_coexist_ini(ports):
         if key and (section, key) in replace:
             line = f"{key} = {replace[(section, key)]}\n"
         out.append(line)
+    out.append(directory_section(ports))
     with open(path("coexist.ini"), "w") as f:
         f.writelines(out)
     os.chmod(path("coexist.ini"), 0o644)
@@ -109,7 +115,69 @@ def load_map():
     os.chown(path("map"), 0, grp.getgrnam(DAEMON_GROUP).gr_gid)
     os.chmod(path("map"), 0o750)
     coexist_map("init")
-    coexist_map("import", USERS_CSV, "--batch", "wave1")
+    # The directory is the source of the users (design 9): one full sync before the daemons
+    # start, then the follower keeps the map equal to it.
+    print(coexist_map("sync").strip())
+
+
+# ---- the directory ---------------------------------------------------------------------------
+
+LDAP_BASE = f"ou=people,{lab_ldap.SUFFIX}"
+
+
+def ldap_uri(ports):
+    return f"ldap://127.0.0.1:{ports['ldap']}/"
+
+
+def directory_section(ports):
+    """The [directory] section of the lab's coexist.ini: the sample users' directory."""
+    return (f"\n[directory]\nuri = {ldap_uri(ports)}\nbind_dn = {lab_ldap.service_dn()}\n"
+            f"bind_password_file = {path('ldap.secret')}\nbase = {LDAP_BASE}\n"
+            f"filter = (objectClass=inetOrgPerson)\naddress_attribute = mail\n"
+            f"alias_attributes = mailLocalAddress\n"
+            f"migrated_group = {lab_ldap.group_dn('migrated')}\ndual_group = {lab_ldap.group_dn('cutover')}\n"
+            f"max_removals = 50%\n")
+
+
+def start_directory(ports, state):
+    """A private slapd loaded with the sample users (the CSV: state -> group, aliases ->
+    mailLocalAddress), started as a lab process so `lab down` stops it."""
+    ldap = lab_ldap.Slapd(name="directory", directory=path("slapd"), provider=True)
+    ldap.port = ports["ldap"]
+    rows = list(users())
+    uids = [a.split("@")[0] for a, _, _, _ in rows]
+    ldif = lab_ldap.directory_ldif(
+        uids, migrated=[a.split("@")[0] for a, st, _, _ in rows if st == "migrated"],
+        dual=[a.split("@")[0] for a, st, _, _ in rows if st == "dual"],
+        aliases={a.split("@")[0]: al for a, _, _, al in rows if al})
+    ldap.load_bulk(ldif)
+    with open(path("ldap.secret"), "w") as f:
+        f.write(lab_ldap.SERVICE_PASSWORD + "\n")
+    os.chmod(path("ldap.secret"), 0o600)
+    spawn("slapd", [lab_ldap.SLAPD, "-h", ldap_uri(ports), "-f", ldap.config_path, "-d", "0"], state)
+    wait_listening("127.0.0.1", ports["ldap"], 30, "slapd")
+    ldap.close()  # only its guardian; the slapd process is the lab's
+
+
+def ldapmodify(ports, ldif):
+    """ldapmodify as the directory's admin, as an admin would type it."""
+    r = subprocess.run(["ldapmodify", "-x", "-H", ldap_uri(ports), "-D", f"cn=admin,{lab_ldap.SUFFIX}",
+                        "-w", lab_ldap.ADMIN_PASSWORD, "-o", "nettimeout=10"], input=ldif, text=True,
+                       capture_output=True, timeout=60, env=lab_ldap.ldap_tool_env())
+    return r
+
+
+def group_change(ports, op, uid):
+    return (f"dn: {lab_ldap.group_dn('migrated')}\nchangetype: modify\n{op}: member\n"
+            f"member: uid={uid},{LDAP_BASE}\n")
+
+
+def wait_route(address, expected, timeout=WAIT_SECONDS):
+    """Waits until the relay's map routes `address` as `expected` (an action); seconds taken."""
+    started = time.monotonic()
+    wait_until(lambda: coexist_map("route", address, check=False).split()[1:2] == [expected], timeout,
+               f"{address} routed as {expected}", interval=0.01)
+    return time.monotonic() - started
 
 
 def users():
@@ -226,13 +294,15 @@ def up():
         down(quiet=True)
     os.makedirs(LAB_DIR)
     os.chmod(LAB_DIR, 0o755)
-    ports = {k: free_port() for k in ("relay", "google", "newsys", "internet", "milter", "policy", "socketmap")}
+    ports = {k: free_port() for k in ("relay", "google", "newsys", "internet", "milter", "policy", "socketmap", "ldap")}
     state = {"ports": ports, "pids": {}, "postfix": []}
     save_state(state)
     try:
         write_coexist_ini(ports)
+        start_directory(ports, state)
         load_map()
         cfg = path("coexist.ini")
+        spawn("sync", [binary("coexist-map"), "-c", cfg, "sync", "--follow"], state)
         spawn("milter", [binary("coexist-milter"), "-c", cfg, "--stderr"], state)
         spawn("policyd", [binary("coexist-policyd"), "-c", cfg, "--stderr"], state)
         os.makedirs(path("internet"), exist_ok=True)
@@ -247,7 +317,7 @@ def up():
             instance.start()
     except BaseException:
         print("lab: start-up failed; logs:", file=sys.stderr)
-        for name in ("milter", "policyd"):
+        for name in ("milter", "policyd", "sync", "slapd"):
             if os.path.exists(path(f"{name}.log")):
                 print(f"--- {name}.log\n" + open(path(f"{name}.log")).read()[-3000:], file=sys.stderr)
         down(quiet=True)
@@ -451,12 +521,22 @@ def run():
     instances = instances_from_state(state)
     for i in instances.values():
         i.running = True
-    coexist_map("set", "gapps2@contoso.com", "source")  # a replay starts from the sample state
+    ports = state["ports"]
+    # A replay starts from the sample state: GApps2 not (yet) in the migrated group.
+    ldapmodify(ports, group_change(ports, "delete", "gapps2"))
+    wait_route("gapps2@contoso.com", "relay")
     rows = replay(instances, FLOWS)
     print()
     print_table(rows)
-    print("\n$ coexist-map set gapps2@contoso.com migrated --batch wave2   # live, no reload")
-    print(coexist_map("set", "gapps2@contoso.com", "migrated", "--batch", "wave2").strip())
+    change = group_change(ports, "add", "gapps2")
+    print("\n$ ldapmodify -H " + ldap_uri(ports) + " ...   # GApps2 joins the migrated group; live, no reload")
+    print("  " + change.strip().replace("\n", "\n  "))
+    r = ldapmodify(ports, change)
+    if r.returncode != 0:
+        raise RuntimeError(f"ldapmodify: {r.stdout}{r.stderr}")
+    took = wait_route("gapps2@contoso.com", "rewrite")
+    print(f"relay's map follows the directory: gapps2@contoso.com -> "
+          f"{coexist_map('route', 'gapps2@contoso.com').split()[2]} after {took * 1000:.0f} ms")
     after = replay(instances, AFTER_MIGRATION)
     print()
     print_table(after)

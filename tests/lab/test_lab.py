@@ -57,8 +57,11 @@ class LabTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertRegex(r.stdout, r"\n(\d+) passed, 0 failed\n")
         self.assertNotIn("FAIL", r.stdout)
+        # The live migration step is a group change in the directory, followed by the relay.
+        self.assertRegex(r.stdout, r"relay's map follows the directory: gapps2@contoso.com -> "
+                                   r"gapps2@o365.contoso.com after \d+ ms")
         pids = self.started_pids()
-        self.assertEqual(len(pids), 6, pids)  # milter, policyd, internet sink, 3 masters
+        self.assertEqual(len(pids), 8, pids)  # milter, policyd, internet sink, slapd, sync, 3 masters
         self.assertTrue(all(alive(p) for p in pids), pids)
 
         r = self.lab("run")  # a replay on the running lab passes again

@@ -3,7 +3,7 @@
 design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
 
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
-                                                         safety bulk ownership tls; default all)
+                                     safety bulk ownership tls follow-limit conflicts; default all)
 
 Every expected answer of `route` is computed from what the generator was given (who is in which
 group, who has which alias and target), never read back from the map. Each scenario is one
@@ -603,9 +603,112 @@ def scenario_tls(root):
               f"(exit {r.returncode}: {msg.strip().splitlines()[-1]})")
 
 
+# ---- scenario 8: the follower's own safety limit (design 13.5) ----------------------------------
+
+def stats_value(relay, prefix):
+    for line in relay.run("stats").stdout.splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    return None
+
+
+def scenario_follow_limit(root):
+    """max_removals also bounds what the follower removes within 60 s: beyond it removals are
+    held (the map keeps those users, stats says so) until `sync --force`, which may run while the
+    follower does."""
+    d = Directory(50)
+    with s.Slapd("limit", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-limit", ldap, max_removals="10")
+        a.run("init")
+        a.start_follower()
+        try:
+            gone = d.uids[:25]
+            ldap._run(["ldapdelete"], "\n".join(s.people_dn(u) for u in gone) + "\n")
+            deadline = time.monotonic() + CONVERGE
+            while True:
+                held = stats_value(a, "removals held back by max_removals:")
+                users = stats_value(a, "users:")
+                if held and held.split()[0] == "15" and users and users.split()[0] == "40":
+                    break
+                check(time.monotonic() < deadline, f"8: after 25 deletions with max_removals = 10 the follower "
+                      f"should remove 10 and hold 15; stats: users {users!r}, held {held!r}", a.follower_output())
+                time.sleep(0.2)
+            check(a.follower.poll() is None, "8: the follower exited", a.follower_output())
+            held_users = [u for u in gone if d.state(u) != "source"]
+            still = a.route([d.mail[u] for u in held_users])
+            kept = [u for u in held_users if still[d.mail[u]] == d.expected_user(u)]
+            check(kept, f"8: no deleted migrated/dual user is still routed as before: {still}")
+            out = a.run("sync", "--force").stdout
+            check("15 removed" in out, f"8: sync --force beside the follower: {out!r}", a.follower_output())
+            check(stats_value(a, "removals held back by max_removals:") is None,
+                  "8: stats still reports held removals after sync --force:\n" + a.run("stats").stdout)
+            compare_routes(a, {d.mail[u]: ("relay", None) for u in gone}, "8 after sync --force")
+            # the follower goes on after the forced sync
+            v = d.uids[30]
+            ldap.ldapmodify(f"dn: {DUAL}\nchangetype: modify\nadd: member\nmember: {s.people_dn(v)}\n")
+            d.dual.add(v)
+            wait_routes([a], {d.mail[v]: d.expected_user(v)}, "8 a change after sync --force", (ldap,))
+            c = Relay(root, "relay-limit-fresh", ldap)
+            c.run("init")
+            c.run("sync")
+            check(a.digest() == c.digest(), f"8: follower {a.digest()} != fresh sync {c.digest()}")
+            print(f"  8 ok: 10 removed, 15 held ({len(kept)} non-source among them still routed), "
+                  f"sync --force applied them beside the running follower")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
+# ---- scenario 9: two entries claim one alias (follower vs full sync) -----------------------------
+
+def scenario_conflicts(root):
+    """The rule (maps/directory/view_writer.cpp): of two users giving the same alias, the smaller
+    key keeps it, "on every relay". A follower that sees the claims one after the other must end
+    where a full sync ends, whatever the order the changes came in."""
+    d = Directory(20, migrated_every=1000, dual_every=1000, alias_every=1000, target_every=1000)
+    small, big = d.uids[0], d.uids[1]          # user0000001 (migrated) < user0000002 (source)
+    check(d.state(small) == "migrated" and d.state(big) == "source", "test bug: 9 states")
+    shared = f"shared@{DOMAIN}"
+    with s.Slapd("conflict", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-conflict", ldap)
+        a.run("init")
+        a.start_follower()
+        try:
+            for uid in (small, big):   # the smaller claims it first, then the bigger
+                ldap.ldapmodify(f"dn: {s.people_dn(uid)}\nchangetype: modify\nadd: mailLocalAddress\n"
+                                f"mailLocalAddress: {shared}\n")
+            # a later, visible change: once A shows it, A has applied both claims (persist order)
+            marker = d.uids[5]
+            ldap.ldapmodify(f"dn: {DUAL}\nchangetype: modify\nadd: member\nmember: {s.people_dn(marker)}\n")
+            d.dual.add(marker)
+            wait_routes([a], {d.mail[marker]: d.expected_user(marker)}, "9 marker change", (ldap,))
+            c = Relay(root, "relay-conflict-fresh", ldap)
+            c.run("init")
+            out = c.run("sync").stdout
+            check("conflict" in out, f"9: the full sync reports no conflict: {out!r}")
+            want = {shared: d.expected_user(small)}
+            compare_routes(c, want, "9 full sync: the smaller key keeps the alias")
+            compare_routes(a, want, "9 follower: the smaller key keeps the alias (as the full sync)")
+            check(a.digest() == c.digest(), f"9: follower {a.digest()} != fresh sync {c.digest()}",
+                  a.follower_output())
+            print("  9 ok: the follower resolves an alias conflict as the full sync does")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 SCENARIOS = {
     "replication": None, "changes": None, "restart": None,
     "safety": scenario_safety, "bulk": scenario_bulk, "ownership": scenario_ownership, "tls": scenario_tls,
+    "follow-limit": scenario_follow_limit, "conflicts": scenario_conflicts,
 }
 
 

@@ -3,7 +3,8 @@
 design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
 
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
-                                     safety bulk ownership tls follow-limit conflicts; default all)
+                                     safety bulk ownership tls follow-limit conflicts idle-follower;
+                                     default all)
 
 Every expected answer of `route` is computed from what the generator was given (who is in which
 group, who has which alias and target), never read back from the map. Each scenario is one
@@ -104,8 +105,9 @@ class Directory:
 class Relay:
     """A map directory with its INI, and coexist-map run on it."""
 
-    def __init__(self, root, name, ldap, uri=None, **extra):
+    def __init__(self, root, name, ldap, uri=None, domain_keys="", **extra):
         self.name = name
+        self.domain_keys = domain_keys
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
         self.ini = os.path.join(self.dir, "coexist.ini")
@@ -127,7 +129,7 @@ class Relay:
         directory = "".join(f"{k} = {v}\n" for k, v in self.keys.items() if v is not None)
         with open(self.ini, "w") as f:
             f.write(f"[map]\npath = {os.path.join(self.dir, 'map')}\n\n"
-                    f"[domain {DOMAIN}]\nrouting_domain = {ROUTING}\n\n[directory]\n{directory}")
+                    f"[domain {DOMAIN}]\nrouting_domain = {ROUTING}\n{self.domain_keys}\n[directory]\n{directory}")
 
     def run(self, *args, timeout=300, expect=0):
         r = subprocess.run([COEXIST_MAP, "-c", self.ini, *args], capture_output=True, text=True,
@@ -705,10 +707,44 @@ def scenario_conflicts(root):
             a.stop_follower()
 
 
+# ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
+
+def scenario_idle_follower(root):
+    """A reject domain tempfails unknown users when the last sync is older than max_age. A
+    follower connected in refreshAndPersist IS in sync even when nothing changes: after max_age
+    (60 s, the smallest allowed) of silence an unknown user must still be rejected, not deferred.
+    Takes ~70 s."""
+    d = Directory(10)
+    with s.Slapd("idle", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-idle", ldap, domain_keys="unknown_recipient = reject\n", max_age="60")
+        a.run("init")
+        a.start_follower()
+        try:
+            unknown = f"nobody@{DOMAIN}"
+            compare_routes(a, {unknown: ("reject", None)}, "10 right after the refresh")
+            time.sleep(70)
+            check(a.follower.poll() is None, "10: the follower exited", a.follower_output())
+            r = a.run("route", unknown, expect=None)
+            stats = a.run("stats").stdout
+            check(r.stdout.split()[1:2] == ["reject"],
+                  f"10: after 70 s of a quiet directory, with the follower connected, {unknown} is "
+                  f"{r.stdout.strip()!r} (exit {r.returncode}), expected reject: the follower does not "
+                  f"record that it is still in sync", f"stats:\n{stats}", a.follower_output())
+            print("  10 ok: an idle, connected follower keeps the map in sync for max_age")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 SCENARIOS = {
     "replication": None, "changes": None, "restart": None,
     "safety": scenario_safety, "bulk": scenario_bulk, "ownership": scenario_ownership, "tls": scenario_tls,
     "follow-limit": scenario_follow_limit, "conflicts": scenario_conflicts,
+    "idle-follower": scenario_idle_follower,
 }
 
 

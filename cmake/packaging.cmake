@@ -55,6 +55,15 @@ foreach(_daemon IN ITEMS milter policyd)
            FILES \"${PROJECT_BINARY_DIR}/systemd/coexist-${_daemon}.service\")")
   endif()
 endforeach()
+# coexist-sync.service runs "coexist-map sync --follow" (the directory follower); coexist-map
+# is always built, so its unit is always installed (not enabled: see the unit's header).
+install(CODE "
+  set(COEXIST_SBINDIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_SBINDIR}\")
+  set(COEXIST_CONFIG_FILE \"${COEXIST_CONFIG_FILE}\")
+  configure_file(\"${PROJECT_SOURCE_DIR}/contrib/systemd/coexist-sync.service\"
+                 \"${PROJECT_BINARY_DIR}/systemd/coexist-sync.service\" @ONLY)
+  file(INSTALL DESTINATION \"${COEXIST_SYSTEMD_UNIT_DIR}\" TYPE FILE
+       FILES \"${PROJECT_BINARY_DIR}/systemd/coexist-sync.service\")")
 install(FILES contrib/systemd/coexist.sysusers DESTINATION lib/sysusers.d
         RENAME coexist.conf)
 install(FILES contrib/systemd/coexist.tmpfiles DESTINATION lib/tmpfiles.d
@@ -91,6 +100,9 @@ install(FILES contrib/coexist.ini.sample DESTINATION ${COEXIST_DOCDIR}/examples 
 install(FILES contrib/postfix/README.md contrib/postfix/main.cf.milter contrib/postfix/main.cf.policy
               contrib/postfix/main.cf.socketmap contrib/postfix/master.cf
         DESTINATION ${COEXIST_DOCDIR}/examples/postfix)
+install(FILES contrib/directory/README.md contrib/directory/openldap.ini
+              contrib/directory/active-directory.ini contrib/directory/google-secure-ldap.ini
+        DESTINATION ${COEXIST_DOCDIR}/examples/directory)
 install(FILES README.md NEWS DESTINATION ${COEXIST_DOCDIR})
 # Debian policy 12.5: every package ships its copyright file, in the machine-readable format.
 install(FILES contrib/debian/copyright DESTINATION ${COEXIST_DOCDIR})

@@ -50,6 +50,10 @@ for script in postinst prerm postrm; do
 done
 grep -q 'install -d -o root -g coexist -m 0750 /var/lib/coexist' "$tmp/control/postinst" ||
   fail "postinst does not create /var/lib/coexist root:coexist 0750"
+# (continuation lines joined first)
+sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$tmp/control/postinst" |
+  grep -q 'adduser --system --ingroup coexist .*coexist-sync' ||
+  fail "postinst does not create the follower's user coexist-sync in group coexist"
 
 # --- contents: exactly these files -------------------------------------------------------------
 expected=(
@@ -68,6 +72,11 @@ expected=(
   ./usr/share/doc/coexist/examples/postfix/main.cf.policy
   ./usr/share/doc/coexist/examples/postfix/main.cf.socketmap
   ./usr/share/doc/coexist/examples/postfix/master.cf
+  ./usr/share/doc/coexist/examples/directory/README.md
+  ./usr/share/doc/coexist/examples/directory/openldap.ini
+  ./usr/share/doc/coexist/examples/directory/active-directory.ini
+  ./usr/share/doc/coexist/examples/directory/google-secure-ldap.ini
+  ./lib/systemd/system/coexist-sync.service
 )
 daemons=()
 [ "$have_milter" = 1 ] && daemons+=(milter)
@@ -149,6 +158,27 @@ for d in "${daemons[@]}"; do
   else
     echo "skip: systemd-analyze not installed"
   fi
+done
+
+# The directory follower: always there (coexist-map is), runs as the map's owner, never root.
+unit=$root/lib/systemd/system/coexist-sync.service
+for line in "ExecStart=/usr/sbin/coexist-map -c /etc/coexist/coexist.ini sync --follow" Type=notify \
+            User=coexist-sync Group=coexist Restart=on-failure ProtectSystem=strict \
+            ReadWritePaths=/var/lib/coexist NoNewPrivileges=yes CapabilityBoundingSet=; do
+  grep -qxF "$line" "$unit" || fail "coexist-sync.service lacks '$line'"
+done
+if command -v systemd-analyze > /dev/null; then
+  sed "s|/usr/sbin/|$root/usr/sbin/|" "$unit" > "$tmp/coexist-sync.service"
+  out=$(systemd-analyze verify --man=no "$tmp/coexist-sync.service" 2>&1)
+  [ -z "$out" ] && ok "systemd-analyze verify coexist-sync.service" || fail "systemd-analyze verify coexist-sync.service: $out"
+fi
+# The directory samples parse: each [directory] section with a minimal [map] and [domain].
+for sample in "$root"/usr/share/doc/coexist/examples/directory/*.ini; do
+  { printf '[map]\npath = %s/sample-map\n[domain contoso.com]\nrouting_domain = o365.contoso.com\n' "$tmp"
+    cat "$sample"; } > "$tmp/sample.ini"
+  if out=$("$root/usr/sbin/coexist-map" -c "$tmp/sample.ini" init 2>&1); then ok "$(basename "$sample") parses"
+  else fail "$(basename "$sample"): $out"; fi
+  rm -rf "$tmp/sample-map"
 done
 
 if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi

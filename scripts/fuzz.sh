@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh [--runs N] [--merge] [SECONDS_PER_TARGET] [TARGET...]
 #
 #   SECONDS_PER_TARGET  fuzzing time per target (default 15; libFuzzer's -max_total_time)
-#   TARGET              address, csv, config, netstring, policy, milter (default: all built)
+#   TARGET              address, csv, config, netstring, policy, milter, sync_controls (default: all built)
 #   --runs N            stop each target after N executions instead of after a time
 #   --merge             add the inputs that found new coverage to tests/fuzz/corpus/TARGET
 #                       (the only way this script writes into the source tree)

@@ -1,6 +1,13 @@
 # Tests of libcoexist_directory (LDAP search and RFC 4533 sync that feed the map). Each part
 # keeps its own block below.
 
+# --- RFC 4533 control values (maps/directory/sync_controls.cpp): hand-written BER, no server.
+add_executable(test_sync_controls directory/test_sync_controls.cpp)
+target_link_libraries(test_sync_controls PRIVATE coexist_directory coexist_catch_main)
+add_test(NAME test_sync_controls COMMAND test_sync_controls)
+set_tests_properties(test_sync_controls PROPERTIES LABELS unit TIMEOUT 120)
+# --- end of RFC 4533 control values
+
 # --- LDAP session (maps/directory/ldap_session.cpp): one program, two ctest entries. The unit
 # cases need no server; the [slapd] cases run through test_ldap_session.py, which starts a
 # private slapd (tests/harness/coexist_harness/slapd.py) with TLS and 2,500 users.

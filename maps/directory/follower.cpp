@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <memory>
 #include <thread>
+#include <set>
+#include <unistd.h>
 #include <unordered_map>
 
 #include "coexist/log.hpp"
@@ -29,6 +31,14 @@ struct ControlsFree {
     void operator()(LDAPControl** c) const { ldap_controls_free(c); }
 };
 using Controls = std::unique_ptr<LDAPControl*, ControlsFree>;
+
+std::string format_utc(std::time_t t) {
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
 
 // Sleeps `seconds`, waking early when `stop` is set.
 void pause(const std::atomic<bool>& stop, unsigned seconds) {
@@ -124,6 +134,7 @@ public:
 
         people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, person_attributes(d_));
         refresh_people();
+        users_at_refresh_ = by_uuid_.size();
         log_info("sync: following {} (RFC 4533 refreshAndPersist): {} users", ldap_.uri(), by_uuid_.size());
         if (hooks.ready) hooks.ready();
         if (hooks.status) hooks.status(fmt::format("following {}: {} users", ldap_.uri(), by_uuid_.size()));
@@ -153,9 +164,11 @@ private:
 
     // The next message of any of our searches; with `block` false, nullopt-like kind other
     // when none is waiting. Wakes every second to look at `stop`.
-    SyncMessage next(bool block) {
+    SyncMessage next(bool block, std::chrono::seconds idle_after = std::chrono::hours(24 * 365)) {
+        const auto started = Clock::now();
         for (;;) {
             if (stop_) throw Stopped{};
+            if (block && Clock::now() - started >= idle_after) return SyncMessage{};
             timeval tv{block ? 1 : 0, 0};
             LDAPMessage* raw = nullptr;
             const int rc = ldap_result(ldap_.handle(), LDAP_RES_ANY, LDAP_MSG_ONE, &tv, &raw);
@@ -222,7 +235,12 @@ private:
     void persist() {
         for (;;) {
             std::vector<SyncMessage> batch;
-            batch.push_back(next(true));
+            SyncMessage first = next(true, kHeartbeat);
+            if (first.kind == SyncMessage::Kind::other && first.msgid == 0) {
+                heartbeat();
+                continue;
+            }
+            batch.push_back(std::move(first));
             while (batch.size() < 1000) {
                 SyncMessage m = next(false);
                 if (m.kind == SyncMessage::Kind::other && m.msgid == 0) break;
@@ -234,6 +252,7 @@ private:
                 SyncCounts counts;
                 ViewWriter writer(txn, counts);
                 writer.set_present([this](std::string_view dn) { return by_dn_.count(std::string(dn)) > 0; });
+                writer.set_alias_owner([this](std::string_view alias) { return alias_owner(alias); });
                 for (const auto& m : batch) {
                     if (m.kind == SyncMessage::Kind::info && m.info) {
                         if (m.info->cookie) cookie_ = m.info->cookie;
@@ -256,16 +275,56 @@ private:
         }
     }
 
+    // A quiet directory is not a stale map: after kHeartbeat without a change, the server is
+    // asked for its root DSE (a dead connection fails here and reconnects) and the map records
+    // that it still equals the directory, so a reject domain's max_age (design 13.6) measures
+    // how long the follower has been cut off, not how long nobody changed anything.
+    static constexpr std::chrono::seconds kHeartbeat{30};
+    void heartbeat() {
+        ldap_.supports_control(kSyncRequestOid);
+        store_.write(sync_context(ldap_.uri()), [&](MapTxn& txn) {
+            const auto now = static_cast<std::int64_t>(::time(nullptr));
+            txn.put_meta(meta::kDirectorySyncedAt, std::to_string(now));
+            txn.put_meta(meta::kDirectoryFollowing, following_text());
+        });
+    }
+
+    std::string following_text() const {
+        return fmt::format("RFC 4533 refreshAndPersist from {} since {} (pid {})", ldap_.uri(), since_, ::getpid());
+    }
+
+    // Which user should hold `alias` in the directory's whole view: the smallest key among the
+    // users that list it, as a full sync decides; nullopt when nobody does.
+    std::optional<std::string> alias_owner(std::string_view alias) const {
+        const auto it = alias_claims_.find(std::string(alias));
+        if (it == alias_claims_.end() || it->second.empty()) return std::nullopt;
+        return *it->second.begin();
+    }
+    void claim_aliases(const DirectoryUser& u, bool add) {
+        for (const auto& a : u.aliases) {
+            auto& claimants = alias_claims_[a];
+            if (add) {
+                claimants.insert(u.key);
+            } else {
+                claimants.erase(u.key);
+                if (claimants.empty()) alias_claims_.erase(a);
+            }
+        }
+    }
+
     void apply_person(ViewWriter& writer, const SyncMessage& m) {
         const std::string& uuid = m.state->entry_uuid;
         Classified c = classify(config_, m.entry, membership_);
         for (const auto& w : c.warnings) log_warning("sync: {}", w);
         const auto known = by_uuid_.find(uuid);
+        if (auto old = people_.find(uuid); old != people_.end()) claim_aliases(old->second, false);
+        if (c.user) claim_aliases(*c.user, true);
         if (known != by_uuid_.end() && (!c.user || known->second.key != c.user->key)) {
             // Renamed to another address, or no longer a user of a managed domain.
             remove_key(writer, known->second.key);
             by_dn_.erase(known->second.dn);
             by_uuid_.erase(known);
+            people_.erase(uuid);
         }
         if (!c.user) return;
         if (known != by_uuid_.end() && known->second.dn != c.user->dn) by_dn_.erase(known->second.dn);
@@ -278,6 +337,7 @@ private:
     void remove_uuid(ViewWriter& writer, MapTxn&, const std::string& uuid) {
         const auto known = by_uuid_.find(uuid);
         if (known == by_uuid_.end()) return;  // not a user of ours (a group, or out of the filter)
+        if (auto old = people_.find(uuid); old != people_.end()) claim_aliases(old->second, false);
         remove_key(writer, known->second.key);
         by_dn_.erase(known->second.dn);
         people_.erase(uuid);
@@ -289,10 +349,13 @@ private:
     void remove_key(ViewWriter& writer, const std::string& key) {
         const auto now = Clock::now();
         while (!removals_.empty() && now - removals_.front() > std::chrono::seconds(60)) removals_.pop_front();
-        if (removals_.size() >= d_.removal_limit(by_uuid_.size())) {
+        // The limit is a share of the users at the last refresh, so it does not shrink while a
+        // mass removal is under way.
+        const std::size_t limit = d_.removal_limit(std::max(by_uuid_.size(), users_at_refresh_));
+        if (removals_.size() >= limit) {
             ++held_;
             log_warning("sync: {} left the directory, but more than max_removals ({}) users left in the last 60 s: "
-                        "kept in the map until 'coexist-map sync --force'", key, d_.removal_limit(by_uuid_.size()));
+                        "kept in the map until 'coexist-map sync --force'", key, limit);
             return;
         }
         if (writer.remove(key)) removals_.push_back(now);
@@ -327,6 +390,7 @@ private:
         if (full_sync_time) txn.put_meta(meta::kDirectorySyncedAt, std::to_string(full_sync_time));
         else txn.put_meta(meta::kDirectorySyncedAt, std::to_string(static_cast<std::int64_t>(::time(nullptr))));
         txn.put_meta(meta::kDirectoryUri, ldap_.uri());
+        txn.put_meta(meta::kDirectoryFollowing, following_text());
         if (held_) txn.put_meta(meta::kDirectoryHeldRemovals, std::to_string(held_));
         if (counts.added + counts.changed + counts.removed + counts.aliases_added + counts.aliases_removed > 0)
             log_info("sync: {} added, {} changed, {} removed, {} aliases added, {} aliases removed{}", counts.added,
@@ -356,8 +420,12 @@ private:
     std::unordered_map<std::string, Person> by_uuid_;
     std::unordered_map<std::string, std::string> by_dn_;
     std::unordered_map<std::string, DirectoryUser> people_;
+    // alias -> the keys of the users that list it (sorted: the first one holds it).
+    std::unordered_map<std::string, std::set<std::string>> alias_claims_;
     std::deque<Clock::time_point> removals_;
     std::size_t held_ = 0;
+    std::size_t users_at_refresh_ = 0;
+    std::string since_ = format_utc(::time(nullptr));
 };
 
 }  // namespace
@@ -388,6 +456,11 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
                 log_info("sync: {} (polling every {} s, the server offers no RFC 4533): {} users, {} added, {} changed, "
                          "{} removed", session.uri(), d.interval_seconds, counts.users, counts.added, counts.changed,
                          counts.removed);
+                store.write(sync_context(session.uri()), [&](MapTxn& txn) {
+                    txn.put_meta(meta::kDirectoryFollowing,
+                                 fmt::format("polling {} every {} s (the server offers no RFC 4533; pid {})",
+                                             session.uri(), d.interval_seconds, ::getpid()));
+                });
                 once.ready();
                 pause(stop, d.interval_seconds);
                 continue;

@@ -195,7 +195,9 @@ std::string read_bind_password(const std::string& path) {
         throw refuse(fmt::format("readable or writable by others (mode {:04o}); chmod 0600 or 0640 it", mode));
     if ((mode & S_IWGRP) != 0)
         throw refuse(fmt::format("writable by its group (mode {:04o}); chmod 0600 or 0640 it", mode));
-    if (st.st_uid != 0 && st.st_uid != ::geteuid())
+    // root may use a file the follower's user owns (coexist-sync, design 13.5): it could read it
+    // anyway, and the mode check above is what keeps the secret from others.
+    if (st.st_uid != 0 && st.st_uid != ::geteuid() && ::geteuid() != 0)
         throw refuse(fmt::format("owned by uid {}, neither root nor us (uid {}); chown it", st.st_uid, ::geteuid()));
 
     std::string content;

@@ -91,12 +91,22 @@ void ViewWriter::sync_aliases(const DirectoryUser& u) {
         txn_.remove_alias(alias);
         ++counts_.aliases_removed;
         if (change_) change_(fmt::format("unalias {}", alias));
+        reassign(alias, u.key);
     }
     for (const auto& alias : u.aliases) {
         if (txn_.user(alias)) {
             ++counts_.conflicts;
             counts_.warn(fmt::format("{}: alias {} is a user's address: ignored", u.key, alias));
             continue;
+        }
+        if (alias_owner_) {
+            const auto owner = alias_owner_(alias);
+            if (owner && *owner != u.key) {
+                ++counts_.conflicts;
+                counts_.warn(fmt::format("{} is an alias of both {} and {}: {} kept", alias, *owner, u.key, *owner));
+                if (txn_.alias_primary(alias) != owner && txn_.user(*owner)) txn_.put_alias(alias, *owner);
+                continue;
+            }
         }
         const bool claimed_before = !seen_aliases_.insert(hash(alias)).second;
         const auto primary = txn_.alias_primary(alias);
@@ -114,10 +124,21 @@ void ViewWriter::sync_aliases(const DirectoryUser& u) {
     }
 }
 
+void ViewWriter::reassign(const std::string& alias, std::string_view from) {
+    if (!alias_owner_) return;
+    const auto owner = alias_owner_(alias);
+    if (!owner || *owner == from || !txn_.user(*owner) || txn_.user(alias)) return;
+    txn_.put_alias(alias, *owner);
+    ++counts_.aliases_added;
+    if (change_) change_(fmt::format("alias {} -> {}", alias, *owner));
+}
+
 bool ViewWriter::remove(std::string_view key) {
     const auto existing = txn_.user(key);
     if (!existing || existing->owner != Owner::directory) return false;
+    const auto aliases = txn_.aliases_of(key);
     txn_.remove_user(key);
+    for (const auto& alias : aliases) reassign(alias, key);
     ++counts_.removed;
     if (change_) change_(fmt::format("remove {}", key));
     return true;

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -53,6 +54,13 @@ public:
     // an address claimed by two entries keeps going to the smaller DN as in a full sync.
     void set_present(std::function<bool(std::string_view dn)> present) { present_ = std::move(present); }
 
+    // Incremental use: which user the directory's whole view gives `alias` to (the smallest key
+    // of those listing it), so the follower ends where a full sync ends whatever order the
+    // changes came in; an alias a user drops passes to the next one listing it.
+    void set_alias_owner(std::function<std::optional<std::string>(std::string_view alias)> owner) {
+        alias_owner_ = std::move(owner);
+    }
+
     // Makes the map's record of u.key and its aliases equal to the directory's. Keeps the
     // admin's override (and converts a differing state of an admin-owned record the directory
     // takes over into one); drops an override the directory caught up with.
@@ -70,12 +78,15 @@ public:
 
 private:
     void sync_aliases(const DirectoryUser& u);
+    // Incremental: gives a freed alias to the user the directory's view gives it to, if any.
+    void reassign(const std::string& alias, std::string_view from);
     static std::size_t hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
 
     MapTxn& txn_;
     SyncCounts& counts_;
     std::function<void(const std::string&)> change_;
     std::function<bool(std::string_view)> present_;
+    std::function<std::optional<std::string>(std::string_view)> alias_owner_;
     // Keys (and aliases) visited in this pass, as 64-bit hashes: 8 bytes a user, not a copy of
     // the directory. A collision can only keep a removed user one more sync, never remove one.
     std::unordered_set<std::size_t> seen_users_, seen_aliases_;

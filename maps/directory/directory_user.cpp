@@ -98,6 +98,7 @@ Classified classify(const Config& config, const Entry& entry, const Membership& 
         return result;
     }
     user.dn = normalize_dn(entry.dn);
+    if (const auto* uuid = entry.values("entryuuid"); uuid && !uuid->empty()) user.entry_uuid = lowercase_ascii(uuid->front());
 
     if (!d.state_attribute.empty()) {
         const auto* values = d.state_attribute.empty() ? nullptr : entry.values(d.state_attribute);

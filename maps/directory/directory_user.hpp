@@ -17,6 +17,7 @@ namespace coexist::directory {
 struct DirectoryUser {
     std::string key;                   // canonical user key (user_key.hpp)
     std::string dn;                    // normalized DN of the entry
+    std::string entry_uuid;            // entryUUID, RFC 4530 string form (lowercase); may be empty
     State state = State::source;
     std::optional<std::string> target; // nullopt: target_attribute not configured (keep the map's)
     std::optional<std::string> batch;  // nullopt: batch_attribute not configured (keep the map's)

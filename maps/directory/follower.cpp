@@ -10,6 +10,7 @@
 #include <set>
 #include <unistd.h>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "coexist/log.hpp"
 #include "coexist/map_reader.hpp"
@@ -132,18 +133,23 @@ public:
         if (!migrated_seen) throw DirectoryError(fmt::format("migrated_group {} is not readable", d_.migrated_group), false);
         if (!dual_seen) throw DirectoryError(fmt::format("dual_group {} is not readable", d_.dual_group), false);
 
-        people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, person_attributes(d_));
-        refresh_people();
+        groups_fingerprint_ = fingerprint_groups();
+        const std::optional<std::string> resume_cookie = resumable();
+        people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, person_attributes(d_), resume_cookie);
+        if (resume_cookie) resume_people();
+        else refresh_people();
         users_at_refresh_ = by_uuid_.size();
-        log_info("sync: following {} (RFC 4533 refreshAndPersist): {} users", ldap_.uri(), by_uuid_.size());
+        log_info("sync: following {} (RFC 4533 refreshAndPersist{}): {} users", ldap_.uri(),
+                 resume_cookie ? ", resumed from the stored cookie" : "", by_uuid_.size());
         if (hooks.ready) hooks.ready();
         if (hooks.status) hooks.status(fmt::format("following {}: {} users", ldap_.uri(), by_uuid_.size()));
         persist();
     }
 
 private:
-    int start(const std::string& base, int scope, const std::string& filter, std::vector<std::string> attributes) {
-        const std::string value = encode_sync_request(SyncMode::refresh_and_persist, std::nullopt, false);
+    int start(const std::string& base, int scope, const std::string& filter, std::vector<std::string> attributes,
+              const std::optional<std::string>& cookie = std::nullopt) {
+        const std::string value = encode_sync_request(SyncMode::refresh_and_persist, cookie, false);
         LDAPControl control{};
         control.ldctl_oid = const_cast<char*>(kSyncRequestOid);
         control.ldctl_value.bv_val = const_cast<char*>(value.data());
@@ -190,6 +196,145 @@ private:
     [[noreturn]] void ended(const SyncMessage& m) {
         throw DirectoryError(fmt::format("{}: the sync search ended: {}", ldap_.uri(), ldap_error_text(m.result, m.diagnostic)),
                              m.result == LDAP_SUCCESS || is_transient(m.result));
+    }
+
+    // What a stored cookie is valid for: the server, and everything that decides which entries
+    // are users and how they are read (a changed filter or domain needs a full refresh).
+    std::string view_fingerprint() const {
+        std::string v = fmt::format("{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}", ldap_.uri(), d_.base, d_.filter,
+                                    d_.address_attribute, fmt::join(d_.alias_attributes, " "), d_.state_attribute,
+                                    d_.target_attribute, d_.batch_attribute, d_.migrated_group, d_.dual_group);
+        for (const auto& dom : config_.domains) v += fmt::format("\n{} {}", dom.name, fmt::join(dom.aliases, " "));
+        return fmt::format("{:016x}", fnv1a(v));
+    }
+    // The group members as read now: a resume needs them unchanged since the cookie (the
+    // people search's cookie says nothing about the groups).
+    std::string fingerprint_groups() const {
+        return fmt::format("{:016x}", fnv1a(fmt::format("{}\n--\n{}", fmt::join(membership_.migrated, "\n"),
+                                                         fmt::join(membership_.dual, "\n"))));
+    }
+    static std::uint64_t fnv1a(std::string_view s) {
+        std::uint64_t h = 14695981039346656037ull;
+        for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+        return h;
+    }
+
+    // The stored cookie, when it still describes this view and the map knows every directory
+    // user's entryUUID; the in-memory index is then loaded from the map. nullopt: full refresh.
+    std::optional<std::string> resumable() {
+        std::optional<std::string> cookie;
+        store_.read([&](MapTxn& txn) {
+            const auto stored = txn.meta(meta::kDirectoryCookie);
+            if (!stored || stored->empty() || txn.meta(meta::kDirectoryCookieView) != view_fingerprint() ||
+                txn.meta(meta::kDirectoryCookieGroups) != groups_fingerprint_)
+                return;
+            bool complete = true;
+            txn.for_each_user([&](std::string_view key, const UserRecord& r) {
+                if (r.owner != Owner::directory) return true;
+                if (r.entry_uuid.empty()) {
+                    complete = false;
+                    return false;
+                }
+                DirectoryUser u;
+                u.key = std::string(key);
+                u.dn = r.dn;
+                u.entry_uuid = r.entry_uuid;
+                u.state = r.state;
+                if (!d_.target_attribute.empty()) u.target = r.target;
+                if (!d_.batch_attribute.empty()) u.batch = r.batch;
+                u.aliases = txn.aliases_of(key);
+                std::sort(u.aliases.begin(), u.aliases.end());
+                by_uuid_[u.entry_uuid] = Person{u.key, u.dn};
+                by_dn_[u.dn] = u.entry_uuid;
+                claim_aliases(u, true);
+                people_[u.entry_uuid] = std::move(u);
+                return true;
+            });
+            if (complete) cookie = *stored;
+        });
+        if (!cookie) {
+            by_uuid_.clear();
+            by_dn_.clear();
+            people_.clear();
+            alias_claims_.clear();
+        }
+        return cookie;
+    }
+
+    // The refresh stage of a search resumed from a cookie (RFC 4533 3.3.1): only what changed
+    // since comes as "add"; deletions as "delete" entries or a syncIdSet, or, in the present
+    // phase, every unchanged entry is named present and the rest are gone. Written in one
+    // transaction, removals within max_removals.
+    void resume_people() {
+        const ChangeContext context = sync_context(ldap_.uri());
+        bool ran = false;
+        store_.write(context, [&](MapTxn& txn) {
+            if (ran) throw DirectoryError("the map grew during a refresh; starting it again", true);
+            ran = true;
+            SyncCounts counts;
+            ViewWriter writer(txn, counts);
+            writer.set_present([this](std::string_view dn) { return by_dn_.count(std::string(dn)) > 0; });
+            writer.set_alias_owner([this](std::string_view alias) { return alias_owner(alias); });
+            std::unordered_set<std::string> present;
+            bool present_phase = false;
+            for (;;) {
+                SyncMessage m = next(true);
+                if (m.kind == SyncMessage::Kind::done) {
+                    if (m.result == kSyncRefreshRequired) forget_cookie();
+                    ended(m);
+                }
+                if (m.kind == SyncMessage::Kind::info && m.info) {
+                    if (m.msgid != people_id_) continue;
+                    if (m.info->cookie) cookie_ = m.info->cookie;
+                    if (m.info->kind == SyncInfo::Kind::sync_id_set) {
+                        for (const auto& raw : m.info->uuids) {
+                            if (m.info->refresh_deletes) remove_uuid(writer, txn, format_uuid(raw));
+                            else present.insert(format_uuid(raw));
+                        }
+                        present_phase = present_phase || !m.info->refresh_deletes;
+                        continue;
+                    }
+                    if (m.info->kind == SyncInfo::Kind::refresh_present) present_phase = true;
+                    if (m.info->kind != SyncInfo::Kind::new_cookie && m.info->refresh_done) break;
+                    continue;
+                }
+                if (m.kind != SyncMessage::Kind::entry) continue;
+                if (m.msgid != people_id_) {
+                    apply_group(txn, writer, m);
+                    continue;
+                }
+                if (m.state->cookie) cookie_ = m.state->cookie;
+                const std::string uuid = format_uuid(m.state->entry_uuid);
+                switch (m.state->state) {
+                    case SyncStateKind::present:
+                        present.insert(uuid);
+                        present_phase = true;
+                        break;
+                    case SyncStateKind::add:
+                    case SyncStateKind::modify:
+                        present.insert(uuid);
+                        apply_person(writer, m);
+                        break;
+                    case SyncStateKind::remove:
+                        remove_uuid(writer, txn, uuid);
+                        break;
+                }
+            }
+            if (present_phase) {
+                std::vector<std::string> gone;
+                for (const auto& [uuid, person] : by_uuid_)
+                    if (!present.count(uuid)) gone.push_back(uuid);
+                for (const auto& uuid : gone) remove_uuid(writer, txn, uuid);
+            }
+            finish(txn, counts, context.time);
+        });
+    }
+
+    // e-syncRefreshRequired (RFC 4533 2.6): the server cannot resume from our cookie.
+    static constexpr int kSyncRefreshRequired = 0x1000;
+    void forget_cookie() {
+        store_.write(sync_context(ldap_.uri()), [](MapTxn& txn) { txn.put_meta(meta::kDirectoryCookie, ""); });
+        log_info("sync: {} cannot resume from the stored cookie; reading the directory in full", ldap_.uri());
     }
 
     // The refresh stage of the people search (no cookie: every entry as "add"), written in one
@@ -255,17 +400,17 @@ private:
                 writer.set_alias_owner([this](std::string_view alias) { return alias_owner(alias); });
                 for (const auto& m : batch) {
                     if (m.kind == SyncMessage::Kind::info && m.info) {
-                        if (m.info->cookie) cookie_ = m.info->cookie;
+                        if (m.info->cookie && m.msgid == people_id_) cookie_ = m.info->cookie;
                         if (m.info->kind == SyncInfo::Kind::sync_id_set && m.info->refresh_deletes)
-                            for (const auto& uuid : m.info->uuids) remove_uuid(writer, txn, uuid);
+                            for (const auto& uuid : m.info->uuids) remove_uuid(writer, txn, format_uuid(uuid));
                         continue;
                     }
                     if (m.kind != SyncMessage::Kind::entry) continue;
-                    if (m.state->cookie) cookie_ = m.state->cookie;
+                    if (m.state->cookie && m.msgid == people_id_) cookie_ = m.state->cookie;
                     if (m.msgid != people_id_) {
                         apply_group(txn, writer, m);
                     } else if (m.state->state == SyncStateKind::remove) {
-                        remove_uuid(writer, txn, m.state->entry_uuid);
+                        remove_uuid(writer, txn, format_uuid(m.state->entry_uuid));
                     } else if (m.state->state != SyncStateKind::present) {
                         apply_person(writer, m);
                     }
@@ -313,8 +458,9 @@ private:
     }
 
     void apply_person(ViewWriter& writer, const SyncMessage& m) {
-        const std::string& uuid = m.state->entry_uuid;
+        const std::string uuid = format_uuid(m.state->entry_uuid);
         Classified c = classify(config_, m.entry, membership_);
+        if (c.user) c.user->entry_uuid = uuid;
         for (const auto& w : c.warnings) log_warning("sync: {}", w);
         const auto known = by_uuid_.find(uuid);
         if (auto old = people_.find(uuid); old != people_.end()) claim_aliases(old->second, false);
@@ -386,7 +532,13 @@ private:
     }
 
     void finish(MapTxn& txn, const SyncCounts& counts, std::int64_t full_sync_time) {
-        if (cookie_) txn.put_meta(meta::kDirectoryCookie, *cookie_);
+        if (cookie_) {
+            // The cookie goes with the changes it covers (design 13.5), and with what it is
+            // valid for: this view of this server, and the groups as they are now.
+            txn.put_meta(meta::kDirectoryCookie, *cookie_);
+            txn.put_meta(meta::kDirectoryCookieView, view_fingerprint());
+            txn.put_meta(meta::kDirectoryCookieGroups, fingerprint_groups());
+        }
         if (full_sync_time) txn.put_meta(meta::kDirectorySyncedAt, std::to_string(full_sync_time));
         else txn.put_meta(meta::kDirectorySyncedAt, std::to_string(static_cast<std::int64_t>(::time(nullptr))));
         txn.put_meta(meta::kDirectoryUri, ldap_.uri());
@@ -425,6 +577,7 @@ private:
     std::deque<Clock::time_point> removals_;
     std::size_t held_ = 0;
     std::size_t users_at_refresh_ = 0;
+    std::string groups_fingerprint_;
     std::string since_ = format_utc(::time(nullptr));
 };
 

@@ -49,6 +49,7 @@ void ViewWriter::upsert(const DirectoryUser& u) {
     UserRecord record;
     record.owner = Owner::directory;
     record.dn = u.dn;
+    record.entry_uuid = !u.entry_uuid.empty() ? u.entry_uuid : existing ? existing->entry_uuid : std::string();
     record.state = u.state;
     record.target = u.target.value_or(existing ? existing->target : std::string());
     record.batch = u.batch.value_or(existing ? existing->batch : std::string());
@@ -77,7 +78,14 @@ void ViewWriter::upsert(const DirectoryUser& u) {
     if (!existing) {
         ++counts_.added;
         if (change_) change_(fmt::format("add {} {}", u.key, routing_text(record)));
-    } else if (routing_text(*existing) != routing_text(record) || existing->owner != record.owner) {
+    } else if (existing->owner != record.owner) {
+        ++counts_.changed;
+        if (change_)
+            change_(fmt::format("take over {} (set by hand): {}{}", u.key, routing_text(record),
+                                record.override_state ? fmt::format(", the directory says {}: the hand-set state "
+                                                                    "kept as an override", to_string(record.state))
+                                                      : std::string()));
+    } else if (routing_text(*existing) != routing_text(record)) {
         ++counts_.changed;
         if (change_) change_(fmt::format("change {}: {} -> {}", u.key, routing_text(*existing), routing_text(record)));
     }

@@ -75,7 +75,7 @@ private:
 }  // namespace
 
 std::string encode(const UserRecord& r) {
-    const bool v2 = r.owner == Owner::directory || r.override_state || !r.dn.empty();
+    const bool v2 = r.owner == Owner::directory || r.override_state || !r.dn.empty() || !r.entry_uuid.empty();
     std::string out;
     out.reserve(20 + r.target.size() + r.batch.size() + r.dn.size());
     out.push_back(static_cast<char>(v2 ? kRecordVersionOwned : kRecordVersion));
@@ -89,7 +89,10 @@ std::string encode(const UserRecord& r) {
     }
     put_field(out, r.target);
     put_field(out, r.batch);
-    if (v2) put_field(out, r.dn);
+    if (v2) {
+        put_field(out, r.dn);
+        put_field(out, r.entry_uuid);
+    }
     return out;
 }
 
@@ -115,7 +118,10 @@ std::optional<UserRecord> decode_user(std::string_view bytes) {
     }
     r.target = in.field();
     r.batch = in.field();
-    if (version == kRecordVersionOwned) r.dn = in.field();
+    if (version == kRecordVersionOwned) {
+        r.dn = in.field();
+        r.entry_uuid = in.field();
+    }
     if (!in.ok() || !in.at_end()) return std::nullopt;
     return r;
 }

@@ -6,7 +6,7 @@
 using namespace coexist;
 
 TEST_CASE("user records round-trip through the v1 encoding") {
-    UserRecord r{State::dual, "jsmith@contoso.onmicrosoft.com", "wave 2", 1763850000, Owner::admin, {}, {}};
+    UserRecord r{State::dual, "jsmith@contoso.onmicrosoft.com", "wave 2", 1763850000, Owner::admin, {}, {}, {}};
     const std::string bytes = encode(r);
     CHECK(static_cast<unsigned char>(bytes[0]) == kRecordVersion);
     CHECK(decode_user(bytes) == r);
@@ -14,7 +14,7 @@ TEST_CASE("user records round-trip through the v1 encoding") {
 }
 
 TEST_CASE("decode_user refuses anything it does not fully understand") {
-    const std::string good = encode(UserRecord{State::migrated, "t@x.org", "b", 5, Owner::admin, {}, {}});
+    const std::string good = encode(UserRecord{State::migrated, "t@x.org", "b", 5, Owner::admin, {}, {}, {}});
     CHECK_FALSE(decode_user(""));
     std::string unknown_version = good;
     unknown_version[0] = '\x03';
@@ -28,7 +28,7 @@ TEST_CASE("decode_user refuses anything it does not fully understand") {
 
 TEST_CASE("directory-owned records use the v2 encoding; admin-owned ones stay v1") {
     UserRecord owned{State::source, "", "wave 3", 1763850000, Owner::directory, State::migrated,
-                     "uid=ann,ou=people,dc=contoso,dc=com"};
+                     "uid=ann,ou=people,dc=contoso,dc=com", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"};
     const std::string bytes = encode(owned);
     CHECK(static_cast<unsigned char>(bytes[0]) == kRecordVersionOwned);
     REQUIRE(decode_user(bytes) == owned);
@@ -39,7 +39,7 @@ TEST_CASE("directory-owned records use the v2 encoding; admin-owned ones stay v1
     std::string bad_flags = encode(owned);
     bad_flags[10] = 4;  // an unknown flag: a newer writer's record
     CHECK_FALSE(decode_user(bad_flags));
-    const std::string good = encode(UserRecord{State::dual, "t@x.org", "b", 5, Owner::directory, State::source, "cn=x"});
+    const std::string good = encode(UserRecord{State::dual, "t@x.org", "b", 5, Owner::directory, State::source, "cn=x", "u"});
     for (std::size_t n = 0; n < good.size(); ++n) CHECK_FALSE(decode_user(good.substr(0, n)));
     CHECK_FALSE(decode_user(good + "x"));
     std::string bad_override = good;

@@ -3,7 +3,8 @@
 design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
 
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
-                                     safety bulk ownership tls follow-limit conflicts idle-follower;
+                                     safety bulk ownership tls follow-limit conflicts idle-follower
+                                     resume;
                                      default all)
 
 Every expected answer of `route` is computed from what the generator was given (who is in which
@@ -740,11 +741,71 @@ def scenario_idle_follower(root):
             a.stop_follower()
 
 
+# ---- scenario 11: a restarted follower resumes from its stored cookie (design 13.5) -------------
+
+def scenario_resume(root):
+    """The follower stores the RFC 4533 cookie with the changes it covers. Stopped, the directory
+    changing meanwhile (an alias replaced, an entry deleted, a user added), and started again, it
+    resumes from the cookie (says so), and ends where a fresh full sync ends. A change to a group
+    while it was down cannot be resumed from the people's cookie: it reads the directory in full."""
+    d = Directory(40)
+    with s.Slapd("resume", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-resume", ldap)
+        a.run("init")
+        try:
+            a.start_follower()
+            compare_routes(a, d.expected(), "11 first refresh")
+            a.stop_follower()
+
+            changed, deleted, added = d.uids[4], d.uids[7], "newcomer"
+            ldap.ldapmodify(f"dn: {s.people_dn(changed)}\nchangetype: modify\nreplace: mailLocalAddress\n"
+                            f"mailLocalAddress: renamed-alias@{DOMAIN}\n")
+            d.aliases[changed] = [f"renamed-alias@{DOMAIN}"]
+            ldap.ldapdelete(s.people_dn(deleted))
+            d.uids.remove(deleted)
+            gone = [d.mail[deleted]] + [x for x in d.aliases.get(deleted, []) if x.endswith("@" + DOMAIN)]
+            ldap.ldapadd(f"dn: {s.people_dn(added)}\nobjectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n"
+                         f"uid: {added}\ncn: {added}\nsn: {added}\nmail: {added}@{DOMAIN}\n"
+                         f"mailLocalAddress: hello-{added}@{DOMAIN}\n")
+            d.uids.append(added)
+            d.mail[added] = f"{added}@{DOMAIN}"
+            d.aliases[added] = [f"hello-{added}@{DOMAIN}"]
+
+            offset = len(a.follower_text())
+            a.start_follower()
+            check("resumed from the stored cookie" in a.follower_text()[offset:],
+                  "11: the restarted follower read the directory in full instead of resuming from its cookie",
+                  a.follower_output())
+            compare_routes(a, d.expected(), "11 after resuming")
+            compare_routes(a, {g: ("relay", None) for g in gone}, "11 deleted entry after resuming")
+            fresh = Relay(root, "relay-resume-fresh", ldap)
+            fresh.run("init")
+            fresh.run("sync")
+            check(a.digest() == fresh.digest(), f"11: resumed follower {a.digest()} != fresh sync {fresh.digest()}")
+            a.stop_follower()
+
+            ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\nadd: member\nmember: {s.people_dn(added)}\n")
+            d.migrated.add(added)
+            offset = len(a.follower_text())
+            a.start_follower()
+            check("resumed" not in a.follower_text()[offset:],
+                  "11: the follower resumed from its cookie although a group changed meanwhile", a.follower_output())
+            compare_routes(a, d.expected(), "11 after a group change while stopped")
+            print("  11 ok: a restarted follower resumes from its cookie, and reads in full after a group change")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 SCENARIOS = {
     "replication": None, "changes": None, "restart": None,
     "safety": scenario_safety, "bulk": scenario_bulk, "ownership": scenario_ownership, "tls": scenario_tls,
     "follow-limit": scenario_follow_limit, "conflicts": scenario_conflicts,
-    "idle-follower": scenario_idle_follower,
+    "idle-follower": scenario_idle_follower, "resume": scenario_resume,
 }
 
 

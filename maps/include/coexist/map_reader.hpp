@@ -20,6 +20,8 @@ namespace meta {
 inline constexpr std::string_view kDirectorySyncedAt = "directory_synced_at";  // unix time, decimal
 inline constexpr std::string_view kDirectoryUri = "directory_uri";             // where from
 inline constexpr std::string_view kDirectoryCookie = "directory_cookie";       // RFC 4533 cookie of the last change followed
+inline constexpr std::string_view kDirectoryCookieView = "directory_cookie_view";      // what the cookie is valid for
+inline constexpr std::string_view kDirectoryCookieGroups = "directory_cookie_groups";  // the groups when it was stored
 inline constexpr std::string_view kDirectoryHeldRemovals = "directory_held_removals";  // removals beyond max_removals, waiting for --force
 inline constexpr std::string_view kDirectoryFollowing = "directory_following";   // "refreshAndPersist" or "poll", with the time
 }  // namespace meta

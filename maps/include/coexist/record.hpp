@@ -31,6 +31,7 @@ struct UserRecord {
     // `state` in route() until the admin clears it or the directory catches up with it.
     std::optional<State> override_state;
     std::string dn;          // directory-owned only: the entry's normalized DN
+    std::string entry_uuid;  // directory-owned only: the entry's entryUUID (RFC 4530 string form)
 
     // The state route() acts on.
     State effective_state() const { return override_state.value_or(state); }
@@ -42,7 +43,7 @@ struct UserRecord {
 // batch each as a 2-byte big-endian length followed by the bytes.
 // Encoding v2 (directory-owned records): byte 0x02, state, changed, a flags byte (bit 0: owned
 // by the directory, bit 1: an override follows), the override state when flagged, then target,
-// batch and dn as length-prefixed fields. An admin-owned record is still written as v1, so maps
+// batch, dn and entry_uuid as length-prefixed fields. An admin-owned record is still written as v1, so maps
 // without a directory stay readable by the previous release. decode() reads every version.
 inline constexpr std::uint8_t kRecordVersion = 1;
 inline constexpr std::uint8_t kRecordVersionOwned = 2;

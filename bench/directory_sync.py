@@ -3,6 +3,7 @@
 
   sudo python3 bench/directory_sync.py BUILD_DIR [--users 100000,1000000] [--changes 100]
                                        [--rounds 3] [--latency-users N] [--results bench/RESULTS.md]
+                                       [--commit REV]
 
 a. Initial `coexist-map sync` of N directory users into an empty map: wall time and peak RSS,
    beside the floor measured in the same run: paged `ldapsearch -E pr=500/noprompt` of the same
@@ -30,7 +31,8 @@ explicit mailRoutingAddress; so the migrated group of 100k users has 33k members
 change to it ships the whole entry to each follower, as on a real site.
 
 Prints the markdown section; with --results FILE it also replaces (or appends) the
-"## Directory sync" section of FILE.
+"## Directory sync (`bench/directory_sync.py`)" section of FILE, up to the next "## " heading
+(the analysis written by hand below it stays).
 """
 
 import argparse
@@ -121,7 +123,12 @@ def measured(argv, env=None, capture=False, timeout=7200):
             os.unlink(p)
         except FileNotFoundError:
             pass
+    global last_cpu
+    last_cpu = usage.ru_utime + usage.ru_stime
     return took, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status), out_text, err_text
+
+
+last_cpu = 0.0  # user + system seconds of the last measured() child
 
 
 # ---- coexist-map ---------------------------------------------------------------------------
@@ -219,18 +226,20 @@ def floor_search(ldap, secret):
     Returns (seconds, peak RSS, entries)."""
     common = ["ldapsearch", "-x", "-H", ldap.uri, "-D", ldap.service_dn, "-y", secret, "-LLL",
               "-o", "ldif-wrap=no", "-o", "nettimeout=30"]
-    total, rss = 0.0, 0
+    global floor_cpu
+    total, rss, floor_cpu = 0.0, 0, 0.0
     for g in GROUPS:
         t, m, rc, _, err = measured(common + ["-b", g, "-s", "base", "member", "uniqueMember"],
                                     env=ldap_tool_env())
         if rc != 0:
             raise RuntimeError(f"ldapsearch {g}: {rc}: {err}")
-        total, rss = total + t, max(rss, m)
+        total, rss, floor_cpu = total + t, max(rss, m), floor_cpu + last_cpu
     t, m, rc, _, err = measured(common + ["-E", "pr=500/noprompt", "-b", BASE, FILTER, *ATTRS],
                                 env=ldap_tool_env())
     if rc != 0:
         raise RuntimeError(f"ldapsearch {BASE}: {rc}: {err}")
-    return total + t, max(rss, m)
+    floor_cpu += last_cpu
+    return total + t, max(rss, m), floor_cpu
 
 
 def sync_once(relay, n):
@@ -241,7 +250,7 @@ def sync_once(relay, n):
     got = SYNC_LINE.search(out)
     if not got or int(got.group(2)) != n or int(got.group(3)) != n:
         raise RuntimeError(f"coexist-map sync of {n} users said: {out.strip()}")
-    return t, m, out.strip().splitlines()[-1]
+    return t, m, out.strip().splitlines()[-1], last_cpu
 
 
 def bench_initial(ldap, relay, n, rounds):
@@ -250,10 +259,10 @@ def bench_initial(ldap, relay, n, rounds):
     floors, syncs = [], []
     for r in range(rounds):
         floors.append(floor_search(ldap, relay.secret))
-        log(f"{n} users: round {r + 1}: ldapsearch {floors[-1][0]:.2f} s, {floors[-1][1] / MIB:.0f} MiB")
-        t, m, line = sync_once(relay, n)
-        syncs.append((t, m))
-        log(f"{n} users: round {r + 1}: sync {t:.2f} s, {m / MIB:.0f} MiB: {line}")
+        log(f"{n} users: round {r + 1}: ldapsearch {floors[-1][0]:.2f} s ({floors[-1][2]:.2f} s CPU), {floors[-1][1] / MIB:.0f} MiB")
+        t, m, line, cpu = sync_once(relay, n)
+        syncs.append((t, m, cpu))
+        log(f"{n} users: round {r + 1}: sync {t:.2f} s ({cpu:.2f} s CPU), {m / MIB:.0f} MiB: {line}")
     check_routes(relay, n)
     digest = relay.run("digest").stdout.strip()
     want = expected_counts(n)
@@ -267,6 +276,8 @@ def bench_initial(ldap, relay, n, rounds):
     return {
         "n": n, "rounds": rounds,
         "floor_s": [f[0] for f in floors], "floor_rss": max(f[1] for f in floors),
+        "floor_cpu": statistics.median(f[2] for f in floors),
+        "sync_cpu": statistics.median(s[2] for s in syncs),
         "sync_s": [s[0] for s in syncs], "sync_rss": max(s[1] for s in syncs),
         "resync_s": t, "resync_rss": m,
         "data_mdb": relay.data_mdb(), "digest": digest, "sync_line": line,
@@ -450,8 +461,8 @@ def report(args, initial, latency, commit):
     lines = ["## Directory sync (`bench/directory_sync.py`)", ""]
     lines.append(f"{datetime.date.today().isoformat()}, `sudo python3 bench/directory_sync.py "
                  f"{args.build_arg} --users {args.users} --changes {args.changes} --rounds {args.rounds}`"
-                 f" at {commit}; {platform.node()}: {os.cpu_count()} cores shared with other jobs "
-                 f"(load average {os.getloadavg()[0]:.1f} at the end), slapd "
+                 f", coexist-map from {commit}; {platform.node()}: {os.cpu_count()} cores shared with other jobs "
+                 f"(load average {args.load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), slapd "
                  f"{slapd_version()} (back_mdb), a private provider on loopback.")
     lines.append("")
     if initial:
@@ -473,7 +484,8 @@ def report(args, initial, latency, commit):
                 f"| {'met' if over <= 64 else 'MISSED'} | {fmt_s(r['resync_s'])}, {r['resync_rss'] / MIB:.0f} MiB |")
         lines.append("")
         for r in initial:
-            lines.append(f"- {r['n']:,}: slapadd of the LDIF {r['slapadd_s']:.1f} s; `{r['sync_line']}`; "
+            lines.append(f"- {r['n']:,}: CPU (user+sys, median) ldapsearch {r['floor_cpu']:.2f} s, sync "
+                         f"{r['sync_cpu']:.2f} s; slapadd of the LDIF {r['slapadd_s']:.1f} s; `{r['sync_line']}`; "
                          f"`{r['digest']}`")
         lines.append("")
     if latency:
@@ -518,7 +530,7 @@ def slapd_version():
 def write_results(path, section):
     with open(path) as f:
         text = f.read()
-    start = text.find("\n## Directory sync")
+    start = text.find("\n## Directory sync (`bench/directory_sync.py`)")
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
     else:
@@ -526,6 +538,22 @@ def write_results(path, section):
         text = text[:start + 1] + section.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
     with open(path, "w") as f:
         f.write(text)
+
+
+def bulk_load(ldap, ldif, notes):
+    """load_bulk, again into an empty database when slapadd dies of a signal: slapadd -q 2.5.13
+    has aborted here now and then with glibc's "double free or corruption" on the same LDIF
+    that loads the next time (3 times in ~16 loads of 100k-1M users here, on a loaded machine)."""
+    for attempt in range(1, 4):
+        try:
+            return ldap.load_bulk(ldif, timeout=7200)
+        except RuntimeError as e:
+            if "failed (-" not in str(e) or attempt == 3:
+                raise
+            log(f"slapadd died ({str(e).splitlines()[0]}); loading again into an empty database")
+            notes.append(f"slapadd -q died of a signal and was run again: {str(e).splitlines()[0]}")
+            shutil.rmtree(ldap.data_dir)
+            os.makedirs(ldap.data_dir)
 
 
 def main():
@@ -537,8 +565,11 @@ def main():
     ap.add_argument("--latency-users", type=int, default=None,
                     help="the size whose provider the latency runs on (default: the smallest; 0: none)")
     ap.add_argument("--results", default=None, help="replace the 'Directory sync' section of this file")
+    ap.add_argument("--commit", default=None,
+                    help="the commit BUILD_DIR was built from (default: the git HEAD of its source tree)")
     args = ap.parse_args()
     args.build_arg = args.build
+    args.load_start = os.getloadavg()[0]
     build = os.path.abspath(args.build)
     if not os.access(os.path.join(build, "maps", "coexist-map"), os.X_OK):
         sys.exit(f"bench: {build}/maps/coexist-map not built")
@@ -547,9 +578,19 @@ def main():
         sys.exit(f"bench: {why}")
     sizes = [int(s) for s in args.users.split(",") if s]
     lat_n = min(sizes) if args.latency_users is None else args.latency_users
-    commit = subprocess.run(["git", "-C", SOURCE, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
-    initial, latency = [], None
+    cache = {}
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            for line in f:
+                k, _, v = line.strip().partition("=")
+                cache[k.split(":")[0]] = v
+    except OSError:
+        pass
+    commit = args.commit or subprocess.run(
+        ["git", "-C", cache.get("CMAKE_HOME_DIRECTORY", SOURCE), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True).stdout.strip() or "?"
+    commit = f"{commit} ({cache.get('CMAKE_BUILD_TYPE') or 'default'} build)"
+    initial, latency, failures, notes = [], None, [], []
     for n in sizes:
         work = tempfile.mkdtemp(prefix=f"coexist-bench-dir-{n}-")
         try:
@@ -558,7 +599,7 @@ def main():
                 log(f"{n} users: writing the LDIF")
                 write_ldif(ldif, n)
                 log(f"{n} users: slapadd")
-                took = ldap.load_bulk(ldif, timeout=7200)
+                took = bulk_load(ldap, ldif, notes)
                 os.unlink(ldif)
                 ldap.start(timeout=600)
                 relay = Relay(build, work, "relay", ldap, ldap.uri)
@@ -568,13 +609,25 @@ def main():
                 shutil.rmtree(relay.map, ignore_errors=True)
                 if n == lat_n and args.changes > 0:
                     latency = bench_latency(build, work, ldap, n, args.changes)
+                    log("latency: " + ", ".join(
+                        f"{k} p50 {percentile(v, 50) * 1000:.1f} ms p99 {percentile(v, 99) * 1000:.1f} ms"
+                        for k, v in latency["results"].items()))
+        except Exception as e:  # report what was measured, and what failed
+            log(f"{n} users: FAILED: {e}")
+            failures.append(f"{n:,} users: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
     section = report(args, initial, latency, commit)
+    for note in notes:
+        section += f"\nIn this run: {note}.\n"
+    if failures:
+        section += "\nFailed in this run: " + "; ".join(failures) + "\n"
     print(section)
     if args.results:
         write_results(args.results, section)
         log(f"wrote the 'Directory sync' section of {args.results}")
+    if failures:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ std::vector<std::string> read_group(LdapSession& session, const std::string& dn,
     try {
         session.search_paged(dn, LDAP_SCOPE_BASE, "(objectClass=*)", group_attributes(), [&](Entry&& e) {
             found = true;
-            members = group_members(e);
+            members = group_member_values(e);
         });
     } catch (const DirectoryError& e) {
         if (e.transient()) throw;
@@ -39,8 +39,9 @@ ChangeContext sync_context(const std::string& uri) {
 
 Membership read_membership(const DirectoryConfig& config, LdapSession& session) {
     Membership m;
-    if (!config.migrated_group.empty()) m.migrated = read_group(session, config.migrated_group, "migrated_group");
-    if (!config.dual_group.empty()) m.dual = read_group(session, config.dual_group, "dual_group");
+    if (!config.migrated_group.empty())
+        m.assign(Membership::Group::migrated, read_group(session, config.migrated_group, "migrated_group"));
+    if (!config.dual_group.empty()) m.assign(Membership::Group::dual, read_group(session, config.dual_group, "dual_group"));
     return m;
 }
 

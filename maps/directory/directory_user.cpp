@@ -12,10 +12,6 @@ namespace coexist::directory {
 
 namespace {
 
-bool contains_sorted(const std::vector<std::string>& sorted, std::string_view dn) {
-    return std::binary_search(sorted.begin(), sorted.end(), dn, std::less<>());
-}
-
 // Whether the entry's memberOf (AD, or OpenLDAP's memberof overlay) names the group.
 bool member_of(const Entry& entry, const std::string& group_dn) {
     if (group_dn.empty()) return false;
@@ -42,7 +38,42 @@ std::optional<std::string_view> smtp_value(std::string_view value) {
     return std::nullopt;
 }
 
-std::vector<std::string> group_members(const Entry& group) {
+void Membership::assign(Group g, const std::vector<std::string>& raw_dns) {
+    auto& members = of(g);
+    members.clear();
+    members.reserve(raw_dns.size());
+    for (const auto& dn : raw_dns) members.push_back(hash128(normalize_dn(dn)));
+    std::sort(members.begin(), members.end());
+}
+
+void Membership::add(Group g, std::string_view raw_dn) {
+    auto& members = of(g);
+    const Hash128 h = hash128(normalize_dn(raw_dn));
+    members.insert(std::upper_bound(members.begin(), members.end(), h), h);
+}
+
+void Membership::remove(Group g, std::string_view raw_dn) {
+    auto& members = of(g);
+    const auto it = std::lower_bound(members.begin(), members.end(), hash128(normalize_dn(raw_dn)));
+    if (it != members.end() && *it == hash128(normalize_dn(raw_dn))) members.erase(it);
+}
+
+bool Membership::contains(Group g, std::string_view dn) const {
+    return std::binary_search(of(g).begin(), of(g).end(), hash128(dn));
+}
+
+std::uint64_t Membership::fingerprint() const {
+    std::uint64_t h = 14695981039346656037ull;
+    const auto mix = [&h](std::uint64_t v) {
+        for (int i = 0; i < 8; ++i, v >>= 8) h = (h ^ (v & 0xff)) * 1099511628211ull;
+    };
+    for (const auto& m : migrated_) mix(m.a), mix(m.b);
+    mix(0);
+    for (const auto& m : dual_) mix(m.a), mix(m.b);
+    return h;
+}
+
+std::vector<std::string> group_member_values(const Entry& group) {
     std::vector<std::string> out;
     for (const char* attribute : {"member", "uniquemember"}) {
         const auto* values = group.values(attribute);
@@ -54,7 +85,7 @@ std::vector<std::string> group_members(const Entry& group) {
                 if (hash != std::string_view::npos && v.size() > hash + 2 && v[hash + 1] == '\'' && v.back() == 'B')
                     v = v.substr(0, hash);
             }
-            out.push_back(normalize_dn(v));
+            out.emplace_back(v);
         }
     }
     sort_unique(out);
@@ -111,9 +142,9 @@ Classified classify(const Config& config, const Entry& entry, const Membership& 
                                                       user.key, d.state_attribute, printable(values->front())));
             }
         }
-    } else if (contains_sorted(membership.dual, user.dn) || member_of(entry, d.dual_group)) {
+    } else if (membership.contains(Membership::Group::dual, user.dn) || member_of(entry, d.dual_group)) {
         user.state = State::dual;
-    } else if (contains_sorted(membership.migrated, user.dn) || member_of(entry, d.migrated_group)) {
+    } else if (membership.contains(Membership::Group::migrated, user.dn) || member_of(entry, d.migrated_group)) {
         user.state = State::migrated;
     }
 

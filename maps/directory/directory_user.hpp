@@ -10,6 +10,7 @@
 
 #include "coexist/config.hpp"
 #include "coexist/record.hpp"
+#include "key_hash.hpp"
 #include "ldap_session.hpp"
 
 namespace coexist::directory {
@@ -27,15 +28,31 @@ struct DirectoryUser {
     bool keep_routing = false;
 };
 
-// Normalized DNs of the members of the migrated and dual groups (design 9), sorted.
-struct Membership {
-    std::vector<std::string> migrated;
-    std::vector<std::string> dual;
+// The members of the migrated and dual groups (design 9), as hashes of their normalized DNs
+// (key_hash.hpp: 16 bytes a member), sorted; a multiset, so that the follower can add and
+// remove one spelling of a DN at a time.
+class Membership {
+public:
+    enum class Group { migrated, dual };
+
+    // Replaces a group's members by `raw_dns` (as the server sent them: normalized here).
+    void assign(Group g, const std::vector<std::string>& raw_dns);
+    void add(Group g, std::string_view raw_dn);
+    void remove(Group g, std::string_view raw_dn);
+    // `dn` normalized (normalize_dn).
+    bool contains(Group g, std::string_view dn) const;
+    // A fingerprint of both groups' members, to tell whether they changed.
+    std::uint64_t fingerprint() const;
+
+private:
+    std::vector<Hash128>& of(Group g) { return g == Group::migrated ? migrated_ : dual_; }
+    const std::vector<Hash128>& of(Group g) const { return g == Group::migrated ? migrated_ : dual_; }
+    std::vector<Hash128> migrated_, dual_;
 };
 
-// The member DNs of a group entry (member, uniqueMember; a uniqueMember's optional "#'...'B"
-// UID suffix dropped), normalized and sorted, duplicates removed.
-std::vector<std::string> group_members(const Entry& group);
+// The member DNs of a group entry as the server sent them (member, uniqueMember; a
+// uniqueMember's optional "#'...'B" UID suffix dropped), sorted, duplicates removed.
+std::vector<std::string> group_member_values(const Entry& group);
 // The attributes of a group entry to request.
 std::vector<std::string> group_attributes();
 

@@ -120,8 +120,16 @@ public:
         while (groups_pending > 0) {
             SyncMessage m = next(true);
             if (m.kind == SyncMessage::Kind::entry) {
-                if (m.msgid == migrated_id_) { membership_.migrated = group_members(m.entry); migrated_seen = true; }
-                if (m.msgid == dual_id_) { membership_.dual = group_members(m.entry); dual_seen = true; }
+                if (m.msgid == migrated_id_) {
+                    raw_migrated_ = group_member_values(m.entry);
+                    membership_.assign(Membership::Group::migrated, raw_migrated_);
+                    migrated_seen = true;
+                }
+                if (m.msgid == dual_id_) {
+                    raw_dual_ = group_member_values(m.entry);
+                    membership_.assign(Membership::Group::dual, raw_dual_);
+                    dual_seen = true;
+                }
             } else if (m.kind == SyncMessage::Kind::info && m.info && m.info->kind != SyncInfo::Kind::new_cookie &&
                        m.info->refresh_done) {
                 --groups_pending;
@@ -210,8 +218,7 @@ private:
     // The group members as read now: a resume needs them unchanged since the cookie (the
     // people search's cookie says nothing about the groups).
     std::string fingerprint_groups() const {
-        return fmt::format("{:016x}", fnv1a(fmt::format("{}\n--\n{}", fmt::join(membership_.migrated, "\n"),
-                                                         fmt::join(membership_.dual, "\n"))));
+        return fmt::format("{:016x}", membership_.fingerprint());
     }
     static std::uint64_t fnv1a(std::string_view s) {
         std::uint64_t h = 14695981039346656037ull;
@@ -507,15 +514,25 @@ private:
         if (writer.remove(key)) removals_.push_back(now);
     }
 
-    // A group entry changed: the users whose membership flipped get their new state.
+    // A group entry changed: the users whose membership flipped get their new state. The server
+    // sends the whole member list each time (30,000 members for one added); only the values that
+    // differ from the last list, compared as sent, are normalized and looked at.
     void apply_group(MapTxn& txn, ViewWriter& writer, const SyncMessage& m) {
         std::vector<std::string> members;
-        if (m.state->state != SyncStateKind::remove) members = group_members(m.entry);
-        std::vector<std::string>& old = m.msgid == migrated_id_ ? membership_.migrated : membership_.dual;
-        std::vector<std::string> flipped;
-        std::set_symmetric_difference(old.begin(), old.end(), members.begin(), members.end(), std::back_inserter(flipped));
+        if (m.state->state != SyncStateKind::remove) members = group_member_values(m.entry);
+        const bool migrated_group = m.msgid == migrated_id_;
+        const auto group = migrated_group ? Membership::Group::migrated : Membership::Group::dual;
+        std::vector<std::string>& old = migrated_group ? raw_migrated_ : raw_dual_;
+        std::vector<std::string> added, removed;
+        std::set_difference(members.begin(), members.end(), old.begin(), old.end(), std::back_inserter(added));
+        std::set_difference(old.begin(), old.end(), members.begin(), members.end(), std::back_inserter(removed));
+        for (const auto& dn : added) membership_.add(group, dn);
+        for (const auto& dn : removed) membership_.remove(group, dn);
         old = std::move(members);
         (void)txn;
+        std::vector<std::string> flipped;
+        for (const auto* list : {&added, &removed})
+            for (const auto& raw : *list) flipped.push_back(normalize_dn(raw));
         for (const auto& dn : flipped) {
             const auto uuid = by_dn_.find(dn);
             if (uuid == by_dn_.end()) continue;
@@ -523,8 +540,8 @@ private:
             if (person == people_.end()) continue;
             DirectoryUser& u = person->second;
             if (d_.state_attribute.empty()) {
-                const bool dual = std::binary_search(membership_.dual.begin(), membership_.dual.end(), dn);
-                const bool migrated = std::binary_search(membership_.migrated.begin(), membership_.migrated.end(), dn);
+                const bool dual = membership_.contains(Membership::Group::dual, dn);
+                const bool migrated = membership_.contains(Membership::Group::migrated, dn);
                 u.state = dual ? State::dual : migrated ? State::migrated : State::source;
             }
             writer.upsert(u);
@@ -565,6 +582,7 @@ private:
     const std::atomic<bool>& stop_;
     int migrated_id_ = 0, dual_id_ = 0, people_id_ = 0;
     Membership membership_;
+    std::vector<std::string> raw_migrated_, raw_dual_;  // the groups' member values as last sent
     std::optional<std::string> cookie_;
     // The directory's users as this session knows them: entryUUID -> key and DN (deletes and
     // renames name the entry by UUID), DN -> entryUUID (group members are DNs), and the view

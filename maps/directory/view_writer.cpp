@@ -29,7 +29,7 @@ std::string routing_text(const UserRecord& r) {
 void ViewWriter::upsert(const DirectoryUser& u) {
     ++counts_.users;
     const auto existing = txn_.user(u.key);
-    const bool seen_before = !seen_users_.insert(hash(u.key)).second;
+    const bool seen_before = !seen_users_.insert(hash128(u.key));
     if (existing && existing->owner == Owner::directory && existing->dn != u.dn &&
         (seen_before || (present_ && present_(existing->dn)))) {
         // Two entries give the same address. The smaller DN wins, whatever order the server
@@ -116,7 +116,7 @@ void ViewWriter::sync_aliases(const DirectoryUser& u) {
                 continue;
             }
         }
-        const bool claimed_before = !seen_aliases_.insert(hash(alias)).second;
+        const bool claimed_before = !seen_aliases_.insert(hash128(alias));
         const auto primary = txn_.alias_primary(alias);
         if (primary && *primary == u.key) continue;
         if (primary && claimed_before) {
@@ -167,7 +167,7 @@ void ViewWriter::remove_unseen(const DirectoryConfig& config, bool force) {
     txn_.for_each_user([&](std::string_view key, const UserRecord& r) {
         if (r.owner != Owner::directory) return true;  // the admin's users stay (design 13.1)
         ++owned;
-        if (!seen_users_.count(hash(key))) unseen.emplace_back(key);
+        if (!seen_users_.contains(hash128(key))) unseen.emplace_back(key);
         return true;
     });
     const std::size_t limit = config.removal_limit(owned);

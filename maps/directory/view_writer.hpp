@@ -16,6 +16,7 @@
 
 #include "coexist/map_store.hpp"
 #include "directory_user.hpp"
+#include "key_hash.hpp"
 
 namespace coexist::directory {
 
@@ -80,16 +81,15 @@ private:
     void sync_aliases(const DirectoryUser& u);
     // Incremental: gives a freed alias to the user the directory's view gives it to, if any.
     void reassign(const std::string& alias, std::string_view from);
-    static std::size_t hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
 
     MapTxn& txn_;
     SyncCounts& counts_;
     std::function<void(const std::string&)> change_;
     std::function<bool(std::string_view)> present_;
     std::function<std::optional<std::string>(std::string_view)> alias_owner_;
-    // Keys (and aliases) visited in this pass, as 64-bit hashes: 8 bytes a user, not a copy of
-    // the directory. A collision can only keep a removed user one more sync, never remove one.
-    std::unordered_set<std::size_t> seen_users_, seen_aliases_;
+    // Keys (and aliases) visited in this pass, as hashes (key_hash.hpp): 16 bytes a user, not a
+    // copy of the directory.
+    Hash128Set seen_users_, seen_aliases_;
 };
 
 }  // namespace coexist::directory

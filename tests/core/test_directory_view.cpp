@@ -15,6 +15,7 @@
 #include "commands.hpp"
 #include "directory_user.hpp"
 #include "fixture.hpp"
+#include "key_hash.hpp"
 #include "view_writer.hpp"
 
 using namespace coexist;
@@ -45,10 +46,11 @@ Entry person(const std::string& uid, std::vector<std::string> mail, std::vector<
 
 Membership members(std::vector<std::string> migrated_uids, std::vector<std::string> dual_uids = {}) {
     Membership m;
-    for (const auto& u : migrated_uids) m.migrated.push_back(normalize_dn("uid=" + u + "," + kPeople));
-    for (const auto& u : dual_uids) m.dual.push_back(normalize_dn("uid=" + u + "," + kPeople));
-    std::sort(m.migrated.begin(), m.migrated.end());
-    std::sort(m.dual.begin(), m.dual.end());
+    std::vector<std::string> migrated, dual;
+    for (const auto& u : migrated_uids) migrated.push_back("uid=" + u + "," + kPeople);
+    for (const auto& u : dual_uids) dual.push_back("UID=" + u + ", OU=People,dc=contoso,dc=com");  // another spelling
+    m.assign(Membership::Group::migrated, migrated);
+    m.assign(Membership::Group::dual, dual);
     return m;
 }
 
@@ -206,6 +208,27 @@ TEST_CASE("an admin's change to a directory user is an override the sync keeps, 
     });
     tool::set(c, "bob@contoso.com", std::nullopt, std::nullopt, std::nullopt, true, out);  // --clear-override
     CHECK(routed(c, "bob@contoso.com") == "relay");
+}
+
+TEST_CASE("Hash128Set and Membership: membership by hash, as a multiset of DN spellings") {
+    Hash128Set set;
+    for (int i = 0; i < 100000; ++i) CHECK(set.insert(hash128(fmt::format("user{}@contoso.com", i))));
+    CHECK_FALSE(set.insert(hash128("user7@contoso.com")));
+    CHECK(set.size() == 100000);
+    CHECK(set.contains(hash128("user99999@contoso.com")));
+    CHECK_FALSE(set.contains(hash128("user100000@contoso.com")));
+    Membership m;
+    m.assign(Membership::Group::migrated, {"uid=ann," + kPeople, "UID=Ann, " + kPeople});
+    CHECK(m.contains(Membership::Group::migrated, normalize_dn("uid=ann," + kPeople)));
+    const auto before = m.fingerprint();
+    m.remove(Membership::Group::migrated, "uid=ann," + kPeople);  // one spelling left
+    CHECK(m.contains(Membership::Group::migrated, normalize_dn("uid=ann," + kPeople)));
+    CHECK(m.fingerprint() != before);
+    m.remove(Membership::Group::migrated, "UID=Ann, " + kPeople);
+    CHECK_FALSE(m.contains(Membership::Group::migrated, normalize_dn("uid=ann," + kPeople)));
+    m.add(Membership::Group::dual, "uid=bob," + kPeople);
+    CHECK(m.contains(Membership::Group::dual, normalize_dn("uid=bob," + kPeople)));
+    CHECK_FALSE(m.contains(Membership::Group::migrated, normalize_dn("uid=bob," + kPeople)));
 }
 
 TEST_CASE("conflicts resolve the same way whatever order the directory sends entries in") {

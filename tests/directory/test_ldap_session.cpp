@@ -106,6 +106,14 @@ TEST_CASE("normalize_dn compares DNs as the directory does", "[unit]") {
           normalize_dn("CN=smith\\, john, ou=people,dc=contoso,dc=com"));
     // Not a DN libldap can parse: lowercased as it is, still comparable with itself.
     CHECK(normalize_dn("Not A DN") == "not a dn");
+    // Plain DNs take a fast path (lowercasing only): it must agree with libldap's normalization,
+    // which the same DNs written with spaces after the commas go through.
+    for (const char* plain : {"UID=User.1-x_y@z,OU=People,DC=Contoso,DC=Com", "cn=migrated,ou=groups,dc=contoso,dc=com",
+                              "uid=user0000001,ou=people,dc=contoso,dc=com", "CN=A-1,O=x"}) {
+        std::string spaced(plain);
+        for (std::size_t i = spaced.find(','); i != std::string::npos; i = spaced.find(',', i + 2)) spaced.insert(i + 1, " ");
+        CHECK(normalize_dn(plain) == normalize_dn(spaced));
+    }
 }
 
 TEST_CASE("read_bind_password takes the first line of a private file", "[unit]") {

@@ -39,7 +39,8 @@ void ViewWriter::upsert(const DirectoryUser& u) {
                                  std::min(existing->dn, u.dn)));
         if (u.dn > existing->dn) return;
     }
-    if (auto primary = txn_.alias_primary(u.key)) {
+    // Users and aliases never share a key, so only a key new as a user can be an alias.
+    if (auto primary = existing ? std::nullopt : txn_.alias_primary(u.key)) {
         ++counts_.conflicts;
         counts_.warn(fmt::format("{} was an alias of {}; it is a user in the directory", u.key, *primary));
         txn_.remove_alias(u.key);
@@ -89,8 +90,9 @@ void ViewWriter::upsert(const DirectoryUser& u) {
         ++counts_.changed;
         if (change_) change_(fmt::format("change {}: {} -> {}", u.key, routing_text(*existing), routing_text(record)));
     }
-    txn_.put_user(u.key, record);
-    sync_aliases(u);
+    txn_.put_user(u.key, record, existing);
+    // A user new to the map has no aliases in it yet: nothing to compare or remove.
+    if (existing || !u.aliases.empty()) sync_aliases(u);
 }
 
 void ViewWriter::sync_aliases(const DirectoryUser& u) {

@@ -298,8 +298,9 @@ std::vector<std::string> MapTxn::aliases_of(std::string_view primary) {
     return out;
 }
 
-void MapTxn::put_user(std::string_view key, UserRecord record) {
-    const auto old = user(key);
+void MapTxn::put_user(std::string_view key, UserRecord record) { put_user(key, std::move(record), user(key)); }
+
+void MapTxn::put_user(std::string_view key, UserRecord record, const std::optional<UserRecord>& old) {
     if (old) {
         UserRecord same = record;
         same.changed = old->changed;

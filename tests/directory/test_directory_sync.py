@@ -4,7 +4,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
 
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
                                      safety bulk ownership tls follow-limit conflicts idle-follower
-                                     resume;
+                                     resume poll;
                                      default all)
 
 Every expected answer of `route` is computed from what the generator was given (who is in which
@@ -24,7 +24,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from coexist_harness import SKIP_CODE  # noqa: E402
+from coexist_harness import SKIP_CODE, wait_until  # noqa: E402
 from coexist_harness import slapd as s  # noqa: E402
 
 DOMAIN = "contoso.com"
@@ -801,11 +801,47 @@ def scenario_resume(root):
             a.stop_follower()
 
 
+# ---- scenario 12: a server without RFC 4533 is polled (design 9) --------------------------------
+
+def scenario_poll(root):
+    """A directory whose root DSE does not offer the sync control (no syncprov here; Active
+    Directory, Google Secure LDAP): the follower runs a full sync every `interval` seconds, says
+    so in `stats`, and a group change reaches `route` within a few intervals."""
+    d = Directory(20)
+    with s.Slapd("plain") as ldap:  # neither provider nor consumer: no syncprov overlay
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-poll", ldap, interval="5")
+        a.run("init")
+        try:
+            offset = len(a.follower_text())
+            a.follower = subprocess.Popen([COEXIST_MAP, "-c", a.ini, "sync", "--follow"], stdin=subprocess.DEVNULL,
+                                          stdout=open(a.follower_log, "ab"), stderr=subprocess.STDOUT,
+                                          env=s.ldap_tool_env(), cwd=a.dir, start_new_session=True)
+            wait_until(lambda: "polling every 5 s" in a.follower_text()[offset:], 60, "the follower's first poll")
+            compare_routes(a, d.expected(), "12 first poll")
+            check("follower: polling" in a.run("stats").stdout, "12: stats does not say the follower polls",
+                  a.run("stats").stdout)
+            newcomer = next(u for u in d.uids if d.state(u) == "source")
+            ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\nadd: member\nmember: {s.people_dn(newcomer)}\n")
+            d.migrated.add(newcomer)
+            wait_until(lambda: a.route([d.mail[newcomer]])[d.mail[newcomer]] == d.expected_user(newcomer), 60,
+                       "12: the group change seen by the polling follower")
+            compare_routes(a, d.expected(), "12 after a poll")
+            print("  12 ok: a server without RFC 4533 is polled every interval")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 SCENARIOS = {
     "replication": None, "changes": None, "restart": None,
     "safety": scenario_safety, "bulk": scenario_bulk, "ownership": scenario_ownership, "tls": scenario_tls,
     "follow-limit": scenario_follow_limit, "conflicts": scenario_conflicts,
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
+    "poll": scenario_poll,
 }
 
 

@@ -4,7 +4,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
 
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
                                      safety bulk ownership tls follow-limit conflicts idle-follower
-                                     resume poll;
+                                     resume poll ad-shaped;
                                      default all)
 
 Every expected answer of `route` is computed from what the generator was given (who is in which
@@ -836,12 +836,90 @@ def scenario_poll(root):
             a.stop_follower()
 
 
+# ---- scenario 13: an Active Directory-shaped directory (contrib/directory/active-directory.ini) --
+
+def ad_sample_keys():
+    """The [directory] keys of contrib/directory/active-directory.ini, as an admin would copy them."""
+    sample = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          "contrib", "directory", "active-directory.ini")
+    keys = {}
+    for line in open(sample):
+        line = line.strip()
+        if line and not line.startswith((";", "[")) and "=" in line:
+            k, v = line.split("=", 1)
+            keys[k.strip()] = v.strip()
+    return keys
+
+
+def scenario_ad_shaped(root):
+    """Users shaped as Active Directory has them (Debian's msuser schema: objectClass user,
+    proxyAddresses with SMTP:/smtp:/X500: prefixes, memberOf on the user), no RFC 4533 (so the
+    follower polls), read with the keys of contrib/directory/active-directory.ini. Changed for
+    this server only: the URI, bind, base and group DNs, and the filter (AD's bitwise matching
+    rule 1.2.840.113556.1.4.803 is AD's own). The group entries carry no members: the state
+    comes from memberOf alone, as for AD's large groups."""
+    suffix = s.SUFFIX
+    groups = {"migrated": f"cn=M365 Migrated,ou=groups,{suffix}", "dual": f"cn=M365 Cutover,ou=groups,{suffix}"}
+    people = [("Ann Smith", "ann", groups["migrated"], ["smtp:a.smith@contoso.com", "X500:/o=Contoso/cn=ann",
+                                                        "smtp:ann@contoso.onmicrosoft.com"]),
+              ("Bob Jones", "bob", groups["dual"], ["smtp:bob.jones@contoso.com"]),
+              ("Cat Lee", "cat", None, ["smtp:kitty@contoso.com", "SIP:cat@contoso.com"])]
+
+    def user_ldif(cn, uid, member_of, proxies):
+        lines = [f"dn: cn={cn},ou=people,{suffix}", "objectClass: user", "instanceType: 4",
+                 "nTSecurityDescriptor:: AA==", f"objectCategory: CN=Person,CN=Schema,CN=Configuration,{suffix}",
+                 f"cn: {cn}", f"sn: {cn.split()[1]}", f"mail: {uid.capitalize()}@Contoso.com",
+                 f"proxyAddresses: SMTP:{uid}@contoso.com"] + [f"proxyAddresses: {p}" for p in proxies]
+        if member_of:
+            lines.append("memberOf: " + member_of.upper())  # AD's own spelling of the DN
+        return "\n".join(lines) + "\n"
+
+    with s.Slapd("ad", extra_schemas=("msuser",)) as ldap:
+        ldap.load_bulk(s.directory_ldif([]))
+        ldap.start()
+        for name, dn in groups.items():
+            ldap.ldapadd(f"dn: {dn}\nobjectClass: organizationalRole\ncn: {dn.split(',')[0][3:]}\n")
+        for p in people:
+            ldap.ldapadd(user_ldif(*p))
+        keys = ad_sample_keys()
+        keys.update(uri=ldap.uri, base=PEOPLE, filter="(&(objectClass=user)(mail=*))",
+                    migrated_group=groups["migrated"], dual_group=groups["dual"], interval="5", tls_ca_file=None)
+        a = Relay(root, "relay-ad", ldap, **{k: v for k, v in keys.items() if k not in ("bind_dn", "bind_password_file")})
+        a.run("init")
+        out = a.run("sync").stdout
+        check("3 users" in out, f"13: the AD-shaped sync read {out!r}, expected 3 users")
+        expected = {"ann@contoso.com": ("rewrite", "ann@o365.contoso.com"),
+                    "a.smith@contoso.com": ("rewrite", "ann@o365.contoso.com"),
+                    "bob@contoso.com": ("dual", "bob@o365.contoso.com"),
+                    "bob.jones@contoso.com": ("dual", "bob@o365.contoso.com"),
+                    "cat@contoso.com": ("relay", None), "kitty@contoso.com": ("relay", None)}
+        compare_routes(a, expected, "13 AD-shaped sync")
+        digest = a.digest()
+        check("users=3 aliases=3" in digest, f"13: {digest}: X500:, SIP: and the onmicrosoft.com address must be ignored")
+        try:
+            offset = len(a.follower_text())
+            a.follower = subprocess.Popen([COEXIST_MAP, "-c", a.ini, "sync", "--follow"], stdin=subprocess.DEVNULL,
+                                          stdout=open(a.follower_log, "ab"), stderr=subprocess.STDOUT,
+                                          env=s.ldap_tool_env(), cwd=a.dir, start_new_session=True)
+            wait_until(lambda: "polling every 5 s" in a.follower_text()[offset:], 60, "the AD follower's first poll")
+            ldap.ldapmodify(f"dn: cn=Cat Lee,ou=people,{suffix}\nchangetype: modify\nadd: memberOf\n"
+                            f"memberOf: {groups['migrated']}\n")
+            wait_until(lambda: a.route(["kitty@contoso.com"])["kitty@contoso.com"] == ("rewrite", "cat@o365.contoso.com"),
+                       60, "13: Cat's memberOf change seen by the polling follower")
+            print("  13 ok: AD-shaped users (proxyAddresses, memberOf) with the active-directory.ini keys; polled")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 SCENARIOS = {
     "replication": None, "changes": None, "restart": None,
     "safety": scenario_safety, "bulk": scenario_bulk, "ownership": scenario_ownership, "tls": scenario_tls,
     "follow-limit": scenario_follow_limit, "conflicts": scenario_conflicts,
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
-    "poll": scenario_poll,
+    "poll": scenario_poll, "ad-shaped": scenario_ad_shaped,
 }
 
 

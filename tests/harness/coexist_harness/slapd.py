@@ -154,8 +154,11 @@ class Slapd:
     directory; start() writes slapd.conf and starts it."""
 
     def __init__(self, name="ldap", lab=None, directory=None, provider=False, consumer_of=None,
-                 tls=None, suffix=SUFFIX):
+                 tls=None, suffix=SUFFIX, extra_schemas=()):
         self.name = name
+        # e.g. ("msuser",): Debian's schema of Active Directory's user attributes
+        # (proxyAddresses, memberOf, objectClass user), for AD-shaped directories.
+        self.schemas = SCHEMAS + tuple(extra_schemas)
         self.suffix = suffix
         self.provider = provider
         self.consumer_of = consumer_of
@@ -241,7 +244,7 @@ class Slapd:
                  f"modulepath {MODULE_DIR}", "moduleload back_mdb"]
         if self.provider or self.consumer_of is not None:
             lines.append("moduleload syncprov")
-        lines += [f"include {SCHEMA_DIR}/{s}.schema" for s in SCHEMAS]
+        lines += [f"include {SCHEMA_DIR}/{s}.schema" for s in self.schemas]
         lines += [f"pidfile {os.path.join(self.directory, 'slapd.pid')}",
                   f"argsfile {os.path.join(self.directory, 'slapd.args')}",
                   "loglevel stats sync"]

@@ -370,14 +370,11 @@ private:
                 if (m.state->cookie) cookie_ = m.state->cookie;
                 if (m.state->state == SyncStateKind::add || m.state->state == SyncStateKind::modify) apply_person(writer, m);
             }
-            try {
-                writer.remove_unseen(d_, false);
-                txn.put_meta(meta::kDirectoryHeldRemovals, "0");
-            } catch (const RemovalLimitExceeded& e) {
-                counts.removals_held = e.would_remove;
-                txn.put_meta(meta::kDirectoryHeldRemovals, std::to_string(e.would_remove));
-                log_warning("sync: {}", e.what());
-            }
+            // Beyond max_removals the whole refresh is thrown away (the map keeps its last state,
+            // never half of a mass mistake); follow() says so and retries until the directory is
+            // fixed or an admin runs `sync --force`.
+            writer.remove_unseen(d_, false);
+            txn.put_meta(meta::kDirectoryHeldRemovals, "0");
             finish(txn, counts, context.time);
         });
     }
@@ -497,21 +494,27 @@ private:
         by_uuid_.erase(known);
     }
 
-    // A removal by the follower, within max_removals per 60 s (design 13.5); beyond it the
-    // removal is held until `coexist-map sync --force`.
-    void remove_key(ViewWriter& writer, const std::string& key) {
+    // Whether one more removal or demotion fits in max_removals per 60 s (design 13.5): counted
+    // when it does; beyond, the change is held until `coexist-map sync --force`. The limit is a
+    // share of the users before the removals of the window, so it does not shrink while a mass
+    // removal is under way.
+    bool within_removal_window(const std::string& key, std::string_view what) {
         const auto now = Clock::now();
         while (!removals_.empty() && now - removals_.front() > std::chrono::seconds(60)) removals_.pop_front();
-        // The limit is a share of the users at the last refresh, so it does not shrink while a
-        // mass removal is under way.
-        const std::size_t limit = d_.removal_limit(std::max(by_uuid_.size(), users_at_refresh_));
+        const std::size_t limit = d_.removal_limit(std::max(by_uuid_.size() + removals_.size(), users_at_refresh_));
         if (removals_.size() >= limit) {
             ++held_;
-            log_warning("sync: {} left the directory, but more than max_removals ({}) users left in the last 60 s: "
-                        "kept in the map until 'coexist-map sync --force'", key, limit);
-            return;
+            log_warning("sync: {} {}, but more than max_removals ({}) users left or went back to the source in the "
+                        "last 60 s: kept in the map as it was until 'coexist-map sync --force'", key, what, limit);
+            return false;
         }
-        if (writer.remove(key)) removals_.push_back(now);
+        removals_.push_back(now);
+        return true;
+    }
+
+    void remove_key(ViewWriter& writer, const std::string& key) {
+        if (!within_removal_window(key, "left the directory")) return;
+        writer.remove(key);
     }
 
     // A group entry changed: the users whose membership flipped get their new state. The server
@@ -542,7 +545,12 @@ private:
             if (d_.state_attribute.empty()) {
                 const bool dual = membership_.contains(Membership::Group::dual, dn);
                 const bool migrated = membership_.contains(Membership::Group::migrated, dn);
-                u.state = dual ? State::dual : migrated ? State::migrated : State::source;
+                const State state = dual ? State::dual : migrated ? State::migrated : State::source;
+                // An emptied group un-migrates its members: a mass mistake like a mass removal.
+                if (state == State::source && u.state != State::source &&
+                    !within_removal_window(u.key, "went back to the source"))
+                    continue;
+                u.state = state;
             }
             writer.upsert(u);
         }
@@ -640,7 +648,10 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
             log_warning("sync: {}{}; the map keeps its last good state; retrying in {} s", e.what(),
                         e.transient() ? "" : " (needs the admin)", backoff);
         } catch (const RemovalLimitExceeded& e) {
-            log_warning("sync: {}; retrying in {} s", e.what(), backoff);
+            log_warning("sync: {}; the map keeps its last good state; retrying in {} s", e.what(), backoff);
+            store.write(sync_context(d.uri), [&](MapTxn& txn) {
+                txn.put_meta(meta::kDirectoryHeldRemovals, std::to_string(e.would_remove + e.would_demote));
+            });
         }
         if (hooks.status) hooks.status(fmt::format("directory unreachable; retrying in {} s", backoff));
         pause(stop, backoff);

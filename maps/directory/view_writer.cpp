@@ -5,13 +5,15 @@
 
 namespace coexist::directory {
 
-RemovalLimitExceeded::RemovalLimitExceeded(std::size_t would_remove, std::size_t limit, std::size_t owned)
+RemovalLimitExceeded::RemovalLimitExceeded(std::size_t would_remove, std::size_t would_demote, std::size_t limit,
+                                           std::size_t owned)
     : std::runtime_error(fmt::format(
-          "the directory no longer lists {} of the {} users it owns in the map, more than max_removals "
-          "allows ({}): nothing changed. An emptied group or a wrong base or filter does this; if the "
-          "removals are intended, run 'coexist-map sync --force'",
-          would_remove, owned, limit)),
-      would_remove(would_remove), limit(limit), owned(owned) {}
+          "of the {} users the directory owns in the map, it no longer lists {} and moves {} back to the "
+          "source (migrated or dual before): {}, more than max_removals allows ({}): nothing changed. A wrong "
+          "base or filter, or an emptied or wrong group, does this; see what would change with "
+          "'coexist-map sync --dry-run --force', and if it is meant, run 'coexist-map sync --force'",
+          owned, would_remove, would_demote, would_remove + would_demote, limit)),
+      would_remove(would_remove), would_demote(would_demote), limit(limit), owned(owned) {}
 
 ViewWriter::ViewWriter(MapTxn& txn, SyncCounts& counts, std::function<void(const std::string&)> change)
     : txn_(txn), counts_(counts), change_(std::move(change)) {}
@@ -75,6 +77,9 @@ void ViewWriter::upsert(const DirectoryUser& u) {
         ++counts_.overrides_dropped;
     }
     if (record.override_state) ++counts_.overrides;
+    if (existing && existing->owner == Owner::directory && existing->state != State::source &&
+        record.state == State::source)
+        ++counts_.demoted;
 
     if (!existing) {
         ++counts_.added;
@@ -173,7 +178,8 @@ void ViewWriter::remove_unseen(const DirectoryConfig& config, bool force) {
         return true;
     });
     const std::size_t limit = config.removal_limit(owned);
-    if (unseen.size() > limit && !force) throw RemovalLimitExceeded(unseen.size(), limit, owned);
+    if (unseen.size() + counts_.demoted > limit && !force)
+        throw RemovalLimitExceeded(unseen.size(), counts_.demoted, limit, owned);
     for (const auto& key : unseen) remove(key);
 }
 

@@ -28,6 +28,7 @@ struct SyncCounts {
     std::size_t aliases_added = 0, aliases_removed = 0;
     std::size_t overrides = 0;        // users whose admin override wins over the directory
     std::size_t overrides_dropped = 0;  // overrides the directory caught up with
+    std::size_t demoted = 0;          // directory users moved from migrated or dual to source
     std::size_t removals_held = 0;    // removals not made: beyond max_removals
     std::size_t conflicts = 0;        // addresses claimed twice; the smaller DN / key wins
     std::vector<std::string> warnings;  // the first kMaxWarnings, for the report and the log
@@ -38,11 +39,13 @@ struct SyncCounts {
     }
 };
 
-// A full sync would remove more directory-owned users than [directory] max_removals allows.
+// A full sync would remove, or move back to the source, more directory-owned users than
+// [directory] max_removals allows: the two mass mistakes (a wrong base or filter drops users; an
+// emptied or wrong group un-migrates them) count against the one limit.
 class RemovalLimitExceeded : public std::runtime_error {
 public:
-    RemovalLimitExceeded(std::size_t would_remove, std::size_t limit, std::size_t owned);
-    std::size_t would_remove, limit, owned;
+    RemovalLimitExceeded(std::size_t would_remove, std::size_t would_demote, std::size_t limit, std::size_t owned);
+    std::size_t would_remove, would_demote, limit, owned;
 };
 
 class ViewWriter {
@@ -71,8 +74,10 @@ public:
     bool remove(std::string_view key);
 
     // Full sync only, after every entry was upserted: removes the directory-owned users that
-    // were not, unless they are more than config.removal_limit() of the directory-owned users
-    // (then throws RemovalLimitExceeded, before removing any) and `force` is false.
+    // were not, unless they and the users this pass moved back to the source are together more
+    // than config.removal_limit() of the directory-owned users and `force` is false: then it
+    // throws RemovalLimitExceeded, before removing any (the caller's transaction is aborted, so
+    // the demotions already written go with it).
     void remove_unseen(const DirectoryConfig& config, bool force);
     // Directory-owned users in the map (known after remove_unseen, or counted on demand).
     std::size_t owned_users();

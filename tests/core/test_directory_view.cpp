@@ -171,6 +171,24 @@ TEST_CASE("the safety limit: a sync that would remove too many users changes not
     CHECK_THROWS_AS(full(store, c, shrunk, members({})), RemovalLimitExceeded);
     store.read([](MapTxn& t) { CHECK(t.user_count() == 50); });
     CHECK(routed(c, "u00@contoso.com") == "rewrite u00@o365.contoso.com");  // unchanged, group too
+    // An emptied migrated group moves its members back to the source: a mass mistake too.
+    std::vector<std::string> half;
+    for (int i = 0; i < 25; ++i) half.push_back(fmt::format("u{:02}", i));
+    full(store, c, view, members(half));
+    CHECK(routed(c, "u24@contoso.com") == "rewrite u24@o365.contoso.com");
+    try {
+        full(store, c, view, members({}));
+        FAIL("an emptied group was applied");
+    } catch (const RemovalLimitExceeded& e) {
+        CHECK(e.would_remove == 0);
+        CHECK(e.would_demote == 25);
+        CHECK_THAT(e.what(), Catch::Contains("moves 25 back to the source"));
+    }
+    CHECK(routed(c, "u24@contoso.com") == "rewrite u24@o365.contoso.com");  // nothing changed
+    CHECK(full(store, c, view, members({"u00", "u01", "u02", "u03", "u04", "u05", "u06", "u07", "u08", "u09",
+                                         "u10", "u11", "u12", "u13", "u14", "u15", "u16", "u17", "u18", "u19"}))
+              .demoted == 5);  // 5 of 50 = 10%: allowed
+    CHECK(full(store, c, view, members({"u00"}), true).demoted == 19);  // --force
     std::vector<Entry> few_gone(view.begin(), view.begin() + 45);  // 5 of 50 = 10%: allowed
     CHECK(full(store, c, few_gone, members({"u00"})).removed == 5);
     CHECK(full(store, c, shrunk, members({}), true).removed == 40);  // --force

@@ -25,6 +25,7 @@ import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 from coexist_harness import SKIP_CODE, wait_until  # noqa: E402
+from coexist_harness import guardian  # noqa: E402
 from coexist_harness import slapd as s  # noqa: E402
 
 DOMAIN = "contoso.com"
@@ -101,6 +102,25 @@ class Directory:
         return out
 
 
+# ---- followers are never left behind -----------------------------------------------------------
+
+GUARDIAN = None  # started by main(): kills every follower still running when this process dies
+
+
+def spawn_follower(relay):
+    """Starts `sync --follow` for `relay`, its output appended to the relay's follower log, and
+    tells the guardian its pid: a failed start-up check, an exception before a scenario's
+    `finally`, or ctest's SIGKILL on a timeout leaves no follower running."""
+    with open(relay.follower_log, "ab") as log:
+        p = subprocess.Popen([COEXIST_MAP, "-c", relay.ini, "sync", "--follow"], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=subprocess.STDOUT, env=s.ldap_tool_env(), cwd=relay.dir,
+                             start_new_session=True)
+    if GUARDIAN is not None:
+        GUARDIAN.stdin.write(f"pid {p.pid}\n")
+        GUARDIAN.stdin.flush()
+    return p
+
+
 # ---- one relay's map and coexist-map ------------------------------------------------------------
 
 class Relay:
@@ -159,18 +179,27 @@ class Relay:
     # -- sync --follow --
     def start_follower(self):
         offset = len(self.follower_text())
-        log = open(self.follower_log, "ab")
-        self.follower = subprocess.Popen([COEXIST_MAP, "-c", self.ini, "sync", "--follow"],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=s.ldap_tool_env(), cwd=self.dir, start_new_session=True)
-        log.close()
+        self.follower = spawn_follower(self)
         deadline = time.monotonic() + FOLLOW_READY
-        while "sync: following" not in self.follower_text()[offset:]:
-            check(self.follower.poll() is None, f"{self.name}: sync --follow exited {self.follower.returncode}",
-                  self.follower_output())
-            check(time.monotonic() < deadline, f"{self.name}: sync --follow not following after "
-                  f"{FOLLOW_READY} s", self.follower_output())
-            time.sleep(0.1)
+        try:
+            while "sync: following" not in self.follower_text()[offset:]:
+                check(self.follower.poll() is None, f"{self.name}: sync --follow exited {self.follower.returncode}",
+                      self.follower_output())
+                check(time.monotonic() < deadline, f"{self.name}: sync --follow not following after "
+                      f"{FOLLOW_READY} s", self.follower_output())
+                time.sleep(0.1)
+        except Failure:
+            self.follower.kill()  # a follower that never got ready does not outlive its check
+            self.follower.wait(30)
+            self.follower = None
+            raise
+
+    def start_follower_expecting(self, text):
+        """Starts a follower and waits until its output shows `text` (e.g. a refusal)."""
+        offset = len(self.follower_text())
+        self.follower = spawn_follower(self)
+        wait_until(lambda: text in self.follower_text()[offset:], FOLLOW_READY, f"{self.name}: {text!r} in the "
+                   f"follower's output", on_timeout=self.follower_output)
 
     def follower_text(self):
         try:
@@ -450,7 +479,22 @@ def scenario_safety(root):
         after = relay.digest()
         check(after != before and "users=10 " in after + " ", f"4: digest after --force: {after}")
         compare_routes(relay, {d.mail[u]: ("relay", None) for u in gone[:20]}, "4 after --force")
-        print(f"  4 ok: refused (exit 2, map unchanged) twice, --force removed 90")
+        # An emptied migrated group removes nobody but moves its members back to the source: the
+        # same mass mistake, refused by the same limit, by sync and by the follower alike.
+        left = [u for u in d.uids[90:] if d.state(u) == "migrated"]
+        check(len(left) >= 1, f"4: the 10 users left hold {len(left)} migrated ones")
+        for u in left:
+            ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\ndelete: member\nmember: {s.people_dn(u)}\n")
+        before = relay.digest()
+        relay.write_ini(max_removals="0")
+        r = relay.run("sync", expect=2)
+        check(f"moves {len(left)} back to the source" in r.stderr, f"4: emptied group: {r.stdout}{r.stderr}")
+        check(relay.digest() == before, "4: the map changed although sync refused (emptied group)")
+        relay.start_follower_expecting("more than max_removals")
+        compare_routes(relay, {d.mail[u]: d.expected_user(u) for u in left}, "4 emptied group beside the follower")
+        relay.stop_follower()
+        print(f"  4 ok: refused (exit 2, map unchanged) three times (deletions, filter, emptied group; "
+              f"the follower too), --force removed 90")
 
 
 # ---- scenario 5: readers during a 100k-entry initial sync ---------------------------------------
@@ -815,9 +859,7 @@ def scenario_poll(root):
         a.run("init")
         try:
             offset = len(a.follower_text())
-            a.follower = subprocess.Popen([COEXIST_MAP, "-c", a.ini, "sync", "--follow"], stdin=subprocess.DEVNULL,
-                                          stdout=open(a.follower_log, "ab"), stderr=subprocess.STDOUT,
-                                          env=s.ldap_tool_env(), cwd=a.dir, start_new_session=True)
+            a.follower = spawn_follower(a)
             wait_until(lambda: "polling every 5 s" in a.follower_text()[offset:], 60, "the follower's first poll")
             compare_routes(a, d.expected(), "12 first poll")
             check("follower: polling" in a.run("stats").stdout, "12: stats does not say the follower polls",
@@ -898,9 +940,7 @@ def scenario_ad_shaped(root):
         check("users=3 aliases=3" in digest, f"13: {digest}: X500:, SIP: and the onmicrosoft.com address must be ignored")
         try:
             offset = len(a.follower_text())
-            a.follower = subprocess.Popen([COEXIST_MAP, "-c", a.ini, "sync", "--follow"], stdin=subprocess.DEVNULL,
-                                          stdout=open(a.follower_log, "ab"), stderr=subprocess.STDOUT,
-                                          env=s.ldap_tool_env(), cwd=a.dir, start_new_session=True)
+            a.follower = spawn_follower(a)
             wait_until(lambda: "polling every 5 s" in a.follower_text()[offset:], 60, "the AD follower's first poll")
             ldap.ldapmodify(f"dn: cn=Cat Lee,ou=people,{suffix}\nchangetype: modify\nadd: memberOf\n"
                             f"memberOf: {groups['migrated']}\n")
@@ -942,6 +982,9 @@ def main(argv):
     if unknown:
         print(f"unknown scenarios: {unknown}; known: {list(SCENARIOS)}", file=sys.stderr)
         return 1
+    global GUARDIAN
+    GUARDIAN = subprocess.Popen([sys.executable, guardian.__file__], stdin=subprocess.PIPE, text=True,
+                                start_new_session=True, stdout=subprocess.DEVNULL)
     failures = []
     plan = []
     if any(w in which for w in ("replication", "changes", "restart")):

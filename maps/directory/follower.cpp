@@ -279,7 +279,7 @@ private:
             if (ran) throw DirectoryError("the map grew during a refresh; starting it again", true);
             ran = true;
             SyncCounts counts;
-            ViewWriter writer(txn, counts);
+            ViewWriter writer(txn, counts, log_change);
             writer.set_present([this](std::string_view dn) { return by_dn_.count(std::string(dn)) > 0; });
             writer.set_alias_owner([this](std::string_view alias) { return alias_owner(alias); });
             std::unordered_set<std::string> present;
@@ -399,7 +399,7 @@ private:
                 if (m.kind == SyncMessage::Kind::done) ended(m);
             store_.write(sync_context(ldap_.uri()), [&](MapTxn& txn) {
                 SyncCounts counts;
-                ViewWriter writer(txn, counts);
+                ViewWriter writer(txn, counts, log_change);
                 writer.set_present([this](std::string_view dn) { return by_dn_.count(std::string(dn)) > 0; });
                 writer.set_alias_owner([this](std::string_view alias) { return alias_owner(alias); });
                 for (const auto& m : batch) {
@@ -423,6 +423,9 @@ private:
             });
         }
     }
+
+    // One mail-log line per change the follower makes (a full refresh logs its summary only).
+    static void log_change(const std::string& line) { log_info("sync: {}", line); }
 
     // A quiet directory is not a stale map: after kHeartbeat without a change, the server is
     // asked for its root DSE (a dead connection fails here and reconnects) and the map records
@@ -466,18 +469,27 @@ private:
         Classified c = classify(config_, m.entry, membership_);
         if (c.user) c.user->entry_uuid = uuid;
         for (const auto& w : c.warnings) log_warning("sync: {}", w);
-        const auto known = by_uuid_.find(uuid);
-        if (auto old = people_.find(uuid); old != people_.end()) claim_aliases(old->second, false);
+        std::optional<DirectoryUser> before;
+        if (auto old = people_.find(uuid); old != people_.end()) {
+            before = old->second;
+            claim_aliases(old->second, false);
+        }
         if (c.user) claim_aliases(*c.user, true);
-        if (known != by_uuid_.end() && (!c.user || known->second.key != c.user->key)) {
+        if (before && (!c.user || before->key != c.user->key)) {
             // Renamed to another address, or no longer a user of a managed domain.
-            remove_key(writer, known->second.key);
-            by_dn_.erase(known->second.dn);
-            by_uuid_.erase(known);
+            remove_key(writer, before->key);
+            by_dn_.erase(before->dn);
+            by_uuid_.erase(uuid);
             people_.erase(uuid);
+            before.reset();
         }
         if (!c.user) return;
-        if (known != by_uuid_.end() && known->second.dn != c.user->dn) by_dn_.erase(known->second.dn);
+        if (before && before->dn != c.user->dn) by_dn_.erase(before->dn);
+        // A user whose own entry moves them back to the source (state_attribute, memberOf, a
+        // rename out of a group) counts against the same window as a group emptied.
+        if (before && before->state != State::source && c.user->state == State::source &&
+            !within_removal_window(c.user->key, "went back to the source"))
+            c.user->state = before->state;
         by_uuid_[uuid] = Person{c.user->key, c.user->dn};
         by_dn_[c.user->dn] = uuid;
         people_[uuid] = *c.user;
@@ -627,6 +639,7 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
                 try {
                     sync.run(once);
                 } catch (const SyncSession::Stopped&) {
+                    log_info("sync: stopping on a signal; the map keeps what was applied");
                     return;
                 }
             } else {
@@ -647,6 +660,12 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
         } catch (const DirectoryError& e) {
             log_warning("sync: {}{}; the map keeps its last good state; retrying in {} s", e.what(),
                         e.transient() ? "" : " (needs the admin)", backoff);
+            // `stats` says what the follower is doing: not following, but retrying.
+            store.write(sync_context(d.uri), [&](MapTxn& txn) {
+                txn.put_meta(meta::kDirectoryFollowing,
+                             fmt::format("not following: retrying in {} s (last attempt {}): {} (pid {})", backoff,
+                                         format_utc(::time(nullptr)), e.what(), ::getpid()));
+            });
         } catch (const RemovalLimitExceeded& e) {
             log_warning("sync: {}; the map keeps its last good state; retrying in {} s", e.what(), backoff);
             store.write(sync_context(d.uri), [&](MapTxn& txn) {

@@ -529,8 +529,9 @@ def run():
     print()
     print_table(rows)
     change = group_change(ports, "add", "gapps2")
-    print("\n$ ldapmodify -H " + ldap_uri(ports) + " ...   # GApps2 joins the migrated group; live, no reload")
-    print("  " + change.strip().replace("\n", "\n  "))
+    print(f"\n$ ldapmodify -x -H {ldap_uri(ports)} -D cn=admin,{lab_ldap.SUFFIX} -w {lab_ldap.ADMIN_PASSWORD} <<EOF"
+          "   # GApps2 joins the migrated group; live, no reload")
+    print("  " + change.strip().replace("\n", "\n  ") + "\n  EOF")
     r = ldapmodify(ports, change)
     if r.returncode != 0:
         raise RuntimeError(f"ldapmodify: {r.stdout}{r.stderr}")

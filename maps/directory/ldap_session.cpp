@@ -352,6 +352,12 @@ LdapHandle connect_one(const DirectoryConfig& config, const std::string& uri, co
                                              "tls_ca_file, or name mismatch?): {}",
                                              uri, ldap_error_text(rc, diagnostic_of(ld.get()))),
                                  false);
+        if (rc == LDAP_PROTOCOL_ERROR || rc == LDAP_UNAVAILABLE)
+            // "unsupported extended operation": the server has no TLS configured.
+            throw DirectoryError(fmt::format("{}: StartTLS refused: the server offers no TLS on this port (configure "
+                                             "TLS on the server, or use ldaps://): {}",
+                                             uri, ldap_error_text(rc, diagnostic_of(ld.get()))),
+                                 false);
         if (rc != LDAP_SUCCESS) fail(uri, "StartTLS", rc, diagnostic_of(ld.get()));
     }
 

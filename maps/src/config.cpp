@@ -290,7 +290,9 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
             {"max_removals", [&d](auto v) -> std::optional<std::string> {
                  if (!v.empty() && v.back() == '%') {
                      d.max_removals_is_percent = true;
-                     return parse_number<unsigned>(v.substr(0, v.size() - 1), d.max_removals, 0, 100);
+                     if (parse_number<unsigned>(v.substr(0, v.size() - 1), d.max_removals, 0, 100))
+                         return fmt::format("expected a number of users or a percentage from 0% to 100%, got '{}'", v);
+                     return std::nullopt;
                  }
                  d.max_removals_is_percent = false;
                  return parse_number<unsigned>(v, d.max_removals, 0, 100000000);

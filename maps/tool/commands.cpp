@@ -107,6 +107,9 @@ int set(const Config& c, const std::string& address, const std::optional<std::st
             if (new_batch && !c.directory.batch_attribute.empty())
                 throw DataError(fmt::format("{} is owned by the directory ({}): its batch comes from {}", key,
                                             existing->dn, c.directory.batch_attribute));
+            if (clear_override && !existing->override_state)
+                throw DataError(fmt::format("{} has no override: it follows the directory ({})", key,
+                                            to_string(existing->state)));
             if (clear_override) record.override_state.reset();
             else record.override_state = new_state == existing->state ? std::nullopt : new_state;
         } else {
@@ -140,6 +143,8 @@ int remove(const Config& c, const std::string& address, std::ostream& out) {
     auto store = open_store(c);
     store.write(context("remove"), [&](MapTxn& t) {
         refuse_if_directory_owned(t, key, "remove or filter it out there, or 'coexist-map set ADDRESS source' to override it");
+        if (auto p = t.alias_primary(key))
+            throw DataError(fmt::format("{} is an alias of {}: 'coexist-map unalias {}' removes it", key, *p, key));
         if (!t.remove_user(key)) throw DataError("no such user: " + key);
     });
     out << fmt::format("{}: removed\n", key);

@@ -135,3 +135,31 @@ TEST_CASE("a domain given twice is an error naming the first definition") {
                  "[domain fabrikam.com]\nrouting_domain = x.fabrikam.com\naliases = contoso.net\n",
                  3, "aliases", "already managed by [domain fabrikam.com]");
 }
+
+TEST_CASE("[directory]: keys, defaults and errors") {
+    const std::string dir = "[directory]\nuri = ldaps://dc1.contoso.com ldaps://dc2.contoso.com\nbase = ou=people,dc=contoso,dc=com\n";
+    const Config c = parse_config(kDomain + dir + "alias_attributes = proxyAddresses, mailAlternateAddress\n"
+                                              "max_removals = 25\n", "ok.ini");
+    CHECK(c.directory.configured());
+    CHECK(c.directory.alias_attributes == std::vector<std::string>{"proxyaddresses", "mailalternateaddress"});
+    CHECK(c.directory.address_attribute == "mail");
+    CHECK(c.directory.filter == "(objectClass=inetOrgPerson)");
+    CHECK(c.directory.removal_limit(1000) == 25);  // an absolute number
+    CHECK_FALSE(parse_config(kDomain, "none.ini").directory.configured());
+    const Config pct = parse_config(kDomain + dir + "max_removals = 10%\n", "pct.ini");
+    CHECK(pct.directory.removal_limit(1000) == 100);
+    CHECK(pct.directory.removal_limit(5) == 1);  // a percentage allows at least one
+    CHECK(parse_config(kDomain + dir + "max_removals = 0%\n", "z.ini").directory.removal_limit(1000) == 0);
+
+    expect_error(kDomain + "[directory]\nuri = http://dc1\n", 4, "uri", "ldap://, ldaps:// or ldapi://");
+    expect_error(kDomain + dir + "max_removals = 150%\n", 6, "max_removals", "'150%'");
+    expect_error(kDomain + dir + "filter = objectClass=person\n", 6, "filter", "in parentheses");
+    expect_error(kDomain + dir + "address_attribute = mail address\n", 6, "address_attribute", "attribute name");
+    expect_error(kDomain + dir + "interval = 1\n", 6, "interval", "whole number from 5");
+    expect_error(kDomain + dir + "bind_password_file = secret\n", 6, "bind_password_file", "absolute path");
+    expect_error(kDomain + dir + "bind_dn = cn=x\n", 6, "bind_password_file", "missing in [directory]");
+    expect_error(kDomain + dir + "tls_cert_file = /c.pem\n", 6, "tls_key_file", "go together");
+    expect_error(kDomain + dir + "state_attribute = employeeType\nmigrated_group = cn=m\n", 7, "state_attribute",
+                 "not both");
+    expect_error(kDomain + "[directory]\nuri = ldap://x\n", 4, "base", "missing in [directory]");
+}

@@ -110,8 +110,11 @@ TEST_CASE("normalize_dn compares DNs as the directory does", "[unit]") {
     // which the same DNs written with spaces after the commas go through.
     for (const char* plain : {"UID=User.1-x_y@z,OU=People,DC=Contoso,DC=Com", "cn=migrated,ou=groups,dc=contoso,dc=com",
                               "uid=user0000001,ou=people,dc=contoso,dc=com", "CN=A-1,O=x"}) {
-        std::string spaced(plain);
-        for (std::size_t i = spaced.find(','); i != std::string::npos; i = spaced.find(',', i + 2)) spaced.insert(i + 1, " ");
+        std::string spaced;  // appended, not insert(): GCC 12 at -O3 reports a false -Wrestrict for insert
+        for (const char* c = plain; *c; ++c) {
+            spaced.push_back(*c);
+            if (*c == ',') spaced.push_back(' ');
+        }
         CHECK(normalize_dn(plain) == normalize_dn(spaced));
     }
 }

@@ -63,9 +63,11 @@ bool Membership::contains(Group g, std::string_view dn) const {
 }
 
 std::uint64_t Membership::fingerprint() const {
-    std::uint64_t h = 14695981039346656037ull;
+    std::uint64_t h = kFnvOffset;
     const auto mix = [&h](std::uint64_t v) {
-        for (int i = 0; i < 8; ++i, v >>= 8) h = (h ^ (v & 0xff)) * 1099511628211ull;
+        char bytes[8];
+        for (int i = 0; i < 8; ++i, v >>= 8) bytes[i] = static_cast<char>(v & 0xff);
+        h = fnv1a64(std::string_view(bytes, sizeof bytes), h);
     };
     for (const auto& m : migrated_) mix(m.a), mix(m.b);
     mix(0);
@@ -132,7 +134,7 @@ Classified classify(const Config& config, const Entry& entry, const Membership& 
     if (const auto* uuid = entry.values("entryuuid"); uuid && !uuid->empty()) user.entry_uuid = lowercase_ascii(uuid->front());
 
     if (!d.state_attribute.empty()) {
-        const auto* values = d.state_attribute.empty() ? nullptr : entry.values(d.state_attribute);
+        const auto* values = entry.values(d.state_attribute);
         if (values && !values->empty()) {
             if (auto s = parse_state(values->front())) {
                 user.state = *s;

@@ -14,6 +14,8 @@
 
 #include "coexist/log.hpp"
 #include "coexist/map_reader.hpp"
+#include "coexist/utc_time.hpp"
+#include "key_hash.hpp"
 #include "directory_sync.hpp"
 #include "sync_controls.hpp"
 
@@ -32,14 +34,6 @@ struct ControlsFree {
     void operator()(LDAPControl** c) const { ldap_controls_free(c); }
 };
 using Controls = std::unique_ptr<LDAPControl*, ControlsFree>;
-
-std::string format_utc(std::time_t t) {
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
 
 // Sleeps `seconds`, waking early when `stop` is set.
 void pause(const std::atomic<bool>& stop, unsigned seconds) {
@@ -213,17 +207,12 @@ private:
                                     d_.address_attribute, fmt::join(d_.alias_attributes, " "), d_.state_attribute,
                                     d_.target_attribute, d_.batch_attribute, d_.migrated_group, d_.dual_group);
         for (const auto& dom : config_.domains) v += fmt::format("\n{} {}", dom.name, fmt::join(dom.aliases, " "));
-        return fmt::format("{:016x}", fnv1a(v));
+        return fmt::format("{:016x}", fnv1a64(v));
     }
     // The group members as read now: a resume needs them unchanged since the cookie (the
     // people search's cookie says nothing about the groups).
     std::string fingerprint_groups() const {
         return fmt::format("{:016x}", membership_.fingerprint());
-    }
-    static std::uint64_t fnv1a(std::string_view s) {
-        std::uint64_t h = 14695981039346656037ull;
-        for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-        return h;
     }
 
     // The stored cookie, when it still describes this view and the map knows every directory
@@ -273,15 +262,10 @@ private:
     // phase, every unchanged entry is named present and the rest are gone. Written in one
     // transaction, removals within max_removals.
     void resume_people() {
-        const ChangeContext context = sync_context(ldap_.uri());
-        bool ran = false;
-        store_.write(context, [&](MapTxn& txn) {
-            if (ran) throw DirectoryError("the map grew during a refresh; starting it again", true);
-            ran = true;
+        write_refresh([&](MapTxn& txn, std::int64_t refresh_time) {
             SyncCounts counts;
             ViewWriter writer(txn, counts, log_change);
-            writer.set_present([this](std::string_view dn) { return by_dn_.count(std::string(dn)) > 0; });
-            writer.set_alias_owner([this](std::string_view alias) { return alias_owner(alias); });
+            follow_incrementally(writer);
             std::unordered_set<std::string> present;
             bool present_phase = false;
             for (;;) {
@@ -295,7 +279,7 @@ private:
                     if (m.info->cookie) cookie_ = m.info->cookie;
                     if (m.info->kind == SyncInfo::Kind::sync_id_set) {
                         for (const auto& raw : m.info->uuids) {
-                            if (m.info->refresh_deletes) remove_uuid(writer, txn, format_uuid(raw));
+                            if (m.info->refresh_deletes) remove_uuid(writer, format_uuid(raw));
                             else present.insert(format_uuid(raw));
                         }
                         present_phase = present_phase || !m.info->refresh_deletes;
@@ -307,7 +291,7 @@ private:
                 }
                 if (m.kind != SyncMessage::Kind::entry) continue;
                 if (m.msgid != people_id_) {
-                    apply_group(txn, writer, m);
+                    apply_group(writer, m);
                     continue;
                 }
                 if (m.state->cookie) cookie_ = m.state->cookie;
@@ -323,7 +307,7 @@ private:
                         apply_person(writer, m);
                         break;
                     case SyncStateKind::remove:
-                        remove_uuid(writer, txn, uuid);
+                        remove_uuid(writer, uuid);
                         break;
                 }
             }
@@ -331,10 +315,29 @@ private:
                 std::vector<std::string> gone;
                 for (const auto& [uuid, person] : by_uuid_)
                     if (!present.count(uuid)) gone.push_back(uuid);
-                for (const auto& uuid : gone) remove_uuid(writer, txn, uuid);
+                for (const auto& uuid : gone) remove_uuid(writer, uuid);
             }
-            finish(txn, counts, context.time);
+            finish(txn, counts, refresh_time);
         });
+    }
+
+    // Runs a refresh stage in one write transaction. The messages it reads cannot be read again,
+    // so if the map had to grow under it (MapStore reruns the body) the session starts over.
+    void write_refresh(const std::function<void(MapTxn&, std::int64_t refresh_time)>& body) {
+        const ChangeContext context = sync_context(ldap_.uri());
+        bool ran = false;
+        store_.write(context, [&](MapTxn& txn) {
+            if (ran) throw DirectoryError("the map grew during a refresh; starting it again", true);
+            ran = true;
+            body(txn, context.time);
+        });
+    }
+
+    // A writer applying changes one by one rather than a whole view: conflicts are decided by
+    // what this session knows of the whole directory, as a full sync would decide them.
+    void follow_incrementally(ViewWriter& writer) {
+        writer.set_present([this](std::string_view dn) { return by_dn_.count(std::string(dn)) > 0; });
+        writer.set_alias_owner([this](std::string_view alias) { return alias_owner(alias); });
     }
 
     // e-syncRefreshRequired (RFC 4533 2.6): the server cannot resume from our cookie.
@@ -347,11 +350,7 @@ private:
     // The refresh stage of the people search (no cookie: every entry as "add"), written in one
     // transaction like `coexist-map sync`, with its safety limit: removals beyond it are held.
     void refresh_people() {
-        const ChangeContext context = sync_context(ldap_.uri());
-        bool ran = false;
-        store_.write(context, [&](MapTxn& txn) {
-            if (ran) throw DirectoryError("the map grew during a refresh; starting it again", true);
-            ran = true;
+        write_refresh([&](MapTxn& txn, std::int64_t refresh_time) {
             SyncCounts counts;
             ViewWriter writer(txn, counts);
             for (;;) {
@@ -364,7 +363,7 @@ private:
                 }
                 if (m.kind != SyncMessage::Kind::entry) continue;
                 if (m.msgid != people_id_) {  // a group changed while the people were read
-                    apply_group(txn, writer, m);
+                    apply_group(writer, m);
                     continue;
                 }
                 if (m.state->cookie) cookie_ = m.state->cookie;
@@ -375,7 +374,7 @@ private:
             // fixed or an admin runs `sync --force`.
             writer.remove_unseen(d_, false);
             txn.put_meta(meta::kDirectoryHeldRemovals, "0");
-            finish(txn, counts, context.time);
+            finish(txn, counts, refresh_time);
         });
     }
 
@@ -400,21 +399,20 @@ private:
             store_.write(sync_context(ldap_.uri()), [&](MapTxn& txn) {
                 SyncCounts counts;
                 ViewWriter writer(txn, counts, log_change);
-                writer.set_present([this](std::string_view dn) { return by_dn_.count(std::string(dn)) > 0; });
-                writer.set_alias_owner([this](std::string_view alias) { return alias_owner(alias); });
+                follow_incrementally(writer);
                 for (const auto& m : batch) {
                     if (m.kind == SyncMessage::Kind::info && m.info) {
                         if (m.info->cookie && m.msgid == people_id_) cookie_ = m.info->cookie;
                         if (m.info->kind == SyncInfo::Kind::sync_id_set && m.info->refresh_deletes)
-                            for (const auto& uuid : m.info->uuids) remove_uuid(writer, txn, format_uuid(uuid));
+                            for (const auto& uuid : m.info->uuids) remove_uuid(writer, format_uuid(uuid));
                         continue;
                     }
                     if (m.kind != SyncMessage::Kind::entry) continue;
                     if (m.state->cookie && m.msgid == people_id_) cookie_ = m.state->cookie;
                     if (m.msgid != people_id_) {
-                        apply_group(txn, writer, m);
+                        apply_group(writer, m);
                     } else if (m.state->state == SyncStateKind::remove) {
-                        remove_uuid(writer, txn, format_uuid(m.state->entry_uuid));
+                        remove_uuid(writer, format_uuid(m.state->entry_uuid));
                     } else if (m.state->state != SyncStateKind::present) {
                         apply_person(writer, m);
                     }
@@ -496,7 +494,7 @@ private:
         writer.upsert(*c.user);
     }
 
-    void remove_uuid(ViewWriter& writer, MapTxn&, const std::string& uuid) {
+    void remove_uuid(ViewWriter& writer, const std::string& uuid) {
         const auto known = by_uuid_.find(uuid);
         if (known == by_uuid_.end()) return;  // not a user of ours (a group, or out of the filter)
         if (auto old = people_.find(uuid); old != people_.end()) claim_aliases(old->second, false);
@@ -532,7 +530,7 @@ private:
     // A group entry changed: the users whose membership flipped get their new state. The server
     // sends the whole member list each time (30,000 members for one added); only the values that
     // differ from the last list, compared as sent, are normalized and looked at.
-    void apply_group(MapTxn& txn, ViewWriter& writer, const SyncMessage& m) {
+    void apply_group(ViewWriter& writer, const SyncMessage& m) {
         std::vector<std::string> members;
         if (m.state->state != SyncStateKind::remove) members = group_member_values(m.entry);
         const bool migrated_group = m.msgid == migrated_id_;
@@ -544,7 +542,6 @@ private:
         for (const auto& dn : added) membership_.add(group, dn);
         for (const auto& dn : removed) membership_.remove(group, dn);
         old = std::move(members);
-        (void)txn;
         std::vector<std::string> flipped;
         for (const auto* list : {&added, &removed})
             for (const auto& raw : *list) flipped.push_back(normalize_dn(raw));
@@ -616,7 +613,7 @@ private:
     std::size_t held_ = 0;
     std::size_t users_at_refresh_ = 0;
     std::string groups_fingerprint_;
-    std::string since_ = format_utc(::time(nullptr));
+    std::string since_ = utc_timestamp(::time(nullptr));
 };
 
 }  // namespace
@@ -664,7 +661,7 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
             store.write(sync_context(d.uri), [&](MapTxn& txn) {
                 txn.put_meta(meta::kDirectoryFollowing,
                              fmt::format("not following: retrying in {} s (last attempt {}): {} (pid {})", backoff,
-                                         format_utc(::time(nullptr)), e.what(), ::getpid()));
+                                         utc_timestamp(::time(nullptr)), e.what(), ::getpid()));
             });
         } catch (const RemovalLimitExceeded& e) {
             log_warning("sync: {}; the map keeps its last good state; retrying in {} s", e.what(), backoff);

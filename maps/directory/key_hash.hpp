@@ -19,10 +19,16 @@ struct Hash128 {
     bool operator<(const Hash128& o) const { return a != o.a ? a < o.a : b < o.b; }
 };
 
+// FNV-1a, 64 bits: deterministic across processes (fingerprints stored in the map) and
+// independent of std::hash's murmur (the second half of a Hash128). `h` continues a hash.
+inline constexpr std::uint64_t kFnvOffset = 14695981039346656037ull;
+inline std::uint64_t fnv1a64(std::string_view s, std::uint64_t h = kFnvOffset) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
 inline Hash128 hash128(std::string_view s) {
-    std::uint64_t fnv = 14695981039346656037ull;  // FNV-1a: independent of std::hash's murmur
-    for (unsigned char c : s) fnv = (fnv ^ c) * 1099511628211ull;
-    return {static_cast<std::uint64_t>(std::hash<std::string_view>{}(s)), fnv | 1};  // b != 0 marks a used slot
+    return {static_cast<std::uint64_t>(std::hash<std::string_view>{}(s)), fnv1a64(s) | 1};  // b != 0 marks a used slot
 }
 
 // An open-addressing hash set of Hash128 (linear probing, grows at 70% load).

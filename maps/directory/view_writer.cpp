@@ -159,15 +159,6 @@ bool ViewWriter::remove(std::string_view key) {
     return true;
 }
 
-std::size_t ViewWriter::owned_users() {
-    std::size_t owned = 0;
-    txn_.for_each_user([&](std::string_view, const UserRecord& r) {
-        if (r.owner == Owner::directory) ++owned;
-        return true;
-    });
-    return owned;
-}
-
 void ViewWriter::remove_unseen(const DirectoryConfig& config, bool force) {
     std::vector<std::string> unseen;
     std::size_t owned = 0;

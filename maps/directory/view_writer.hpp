@@ -79,8 +79,6 @@ public:
     // throws RemovalLimitExceeded, before removing any (the caller's transaction is aborted, so
     // the demotions already written go with it).
     void remove_unseen(const DirectoryConfig& config, bool force);
-    // Directory-owned users in the map (known after remove_unseen, or counted on demand).
-    std::size_t owned_users();
 
 private:
     void sync_aliases(const DirectoryUser& u);

@@ -246,7 +246,7 @@ std::optional<std::size_t> MapReader::domain_user_count(std::string_view domain)
 
 std::optional<std::int64_t> MapReader::directory_synced_at() {
     return shared_->with_read_txn([&](OpenMap& m, Transaction& txn) -> std::optional<std::int64_t> {
-        const auto t = txn.get(m.meta, schema::kDirectorySyncedAtKey);
+        const auto t = txn.get(m.meta, meta::kDirectorySyncedAt);
         if (!t) return std::nullopt;
         return static_cast<std::int64_t>(schema::parse_counter(*t));
     });

@@ -55,9 +55,8 @@ inline std::string_view domain_of_key(std::string_view user_key) {
 // The directory's sync state (design 9, 13.5), written by `coexist-map sync` in the transaction
 // of the changes it covers: when the map last equalled the directory (unix time, decimal), from
 // which URI, and the RFC 4533 cookie of the last change applied by `sync --follow`.
-// The names are public (map_reader.hpp, namespace coexist::meta): coexist-map's directory code
-// writes them through MapTxn::put_meta.
-inline constexpr std::string_view kDirectorySyncedAtKey = meta::kDirectorySyncedAt;
+// Their names are public (map_reader.hpp, namespace coexist::meta): coexist-map's directory
+// code writes them through MapTxn::put_meta.
 
 inline constexpr std::uint8_t kAliasVersion = 1;
 

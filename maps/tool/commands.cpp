@@ -14,6 +14,7 @@
 #include "coexist/map_store.hpp"
 #include "coexist/route.hpp"
 #include "coexist/user_key.hpp"
+#include "coexist/utc_time.hpp"
 
 namespace coexist::tool {
 
@@ -54,14 +55,7 @@ std::string checked_batch(const std::string& batch) {
     return batch;
 }
 
-std::string format_time(long long unix_time) {
-    std::time_t t = static_cast<std::time_t>(unix_time);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
+std::string format_time(long long unix_time) { return utc_timestamp(unix_time); }
 
 // The group the daemons run in (the primary group of [milter] user, else of [policyd] user):
 // the map directory `init` creates belongs to it. nullopt when neither user exists here.

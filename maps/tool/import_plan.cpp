@@ -1,0 +1,139 @@
+#include "import_plan.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+
+namespace coexist::tool {
+
+namespace {
+
+// "migrated, target x@y, batch wave1": a record as the diff shows it.
+std::string describe_record(const UserRecord& r) {
+    std::string out(to_string(r.state));
+    if (!r.target.empty()) out += ", target " + r.target;
+    if (!r.batch.empty()) out += ", batch " + r.batch;
+    return out;
+}
+
+std::string or_none(const std::string& v) { return v.empty() ? "(none)" : v; }
+
+// "state source -> migrated, batch wave1 -> wave2": only what differs.
+std::string describe_change(const UserRecord& old, const UserRecord& now) {
+    std::string out;
+    auto add = [&out](std::string_view field, const std::string& a, const std::string& b) {
+        if (a == b) return;
+        if (!out.empty()) out += ", ";
+        out += fmt::format("{} {} -> {}", field, or_none(a), or_none(b));
+    };
+    add("state", std::string(to_string(old.state)), std::string(to_string(now.state)));
+    add("target", old.target, now.target);
+    add("batch", old.batch, now.batch);
+    return out;
+}
+
+bool same_routing(const UserRecord& old, const UserRecord& now) {
+    return old.state == now.state && old.target == now.target && old.batch == now.batch;
+}
+
+}  // namespace
+
+ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prune, ImportErrors& errors) {
+    ImportPlan plan;
+    std::unordered_set<std::string> pruned;
+    if (prune.enabled) {
+        // Never a directory-owned user (design 13.1): the directory decides whether it exists.
+        t.for_each_user([&](std::string_view key, const UserRecord& r) {
+            if (r.owner == Owner::admin && !file.keys.count(std::string(key)) &&
+                (!prune.batch || r.batch == *prune.batch))
+                plan.prune.emplace_back(key);
+            return true;
+        });
+        pruned.insert(plan.prune.begin(), plan.prune.end());
+    }
+    // A user whose aliases this import takes away anyway: restated by the file's aliases
+    // column, or pruned. Its aliases may go to another user of the file.
+    auto releases_aliases = [&](const std::string& primary) {
+        return (file.has_aliases && file.keys.count(primary)) || pruned.count(primary);
+    };
+
+    plan.records.reserve(file.rows.size());
+    for (const auto& row : file.rows) {
+        std::optional<std::string> bad;
+        const auto old = t.user(row.key);
+        UserRecord& record = plan.records.emplace_back(row.record);
+        if (old && file.keeps_target) record.target = old->target;
+        if (old && file.keeps_batch) record.batch = old->batch;
+        if (auto p = t.alias_primary(row.key); p && !releases_aliases(*p))
+            bad = fmt::format("{} is an alias of {} in the map", row.key, *p);
+        else if (old && old->owner == Owner::directory)
+            bad = fmt::format("{} is owned by the directory ({}): change it there, or override its state with "
+                              "'coexist-map set'", row.key, old->dn);
+        for (const auto& a : row.aliases) {
+            if (bad) break;
+            if (t.user(a) && !file.keys.count(a) && !pruned.count(a))
+                bad = fmt::format("alias {} is a user in the map", a);
+            else if (auto p = t.alias_primary(a); p && *p != row.key && !releases_aliases(*p))
+                bad = fmt::format("alias {} belongs to {} in the map", a, *p);
+        }
+        if (bad) {
+            errors.add(row.line, std::move(*bad));
+            continue;
+        }
+
+        const bool same_record = old && same_routing(*old, record);
+        if (!old)
+            plan.changes.push_back({fmt::format("add {}: {}", row.key, describe_record(record))});
+        else if (!same_record)
+            plan.changes.push_back({fmt::format("change {}: {}", row.key, describe_change(*old, record))});
+        // With an aliases column the row's list replaces the user's: a removed alias sends its
+        // mail elsewhere, so it is a change to count and to show, never "unchanged".
+        bool same_aliases = true;
+        if (file.has_aliases) {
+            std::vector<std::string> before = old ? t.aliases_of(row.key) : std::vector<std::string>{};
+            std::vector<std::string> after = row.aliases;
+            std::sort(before.begin(), before.end());
+            std::sort(after.begin(), after.end());
+            for (const auto& a : before)
+                if (!std::binary_search(after.begin(), after.end(), a)) {
+                    plan.changes.push_back({fmt::format("unalias {} (of {})", a, row.key), true});
+                    ++plan.counts.aliases_removed;
+                }
+            for (const auto& a : after)
+                if (!std::binary_search(before.begin(), before.end(), a)) {
+                    plan.changes.push_back({fmt::format("alias {} -> {}", a, row.key)});
+                    ++plan.counts.aliases_added;
+                }
+            same_aliases = before == after;
+        }
+        if (!old) ++plan.counts.added;
+        else if (same_record && same_aliases) ++plan.counts.unchanged;
+        else ++plan.counts.changed;
+    }
+
+    for (const auto& key : plan.prune) {
+        const auto r = t.user(key);
+        plan.changes.push_back({fmt::format("remove {}: {} (not in the file)", key, describe_record(*r)), true});
+        ++plan.counts.removed;
+        for (const auto& a : t.aliases_of(key)) {
+            plan.changes.push_back({fmt::format("unalias {} (of {})", a, key), true});
+            ++plan.counts.aliases_removed;
+        }
+    }
+    return plan;
+}
+
+void apply_import(MapTxn& t, const ImportFile& file, const ImportPlan& plan) {
+    // Aliases first leave their old owners (the file's users, then the pruned users), so an
+    // alias can move between two users of the file, and from a pruned user to a kept one.
+    if (file.has_aliases)
+        for (const auto& row : file.rows)
+            for (const auto& a : t.aliases_of(row.key))
+                if (std::find(row.aliases.begin(), row.aliases.end(), a) == row.aliases.end()) t.remove_alias(a);
+    for (const auto& key : plan.prune) t.remove_user(key);  // with its aliases
+    for (std::size_t i = 0; i < file.rows.size(); ++i) t.put_user(file.rows[i].key, plan.records[i]);
+    if (file.has_aliases)
+        for (const auto& row : file.rows)
+            for (const auto& a : row.aliases) t.put_alias(a, row.key);
+}
+
+}  // namespace coexist::tool

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <string_view>
+#include <utility>
 
 #include "commands.hpp"
 
@@ -37,6 +38,31 @@ std::string ascii_lowercase(std::string_view v) {
     return out;
 }
 
+// True when `a` becomes `b` by one insertion, deletion, substitution or swap of two neighbours
+// ("stat", "States", "tagret").
+bool one_edit_apart(std::string_view a, std::string_view b) {
+    if (a.size() > b.size()) std::swap(a, b);
+    if (b.size() - a.size() > 1) return false;
+    std::size_t i = 0;
+    while (i < a.size() && a[i] == b[i]) ++i;
+    if (a.size() != b.size()) return a.substr(i) == b.substr(i + 1);
+    if (i == a.size()) return true;
+    if (a.substr(i + 1) == b.substr(i + 1)) return true;
+    return i + 1 < a.size() && a[i] == b[i + 1] && a[i + 1] == b[i] && a.substr(i + 2) == b.substr(i + 2);
+}
+
+// The field an ignored column was probably meant to be, if that field has no column: a
+// misspelt `state` column would otherwise make every user of the file migrated, silently.
+const FieldName* meant_as(const ImportColumns& cols, const std::string& name) {
+    for (const auto& f : kFieldNames) {
+        if (cols.*(f.column) != -1 || f.name != f.field) continue;  // present, or a synonym
+        if (one_edit_apart(name, f.name) || (f.name == "state" && name == "status") ||
+            (f.name == "aliases" && name == "alias"))
+            return &f;
+    }
+    return nullptr;
+}
+
 }  // namespace
 
 ImportColumns map_import_header(const std::string& file, const CsvRecord& header) {
@@ -67,6 +93,10 @@ ImportColumns map_import_header(const std::string& file, const CsvRecord& header
     if (cols.address == -1)
         throw DataError(fmt::format("{}:{}: no 'address' column (also read as EmailAddress, primaryEmail or mail)",
                                     file, header.line));
+    for (const auto& cell : cols.ignored)
+        if (const FieldName* f = meant_as(cols, ascii_lowercase(cell)))
+            throw DataError(fmt::format("{}:{}: column '{}' is not read: rename it '{}' if that is what it holds, "
+                                        "or remove it", file, header.line, cell, f->field));
     return cols;
 }
 

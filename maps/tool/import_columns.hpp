@@ -25,8 +25,10 @@ struct ImportColumns {
 
 // Maps the header row. Names are case-insensitive; `address` is also `EmailAddress`,
 // `primaryEmail` or `mail`. Throws DataError ("FILE:LINE: reason") when there is no address
-// column, when two columns name the same field (naming both), or when a header cell before the
-// last named one is empty.
+// column, when two columns name the same field (naming both), when a header cell before the
+// last named one is empty, or when an ignored column looks like a field the file lacks
+// ("Stat", "Status", "alias", "Targets": one edit away, or a common other name) since ignoring
+// a misspelt state column would make every user migrated.
 ImportColumns map_import_header(const std::string& file, const CsvRecord& header);
 
 // "FILE:LINE: ignoring columns ...: a, b" for the one warning line; "" when nothing is ignored.

@@ -139,6 +139,13 @@ TEST_CASE("two columns that are both the address (or both any field) are an erro
         {"mail,Address\nann@contoso.com,ann@contoso.com\n", "columns 'mail' (1) and 'Address' (2) are both the address"},
         {"address,State,state\nann@contoso.com,dual,source\n", "columns 'State' (2) and 'state' (3) are both the state"},
         {"name,orgUnitPath\nAnn,/\n", "in.csv:1: no 'address' column (also read as EmailAddress, primaryEmail or mail)"},
+        // A misspelt field would be ignored and change what routes: refused, naming it.
+        {"address,Status\nann@contoso.com,source\n",
+         "in.csv:1: column 'Status' is not read: rename it 'state' if that is what it holds, or remove it"},
+        {"address,stat\nann@contoso.com,source\n", "column 'stat' is not read: rename it 'state'"},
+        {"address,Alias\nann@contoso.com,a@contoso.com\n", "column 'Alias' is not read: rename it 'aliases'"},
+        {"address,tagret\nann@contoso.com,a@x.org\n", "column 'tagret' is not read: rename it 'target'"},
+        {"adress,state\nann@contoso.com,source\n", "no 'address' column"},
     }));
     CAPTURE(c.csv);
     const auto r = m.import_text(c.csv);

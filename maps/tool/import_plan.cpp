@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <fmt/format.h>
 
+#include "coexist/utc_time.hpp"
+
 namespace coexist::tool {
 
 namespace {
@@ -28,11 +30,17 @@ std::string describe_change(const UserRecord& old, const UserRecord& now) {
     add("state", std::string(to_string(old.state)), std::string(to_string(now.state)));
     add("target", old.target, now.target);
     add("batch", old.batch, now.batch);
+    const auto pending = [](const UserRecord& r) {
+        return r.pending_state ? fmt::format("{} at {}", to_string(*r.pending_state), utc_timestamp(r.pending_at))
+                               : std::string();
+    };
+    add("pending", pending(old), pending(now));
     return out;
 }
 
 bool same_routing(const UserRecord& old, const UserRecord& now) {
-    return old.state == now.state && old.target == now.target && old.batch == now.batch;
+    return old.state == now.state && old.target == now.target && old.batch == now.batch &&
+           old.pending_state == now.pending_state && old.pending_at == now.pending_at;
 }
 
 }  // namespace
@@ -60,9 +68,16 @@ ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prun
     for (const auto& row : file.rows) {
         std::optional<std::string> bad;
         const auto old = t.user(row.key);
-        UserRecord& record = plan.records.emplace_back(row.record);
-        if (old && file.keeps_target) record.target = old->target;
-        if (old && file.keeps_batch) record.batch = old->batch;
+        // Starts from the user's record, so what an import does not set (a field a later
+        // schema adds) is kept; state always, target and batch when the file has them.
+        UserRecord& record = plan.records.emplace_back(old.value_or(UserRecord{}));
+        record.state = row.record.state;
+        // The file says what the state is now: a scheduled change left behind would undo it
+        // later (a rollback imported before a planned cut-over), so it goes, shown in the diff.
+        record.pending_state.reset();
+        record.pending_at = 0;
+        if (!old || !file.keeps_target) record.target = row.record.target;
+        if (!old || !file.keeps_batch) record.batch = row.record.batch;
         if (auto p = t.alias_primary(row.key); p && !releases_aliases(*p))
             bad = fmt::format("{} is an alias of {} in the map", row.key, *p);
         else if (old && old->owner == Owner::directory)

@@ -337,3 +337,30 @@ TEST_CASE("the coexist-map binary on the sample files: warnings, every bad row, 
     CHECK_THAT(m.export_text(), Catch::Contains("bob@contoso.com,migrated,,wave1,\n"));
     CHECK(test::run_tool(m.config_file, {"import", "--prune", m.dir.write("h.csv", "address\n")}).status == 2);
 }
+
+TEST_CASE("an imported row drops the user's scheduled change, and the diff says so") {
+    // A rollback imported before a planned cut-over must not be undone by the schedule later.
+    BatchMap m;
+    m.import_text(kBase);
+    {
+        MapStore store(m.config.map_path, m.config.map_size, MapStore::Mode::read_write);
+        store.write(ChangeContext{"test", "batch set", 1}, [&](MapTxn& t) {
+            auto r = *t.user("bob@contoso.com");
+            r.pending_state = State::migrated;
+            r.pending_at = 4102444800;  // 2100-01-01T00:00:00Z
+            t.put_user("bob@contoso.com", r);
+        });
+    }
+    const std::string file = m.dir.write("rollback.csv", "address,state\nbob@contoso.com,source\n");
+    const auto dry = m.import(file, {std::nullopt, true, false});
+    REQUIRE(dry.error == "");
+    CHECK_THAT(dry.out, Catch::StartsWith("change bob@contoso.com: pending migrated at 2100-01-01T00:00:00Z -> (none)\n"));
+    REQUIRE(m.import(file).error == "");
+    MapStore store(m.config.map_path, m.config.map_size, MapStore::Mode::read_only);
+    store.read([&](MapTxn& t) {
+        const auto r = t.user("bob@contoso.com");
+        REQUIRE(r);
+        CHECK(r->state == State::source);
+        CHECK_FALSE(r->pending_state);
+    });
+}

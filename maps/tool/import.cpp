@@ -182,11 +182,10 @@ ImportFile parse_rows(const Config& c, const std::string& file, std::string_view
             if (rec.fields.size() > static_cast<std::size_t>(cols.address))
                 if (auto k = admin_user_key(c, rec.fields[static_cast<std::size_t>(cols.address)]);
                     std::holds_alternative<std::string>(k))
-                    out.keys.insert(std::get<std::string>(k));
+                    out.bad_row_keys.push_back(std::get<std::string>(k));
             errors.add(rec.line, e.what());
             continue;
         }
-        out.keys.insert(row.key);
         if (auto [it, fresh] = user_line.emplace(row.key, row.line); !fresh) {
             errors.add(row.line, fmt::format("{} is listed twice (first on line {})", row.key, it->second));
             continue;
@@ -236,14 +235,14 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
     ImportPlan plan;
     // The map-side checks run even when rows are already bad, so one run names every bad row.
     if (!write) {
-        store.read([&](MapTxn& t) { plan = plan_import(t, parsed, prune, errors); });
+        store.read([&](MapTxn& t) { plan = plan_import(t, parsed, prune, errors, true); });
     } else {
         const ChangeContext ctx{current_user_name(), "import " + file + (prune.enabled ? " --prune" : ""),
                                 static_cast<std::int64_t>(std::time(nullptr))};
         store.write(ctx, [&](MapTxn& t) {
             // Run again from the start when the map had to grow: nothing of a first try remains.
             ImportErrors map_errors(file);
-            plan = plan_import(t, parsed, prune, map_errors);
+            plan = plan_import(t, parsed, prune, map_errors, false);
             if (!map_errors.empty()) throw DataError(map_errors.report());  // aborts: nothing written
             apply_import(t, parsed, plan);
         });

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fmt/format.h>
+#include <unordered_set>
 
 #include "coexist/utc_time.hpp"
 
@@ -43,15 +44,37 @@ bool same_routing(const UserRecord& old, const UserRecord& now) {
            old.pending_state == now.pending_state && old.pending_at == now.pending_at;
 }
 
+// What the row makes of the user's record. Starts from the record, so what an import does not
+// set (a field a later schema adds) is kept; state always, target and batch when the file has
+// them. The file says what the state is now: a scheduled change left behind would undo it later
+// (a rollback imported before a planned cut-over), so it goes, and the diff shows it.
+UserRecord merged_record(const ImportFile& file, const ImportRow& row, const std::optional<UserRecord>& old) {
+    UserRecord record = old.value_or(UserRecord{});
+    record.state = row.record.state;
+    record.pending_state.reset();
+    record.pending_at = 0;
+    if (!old || !file.keeps_target) record.target = row.record.target;
+    if (!old || !file.keeps_batch) record.batch = row.record.batch;
+    return record;
+}
+
 }  // namespace
 
-ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prune, ImportErrors& errors) {
+ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prune, ImportErrors& errors,
+                       bool full_diff) {
     ImportPlan plan;
+    auto note = [&](std::string text, bool removal) {
+        if (full_diff || removal) plan.changes.push_back({std::move(text), removal});
+    };
+    std::unordered_set<std::string_view> in_file;  // every key of the file, bad rows' too
+    in_file.reserve(file.rows.size() + file.bad_row_keys.size());
+    for (const auto& row : file.rows) in_file.insert(row.key);
+    for (const auto& key : file.bad_row_keys) in_file.insert(key);
     std::unordered_set<std::string> pruned;
     if (prune.enabled) {
         // Never a directory-owned user (design 13.1): the directory decides whether it exists.
         t.for_each_user([&](std::string_view key, const UserRecord& r) {
-            if (r.owner == Owner::admin && !file.keys.count(std::string(key)) &&
+            if (r.owner == Owner::admin && !in_file.count(key) &&
                 (!prune.batch || r.batch == *prune.batch))
                 plan.prune.emplace_back(key);
             return true;
@@ -61,23 +84,13 @@ ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prun
     // A user whose aliases this import takes away anyway: restated by the file's aliases
     // column, or pruned. Its aliases may go to another user of the file.
     auto releases_aliases = [&](const std::string& primary) {
-        return (file.has_aliases && file.keys.count(primary)) || pruned.count(primary);
+        return (file.has_aliases && in_file.count(primary)) || pruned.count(primary);
     };
 
-    plan.records.reserve(file.rows.size());
     for (const auto& row : file.rows) {
         std::optional<std::string> bad;
         const auto old = t.user(row.key);
-        // Starts from the user's record, so what an import does not set (a field a later
-        // schema adds) is kept; state always, target and batch when the file has them.
-        UserRecord& record = plan.records.emplace_back(old.value_or(UserRecord{}));
-        record.state = row.record.state;
-        // The file says what the state is now: a scheduled change left behind would undo it
-        // later (a rollback imported before a planned cut-over), so it goes, shown in the diff.
-        record.pending_state.reset();
-        record.pending_at = 0;
-        if (!old || !file.keeps_target) record.target = row.record.target;
-        if (!old || !file.keeps_batch) record.batch = row.record.batch;
+        const UserRecord record = merged_record(file, row, old);
         if (auto p = t.alias_primary(row.key); p && !releases_aliases(*p))
             bad = fmt::format("{} is an alias of {} in the map", row.key, *p);
         else if (old && old->owner == Owner::directory)
@@ -85,7 +98,7 @@ ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prun
                               "'coexist-map set'", row.key, old->dn);
         for (const auto& a : row.aliases) {
             if (bad) break;
-            if (t.user(a) && !file.keys.count(a) && !pruned.count(a))
+            if (t.user(a) && !in_file.count(a) && !pruned.count(a))
                 bad = fmt::format("alias {} is a user in the map", a);
             else if (auto p = t.alias_primary(a); p && *p != row.key && !releases_aliases(*p))
                 bad = fmt::format("alias {} belongs to {} in the map", a, *p);
@@ -96,10 +109,9 @@ ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prun
         }
 
         const bool same_record = old && same_routing(*old, record);
-        if (!old)
-            plan.changes.push_back({fmt::format("add {}: {}", row.key, describe_record(record))});
-        else if (!same_record)
-            plan.changes.push_back({fmt::format("change {}: {}", row.key, describe_change(*old, record))});
+        if (full_diff && !old) note(fmt::format("add {}: {}", row.key, describe_record(record)), false);
+        if (full_diff && old && !same_record)
+            note(fmt::format("change {}: {}", row.key, describe_change(*old, record)), false);
         // With an aliases column the row's list replaces the user's: a removed alias sends its
         // mail elsewhere, so it is a change to count and to show, never "unchanged".
         bool same_aliases = true;
@@ -110,12 +122,12 @@ ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prun
             std::sort(after.begin(), after.end());
             for (const auto& a : before)
                 if (!std::binary_search(after.begin(), after.end(), a)) {
-                    plan.changes.push_back({fmt::format("unalias {} (of {})", a, row.key), true});
+                    note(fmt::format("unalias {} (of {})", a, row.key), true);
                     ++plan.counts.aliases_removed;
                 }
             for (const auto& a : after)
                 if (!std::binary_search(before.begin(), before.end(), a)) {
-                    plan.changes.push_back({fmt::format("alias {} -> {}", a, row.key)});
+                    if (full_diff) note(fmt::format("alias {} -> {}", a, row.key), false);
                     ++plan.counts.aliases_added;
                 }
             same_aliases = before == after;
@@ -127,10 +139,10 @@ ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prun
 
     for (const auto& key : plan.prune) {
         const auto r = t.user(key);
-        plan.changes.push_back({fmt::format("remove {}: {} (not in the file)", key, describe_record(*r)), true});
+        note(fmt::format("remove {}: {} (not in the file)", key, describe_record(*r)), true);
         ++plan.counts.removed;
         for (const auto& a : t.aliases_of(key)) {
-            plan.changes.push_back({fmt::format("unalias {} (of {})", a, key), true});
+            note(fmt::format("unalias {} (of {})", a, key), true);
             ++plan.counts.aliases_removed;
         }
     }
@@ -145,7 +157,10 @@ void apply_import(MapTxn& t, const ImportFile& file, const ImportPlan& plan) {
             for (const auto& a : t.aliases_of(row.key))
                 if (std::find(row.aliases.begin(), row.aliases.end(), a) == row.aliases.end()) t.remove_alias(a);
     for (const auto& key : plan.prune) t.remove_user(key);  // with its aliases
-    for (std::size_t i = 0; i < file.rows.size(); ++i) t.put_user(file.rows[i].key, plan.records[i]);
+    for (const auto& row : file.rows) {
+        const auto old = t.user(row.key);
+        t.put_user(row.key, merged_record(file, row, old), old);
+    }
     if (file.has_aliases)
         for (const auto& row : file.rows)
             for (const auto& a : row.aliases) t.put_alias(a, row.key);

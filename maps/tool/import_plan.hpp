@@ -6,7 +6,6 @@
 #include <cstddef>
 #include <optional>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "coexist/map_store.hpp"
@@ -25,9 +24,9 @@ struct ImportRow {
 struct ImportFile {
     std::string name;
     std::vector<ImportRow> rows;
-    // The key of every row whose address is valid, bad rows included (so a row with a bad state
-    // does not make its user look "not in the file" to the other checks).
-    std::unordered_set<std::string> keys;
+    // The keys of the bad rows whose address is valid (so a row with a bad state does not make
+    // its user look "not in the file" to the other checks).
+    std::vector<std::string> bad_row_keys;
     // An `aliases` column is present: each row's list is the user's full alias list. Absent: the
     // users' aliases are left as they are.
     bool has_aliases = false;
@@ -57,7 +56,6 @@ struct ImportChange {
 
 struct ImportPlan {
     ImportCounts counts;
-    std::vector<UserRecord> records;  // what each of file.rows writes (kept fields filled in)
     std::vector<ImportChange> changes;
     std::vector<std::string> prune;  // users to remove, in key order
 };
@@ -65,7 +63,9 @@ struct ImportPlan {
 // Checks the rows against the map (an address that is an alias in the map, an alias that is a
 // user or belongs to a user the file does not restate, a directory-owned user), adding one
 // reason per bad row to `errors`, and works out every change. Reads only.
-ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prune, ImportErrors& errors);
+// `full_diff`: keep every change (--dry-run); else only the removals, which the real run prints.
+ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prune, ImportErrors& errors,
+                       bool full_diff);
 
 // Writes `plan` (made by plan_import in this same transaction, with no errors): each write is
 // audited by MapTxn, removals as `remove` audits them.

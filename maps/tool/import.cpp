@@ -237,7 +237,7 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
     if (!write) {
         store.read([&](MapTxn& t) { plan = plan_import(t, parsed, prune, errors, true); });
     } else {
-        const ChangeContext ctx{current_user_name(), "import " + file + (prune.enabled ? " --prune" : ""),
+        const ChangeContext ctx{current_user_name(), fmt::format("import {}{}", file, prune.enabled ? " --prune" : ""),
                                 static_cast<std::int64_t>(std::time(nullptr))};
         store.write(ctx, [&](MapTxn& t) {
             // Run again from the start when the map had to grow: nothing of a first try remains.

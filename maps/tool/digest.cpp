@@ -51,6 +51,9 @@ int digest(const Config& c, std::ostream& out) {
         h.field(d.routing_domain);
         h.field(fmt::format("{}", fmt::join(d.aliases, " ")));
         h.field(d.unknown_recipient ? to_string(*d.unknown_recipient) : "-");
+        // Rewrite-mode domains hash as before transport mode existed: digests of unchanged
+        // relays stay comparable across the upgrade.
+        if (d.mode == DomainMode::transport) h.field("transport " + d.new_system_nexthop);
     }
     std::size_t users = 0, aliases = 0, overrides = 0, pending = 0;
     const auto now = static_cast<std::int64_t>(::time(nullptr));

@@ -149,3 +149,48 @@ TEST_CASE("unknown_recipient = new_system sends unknown users to the routing dom
     // fabrikam.com's own `unknown_recipient = reject` still wins there (tempfail: nobody of it in the map).
     CHECK(route(config, reader, "x@fabrikam.com").action == Action::tempfail);
 }
+
+TEST_CASE("transport mode keeps the recipient and answers the next hop; rewrite domains beside it rewrite") {
+    test::TempDir dir;
+    std::string text = test::standard_config_text(dir.file("map"));
+    text.replace(text.find("aliases = contoso.net\n"), 22,
+                 "aliases = contoso.net\nmode = transport\nnew_system_nexthop = smtp:[newsys.example]:2525\n");
+    const Config config = parse_config(text, "test.ini");
+    std::ostringstream out;
+    tool::init(config, out);
+    tool::set(config, "ann@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+    tool::set(config, "dan@contoso.com", "dual", std::nullopt, std::nullopt, out);
+    tool::set(config, "bob@contoso.com", "source", std::nullopt, std::nullopt, out);
+    tool::set(config, "erin@fabrikam.com", "migrated", std::nullopt, std::nullopt, out);
+    tool::alias(config, "anna@contoso.com", "ann@contoso.com", out);
+    MapReader reader(config.map_path);
+    const auto ann = route(config, reader, "<Ann+news@contoso.net>");
+    CHECK(ann.action == Action::transport);
+    CHECK(ann.address == "smtp:[newsys.example]:2525");
+    CHECK(route(config, reader, "anna@contoso.com").action == Action::transport);
+    // dual still adds the routing address: a second copy needs a second recipient.
+    const auto dan = route(config, reader, "dan@contoso.com");
+    CHECK(dan.action == Action::dual);
+    CHECK(dan.address == "dan@o365.contoso.com");
+    CHECK(route(config, reader, "bob@contoso.com").action == Action::relay);
+    CHECK(route(config, reader, "erin@fabrikam.com").action == Action::rewrite);  // the other domain rewrites
+    const auto e = explain_route(config, reader, "ann@contoso.com", now());
+    CHECK(e.steps.front().find("mode transport") != std::string::npos);
+}
+
+TEST_CASE("transport mode needs a next hop, and a next hop needs transport mode") {
+    const std::string base = "[domain contoso.com]\nrouting_domain = o365.contoso.com\n";
+    CHECK_THROWS_WITH(parse_config(base + "mode = transport\n", "t.ini"),
+                      Catch::Contains("needs new_system_nexthop"));
+    CHECK_THROWS_WITH(parse_config(base + "new_system_nexthop = smtp:[x]\n", "t.ini"),
+                      Catch::Contains("only used with mode = transport"));
+    CHECK_THROWS_WITH(parse_config(base + "mode = route\n", "t.ini"), Catch::Contains("rewrite or transport"));
+    for (const char* bad : {"[x]", ":[x]", "smtp:[x] y", "sm tp:[x]"}) {
+        CAPTURE(bad);
+        CHECK_THROWS_AS(parse_config(base + "mode = transport\nnew_system_nexthop = " + bad + "\n", "t.ini"),
+                        ConfigError);
+    }
+    const Config ok = parse_config(base + "mode = transport\nnew_system_nexthop = relay:[10.0.0.1]:25\n", "t.ini");
+    CHECK(ok.domains[0].mode == DomainMode::transport);
+    CHECK(ok.domains[0].new_system_nexthop == "relay:[10.0.0.1]:25");
+}

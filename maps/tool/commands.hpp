@@ -72,6 +72,8 @@ struct ImportOptions {
     std::optional<std::string> batch;  // for rows without one; with prune, the batch pruned
     bool dry_run = false;              // print the whole diff, write nothing
     bool prune = false;                // remove the admin-owned users not in the file
+    std::optional<std::string> state;  // for rows without one (default migrated): a batch
+                                       // imported as source, to be scheduled with batch set --at
 };
 // `out`: the diff (dry run) or the removals, then a summary line; `err`: the warning naming
 // ignored columns. Bad rows: DataError listing every one (up to 100), the map unchanged.

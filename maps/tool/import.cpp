@@ -113,7 +113,7 @@ std::vector<std::string> split_aliases(std::string_view v) {
 
 // Checks one row by itself (syntax, domain, state, target, batch, aliases); DataError says why.
 ImportRow check_row(const Config& c, const ImportColumns& cols, const CsvRecord& rec,
-                    const std::optional<std::string>& default_batch) {
+                    const std::optional<std::string>& default_batch, State default_state) {
     auto field = [&](int col) -> const std::string& {
         static const std::string empty;
         return col < 0 ? empty : rec.fields[static_cast<std::size_t>(col)];
@@ -127,6 +127,7 @@ ImportRow check_row(const Config& c, const ImportColumns& cols, const CsvRecord&
                                         rec.fields.size(), cols.count, rec.fields[i]));
     ImportRow row;
     row.line = rec.line;
+    row.record.state = default_state;
     row.key = user_key_or_throw(c, field(cols.address));
     const std::string& state = field(cols.state);
     if (!state.empty()) {
@@ -148,7 +149,8 @@ ImportRow check_row(const Config& c, const ImportColumns& cols, const CsvRecord&
 // in `errors` (syntax, domains, states, duplicates inside the file, an alias that is also a
 // user in the file). Only a missing or unusable header stops it at once.
 ImportFile parse_rows(const Config& c, const std::string& file, std::string_view text,
-                      const std::optional<std::string>& default_batch, ImportErrors& errors, std::ostream& err) {
+                      const std::optional<std::string>& default_batch, State default_state, ImportErrors& errors,
+                      std::ostream& err) {
     CsvReader reader(text, detect_delimiter(text));
     CsvRecord rec;
     // Rows that are wholly empty (",,,," as spreadsheets write them) are skipped everywhere.
@@ -176,7 +178,7 @@ ImportFile parse_rows(const Config& c, const std::string& file, std::string_view
     while (next_record()) {
         ImportRow row;
         try {
-            row = check_row(c, cols, rec, default_batch);
+            row = check_row(c, cols, rec, default_batch, default_state);
         } catch (const DataError& e) {
             // The address alone may still be good: the other checks must know the user is here.
             if (rec.fields.size() > static_cast<std::size_t>(cols.address))
@@ -222,9 +224,16 @@ std::string summary(const ImportCounts& n) {
 
 int import_csv(const Config& c, const std::string& file, const ImportOptions& options, std::ostream& out,
                std::ostream& err) {
+    State default_state = State::migrated;
+    if (options.state) {
+        const auto st = parse_state(*options.state);
+        if (!st) throw UsageError(fmt::format("--state '{}': expected source, migrated or dual", *options.state));
+        default_state = *st;
+    }
+    if (options.batch) checked_batch(*options.batch);
     const std::string text = decode_file(file, read_file(file));
     ImportErrors errors(file);
-    const ImportFile parsed = parse_rows(c, file, text, options.batch, errors, err);
+    const ImportFile parsed = parse_rows(c, file, text, options.batch, default_state, errors, err);
     const PruneScope prune{options.prune, options.prune ? options.batch : std::nullopt};
     if (prune.enabled && parsed.rows.empty() && errors.empty())
         throw DataError(fmt::format("{}: no rows: --prune would remove every user{}; 'coexist-map remove' removes "
@@ -258,7 +267,7 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
 
 int import_csv(const Config& c, const std::string& file, const std::optional<std::string>& batch, bool dry_run,
                std::ostream& out) {
-    return import_csv(c, file, ImportOptions{batch, dry_run, false}, out, std::cerr);
+    return import_csv(c, file, ImportOptions{batch, dry_run, false, std::nullopt}, out, std::cerr);
 }
 
 }  // namespace coexist::tool

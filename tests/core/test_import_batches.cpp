@@ -71,6 +71,14 @@ struct BatchMap {
     }
 };
 
+tool::ImportOptions opts(std::optional<std::string> batch, bool dry_run, bool prune) {
+    tool::ImportOptions o;
+    o.batch = std::move(batch);
+    o.dry_run = dry_run;
+    o.prune = prune;
+    return o;
+}
+
 const std::string kBase =
     "address,state,target,batch,aliases\n"
     "ann@contoso.com,migrated,,wave1,anna@contoso.com;a.lee@contoso.com\n"
@@ -80,7 +88,7 @@ const std::string kBase =
 
 TEST_CASE("Microsoft's migration batch CSV (EmailAddress only) imports: state migrated, batch from --batch") {
     BatchMap m;
-    const auto r = m.import(kData + "microsoft-batch.csv", {std::string("wave1"), false, false});
+    const auto r = m.import(kData + "microsoft-batch.csv", opts(std::string("wave1"), false, false));
     REQUIRE(r.error == "");
     CHECK(r.err == "");
     CHECK(m.export_text() ==
@@ -105,7 +113,7 @@ TEST_CASE("an IMAP migration batch: UserName and Password are ignored, named onc
 TEST_CASE("GAM's print users (primaryEmail and other columns) imports; the others are named in one line") {
     BatchMap m;
     m.import_text(kBase);
-    const auto r = m.import(kData + "gam-print-users.csv", {std::string("wave3"), false, false});
+    const auto r = m.import(kData + "gam-print-users.csv", opts(std::string("wave3"), false, false));
     REQUIRE(r.error == "");
     CHECK(r.err == "coexist-map: " + kData +
                        "gam-print-users.csv:1: ignoring 5 columns (not address, state, target, batch or aliases): "
@@ -169,7 +177,7 @@ TEST_CASE("a file with 7 bad rows reports all 7 in one run, in line order, and c
                          f + ": 7 bad rows, nothing imported");
     CHECK(m.export_text() == before);
     // --dry-run reports the same rows and prints no diff.
-    const auto dry = m.import(f, {std::nullopt, true, false});
+    const auto dry = m.import(f, opts(std::nullopt, true, false));
     CHECK(dry.error == r.error);
     CHECK(dry.out == "");
 }
@@ -197,7 +205,7 @@ TEST_CASE("--dry-run shows every change as a diff: users added and changed, alia
                                          "ann@contoso.com,migrated,,wave1,\n"
                                          "bob@contoso.com,dual,bob@contoso.onmicrosoft.com,wave3,bobby@contoso.com\n"
                                          "new@contoso.com,source,,wave3,\n");
-    const auto dry = m.import(file, {std::nullopt, true, false});
+    const auto dry = m.import(file, opts(std::nullopt, true, false));
     REQUIRE(dry.error == "");
     CHECK(dry.out ==
           "unalias a.lee@contoso.com (of ann@contoso.com)\n"
@@ -222,7 +230,7 @@ TEST_CASE("a column the file lacks keeps each user's value (aliases, target, bat
     REQUIRE(m.import_text("address,state\nann@contoso.com,source\n").error == "");
     CHECK_THAT(m.export_text(), Catch::Contains("ann@contoso.com,source,,wave1,a.lee@contoso.com;anna@contoso.com\n"));
     // Microsoft's batch CSV for the cut-over: jsmith keeps his explicit routing address.
-    REQUIRE(m.import(kData + "microsoft-batch.csv", {std::nullopt, false, false}).error == "");
+    REQUIRE(m.import(kData + "microsoft-batch.csv", opts(std::nullopt, false, false)).error == "");
     REQUIRE(m.import_text("EmailAddress\njsmith@contoso.com\n").error == "");
     CHECK_THAT(m.export_text(), Catch::Contains("jsmith@contoso.com,migrated,jsmith@contoso.onmicrosoft.com,wave1,\n"));
     // An empty cell of a present column clears the value, as export writes "none".
@@ -247,7 +255,7 @@ TEST_CASE("--prune removes the admin's users not in the file, with their aliases
     const std::string file = m.dir.write("keep.csv", "address,state,batch\nbob@contoso.com,source,wave2\n");
 
     SECTION("without --batch: every admin-owned user not in the file; never the directory's") {
-        const auto dry = m.import(file, {std::nullopt, true, true});
+        const auto dry = m.import(file, opts(std::nullopt, true, true));
         REQUIRE(dry.error == "");
         CHECK(dry.out ==
               "remove ann@contoso.com: migrated, batch wave1 (not in the file)\n"
@@ -256,7 +264,7 @@ TEST_CASE("--prune removes the admin's users not in the file, with their aliases
               "remove carol@contoso.com: migrated, batch wave1 (not in the file)\n"
               "unalias caz@contoso.com (of carol@contoso.com)\n"
               "would import 1 rows from " + file + ": 0 added, 0 changed, 1 unchanged, 2 removed; aliases +0 -3\n");
-        const auto real = m.import(file, {std::nullopt, false, true});
+        const auto real = m.import(file, opts(std::nullopt, false, true));
         REQUIRE(real.error == "");
         CHECK(real.out ==
               "remove ann@contoso.com: migrated, batch wave1 (not in the file)\n"
@@ -277,7 +285,7 @@ TEST_CASE("--prune removes the admin's users not in the file, with their aliases
     }
     SECTION("with --batch: only that batch's users") {
         const std::string wave2 = m.dir.write("wave2.csv", "address\nnew@contoso.com\n");
-        const auto r = m.import(wave2, {std::string("wave2"), false, true});
+        const auto r = m.import(wave2, opts(std::string("wave2"), false, true));
         REQUIRE(r.error == "");
         CHECK(r.out == "remove bob@contoso.com: source, batch wave2 (not in the file)\n"
                        "imported 1 rows from " + wave2 + ": 1 added, 0 changed, 0 unchanged, 1 removed; aliases +0 -0\n");
@@ -289,13 +297,13 @@ TEST_CASE("--prune removes the admin's users not in the file, with their aliases
     }
     SECTION("an alias of a pruned user may go to a user of the file") {
         const std::string moved = m.dir.write("moved.csv", "address,state,batch,aliases\nbob@contoso.com,source,wave2,caz@contoso.com\n");
-        const auto r = m.import(moved, {std::string("wave1"), false, true});
+        const auto r = m.import(moved, opts(std::string("wave1"), false, true));
         REQUIRE(r.error == "");
         CHECK_THAT(m.export_text(), Catch::Contains("bob@contoso.com,source,,wave2,caz@contoso.com\n"));
         CHECK_FALSE(Catch::Contains("carol@").match(m.export_text()));
     }
     SECTION("a file with no rows is refused: it would remove everyone") {
-        const auto r = m.import(m.dir.write("empty.csv", "address\n"), {std::string("wave1"), false, true});
+        const auto r = m.import(m.dir.write("empty.csv", "address\n"), opts(std::string("wave1"), false, true));
         CHECK_THAT(r.error, Catch::Contains("no rows: --prune would remove every user of batch wave1"));
         CHECK_THAT(m.export_text(), Catch::Contains("ann@contoso.com"));
     }
@@ -352,7 +360,7 @@ TEST_CASE("an imported row drops the user's scheduled change, and the diff says 
         });
     }
     const std::string file = m.dir.write("rollback.csv", "address,state\nbob@contoso.com,source\n");
-    const auto dry = m.import(file, {std::nullopt, true, false});
+    const auto dry = m.import(file, opts(std::nullopt, true, false));
     REQUIRE(dry.error == "");
     CHECK_THAT(dry.out, Catch::StartsWith("change bob@contoso.com: pending migrated at 2100-01-01T00:00:00Z -> (none)\n"));
     REQUIRE(m.import(file).error == "");
@@ -363,4 +371,29 @@ TEST_CASE("an imported row drops the user's scheduled change, and the diff says 
         CHECK(r->state == State::source);
         CHECK_FALSE(r->pending_state);
     });
+}
+
+TEST_CASE("--state names the state of rows without one: a batch imported as source, to be scheduled later") {
+    BatchMap m;
+    tool::ImportOptions options;
+    options.batch = "wave3";
+    options.state = "source";
+    REQUIRE(m.import(kData + "microsoft-batch.csv", options).error == "");
+    CHECK(m.export_text() ==
+          "address,state,target,batch,aliases\n"
+          "ann@contoso.com,source,,wave3,\n"
+          "bob@contoso.com,source,,wave3,\n"
+          "erin@fabrikam.com,source,,wave3,\n");
+    // A state cell still wins over --state.
+    options.state = "dual";
+    REQUIRE(m.import_text("address,state\nann@contoso.com,migrated\nbob@contoso.com,\n", options).error == "");
+    CHECK_THAT(m.export_text(), Catch::Contains("ann@contoso.com,migrated,,wave3,\nbob@contoso.com,dual,,wave3,\n"));
+    options.state = "gone";
+    CHECK_THROWS_AS(m.import(kData + "microsoft-batch.csv", options), tool::UsageError);
+    auto r = test::run_tool(m.config_file, {"import", "--state", "gone", kData + "microsoft-batch.csv"});
+    CHECK(r.status == 1);
+    CHECK_THAT(r.out, Catch::Contains("--state 'gone': expected source, migrated or dual"));
+    r = test::run_tool(m.config_file, {"import", "--batch", "w4", "--state", "source", kData + "microsoft-batch.csv"});
+    CHECK(r.status == 0);
+    CHECK_THAT(m.export_text(), Catch::Contains("ann@contoso.com,source,,w4,\n"));
 }

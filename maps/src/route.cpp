@@ -104,6 +104,14 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
 
 }  // namespace
 
+std::optional<std::string> routing_address(const Config& config, std::string_view primary, const UserRecord& record) {
+    const auto address = parse_address(primary);
+    if (!address) throw std::runtime_error("unreadable address in map: " + std::string(primary));
+    const DomainConfig* domain = config.find_domain(address->domain);
+    if (!domain) return std::nullopt;
+    return routing_address(config, *domain, primary, record, {});
+}
+
 RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept {
     try {
         return decide(config, map, recipient);

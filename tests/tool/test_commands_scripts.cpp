@@ -89,6 +89,18 @@ TEST_CASE("commands: the routing address is route()'s: explicit target, else loc
     CHECK_THAT(gam, Catch::Contains("gam user 'jsmith@contoso.com' add forwardingaddress 'j.smith@contoso.onmicrosoft.com'"));
 }
 
+TEST_CASE("commands: a batch scheduled for the weekend is scripted for the state it is heading to") {
+    ScriptMap m;
+    UserRecord r = record(State::source, "", "wave1");
+    r.pending_state = State::migrated;
+    r.pending_at = 1796508000;  // 2026-12-05T22:00:00Z
+    m.put("ann@contoso.com", r);
+    const auto gam = m.run(ScriptSystem::gam, "wave1");
+    CHECK_THAT(gam, Catch::Contains("# ann@contoso.com: migrated (scheduled for 2026-12-05T22:00:00Z)\n"));
+    CHECK_THAT(gam, Catch::Contains("forward on archive 'ann@o365.contoso.com'"));
+    CHECK_THAT(gam, !Catch::Contains("forward off"));
+}
+
 TEST_CASE("commands: selection errors are data errors naming what") {
     ScriptMap m;
     CHECK_THROWS_WITH(m.run(ScriptSystem::gam, std::nullopt), Catch::Contains("the map has no users"));

@@ -15,6 +15,7 @@
 #include "coexist/csv.hpp"
 #include "coexist/map_store.hpp"
 #include "coexist/text_decode.hpp"
+#include "coexist/utc_time.hpp"
 #include "coexist/user_key.hpp"
 #include "commands.hpp"
 #include "import_columns.hpp"
@@ -142,6 +143,19 @@ ImportRow check_row(const Config& c, const ImportColumns& cols, const CsvRecord&
     }
     row.record.batch = checked_batch(!field(cols.batch).empty() ? field(cols.batch) : default_batch.value_or(""));
     for (const auto& a : split_aliases(field(cols.aliases))) row.aliases.push_back(user_key_or_throw(c, a));
+    const std::string& pending_state = field(cols.pending_state);
+    const std::string& pending_at = field(cols.pending_at);
+    if (pending_state.empty() != pending_at.empty())
+        throw DataError("pending_state and pending_at go together: both empty, or a state and its time");
+    if (!pending_state.empty()) {
+        const auto st = parse_state(pending_state);
+        if (!st) throw DataError("unknown pending_state '" + pending_state + "' (expected source, migrated or dual)");
+        const auto at = parse_iso8601(pending_at);
+        if (!at) throw DataError("pending_at '" + pending_at + "' is not an ISO 8601 time with Z or an offset");
+        // A time already past is kept as it is: route() acts on it at once, the next write stores it.
+        row.record.pending_state = *st;
+        row.record.pending_at = *at;
+    }
     return row;
 }
 
@@ -173,6 +187,7 @@ ImportFile parse_rows(const Config& c, const std::string& file, std::string_view
     out.name = file;
     out.has_aliases = cols.aliases != -1;
     out.keeps_target = cols.target == -1;
+    out.has_pending = cols.pending_state != -1;
     out.keeps_batch = cols.batch == -1 && !default_batch;
     std::unordered_map<std::string, std::size_t> user_line, alias_line;
     while (next_record()) {

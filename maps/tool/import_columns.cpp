@@ -20,7 +20,7 @@ struct FieldName {
 
 // The synonyms of design section 10: Microsoft's migration batches (EmailAddress), GAM's
 // `print users` (primaryEmail), LDAP and AD exports (mail).
-constexpr std::array<FieldName, 8> kFieldNames{{
+constexpr std::array<FieldName, 10> kFieldNames{{
     {"address", &ImportColumns::address, "address"},
     {"emailaddress", &ImportColumns::address, "address"},
     {"primaryemail", &ImportColumns::address, "address"},
@@ -29,6 +29,8 @@ constexpr std::array<FieldName, 8> kFieldNames{{
     {"target", &ImportColumns::target, "target"},
     {"batch", &ImportColumns::batch, "batch"},
     {"aliases", &ImportColumns::aliases, "aliases"},
+    {"pending_state", &ImportColumns::pending_state, "pending_state"},
+    {"pending_at", &ImportColumns::pending_at, "pending_at"},
 }};
 
 std::string ascii_lowercase(std::string_view v) {
@@ -90,6 +92,9 @@ ImportColumns map_import_header(const std::string& file, const CsvRecord& header
         }
         slot = static_cast<int>(i);
     }
+    if ((cols.pending_state == -1) != (cols.pending_at == -1))
+        throw DataError(fmt::format("{}:{}: pending_state and pending_at go together (a scheduled change)", file,
+                                    header.line));
     if (cols.address == -1)
         throw DataError(fmt::format("{}:{}: no 'address' column (also read as EmailAddress, primaryEmail or mail)",
                                     file, header.line));

@@ -15,6 +15,8 @@ namespace coexist::tool {
 struct ImportColumns {
     // Index of each field's cell in a row; -1 when the file has no such column.
     int address = -1, state = -1, target = -1, batch = -1, aliases = -1;
+    // A scheduled change, as export writes it (design 10): state and ISO 8601 time.
+    int pending_state = -1, pending_at = -1;
     // Named header cells; a spreadsheet's empty trailing header cells are not counted.
     std::size_t count = 0;
     // Header cells that name none of the fields, as the file spells them, in file order. Their

@@ -47,12 +47,13 @@ bool same_routing(const UserRecord& old, const UserRecord& now) {
 // What the row makes of the user's record. Starts from the record, so what an import does not
 // set (a field a later schema adds) is kept; state always, target and batch when the file has
 // them. The file says what the state is now: a scheduled change left behind would undo it later
-// (a rollback imported before a planned cut-over), so it goes, and the diff shows it.
+// (a rollback imported before a planned cut-over), so it goes, and the diff shows it; unless the
+// file itself carries the schedule (pending_state/pending_at, as export writes them).
 UserRecord merged_record(const ImportFile& file, const ImportRow& row, const std::optional<UserRecord>& old) {
     UserRecord record = old.value_or(UserRecord{});
     record.state = row.record.state;
-    record.pending_state.reset();
-    record.pending_at = 0;
+    record.pending_state = row.record.pending_state;
+    record.pending_at = row.record.pending_at;
     if (!old || !file.keeps_target) record.target = row.record.target;
     if (!old || !file.keeps_batch) record.batch = row.record.batch;
     return record;

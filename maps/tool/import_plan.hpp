@@ -34,6 +34,9 @@ struct ImportFile {
     // leaves an existing user's target (batch) as it is: Microsoft's batch CSV must not wipe an
     // explicit routing address. An empty cell of a present column clears it, as export writes it.
     bool keeps_target = false, keeps_batch = false;
+    // The file has pending_state/pending_at columns (an export): each row's scheduled change, or
+    // none when its cells are empty.
+    bool has_pending = false;
 };
 
 // --prune: remove the admin-owned users not in the file, of `batch` only when given.

@@ -109,6 +109,12 @@ std::string socketmap_reply(SocketmapTable table, std::string_view key, const Ro
     return fmt::format("OK {}", to_string(decision.action));
 }
 
+std::string socketmap_shadow_reply(SocketmapTable table, const RoutingDecision& decision) {
+    if (table == SocketmapTable::virtual_alias) return std::string(kSocketmapNotFound);
+    if (decision.action == Action::reject || decision.action == Action::tempfail) return "OK shadow";
+    return fmt::format("OK {}", to_string(decision.action));
+}
+
 std::string socketmap_perm(std::string_view reason) { return "PERM " + printable(reason); }
 
 }  // namespace coexist::policyd

@@ -301,6 +301,34 @@ class PolicydMetricsAndShadow(LabTestCase):
             wait_for(lambda: gauge() == base + 1, "one more policy connection")
         wait_for(lambda: gauge() == base, "the connection gone again")
 
+    def test_map_trouble_is_counted_and_deferred_except_in_shadow_mode(self):
+        from policyd_fixture import Policyd
+        for shadow in (False, True):
+            with self.subTest(shadow=shadow):
+                port = ml.h.free_port()
+                daemon = Policyd(map_available=False, extra_routing="shadow = yes" if shadow else "",
+                                 extra_policyd=f"metrics_listen = 127.0.0.1:{port}")
+                self.addCleanup(daemon.close)
+                daemon.start()
+                ml.h.wait_listening("127.0.0.1", port)
+                reply = daemon.ask_policy(MIGRATED)
+                if shadow:
+                    self.assertEqual(reply, "DUNNO")
+                    self.assertEqual(daemon.ask_socketmap("virtual", MIGRATED), "NOTFOUND ")
+                    self.assertEqual(daemon.ask_socketmap("recipients", MIGRATED), "OK shadow")
+                else:
+                    self.assertTrue(reply.startswith("DEFER_IF_PERMIT 4.3.0"), reply)
+                    self.assertTrue(daemon.ask_socketmap("virtual", MIGRATED).startswith("TEMP "))
+                samples = scrape(port)
+                family = "coexist_shadow_decisions_total" if shadow else "coexist_decisions_total"
+                self.assertEqual(decisions(samples, "policy", family), {"tempfail": 1})
+                lookups = 3 if shadow else 2
+                self.assertEqual(value(samples, "coexist_lookups_total"), lookups)
+                self.assertEqual(value(samples, "coexist_tempfails_total"), lookups)
+                self.assertEqual(value(samples, "coexist_map_open_errors_total"), lookups)
+                self.assertIsNone(value(samples, "coexist_map_age_seconds"), "no map, no age")
+                daemon.close()
+
     def test_shadow_mode_changes_nothing(self):
         self.start(shadow=True)
         r = self.relay.send(SENDER, [MIGRATED])

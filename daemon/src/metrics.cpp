@@ -79,18 +79,20 @@ private:
 // and map errors say why.
 class MapAgeCollector final : public prometheus::Collectable {
 public:
-    explicit MapAgeCollector(MapReader& map) : map_(map) {}
+    // `map`: where the sync time is read; null in coexist-map, which must not open a reader
+    // beside its writer (one LMDB environment per process and map).
+    MapAgeCollector(std::string path, MapReader* map) : path_(std::move(path)), map_(map) {}
 
     std::vector<prometheus::MetricFamily> Collect() const override {
         std::vector<prometheus::MetricFamily> out;
         const std::time_t now = std::time(nullptr);
         struct stat st{};
-        if (::stat((map_.path() + "/data.mdb").c_str(), &st) == 0)
+        if (::stat((path_ + "/data.mdb").c_str(), &st) == 0)
             out.push_back(gauge("coexist_map_age_seconds",
                                 "Seconds since the map (data.mdb) was last written",
                                 static_cast<double>(now - st.st_mtim.tv_sec)));
         try {
-            if (const auto synced = map_.directory_synced_at())
+            if (const auto synced = map_ ? map_->directory_synced_at() : std::nullopt)
                 out.push_back(gauge("coexist_directory_sync_age_seconds",
                                     "Seconds since the directory's last successful sync into the map",
                                     static_cast<double>(now - *synced)));
@@ -112,7 +114,8 @@ private:
         return family;
     }
 
-    MapReader& map_;
+    std::string path_;
+    MapReader* map_;
 };
 
 // ---- ServiceMetrics ----------------------------------------------------------------------
@@ -143,7 +146,7 @@ void ServiceMetrics::count(Action action, bool shadow) noexcept {
 Metrics::Metrics(MapReader& map)
     : registry_(std::make_shared<prometheus::Registry>()),
       latency_(std::make_shared<LatencyHistogram>()),
-      map_age_(std::make_shared<MapAgeCollector>(map)) {
+      map_age_(std::make_shared<MapAgeCollector>(map.path(), &map)) {
     decisions_ = &prometheus::BuildCounter()
                       .Name("coexist_decisions_total")
                       .Help("Routing decisions applied, by service and action")
@@ -237,29 +240,62 @@ private:
     sigset_t saved_;
 };
 
-}  // namespace
-
-void Metrics::listen(const std::string& address) {
+// The HTTP endpoint serving `collectables` at /metrics on `address`.
+std::unique_ptr<prometheus::Exposer> serve(const std::string& address,
+                                           const std::vector<std::shared_ptr<prometheus::Collectable>>& collectables) {
     if (auto why = metrics_listen_error(address); why || address.empty())
         throw std::runtime_error("metrics_listen: " + (why ? *why : std::string("empty")));
     SignalsBlocked blocked;
     // civetweb's listening_ports syntax is ours (127.0.0.1:9187, [::1]:9187). Two threads: one
     // Prometheus scraping, one spare; nothing here is on the mail path.
+    std::unique_ptr<prometheus::Exposer> exposer;
     try {
-        exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
+        exposer = std::make_unique<prometheus::Exposer>(address, 2);
     } catch (const std::exception& e) {
         throw std::runtime_error(fmt::format("metrics_listen {}: cannot listen: {}", address, e.what()));
     }
-    exposer_->RegisterCollectable(registry_);
-    exposer_->RegisterCollectable(latency_);
-    exposer_->RegisterCollectable(map_age_);
+    for (const auto& c : collectables) exposer->RegisterCollectable(c);
+    return exposer;
 }
 
-int Metrics::port() const {
-    if (!exposer_) return 0;
-    const auto ports = exposer_->GetListeningPorts();
-    return ports.empty() ? 0 : ports.front();
+}  // namespace
+
+void Metrics::listen(const std::string& address) { exposer_ = serve(address, {registry_, latency_, map_age_}); }
+
+// ---- FollowerMetrics -------------------------------------------------------------------------
+
+FollowerMetrics::FollowerMetrics(const std::string& map_path)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      map_age_(std::make_shared<MapAgeCollector>(map_path, nullptr)) {
+    auto& changes = prometheus::BuildCounter()
+                        .Name("coexist_follower_changes_total")
+                        .Help("Changes the directory follower committed to the map, by kind")
+                        .Register(*registry_);
+    for (std::size_t i = 0; i < kChangeKinds.size(); ++i) changes_[i] = &changes.Add({{"change", kChangeKinds[i]}});
+    held_ = &prometheus::BuildGauge()
+                 .Name("coexist_follower_removals_held")
+                 .Help("Removals held beyond [directory] max_removals, waiting for 'coexist-map sync --force'")
+                 .Register(*registry_)
+                 .Add({});
+    reconnects_ = &prometheus::BuildCounter()
+                       .Name("coexist_follower_reconnects_total")
+                       .Help("Times the follower lost or could not open its directory session and retried")
+                       .Register(*registry_)
+                       .Add({});
 }
+
+FollowerMetrics::~FollowerMetrics() = default;
+
+void FollowerMetrics::listen(const std::string& address) { exposer_ = serve(address, {registry_, map_age_}); }
+
+void FollowerMetrics::applied(const std::array<std::size_t, kChangeKinds.size()>& counts) noexcept {
+    for (std::size_t i = 0; i < counts.size(); ++i)
+        if (counts[i]) changes_[i]->Increment(static_cast<double>(counts[i]));
+}
+
+void FollowerMetrics::held(std::size_t removals) noexcept { held_->Set(static_cast<double>(removals)); }
+
+void FollowerMetrics::reconnect() noexcept { reconnects_->Increment(); }
 
 RoutingDecision route_counted(const Config& config, MapReader& map, std::string_view recipient,
                               Metrics& metrics) noexcept {

@@ -354,6 +354,72 @@ class PolicydMetricsAndShadow(LabTestCase):
             self.assertEqual(decisions(samples, service), {}, service)
 
 
+# ---- the directory follower ---------------------------------------------------------------
+
+class FollowerMetricsTest(LabTestCase):
+    def test_follower_counts_changes_held_removals_and_reconnects(self):
+        from coexist_harness import slapd as s
+        ml.require_binaries()
+        ml.h.require_environment()
+        why = s.missing_requirements()
+        if why:
+            self.skipTest(why)
+        self.lab = lab = ml.h.Lab("metrics-follow").__enter__()
+        self.addCleanup(lab.__exit__, None, None, None)
+        ldap = s.Slapd(name="dir", lab=lab, provider=True)
+        ldap.load_bulk(s.directory_ldif(["u1", "u2", "u3"], migrated=["u1"]))
+        ldap.start()
+        secret = lab.path("ldap.secret")
+        with open(secret, "w") as f:
+            f.write(s.SERVICE_PASSWORD + "\n")
+        os.chmod(secret, 0o600)
+        port = lab.free_port()
+        ini = lab.path("coexist.ini")
+        with open(ini, "w") as f:
+            f.write(f"""[map]
+path = {lab.path("map")}
+
+[domain contoso.com]
+routing_domain = o365.contoso.com
+
+[directory]
+uri = {ldap.uri}
+bind_dn = {s.service_dn()}
+bind_password_file = {secret}
+base = ou=people,{s.SUFFIX}
+alias_attributes = mailLocalAddress
+migrated_group = {s.group_dn("migrated")}
+dual_group = {s.group_dn("cutover")}
+max_removals = 1
+metrics_listen = 127.0.0.1:{port}
+""")
+        ml.coexist_map(ini, "init")
+        follower = lab.spawn("follower", [ml.MAP_TOOL, "-c", ini, "sync", "--follow"])
+        follower.wait_log(r"sync: following", timeout=120)
+        ml.h.wait_listening("127.0.0.1", port)
+
+        def changes(kind):
+            return value(scrape(port), "coexist_follower_changes_total", change=kind)
+
+        self.assertEqual(changes("added"), 3, "the initial refresh added the three users")
+        self.assertEqual(value(scrape(port), "coexist_follower_removals_held"), 0)
+        self.assertEqual(value(scrape(port), "coexist_follower_reconnects_total"), 0)
+        self.assertIsNotNone(value(scrape(port), "coexist_map_age_seconds"))
+        before = changes("changed")
+        ldap.ldapmodify(f"dn: {s.group_dn('migrated')}\nchangetype: modify\nadd: member\n"
+                        f"member: {s.people_dn('u2')}\n")
+        wait_for(lambda: changes("changed") == before + 1, "u2's move to migrated counted", timeout=90)
+        self.assertEqual(ml.coexist_map(ini, "route", "u2@contoso.com").split()[1], "rewrite")
+        # Two users leave within a minute and max_removals is 1: one removed, one held.
+        ldap.ldapdelete(s.people_dn("u3"))
+        ldap.ldapdelete(s.people_dn("u1"))
+        wait_for(lambda: value(scrape(port), "coexist_follower_removals_held") == 1, "one removal held", timeout=90)
+        self.assertEqual(changes("removed"), 1)
+        ldap.kill()
+        wait_for(lambda: value(scrape(port), "coexist_follower_reconnects_total") >= 1,
+                 "a reconnect counted after slapd died", timeout=90)
+
+
 # ---- configuration ------------------------------------------------------------------------
 
 class MetricsConfiguration(unittest.TestCase):

@@ -85,8 +85,6 @@ public:
     // so the daemon's own signal handling keeps them. Throws std::runtime_error (the port is
     // taken, the address is not local).
     void listen(const std::string& address);
-    // The port actually bound (for logs); 0 when not listening.
-    int port() const;
 
     // The counters of one service, created once (at start-up: this locks the registry).
     ServiceMetrics& service(std::string_view name);
@@ -115,6 +113,39 @@ private:
     prometheus::Gauge* socketmap_connections_ = nullptr;
     std::vector<std::unique_ptr<ServiceMetrics>> services_;
     std::unique_ptr<prometheus::Exposer> exposer_;  // last: stopped first, before what it reads
+};
+
+// The metrics of `coexist-map sync --follow` ([directory] metrics_listen, design 13.6): the
+// follower's changes, the removals it holds, its reconnects, and the map's age. Thread-safe.
+//   coexist_follower_changes_total{change="added|changed|removed|aliases_added|aliases_removed"}
+//   coexist_follower_removals_held      removals held beyond max_removals (gauge)
+//   coexist_follower_reconnects_total   directory sessions lost or refused, then retried
+//   coexist_map_age_seconds             as for the daemons
+class FollowerMetrics {
+public:
+    static constexpr std::array<const char*, 5> kChangeKinds{"added", "changed", "removed", "aliases_added",
+                                                             "aliases_removed"};
+
+    explicit FollowerMetrics(const std::string& map_path);
+    ~FollowerMetrics();
+    FollowerMetrics(const FollowerMetrics&) = delete;
+    FollowerMetrics& operator=(const FollowerMetrics&) = delete;
+
+    // As Metrics::listen. Throws std::runtime_error.
+    void listen(const std::string& address);
+
+    // One committed write: how many of each kChangeKinds, in that order.
+    void applied(const std::array<std::size_t, kChangeKinds.size()>& counts) noexcept;
+    void held(std::size_t removals) noexcept;
+    void reconnect() noexcept;
+
+private:
+    std::shared_ptr<prometheus::Registry> registry_;
+    std::shared_ptr<MapAgeCollector> map_age_;
+    std::array<prometheus::Counter*, kChangeKinds.size()> changes_{};
+    prometheus::Gauge* held_ = nullptr;
+    prometheus::Counter* reconnects_ = nullptr;
+    std::unique_ptr<prometheus::Exposer> exposer_;  // last: stopped first
 };
 
 // route() for a daemon: the decision, counted as a lookup of `metrics` with its latency.

@@ -77,7 +77,7 @@ struct DirectoryConfig {
     unsigned max_age_seconds = 86400;   // a reject domain tempfails when the last sync is older
     unsigned timeout_seconds = 30;      // network timeout of every LDAP operation
     unsigned page_size = 500;           // RFC 2696 page size (AD's MaxPageSize is 1000)
-    std::string metrics_listen;         // sync --follow's metrics, "HOST:PORT" (empty = off; reserved)
+    std::string metrics_listen;         // sync --follow's metrics, "HOST:PORT" (empty = off)
 
     bool configured() const { return !uri.empty(); }
     // The removal limit for a map holding `owned` directory-owned users. A percentage allows at

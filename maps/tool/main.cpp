@@ -6,7 +6,9 @@
 
 #include "coexist/config.hpp"
 #include "coexist/map_reader.hpp"
+#include "check_command.hpp"
 #include "commands.hpp"
+#include "commands_scripts.hpp"
 #include "directory_sync.hpp"
 #ifdef COEXIST_HAVE_SERVICE_MANAGER
 #include <memory>
@@ -29,7 +31,8 @@ int main(int argc, char** argv) {
     std::string address, address2, state, file;
     std::optional<std::string> target, batch, state_filter;
     std::vector<std::string> addresses;
-    bool dry_run = false, force = false, follow = false, clear_override = false;
+    bool dry_run = false, force = false, follow = false, clear_override = false, explain = false;
+    std::optional<std::string> at;
     std::optional<std::string> set_state;
 
     auto* init_cmd = app.add_subcommand("init", "create the map (or check an existing one)");
@@ -43,6 +46,7 @@ int main(int argc, char** argv) {
     set_cmd->add_flag("--clear-override", clear_override, "follow the directory again (drop the admin's override)");
     set_cmd->add_option("--target", target, "explicit routing address (empty to clear)");
     set_cmd->add_option("--batch", batch, "batch name");
+    set_cmd->add_option("--at", at, "schedule STATE for this time (ISO 8601 with Z or an offset) instead of now");
     auto* remove_cmd = app.add_subcommand("remove", "remove a user and its aliases");
     remove_cmd->add_option("address", address, "user address")->required();
     auto* alias_cmd = app.add_subcommand("alias", "make ALIAS lead to PRIMARY");
@@ -53,12 +57,23 @@ int main(int argc, char** argv) {
     auto* get_cmd = app.add_subcommand("get", "show a user (or an alias and its user)");
     get_cmd->add_option("address", address, "address")->required();
     auto* route_cmd = app.add_subcommand("route", "print where each address goes, as the daemons decide");
-    route_cmd->add_option("address", addresses, "recipient addresses")->required();
+    route_cmd->add_option("address", addresses, "recipient addresses; - reads them from stdin, one a line")->required();
+    route_cmd->add_flag("--explain", explain, "say why: the domain, each lookup, the record, the alias hop, the schedule");
     auto* list_cmd = app.add_subcommand("list", "list users");
     list_cmd->add_option("--state", state_filter, "only users in this state");
     list_cmd->add_option("--batch", batch, "only users of this batch");
     auto* export_cmd = app.add_subcommand("export", "write the map as CSV that import reads back unchanged");
     auto* stats_cmd = app.add_subcommand("stats", "counts and map size");
+    auto* batch_cmd = app.add_subcommand("batch", "a migration batch at once: list, set (now or --at), cancel");
+    batch_cmd->require_subcommand(1);
+    auto* batch_list_cmd = batch_cmd->add_subcommand("list", "each batch: users per state, pending changes");
+    auto* batch_set_cmd = batch_cmd->add_subcommand("set", "set every user of the batch (start=dual, complete=migrated, rollback=source)");
+    batch_set_cmd->add_option("name", address, "batch name")->required();
+    batch_set_cmd->add_option("state", state, "source, migrated or dual")->required();
+    batch_set_cmd->add_option("--at", at, "schedule it for this time (ISO 8601 with Z or an offset)");
+    batch_set_cmd->add_flag("--dry-run", dry_run, "print what would change; write nothing");
+    auto* batch_cancel_cmd = batch_cmd->add_subcommand("cancel", "drop the batch's pending scheduled change");
+    batch_cancel_cmd->add_option("name", address, "batch name")->required();
     auto* sync_cmd = app.add_subcommand("sync", "make the map equal to the [directory], in one transaction");
     sync_cmd->add_flag("--dry-run", dry_run, "read the directory and print what would change; write nothing");
     sync_cmd->add_flag("--force", force, "apply removals beyond max_removals");
@@ -66,6 +81,14 @@ int main(int argc, char** argv) {
     auto* digest_cmd = app.add_subcommand("digest", "one line: a hash of all that decides routing, to compare relays");
     auto* history_cmd = app.add_subcommand("history", "the audit trail of one address");
     history_cmd->add_option("address", address, "address")->required();
+    auto* commands_cmd = app.add_subcommand("commands", "print the script the other system needs: gam (Google) or exo (Exchange Online)");
+    std::string script_system;
+    commands_cmd->add_option("system", script_system, "gam or exo")->required()->check(CLI::IsMember({"gam", "exo"}));
+    commands_cmd->add_option("--batch", batch, "only users of this batch");
+    commands_cmd->add_option("--state", state_filter, "only users in this state (source: the undo)");
+    auto* check_cmd = app.add_subcommand("check", "check that the daemons can read the map as their user, and Postfix's smtputf8_enable");
+    std::string postfix_dir = kDefaultPostfixConfigDir;
+    check_cmd->add_option("--postfix-config", postfix_dir, "Postfix configuration directory")->capture_default_str();
 
     try {
         app.parse(argc, argv);
@@ -79,17 +102,24 @@ int main(int argc, char** argv) {
         const Config config = load_config(config_path);
         if (*init_cmd) return init(config, out);
         if (*import_cmd) return import_csv(config, file, batch, dry_run, out);
-        if (*set_cmd) return set(config, address, set_state, target, batch, clear_override, out);
+        if (*set_cmd) return set(config, address, set_state, target, batch, clear_override, at, out);
         if (*remove_cmd) return remove(config, address, out);
         if (*alias_cmd) return alias(config, address, address2, out);
         if (*unalias_cmd) return unalias(config, address, out);
         if (*get_cmd) return get(config, address, out);
-        if (*route_cmd) return route(config, addresses, out);
+        if (*route_cmd) return route(config, addresses, explain, out);
+        if (*batch_list_cmd) return batch_list(config, out);
+        if (*batch_set_cmd) return batch_set(config, address, state, at, dry_run, out);
+        if (*batch_cancel_cmd) return batch_cancel(config, address, out);
         if (*list_cmd) return list(config, state_filter, batch, out);
         if (*export_cmd) return export_csv(config, out);
         if (*stats_cmd) return stats(config, out);
         if (*history_cmd) return history(config, address, out);
         if (*digest_cmd) return digest(config, out);
+        if (*commands_cmd)
+            return commands(config, script_system == "gam" ? ScriptSystem::gam : ScriptSystem::exo, batch,
+                            state_filter, out);
+        if (*check_cmd) return check(config, config_path, postfix_dir, out, std::cerr);
         if (*sync_cmd) {
             SyncHooks hooks;
 #ifdef COEXIST_HAVE_SERVICE_MANAGER

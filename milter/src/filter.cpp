@@ -114,6 +114,8 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         RoutingDecision d = decide(as_received);
         const bool shadow = g_env->config->shadow;
         if (d.action == Action::foreign) return SMFIS_CONTINUE;
+        // relay, transport (the recipient stays; transport_maps choose the next hop), rewrite
+        // and dual are planned for the end of the message.
         // Shadow mode refuses nothing, not even on map trouble (the point is to change nothing):
         // the recipient is planned like the others and its would-be refusal logged at the end.
         if (!shadow && (d.action == Action::reject || d.action == Action::tempfail))

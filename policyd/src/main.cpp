@@ -89,6 +89,7 @@ int serve(const Config& config) {
     ServiceMetrics& policy_counts = metrics.service("policy");
     ServiceMetrics& virtual_counts = metrics.service("virtual");
     ServiceMetrics& recipients_counts = metrics.service("recipients");
+    ServiceMetrics& transport_counts = metrics.service("transport");
     const policyd::SessionServices services{
         [&config, &map, &metrics](std::string_view recipient) {
             return route_counted(config, map, recipient, metrics);
@@ -96,9 +97,10 @@ int serve(const Config& config) {
         [](const std::string& line) { log_line(LOG_INFO, line); },
         config.shadow,
         [&](std::string_view service, Action action) {
-            ServiceMetrics& counts = service == "policy"    ? policy_counts
-                                     : service == "virtual" ? virtual_counts
-                                                            : recipients_counts;
+            ServiceMetrics& counts = service == "policy"       ? policy_counts
+                                     : service == "virtual"    ? virtual_counts
+                                     : service == "recipients" ? recipients_counts
+                                                               : transport_counts;
             counts.count(action, config.shadow);
         },
         [&metrics](std::string_view protocol, int delta) { metrics.connections(protocol, delta); },

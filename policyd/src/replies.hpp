@@ -29,6 +29,7 @@ std::string policy_reply(std::string_view action);
 enum class SocketmapTable {
     virtual_alias,  // "virtual": for virtual_alias_maps, rewrite and dual
     recipients,     // "recipients": for relay_recipient_maps, who is accepted at RCPT
+    transport,      // "transport": for transport_maps, the next hop of transport-mode users
 };
 std::optional<SocketmapTable> parse_table_name(std::string_view name);
 std::string_view to_string(SocketmapTable table);
@@ -53,7 +54,8 @@ inline constexpr std::string_view kSocketmapNotFound = "NOTFOUND ";
 std::string socketmap_reply(SocketmapTable table, std::string_view key, const RoutingDecision& decision);
 
 // The reply in shadow mode ([routing] shadow = yes, design 13.6), the one that changes nothing:
-// `virtual` answers NOTFOUND (no rewrite, no copy, no deferral); `recipients` answers OK for
+// `virtual` and `transport` answer NOTFOUND (no rewrite, no copy, no next hop, no deferral);
+// `recipients` answers OK for
 // every address, "OK shadow" where it would have refused (reject) or deferred (tempfail).
 std::string socketmap_shadow_reply(SocketmapTable table, const RoutingDecision& decision);
 

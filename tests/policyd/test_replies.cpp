@@ -75,6 +75,9 @@ TEST_CASE("shadow mode: socketmap replies that change nothing") {
     // virtual: never a rewrite, a copy or a deferral.
     for (auto a : {Action::foreign, Action::relay, Action::rewrite, Action::dual, Action::reject, Action::tempfail})
         CHECK(socketmap_shadow_reply(T::virtual_alias, decision(a, "x@o365.contoso.com")) == "NOTFOUND ");
+    // transport: no next hop of ours, Postfix's own transport decides.
+    for (auto a : {Action::transport, Action::rewrite, Action::tempfail})
+        CHECK(socketmap_shadow_reply(T::transport, decision(a, "smtp:[mx.example]")) == "NOTFOUND ");
     // recipients: OK for everything, what it would have refused or deferred included.
     CHECK(socketmap_shadow_reply(T::recipients, decision(Action::reject)) == "OK shadow");
     CHECK(socketmap_shadow_reply(T::recipients, decision(Action::tempfail, "", "boom")) == "OK shadow");
@@ -103,7 +106,24 @@ TEST_CASE("socketmap requests split into table and key at the first space") {
     CHECK(parse_table_name("virtual") == SocketmapTable::virtual_alias);
     CHECK(parse_table_name("recipients") == SocketmapTable::recipients);
     CHECK_FALSE(parse_table_name("Virtual"));
-    CHECK_FALSE(parse_table_name("transport"));
+    CHECK(parse_table_name("transport") == SocketmapTable::transport);
+    CHECK_FALSE(parse_table_name("transports"));
+}
+
+TEST_CASE("the transport table answers the next hop of transport-mode users only (design 11)") {
+    const RoutingDecision transport{Action::transport, "smtp:[contoso-com.mail.protection.outlook.com]", {}};
+    CHECK(socketmap_reply(SocketmapTable::transport, "ann@contoso.com", transport) ==
+          "OK smtp:[contoso-com.mail.protection.outlook.com]");
+    // The other tables leave the recipient alone: no rewrite, accepted as a known user.
+    CHECK(socketmap_reply(SocketmapTable::virtual_alias, "ann@contoso.com", transport) == "NOTFOUND ");
+    CHECK(socketmap_reply(SocketmapTable::recipients, "ann@contoso.com", transport) == "OK transport");
+    CHECK(policy_action(transport) == kPolicyNoDecision);
+    for (const Action a : {Action::foreign, Action::relay, Action::rewrite, Action::dual, Action::reject}) {
+        CAPTURE(to_string(a));
+        CHECK(socketmap_reply(SocketmapTable::transport, "x@contoso.com", {a, "x@o365.contoso.com", {}}) == "NOTFOUND ");
+    }
+    CHECK(socketmap_reply(SocketmapTable::transport, "x@contoso.com", {Action::tempfail, {}, "map unavailable"}) ==
+          "TEMP map unavailable");
 }
 
 TEST_CASE("bare domains, '*' and partial keys are not addresses") {

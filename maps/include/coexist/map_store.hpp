@@ -69,6 +69,11 @@ public:
     void for_each_alias(const std::function<bool(std::string_view, std::string_view)>& visit);
     std::vector<AuditEntry> history(std::string_view address);
 
+    // Stores every scheduled change due at `now` (unix time, s) as the user's state (or override),
+    // each audited at its own time. MapStore::write() calls it first in every write transaction.
+    // Returns how many it applied.
+    std::size_t apply_due_changes(std::int64_t now);
+
     std::size_t user_count();
     std::size_t alias_count();
 

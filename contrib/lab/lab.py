@@ -100,11 +100,17 @@ def write_coexist_ini(ports):
         ("policyd", "user"): DAEMON_USER,
         ("policyd", "socket_group"): DAEMON_GROUP,
     }
+    # Each daemon serves its metrics on a port of its own (the sample has them commented out).
+    metrics = {"milter": f"metrics_listen = 127.0.0.1:{ports['milter_metrics']}\n",
+               "policyd": f"metrics_listen = 127.0.0.1:{ports['policyd_metrics']}\n"}
     out, section = [], None
     for line in open(SAMPLE_INI):
         stripped = line.strip()
         if stripped.startswith("["):
             section = stripped[1:-1]
+            if section in metrics:
+                out += [line, metrics[section]]
+                continue
         key = stripped.split("=", 1)[0].strip() if "=" in stripped and not stripped.startswith(";") else None
         if key and (section, key) in replace:
             line = f"{key} = {replace[(section, key)]}\n"
@@ -308,7 +314,8 @@ def up():
         down(quiet=True)
     os.makedirs(LAB_DIR)
     os.chmod(LAB_DIR, 0o755)
-    ports = {k: free_port() for k in ("relay", "google", "newsys", "internet", "milter", "policy", "socketmap", "ldap")}
+    ports = {k: free_port() for k in ("relay", "google", "newsys", "internet", "milter", "policy", "socketmap", "ldap",
+                                      "milter_metrics", "policyd_metrics")}
     state = {"ports": ports, "pids": {}, "postfix": []}
     save_state(state)
     try:

@@ -106,6 +106,7 @@ public:
 
     // Returns when stop is set; throws DirectoryError when the connection or a search ends.
     void run(const FollowHooks& hooks) {
+        hooks_ = &hooks;
         // Groups first, so every person of the refresh is classified with the membership.
         if (!d_.migrated_group.empty()) migrated_id_ = start(d_.migrated_group, LDAP_SCOPE_BASE, "(objectClass=*)", group_attributes());
         if (!d_.dual_group.empty()) dual_id_ = start(d_.dual_group, LDAP_SCOPE_BASE, "(objectClass=*)", group_attributes());
@@ -331,6 +332,7 @@ private:
             ran = true;
             body(txn, context.time);
         });
+        report();
     }
 
     // A writer applying changes one by one rather than a whole view: conflicts are decided by
@@ -419,6 +421,7 @@ private:
                 }
                 finish(txn, counts, 0);
             });
+            report();
         }
     }
 
@@ -583,6 +586,15 @@ private:
                      counts.changed, counts.removed, counts.aliases_added, counts.aliases_removed,
                      counts.removals_held ? fmt::format(", {} removals held", counts.removals_held) : std::string());
         for (const auto& w : counts.warnings) log_warning("sync: {}", w);
+        committed_ = counts;
+    }
+
+    // Tells the hooks what the last write committed (called once it has).
+    void report() {
+        if (!hooks_) return;
+        if (hooks_->applied) hooks_->applied(committed_);
+        if (hooks_->held) hooks_->held(held_);
+        committed_ = SyncCounts{};
     }
 
 public:
@@ -597,6 +609,8 @@ private:
     MapStore& store_;
     LdapSession& ldap_;
     const std::atomic<bool>& stop_;
+    const FollowHooks* hooks_ = nullptr;
+    SyncCounts committed_;  // what finish() wrote, reported once the write commits
     int migrated_id_ = 0, dual_id_ = 0, people_id_ = 0;
     Membership membership_;
     std::vector<std::string> raw_migrated_, raw_dual_;  // the groups' member values as last sent
@@ -642,6 +656,8 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
             } else {
                 // No RFC 4533 (AD, or a server without syncprov): a full sync every interval.
                 const SyncCounts counts = full_sync(config, store, session, SyncOptions{});
+                if (hooks.applied) hooks.applied(counts);
+                if (hooks.held) hooks.held(0);
                 log_info("sync: {} (polling every {} s, the server offers no RFC 4533): {} users, {} added, {} changed, "
                          "{} removed", session.uri(), d.interval_seconds, counts.users, counts.added, counts.changed,
                          counts.removed);
@@ -668,7 +684,9 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
             store.write(sync_context(d.uri), [&](MapTxn& txn) {
                 txn.put_meta(meta::kDirectoryHeldRemovals, std::to_string(e.would_remove + e.would_demote));
             });
+            if (hooks.held) hooks.held(e.would_remove + e.would_demote);
         }
+        if (hooks.retrying) hooks.retrying();
         if (hooks.status) hooks.status(fmt::format("directory unreachable; retrying in {} s", backoff));
         pause(stop, backoff);
         backoff = std::min(backoff * 2, 60u);

@@ -13,9 +13,15 @@
 
 namespace coexist::directory {
 
+struct SyncCounts;  // view_writer.hpp
+
 struct FollowHooks {
     std::function<void()> ready;     // after the first complete refresh (sd_notify READY=1)
     std::function<void(const std::string&)> status;  // sd_notify STATUS=
+    // For the follower's metrics ([directory] metrics_listen); each may be empty.
+    std::function<void(const SyncCounts&)> applied = {};  // a write of changes was committed
+    std::function<void(std::size_t)> held = {};           // removals held now, beyond max_removals
+    std::function<void()> retrying = {};                  // the session ended or failed: reconnecting
 };
 
 // Runs until `stop` is set (checked at least once a second). Directory errors are logged and

@@ -2,6 +2,9 @@
 // chain of ifs; every error names file, line and key.
 #include "coexist/config.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -33,6 +36,30 @@ std::string_view to_string(UnknownRecipient u) {
         case UnknownRecipient::new_system: return "new_system";
     }
     return "?";
+}
+
+std::optional<std::string> metrics_listen_error(std::string_view v) {
+    if (v.empty()) return std::nullopt;  // off
+    const auto bad = [v](std::string_view why) {
+        return fmt::format("expected HOST:PORT with a numeric IPv4 host or [IPv6]:PORT, such as "
+                           "127.0.0.1:9187 ({}), got '{}'", why, v);
+    };
+    const auto colon = v.rfind(':');
+    if (colon == std::string_view::npos) return bad("no port");
+    std::string_view host = v.substr(0, colon);
+    const std::string_view port = v.substr(colon + 1);
+    unsigned n = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || n < 1 || n > 65535)
+        return bad("port from 1 to 65535");
+    // The host is numeric, as for the milter and policy sockets: a name would be resolved by
+    // the HTTP server's own resolver at start-up, and a typo would listen somewhere unexpected.
+    const bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+    if (v6) host = host.substr(1, host.size() - 2);
+    unsigned char buf[sizeof(struct in6_addr)];
+    const std::string h(host);
+    if (::inet_pton(v6 ? AF_INET6 : AF_INET, h.c_str(), buf) != 1) return bad("numeric host");
+    return std::nullopt;
 }
 
 const DomainConfig* Config::find_domain(std::string_view domain) const {
@@ -126,6 +153,12 @@ std::optional<std::string> parse_socket(std::string_view v, std::string& out) {
     return std::nullopt;
 }
 
+std::optional<std::string> parse_metrics_listen(std::string_view v, std::string& out) {
+    if (auto e = metrics_listen_error(v)) return e;
+    out = std::string(v);
+    return std::nullopt;
+}
+
 std::optional<std::string> parse_mode(std::string_view v, mode_t& out) {
     unsigned m = 0;
     if (parse_number<unsigned>(v, m, 0, 0777, 8)) return "expected an octal mode such as 0660";
@@ -212,6 +245,7 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
             {"keep_extension", [&c](auto v) { return parse_bool(v, c.keep_extension); }},
             {"unknown_recipient", [&c](auto v) { return parse_unknown(v, c.unknown_recipient); }},
             {"loop_limit", [&c](auto v) { return parse_number<unsigned>(v, c.loop_limit, 1, 100); }},
+            {"shadow", [&c](auto v) { return parse_bool(v, c.shadow); }},
         };
     if (section == "milter") {
         auto& m = c.milter;
@@ -222,6 +256,7 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
         t.insert({"socket_mode", [&m](auto v) { return parse_mode(v, m.socket.mode); }});
         t.insert({"user", [&m](auto v) { return parse_name(v, m.user); }});
         t.insert({"timeout", [&m](auto v) { return parse_number<unsigned>(v, m.timeout_seconds, 1, 3600); }});
+        t.insert({"metrics_listen", [&m](auto v) { return parse_metrics_listen(v, m.metrics_listen); }});
         return t;
     }
     if (section == "policyd") {
@@ -245,6 +280,7 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
             {"max_request_bytes", [&p](auto v) { return parse_number<std::size_t>(v, p.max_request_bytes, 256, 1 << 20); }},
             {"max_attributes", [&p](auto v) { return parse_number<unsigned>(v, p.max_attributes, 1, 10000); }},
             {"idle_timeout", [&p](auto v) { return parse_number<unsigned>(v, p.idle_timeout_seconds, 1, 86400); }},
+            {"metrics_listen", [&p](auto v) { return parse_metrics_listen(v, p.metrics_listen); }},
         };
     }
     if (section == "directory") {
@@ -327,7 +363,7 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
             {"max_age", [&d](auto v) { return parse_number<unsigned>(v, d.max_age_seconds, 60, 365 * 86400); }},
             {"timeout", [&d](auto v) { return parse_number<unsigned>(v, d.timeout_seconds, 1, 3600); }},
             {"page_size", [&d](auto v) { return parse_number<unsigned>(v, d.page_size, 1, 100000); }},
-            {"metrics_listen", text(d.metrics_listen)},
+            {"metrics_listen", [&d](auto v) { return parse_metrics_listen(v, d.metrics_listen); }},
         };
     }
     if (domain)

@@ -12,6 +12,10 @@
 
 #include "coexist/config.hpp"
 
+namespace coexist::directory {
+struct SyncCounts;  // view_writer.hpp
+}
+
 namespace coexist::tool {
 
 // Exit statuses (design section 4).
@@ -63,6 +67,10 @@ struct SyncHooks {
     std::function<void()> ready;
     std::function<void(const std::string&)> status;
     std::function<void()> stopping;
+    // sync --follow's metrics (directory::FollowHooks); each may be empty.
+    std::function<void(const directory::SyncCounts&)> applied = {};
+    std::function<void(std::size_t)> held = {};
+    std::function<void()> retrying = {};
 };
 // `coexist-map sync [--dry-run] [--force] [--follow]` (sync_command.cpp). Throws
 // directory::DirectoryError and directory::RemovalLimitExceeded (main.cpp: exit 2).

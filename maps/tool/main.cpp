@@ -11,7 +11,11 @@
 #include "commands_scripts.hpp"
 #include "directory_sync.hpp"
 #ifdef COEXIST_HAVE_SERVICE_MANAGER
+#include <memory>
+
+#include "coexist/metrics.hpp"
 #include "coexist/service_manager.hpp"
+#include "view_writer.hpp"
 #endif
 
 using namespace coexist;
@@ -125,6 +129,23 @@ int main(int argc, char** argv) {
 #ifdef COEXIST_HAVE_SERVICE_MANAGER
             hooks.ready = [] { notify_ready(); };
             hooks.stopping = [] { notify_stopping(); };
+            // [directory] metrics_listen: the follower's metrics (design 13.6).
+            std::unique_ptr<FollowerMetrics> metrics;
+            if (follow && !config.directory.metrics_listen.empty()) {
+                metrics = std::make_unique<FollowerMetrics>(config.map_path);
+                try {
+                    metrics->listen(config.directory.metrics_listen);
+                } catch (const std::runtime_error& e) {  // a port taken: a configuration problem
+                    std::cerr << "coexist-map: " << e.what() << '\n';
+                    return kUsage;
+                }
+                FollowerMetrics& m = *metrics;
+                hooks.applied = [&m](const directory::SyncCounts& c) {
+                    m.applied({c.added, c.changed, c.removed, c.aliases_added, c.aliases_removed});
+                };
+                hooks.held = [&m](std::size_t n) { m.held(n); };
+                hooks.retrying = [&m] { m.reconnect(); };
+            }
 #endif
             return sync(config, dry_run, force, follow, out, hooks);
         }

@@ -31,7 +31,7 @@ int sync(const Config& c, bool dry_run, bool force, bool follow, std::ostream& o
         sigaction(SIGTERM, &sa, nullptr);
         sigaction(SIGINT, &sa, nullptr);
         std::signal(SIGPIPE, SIG_IGN);
-        directory::FollowHooks follow_hooks{hooks.ready, hooks.status};
+        directory::FollowHooks follow_hooks{hooks.ready, hooks.status, hooks.applied, hooks.held, hooks.retrying};
         directory::follow(c, store, stop_requested, follow_hooks);
         if (hooks.stopping) hooks.stopping();
         return kOk;

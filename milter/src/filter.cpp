@@ -80,6 +80,15 @@ sfsistat on_envfrom(SMFICTX* ctx, char**) {
     });
 }
 
+RoutingDecision decide(std::string_view as_received) {
+    if (!g_env->metrics) return route(*g_env->config, *g_env->map, as_received);
+    RoutingDecision d = route_counted(*g_env->config, *g_env->map, as_received, *g_env->metrics);
+    // Counted at RCPT, where the decision is taken (in shadow mode as the decision it would
+    // have been): a message aborted later keeps its count.
+    if (g_env->decisions) g_env->decisions->count(d.action, g_env->config->shadow);
+    return d;
+}
+
 sfsistat rcpt_refused(SMFICTX* ctx, std::string_view as_received, const RoutingDecision& d) {
     const std::string line = decision_log_line(queue_id(ctx), as_received, d);
     if (d.action == Action::reject) {
@@ -102,22 +111,23 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         // still gets as_received, which cleanup internalizes the same way (cleanup_milter.c,
         // cleanup_del_rcpt()).
         const std::string_view as_received = argv[0];
-        RoutingDecision d = route(*g_env->config, *g_env->map, as_received);
-        switch (d.action) {
-            case Action::foreign:
-                return SMFIS_CONTINUE;
-            case Action::reject:
-            case Action::tempfail:
-                return rcpt_refused(ctx, as_received, d);
-            case Action::relay:
-            case Action::transport:  // the recipient stays; transport_maps choose the next hop
-            case Action::rewrite:
-            case Action::dual:
-                break;
-        }
+        RoutingDecision d = decide(as_received);
+        const bool shadow = g_env->config->shadow;
+        if (d.action == Action::foreign) return SMFIS_CONTINUE;
+        // relay, transport (the recipient stays; transport_maps choose the next hop), rewrite
+        // and dual are planned for the end of the message.
+        // Shadow mode refuses nothing, not even on map trouble (the point is to change nothing):
+        // the recipient is planned like the others and its would-be refusal logged at the end.
+        if (!shadow && (d.action == Action::reject || d.action == Action::tempfail))
+            return rcpt_refused(ctx, as_received, d);
         std::vector<std::string> args;
         for (int i = 1; i <= kMaxRcptParams && argv[i] != nullptr; ++i) args.emplace_back(argv[i]);
         if (!session(ctx).message.add({std::string(as_received), parse_rcpt_params(args), std::move(d)})) {
+            if (shadow) {
+                log_warning("{}: rcpt=<{}>: more than {} managed recipients, not logged, shadow=yes",
+                            queue_id(ctx), as_received, MessagePlan::kMaxRecipients);
+                return SMFIS_CONTINUE;
+            }
             log_warning("{}: rcpt=<{}>: more than {} managed recipients, deferring", queue_id(ctx),
                         as_received, MessagePlan::kMaxRecipients);
             set_reply(ctx, {"452", "4.5.3", "Too many recipients"});
@@ -147,11 +157,22 @@ sfsistat finish_message(SMFICTX* ctx, MessagePlan& plan) {
     if (!plan.managed()) return SMFIS_CONTINUE;
     const std::string qid = queue_id(ctx);
     const unsigned limit = g_env->config->loop_limit;
+    // The loop guard holds in shadow mode too: a message that already carries loop_limit trace
+    // headers has passed coexist relays that do route (a relay not in shadow mode, the other
+    // system sending it back); letting it through would let a loop run, which is never the
+    // "nothing changes" that shadow mode promises. A shadow relay adds no header, so it never
+    // feeds a loop itself.
     if (plan.exceeds_loop_limit(limit)) {
         log_warning("{}: reject: mail forwarding loop, trace_headers={}, loop_limit={}", qid,
                     plan.trace_count(), limit);
         set_reply(ctx, loop_reply(plan.trace_count(), limit));
         return SMFIS_REJECT;
+    }
+    if (g_env->config->shadow) {
+        // What would have happened, one line per recipient; no recipient, no header changed.
+        for (const auto& r : plan.recipients())
+            log_info("{}, shadow=yes", decision_log_line(qid, r.as_received, r.decision));
+        return SMFIS_CONTINUE;
     }
     for (const auto& edit : plan.edits()) apply(ctx, edit);
     const std::string trace = trace_header_value(g_env->hostname, qid, std::time(nullptr));

@@ -9,6 +9,7 @@
 
 #include "coexist/config.hpp"
 #include "coexist/map_reader.hpp"
+#include "coexist/metrics.hpp"
 
 namespace coexist::milter {
 
@@ -18,6 +19,9 @@ struct FilterEnvironment {
     const Config* config = nullptr;
     MapReader* map = nullptr;
     std::string hostname;  // for the trace header
+    // Where lookups and decisions are counted (coexist-milter(8), METRICS); null: not counted.
+    Metrics* metrics = nullptr;
+    ServiceMetrics* decisions = nullptr;  // metrics->service("milter")
 };
 
 // Makes `environment` the one the callbacks use. Call once, before smfi_main().

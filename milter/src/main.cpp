@@ -14,6 +14,7 @@
 #include "coexist/socket_spec.hpp"
 #include "coexist/log.hpp"
 #include "coexist/map_reader.hpp"
+#include "coexist/metrics.hpp"
 #include "coexist/preflight.hpp"
 #include "coexist/service_manager.hpp"
 #include "filter.hpp"
@@ -71,20 +72,28 @@ void log_summary(const Options& options, const Config& config, MapReader& map, c
         users = "unavailable";
     }
     log_info("starting coexist-milter {}: config={}, map={}, users={}, domains={}, socket={}, "
-             "user={}, loop_limit={} (SIGHUP is ignored: restart to apply configuration changes)", COEXIST_VERSION, options.config, config.map_path, users,
+             "user={}, loop_limit={}, metrics={}, shadow={} (SIGHUP is ignored: restart to apply "
+             "configuration changes)", COEXIST_VERSION, options.config, config.map_path, users,
              domain_summary(config), config.milter.socket.spec, user,
-             config.loop_limit);
+             config.loop_limit, config.milter.metrics_listen.empty() ? "off" : config.milter.metrics_listen,
+             config.shadow ? "yes" : "no");
+    if (config.shadow)
+        log_warning("shadow mode ([routing] shadow = yes): decisions are logged and counted, no "
+                    "recipient is changed, refused or deferred");
 }
 
 int serve(const Options& options, const Config& config) {
     MapReader map(config.map_path);
-    const milter::FilterEnvironment env{&config, &map, host_name()};
+    Metrics metrics(map);
+    const milter::FilterEnvironment env{&config, &map, host_name(), &metrics, &metrics.service("milter")};
     milter::install_environment(&env);
 
     smfiDesc description = milter::filter_description();
     if (smfi_register(description) != MI_SUCCESS) throw std::runtime_error("smfi_register failed");
     smfi_settimeout(static_cast<int>(config.milter.timeout_seconds));
     milter::open_milter_socket(config.milter.socket, config.milter.user);
+    // Before the privilege drop, like the milter socket.
+    if (!config.milter.metrics_listen.empty()) metrics.listen(config.milter.metrics_listen);
     const bool was_root = ::geteuid() == 0;
     drop_privileges(config.milter.user);
     if (was_root) log_info("running as user {}", config.milter.user);

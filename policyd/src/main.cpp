@@ -13,6 +13,7 @@
 #include "coexist/privileges.hpp"
 #include "coexist/log.hpp"
 #include "coexist/map_reader.hpp"
+#include "coexist/metrics.hpp"
 #include "coexist/preflight.hpp"
 #include "coexist/route.hpp"
 #include "coexist/service_manager.hpp"
@@ -49,6 +50,9 @@ int serve(const Config& config) {
     const PolicydConfig& p = config.policyd;
     ensure_descriptor_limit(p.max_connections);
 
+    MapReader map(config.map_path);
+    Metrics metrics(map);
+    metrics.track_connections();
     std::vector<policyd::Listener> listeners;
     try {
         // Sockets first, while still root (a unix socket under /run or /var/spool/postfix, its
@@ -56,25 +60,50 @@ int serve(const Config& config) {
         listeners.push_back({policyd::Protocol::policy, listen_on(p.policy_socket, SOMAXCONN), p.policy_socket.spec});
         listeners.push_back(
             {policyd::Protocol::socketmap, listen_on(p.socketmap_socket, SOMAXCONN), p.socketmap_socket.spec});
+        if (!p.metrics_listen.empty()) metrics.listen(p.metrics_listen);
         drop_privileges(p.user);
     } catch (const std::exception& e) {
         log_error("cannot start: {}", e.what());
         return kExitStart;
     }
 
-    MapReader map(config.map_path);
+    const std::string metrics_text = p.metrics_listen.empty() ? "off" : p.metrics_listen;
+    const char* shadow_text = config.shadow ? "yes" : "no";
     try {
-        log_info("starting: policy={}, socketmap={}, map={} ({} users), max_connections={}", p.policy_socket.spec,
-                 p.socketmap_socket.spec, config.map_path, map.user_count(), p.max_connections);
+        log_info("starting: policy={}, socketmap={}, map={} ({} users), max_connections={}, metrics={}, shadow={}",
+                 p.policy_socket.spec, p.socketmap_socket.spec, config.map_path, map.user_count(),
+                 p.max_connections, metrics_text, shadow_text);
     } catch (const MapUnavailable& e) {
         // Keep serving: every decision is a temporary failure until the map is readable, which
         // defers mail instead of misrouting it, and the map is re-tried on every lookup.
         log_warning("starting with the map unavailable, every decision defers: {}", e.what());
+        log_info("starting: policy={}, socketmap={}, map={}, max_connections={}, metrics={}, shadow={}",
+                 p.policy_socket.spec, p.socketmap_socket.spec, config.map_path, p.max_connections,
+                 metrics_text, shadow_text);
     }
+    if (config.shadow)
+        log_warning("shadow mode ([routing] shadow = yes): decisions are logged and counted, every "
+                    "reply is one that changes nothing (DUNNO, NOTFOUND, OK)");
 
+    // Each service's counters, made once here: the hot path only picks one.
+    ServiceMetrics& policy_counts = metrics.service("policy");
+    ServiceMetrics& virtual_counts = metrics.service("virtual");
+    ServiceMetrics& recipients_counts = metrics.service("recipients");
+    ServiceMetrics& transport_counts = metrics.service("transport");
     const policyd::SessionServices services{
-        [&config, &map](std::string_view recipient) { return route(config, map, recipient); },
+        [&config, &map, &metrics](std::string_view recipient) {
+            return route_counted(config, map, recipient, metrics);
+        },
         [](const std::string& line) { log_line(LOG_INFO, line); },
+        config.shadow,
+        [&](std::string_view service, Action action) {
+            ServiceMetrics& counts = service == "policy"       ? policy_counts
+                                     : service == "virtual"    ? virtual_counts
+                                     : service == "recipients" ? recipients_counts
+                                                               : transport_counts;
+            counts.count(action, config.shadow);
+        },
+        [&metrics](std::string_view protocol, int delta) { metrics.connections(protocol, delta); },
     };
     try {
         policyd::Server server(p, services, std::move(listeners));

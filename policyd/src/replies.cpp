@@ -139,6 +139,13 @@ std::string socketmap_reply(SocketmapTable table, std::string_view key, const Ro
     return fmt::format("OK {}", to_string(decision.action));
 }
 
+std::string socketmap_shadow_reply(SocketmapTable table, const RoutingDecision& decision) {
+    // virtual and transport: no rewrite, no copy, no next hop of our own, no deferral.
+    if (table != SocketmapTable::recipients) return std::string(kSocketmapNotFound);
+    if (decision.action == Action::reject || decision.action == Action::tempfail) return "OK shadow";
+    return fmt::format("OK {}", to_string(decision.action));
+}
+
 std::string socketmap_perm(std::string_view reason) { return "PERM " + printable(reason); }
 
 }  // namespace coexist::policyd

@@ -53,6 +53,12 @@ inline constexpr std::string_view kSocketmapNotFound = "NOTFOUND ";
 // The reply payload (without netstring framing) for `key` in `table`, decided by `decision`.
 std::string socketmap_reply(SocketmapTable table, std::string_view key, const RoutingDecision& decision);
 
+// The reply in shadow mode ([routing] shadow = yes, design 13.6), the one that changes nothing:
+// `virtual` and `transport` answer NOTFOUND (no rewrite, no copy, no next hop, no deferral);
+// `recipients` answers OK for
+// every address, "OK shadow" where it would have refused (reject) or deferred (tempfail).
+std::string socketmap_shadow_reply(SocketmapTable table, const RoutingDecision& decision);
+
 // A reply for a request we cannot answer (unknown table, malformed request).
 std::string socketmap_perm(std::string_view reason);
 

@@ -18,7 +18,30 @@ std::string decision_fields(const RoutingDecision& d) {
     return out;
 }
 
+// ", shadow=yes" and what the reply would have been, when shadow mode changed it.
+std::string shadow_fields(bool shadow, std::string_view reply, std::string_view would_reply) {
+    if (!shadow) return {};
+    if (reply == would_reply) return ", shadow=yes";
+    return fmt::format(", shadow=yes, would_reply=\"{}\"", printable(would_reply));
+}
+
+void count(const SessionServices& services, std::string_view service, Action action) {
+    if (services.count) services.count(service, action);
+}
+
 }  // namespace
+
+ConnectionTally::ConnectionTally(const SessionServices& services, std::string_view protocol)
+    : services_(services), protocol_(protocol) {
+    if (services_.connections) services_.connections(protocol_, +1);
+}
+
+ConnectionTally::~ConnectionTally() {
+    try {
+        if (services_.connections) services_.connections(protocol_, -1);
+    } catch (...) {
+    }
+}
 
 // ---- policy -----------------------------------------------------------------------------------
 
@@ -28,11 +51,15 @@ std::string PolicySession::answer(const PolicyRequest& request) {
     // tok822_internalize), "john doe@contoso.com" for RCPT TO:<"john doe"@contoso.com>; route()
     // reads the external form every other caller gives, so quote it back first.
     const RoutingDecision decision = services_.route(external_form(request.recipient));
-    std::string action = policy_action(decision);
+    count(services_, "policy", decision.action);
+    const std::string would = policy_action(decision);
+    // Shadow mode: neither a refusal nor a deferral (DUNNO is what every other decision gets).
+    std::string action = services_.shadow ? std::string(kPolicyNoDecision) : would;
     // Postfix style: the queue id when smtpd has one (not at the first RCPT), else NOQUEUE.
-    services_.log(fmt::format("{}: to=<{}>, {}, reply={}",
+    services_.log(fmt::format("{}: to=<{}>, {}, reply={}{}",
                               request.queue_id.empty() ? "NOQUEUE" : printable(request.queue_id),
-                              printable(request.recipient), decision_fields(decision), action));
+                              printable(request.recipient), decision_fields(decision), action,
+                              shadow_fields(services_.shadow, action, would)));
     return action;
 }
 
@@ -75,9 +102,12 @@ std::string SocketmapSession::answer(std::string_view payload) {
         return std::string(kSocketmapNotFound);
     }
     const RoutingDecision decision = services_.route(query->key);
-    std::string reply = socketmap_reply(*table, query->key, decision);
-    services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}", to_string(*table), printable(query->key),
-                              decision_fields(decision), printable(reply)));
+    count(services_, to_string(*table), decision.action);
+    const std::string would = socketmap_reply(*table, query->key, decision);
+    std::string reply = services_.shadow ? socketmap_shadow_reply(*table, decision) : would;
+    services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}{}", to_string(*table), printable(query->key),
+                              decision_fields(decision), printable(reply),
+                              shadow_fields(services_.shadow, reply, would)));
     return reply;
 }
 

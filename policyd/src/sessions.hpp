@@ -13,10 +13,31 @@
 
 namespace coexist::policyd {
 
-// What a session needs from the daemon: the one routing decision, and somewhere to log it.
+// What a session needs from the daemon: the one routing decision, somewhere to log it, and
+// (optional) where to count it.
 struct SessionServices {
     std::function<RoutingDecision(std::string_view recipient)> route;
     std::function<void(const std::string& line)> log;  // one line per decision
+    // [routing] shadow (design 13.6): decide, log and count, answer what changes nothing.
+    bool shadow = false;
+    // Each decision, by service ("policy", "virtual", "recipients"); may be empty.
+    std::function<void(std::string_view service, Action action)> count = {};
+    // A session of `protocol` ("policy", "socketmap") began (+1) or ended (-1); may be empty.
+    std::function<void(std::string_view protocol, int delta)> connections = {};
+};
+
+// Reports a session's life to SessionServices::connections: +1 when made, -1 when destroyed,
+// so the open-connections gauge cannot drift whichever way a connection ends.
+class ConnectionTally {
+public:
+    ConnectionTally(const SessionServices& services, std::string_view protocol);
+    ~ConnectionTally();
+    ConnectionTally(const ConnectionTally&) = delete;
+    ConnectionTally& operator=(const ConnectionTally&) = delete;
+
+private:
+    const SessionServices& services_;
+    std::string_view protocol_;  // a literal
 };
 
 struct SessionLimits {
@@ -40,7 +61,7 @@ public:
 class PolicySession final : public Session {
 public:
     PolicySession(const SessionServices& services, const SessionLimits& limits)
-        : services_(services), parser_(limits.max_request_bytes, limits.max_attributes) {}
+        : services_(services), tally_(services, "policy"), parser_(limits.max_request_bytes, limits.max_attributes) {}
     bool consume(std::string_view input, std::string& replies) override;
     bool mid_request() const override { return parser_.started(); }
     std::string_view error() const override { return parser_.error(); }
@@ -49,6 +70,7 @@ private:
     std::string answer(const PolicyRequest& request);
 
     const SessionServices& services_;
+    ConnectionTally tally_;
     PolicyRequestParser parser_;
 };
 
@@ -56,7 +78,7 @@ private:
 class SocketmapSession final : public Session {
 public:
     SocketmapSession(const SessionServices& services, const SessionLimits& limits)
-        : services_(services), decoder_(limits.max_request_bytes) {}
+        : services_(services), tally_(services, "socketmap"), decoder_(limits.max_request_bytes) {}
     bool consume(std::string_view input, std::string& replies) override;
     bool mid_request() const override { return decoder_.started(); }
     std::string_view error() const override { return error_; }
@@ -66,6 +88,7 @@ private:
     std::string answer(std::string_view payload);
 
     const SessionServices& services_;
+    ConnectionTally tally_;
     NetstringDecoder decoder_;
     std::string_view error_;
 };

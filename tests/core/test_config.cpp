@@ -97,6 +97,30 @@ TEST_CASE("config errors name file, line and key") {
     expect_error(kDomain + "aliases = not_a domain!\n", 3, "aliases", "not a domain");
 }
 
+TEST_CASE("metrics_listen and shadow: defaults, accepted values, errors") {
+    const Config d = parse_config(kDomain, "coexist.ini");
+    CHECK(d.milter.metrics_listen.empty());  // off by default
+    CHECK(d.policyd.metrics_listen.empty());
+    CHECK(d.directory.metrics_listen.empty());
+    CHECK_FALSE(d.shadow);
+
+    const Config c = parse_config(kDomain + "[routing]\nshadow = yes\n[milter]\nmetrics_listen = 127.0.0.1:9187\n"
+                                            "[policyd]\nmetrics_listen = [::1]:9188\n",
+                                  "coexist.ini");
+    CHECK(c.shadow);
+    CHECK(c.milter.metrics_listen == "127.0.0.1:9187");
+    CHECK(c.policyd.metrics_listen == "[::1]:9188");
+    CHECK(parse_config(kDomain + "[milter]\nmetrics_listen =\n", "coexist.ini").milter.metrics_listen.empty());
+
+    for (const char* bad : {"9187", "localhost:9187", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
+                            "127.0.0.1:91x", "::1:9187", "[::1]", "[127.0.0.1]:9187", "0x7f.1:9187"}) {
+        INFO(bad);
+        expect_error(kDomain + "[milter]\nmetrics_listen = " + bad + "\n", 4, "metrics_listen", "HOST:PORT");
+        expect_error(kDomain + "[policyd]\nmetrics_listen = " + bad + "\n", 4, "metrics_listen", "HOST:PORT");
+    }
+    expect_error(kDomain + "[routing]\nshadow = perhaps\n", 4, "shadow", "yes or no");
+}
+
 TEST_CASE("config consistency errors") {
     expect_error("[routing]\nloop_limit = 3\n", 2, "", "no [domain NAME] section");
     expect_error("[domain contoso.com]\naliases = contoso.net\n", 2, "routing_domain", "missing");

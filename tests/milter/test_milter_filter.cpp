@@ -261,3 +261,56 @@ TEST_CASE("issue 15.1: a quoted local part is the user it names, not an unknown 
     CHECK(ctx.added[1].first == "<ann@o365.contoso.com>");
     f.close(ctx);
 }
+
+TEST_CASE("shadow mode: every decision logged, nothing changed, nothing refused") {
+    FilterFixture f;
+    f.config.shadow = true;
+    CapturedLog log;
+    Ctx ctx;
+    f.mail(ctx);
+    REQUIRE(f.rcpt(ctx, "<ann@contoso.com>") == SMFIS_CONTINUE);
+    REQUIRE(f.rcpt(ctx, "<dana@contoso.com>") == SMFIS_CONTINUE);
+    REQUIRE(f.rcpt(ctx, "<nobody@fabrikam.com>") == SMFIS_CONTINUE);  // would be 550 5.1.1
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    CHECK(ctx.deleted.empty());
+    CHECK(ctx.added.empty());
+    CHECK_FALSE(has_trace_header(ctx));
+    CHECK_FALSE(ctx.reply);
+    std::fflush(stderr);
+    const std::string text = log.text();
+    CHECK_THAT(text, Catch::Contains("4QID1: rcpt=<ann@contoso.com>, action=rewrite, address=<ann@o365.contoso.com>, shadow=yes"));
+    CHECK_THAT(text, Catch::Contains("4QID1: rcpt=<dana@contoso.com>, action=dual, address=<dana@o365.contoso.com>, shadow=yes"));
+    CHECK_THAT(text, Catch::Contains("4QID1: rcpt=<nobody@fabrikam.com>, action=reject"));
+    f.close(ctx);
+}
+
+TEST_CASE("shadow mode: an unreadable map defers nothing either") {
+    FilterFixture f(false);
+    f.config.shadow = true;
+    CapturedLog log;
+    Ctx ctx;
+    f.mail(ctx);
+    REQUIRE(f.rcpt(ctx, "<ann@contoso.com>") == SMFIS_CONTINUE);
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    CHECK(ctx.deleted.empty());
+    CHECK(ctx.added.empty());
+    CHECK_FALSE(ctx.reply);
+    std::fflush(stderr);
+    CHECK_THAT(log.text(), Catch::Contains("rcpt=<ann@contoso.com>, action=tempfail") &&
+                               Catch::Contains("shadow=yes"));
+    f.close(ctx);
+}
+
+TEST_CASE("shadow mode keeps the loop guard") {
+    FilterFixture f;
+    f.config.shadow = true;
+    Ctx ctx;
+    f.mail(ctx);
+    REQUIRE(f.rcpt(ctx, "<ann@contoso.com>") == SMFIS_CONTINUE);
+    char name[] = "X-Coexist-Trace";
+    char value[] = "other.relay; id=1; Thu, 01 Jan 1970 00:00:00 +0000";
+    for (unsigned i = 0; i < f.config.loop_limit; ++i) f.filter.xxfi_header(&ctx, name, value);
+    CHECK(f.eom(ctx) == SMFIS_REJECT);
+    REQUIRE(ctx.reply);
+    f.close(ctx);
+}

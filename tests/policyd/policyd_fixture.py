@@ -111,7 +111,7 @@ class Policyd:
 
     def __init__(self, unknown_recipient="reject", idle_timeout=30, max_connections=1000,
                  max_request_bytes=4096, max_attributes=100, map_available=True,
-                 socketmap_family="inet", extra_routing=""):
+                 socketmap_family="inet", extra_routing="", extra_policyd=""):
         self.dir = tempfile.mkdtemp(prefix="coexist-policyd-")
         os.chmod(self.dir, 0o755)
         self.map_dir = os.path.join(self.dir, "map")
@@ -140,6 +140,7 @@ max_connections = {max_connections}
 max_request_bytes = {max_request_bytes}
 max_attributes = {max_attributes}
 idle_timeout = {idle_timeout}
+{extra_policyd}
 """)
         # The map is the scenario table, written by coexist-map as root; the daemon reads it as
         # nobody through the directory's group, which coexist-map keeps on later writes.

@@ -70,6 +70,21 @@ TEST_CASE("socketmap recipients accepts all but reject") {
     CHECK_THAT(socketmap_reply(t, "x@contoso.com", decision(Action::tempfail, "", "boom")), Catch::StartsWith("TEMP "));
 }
 
+TEST_CASE("shadow mode: socketmap replies that change nothing") {
+    using T = SocketmapTable;
+    // virtual: never a rewrite, a copy or a deferral.
+    for (auto a : {Action::foreign, Action::relay, Action::rewrite, Action::dual, Action::reject, Action::tempfail})
+        CHECK(socketmap_shadow_reply(T::virtual_alias, decision(a, "x@o365.contoso.com")) == "NOTFOUND ");
+    // transport: no next hop of ours, Postfix's own transport decides.
+    for (auto a : {Action::transport, Action::rewrite, Action::tempfail})
+        CHECK(socketmap_shadow_reply(T::transport, decision(a, "smtp:[mx.example]")) == "NOTFOUND ");
+    // recipients: OK for everything, what it would have refused or deferred included.
+    CHECK(socketmap_shadow_reply(T::recipients, decision(Action::reject)) == "OK shadow");
+    CHECK(socketmap_shadow_reply(T::recipients, decision(Action::tempfail, "", "boom")) == "OK shadow");
+    CHECK(socketmap_shadow_reply(T::recipients, decision(Action::relay)) == "OK relay");
+    CHECK(socketmap_shadow_reply(T::recipients, decision(Action::rewrite, "a@o365.contoso.com")) == "OK rewrite");
+}
+
 TEST_CASE("a TEMP reason stays one printable line") {
     const auto reply = socketmap_reply(SocketmapTable::virtual_alias, "a@contoso.com",
                                        decision(Action::tempfail, "", "bad\nline\x01"));

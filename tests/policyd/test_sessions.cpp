@@ -191,3 +191,55 @@ TEST_CASE("policy session: recipient= is Postfix's internal form, decided as its
     CHECK(ex.replies == "action=550 5.1.1 User unknown\n\naction=DUNNO\n\n");
     CHECK(router.calls == std::vector<std::string>{R"("x y"@contoso.com)", "bob@contoso.com"});
 }
+
+TEST_CASE("shadow mode: the policy service refuses and defers nothing, logs and counts what it would have done") {
+    ScriptedRouter router;
+    router.services.shadow = true;
+    std::vector<std::string> counted;
+    router.services.count = [&](std::string_view service, Action a) {
+        counted.push_back(std::string(service) + " " + std::string(to_string(a)));
+    };
+    PolicySession session(router.services, kLimits);
+    const auto ex = run(session, rcpt("x@contoso.com", "ABC") + rcpt("t@contoso.com") + rcpt("ann@contoso.com"), 4096);
+    CHECK(ex.replies == "action=DUNNO\n\naction=DUNNO\n\naction=DUNNO\n\n");
+    REQUIRE(router.log.size() == 3);
+    CHECK(router.log[0] == R"(ABC: to=<x@contoso.com>, action=reject, detail="unknown user", reply=DUNNO, shadow=yes, )"
+                           R"(would_reply="550 5.1.1 User unknown")");
+    CHECK_THAT(router.log[1], Catch::Contains("action=tempfail") && Catch::Contains("would_reply=\"DEFER_IF_PERMIT 4.3.0"));
+    CHECK(router.log[2] == "NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=DUNNO, shadow=yes");
+    CHECK(counted == std::vector<std::string>{"policy reject", "policy tempfail", "policy rewrite"});
+}
+
+TEST_CASE("shadow mode: the socketmap rewrites nothing and accepts every recipient") {
+    ScriptedRouter router;
+    router.services.shadow = true;
+    std::vector<std::string> counted;
+    router.services.count = [&](std::string_view service, Action a) {
+        counted.push_back(std::string(service) + " " + std::string(to_string(a)));
+    };
+    SocketmapSession session(router.services, kLimits);
+    const auto ex = run(session,
+                        encode_netstring("virtual ann@contoso.com") + encode_netstring("recipients x@contoso.com") +
+                            encode_netstring("recipients t@contoso.com"),
+                        4096);
+    CHECK(ex.replies == encode_netstring("NOTFOUND ") + encode_netstring("OK shadow") + encode_netstring("OK shadow"));
+    REQUIRE(router.log.size() == 3);
+    CHECK(router.log[0] == R"(socketmap virtual: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, )"
+                           R"(reply=NOTFOUND , shadow=yes, would_reply="OK ann@o365.contoso.com")");
+    CHECK_THAT(router.log[1], Catch::EndsWith(R"(reply=OK shadow, shadow=yes, would_reply="NOTFOUND ")"));
+    CHECK(counted == std::vector<std::string>{"virtual rewrite", "recipients reject", "recipients tempfail"});
+}
+
+TEST_CASE("sessions tell the connections hook when they begin and end") {
+    ScriptedRouter router;
+    std::vector<std::string> events;
+    router.services.connections = [&](std::string_view protocol, int delta) {
+        events.push_back(std::string(protocol) + (delta > 0 ? " +1" : " -1"));
+    };
+    {
+        PolicySession policy(router.services, kLimits);
+        SocketmapSession socketmap(router.services, kLimits);
+        CHECK(events == std::vector<std::string>{"policy +1", "socketmap +1"});
+    }
+    CHECK(events == std::vector<std::string>{"policy +1", "socketmap +1", "socketmap -1", "policy -1"});
+}

@@ -50,6 +50,7 @@ struct MilterConfig {
     SocketConfig socket{"unix:/run/coexist/milter.sock", "postfix", 0660};
     std::string user = "coexist";   // started as root: drop to this user before serving
     unsigned timeout_seconds = 300; // libmilter's I/O timeout with Postfix
+    std::string metrics_listen;     // Prometheus metrics, "HOST:PORT" (design 12, 13.6); empty = off
 };
 
 struct PolicydConfig {
@@ -60,6 +61,7 @@ struct PolicydConfig {
     std::size_t max_request_bytes = 4096;  // policy: one attribute line; socketmap: one netstring
     unsigned max_attributes = 100;         // policy: attributes in one request
     unsigned idle_timeout_seconds = 300;   // a connection with no complete request for this long is closed
+    std::string metrics_listen;            // Prometheus metrics, "HOST:PORT" (design 12, 13.6); empty = off
 };
 
 // [directory] (design sections 9 and 13.5): the LDAP directory that feeds the map. Absent
@@ -89,7 +91,7 @@ struct DirectoryConfig {
     unsigned max_age_seconds = 86400;   // a reject domain tempfails when the last sync is older
     unsigned timeout_seconds = 30;      // network timeout of every LDAP operation
     unsigned page_size = 500;           // RFC 2696 page size (AD's MaxPageSize is 1000)
-    std::string metrics_listen;         // sync --follow's metrics (empty = off)
+    std::string metrics_listen;         // sync --follow's metrics, "HOST:PORT" (empty = off)
 
     bool configured() const { return !uri.empty(); }
     // The removal limit for a map holding `owned` directory-owned users. A percentage allows at
@@ -115,6 +117,9 @@ struct Config {
     bool keep_extension = true;
     UnknownRecipient unknown_recipient = UnknownRecipient::relay;
     unsigned loop_limit = 3;
+    // [routing] shadow: the daemons decide, log and count as usual but change nothing (design
+    // 13.6): no recipient rewritten or added, no header, no refusal, no deferral.
+    bool shadow = false;
 
     std::vector<DomainConfig> domains;
     MilterConfig milter;
@@ -147,5 +152,9 @@ Config load_config(const std::string& path);
 Config parse_config(std::string_view text, const std::string& name);
 
 std::string_view to_string(UnknownRecipient u);
+
+// A metrics listen address, "HOST:PORT" with a numeric IPv4 HOST or "[IPv6]:PORT"; PORT 1-65535.
+// nullopt when `v` is well formed, else why not (for ConfigError).
+std::optional<std::string> metrics_listen_error(std::string_view v);
 
 }  // namespace coexist

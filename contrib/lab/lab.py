@@ -549,6 +549,45 @@ def weekend(instances):
     return rows
 
 
+def decisions(port, service):
+    """{action: count} of coexist_decisions_total{service=...} on the metrics port."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'coexist_decisions_total\{(.*)\} ([0-9.e+]+)$', line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if labels.get("service") == service:
+            out[labels["action"]] = out.get(labels["action"], 0) + int(float(m.group(2)))
+    return out
+
+
+def metrics_rows(ports, before):
+    """What each daemon's /metrics says was decided during this replay: the milter at each
+    RCPT, the policy service at each RCPT. Both saw the same recipients, so the two must agree."""
+    milter = decisions(ports["milter_metrics"], "milter")
+    policy = decisions(ports["policyd_metrics"], "policy")
+    delta = {name: {a: now.get(a, 0) - before[name].get(a, 0) for a in set(now) | set(before[name])}
+             for name, now in (("milter", milter), ("policy", policy))}
+    print(f"\n$ curl -s http://127.0.0.1:{ports['milter_metrics']}/metrics | grep coexist_decisions_total")
+    for action in sorted(milter):
+        print(f'  coexist_decisions_total{{action="{action}",service="milter"}} {milter[action]}')
+    actions = sorted(a for a in set(delta["milter"]) | set(delta["policy"])
+                     if delta["milter"].get(a, 0) or delta["policy"].get(a, 0))
+    print("decisions during this replay, milter / policy service: " +
+          ", ".join(f"{a} {delta['milter'].get(a, 0)}/{delta['policy'].get(a, 0)}" for a in actions))
+    agree = all(delta["milter"].get(a, 0) == delta["policy"].get(a, 0) for a in actions) and bool(actions)
+    return agree
+
+
+def snapshot(ports):
+    return {"milter": decisions(ports["milter_metrics"], "milter"),
+            "policy": decisions(ports["policyd_metrics"], "policy")}
+
+
 def replay(instances, flows):
     sent = []
     for name, via, sender, rcpt, expected in flows:
@@ -608,6 +647,7 @@ def run():
     ldapmodify(ports, group_change(ports, "delete", "gapps2"))
     wait_route("gapps2@contoso.com", "relay")
     coexist_map("batch", "set", WEEKEND_BATCH, "source")
+    counted_before = snapshot(ports)
     rows = replay(instances, FLOWS)
     print()
     print_table(rows)
@@ -628,6 +668,9 @@ def run():
     print()
     print_table(weekend_rows)
     after += weekend_rows
+    metrics_agree = metrics_rows(ports, counted_before)
+    after.append(("Metrics: milter and policy service count the same decisions", "-", "-", "agree",
+                  "agree" if metrics_agree else "differ", "-", "-", metrics_agree))
     failed = [r for r in rows + after if not r[7]]
     print(f"\n{len(rows) + len(after) - len(failed)} passed, {len(failed)} failed")
     print(f"mailboxes: {path('mail')}/<system>/<user>/new   logs: {path('*', 'maillog')}, {path('*.log')}")

@@ -70,6 +70,11 @@ void ViewWriter::upsert(const DirectoryUser& u) {
                                  "(coexist-map set {} --clear-override to follow the directory)",
                                  u.key, to_string(existing->state), to_string(record.state), u.key));
     }
+    // A scheduled change (`batch set --at`) is the admin's and outlives the directory's view.
+    if (existing) {
+        record.pending_state = existing->pending_state;
+        record.pending_at = existing->pending_at;
+    }
     if (record.override_state && *record.override_state == record.state) {
         txn_.audit_note(u.key, fmt::format("override={}", to_string(*record.override_state)),
                         "override dropped: the directory caught up");

@@ -25,7 +25,12 @@ ConfigError::ConfigError(std::string file, int line, std::string key, const std:
       file_(std::move(file)), line_(line), key_(std::move(key)) {}
 
 std::string_view to_string(UnknownRecipient u) {
-    return u == UnknownRecipient::reject ? "reject" : "relay";
+    switch (u) {
+        case UnknownRecipient::relay: return "relay";
+        case UnknownRecipient::reject: return "reject";
+        case UnknownRecipient::new_system: return "new_system";
+    }
+    return "?";
 }
 
 const DomainConfig* Config::find_domain(std::string_view domain) const {
@@ -81,7 +86,8 @@ std::optional<std::string> parse_size(std::string_view v, std::size_t& out) {
 std::optional<std::string> parse_unknown(std::string_view v, UnknownRecipient& out) {
     if (v == "relay") { out = UnknownRecipient::relay; return std::nullopt; }
     if (v == "reject") { out = UnknownRecipient::reject; return std::nullopt; }
-    return "expected relay or reject, got '" + std::string(v) + "'";
+    if (v == "new_system") { out = UnknownRecipient::new_system; return std::nullopt; }
+    return fmt::format("expected relay, reject or new_system, got '{}'", v);
 }
 
 std::optional<std::string> parse_domain_name(std::string_view v, std::string& out) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "coexist/canonical_address.hpp"
+#include "coexist/utc_time.hpp"
 #include "lmdb.hpp"
 #include "map_files.hpp"
 #include "schema.hpp"
@@ -25,6 +26,9 @@ namespace {
 // user_aliases: primary \0 alias -> "" (the reverse index that lets a user's aliases be listed
 // and removed without scanning every alias).
 constexpr const char* kUserAliases = "user_aliases";
+// schedule: be64(pending_at) || primary -> "" (the users with a scheduled change, in time order,
+// so that a writer finds the due ones without reading every user).
+constexpr const char* kSchedule = "schedule";
 constexpr std::size_t kMaxMapSize = std::size_t{1} << 40;
 
 std::string reverse_key(std::string_view primary, std::string_view alias) {
@@ -97,7 +101,15 @@ std::string describe(const std::optional<UserRecord>& r) {
     if (!r->target.empty()) s += " target=" + r->target;
     if (r->override_state) s += fmt::format(" override={}", to_string(*r->override_state));
     if (r->owner == Owner::directory) s += " (directory)";
+    if (r->pending_state)
+        s += fmt::format(" pending={} at {}", to_string(*r->pending_state), utc_timestamp(r->pending_at));
     return s;
+}
+
+std::string schedule_key(std::int64_t at, std::string_view primary) {
+    std::string k = be64(static_cast<std::uint64_t>(at));
+    k.append(primary);
+    return k;
 }
 
 // Counts the users of each domain from scratch: for maps written before the counts were kept.
@@ -133,7 +145,8 @@ void upgrade_keys(Transaction& txn, MapStore::Handles& h);
 
 struct MapStore::Handles {
     Environment env;
-    MDB_dbi users{}, aliases{}, user_aliases{}, meta{}, audit{};
+    MDB_dbi users{}, aliases{}, user_aliases{}, meta{}, audit{}, schedule{};
+    bool has_schedule = false;  // a map no writer of 0.3 or later has opened has none
 
     Handles(const std::string& path, std::size_t map_size, Mode mode)
         : env(path, mode == Mode::read_only ? MDB_RDONLY : 0, map_size) {
@@ -152,6 +165,17 @@ struct MapStore::Handles {
         aliases = txn.open_db(schema::kAliases, create);
         user_aliases = txn.open_db(kUserAliases, create);
         audit = txn.open_db(schema::kAudit, create);
+        if (mode != Mode::read_only) {
+            schedule = txn.open_db(kSchedule, true);
+            has_schedule = true;
+        } else {
+            try {
+                schedule = txn.open_db(kSchedule, false);
+                has_schedule = true;
+            } catch (const MdbError& e) {
+                if (e.code() != MDB_NOTFOUND) throw;
+            }
+        }
         if (mode != Mode::read_only && ascii_keys) {
             upgrade_keys(txn, *this);
             recount_domains(txn, users, meta);
@@ -261,6 +285,12 @@ public:
         dirty_sequence = true;
     }
 
+    // Keeps the schedule index equal to the records' pending changes.
+    void index_schedule(std::string_view key, const std::optional<UserRecord>& old, const UserRecord* now) {
+        if (old && old->pending_state) txn.del(h.schedule, schedule_key(old->pending_at, key));
+        if (now && now->pending_state) txn.put(h.schedule, schedule_key(now->pending_at, key), "");
+    }
+
     // A user added (+1) or removed (-1): the domain's count changes in finish().
     void count_user(std::string_view key, long delta) { domain_deltas[std::string(schema::domain_of_key(key))] += delta; }
 
@@ -319,6 +349,7 @@ void MapTxn::put_user(std::string_view key, UserRecord record, const std::option
     }
     record.changed = impl_.context ? impl_.context->time : 0;
     impl_.txn.put(impl_.h.users, key, encode(record));
+    if ((old && old->pending_state) || record.pending_state) impl_.index_schedule(key, old, &record);
     if (!old) impl_.count_user(key, +1);
     // A change of the entry's DN alone (a rename in the directory) does not change routing:
     // written, not audited.
@@ -343,6 +374,7 @@ bool MapTxn::remove_user(std::string_view key) {
     if (!old) return false;
     for (const auto& a : aliases_of(key)) remove_alias(a);
     impl_.txn.del(impl_.h.users, key);
+    if (old->pending_state) impl_.index_schedule(key, old, nullptr);
     impl_.count_user(key, -1);
     impl_.audit(key, describe(old), "", old->batch);
     return true;
@@ -420,6 +452,7 @@ void MapTxn::clear() {
     if (!impl_.context) throw std::logic_error("change outside a write transaction");
     for (MDB_dbi dbi : {impl_.h.users, impl_.h.aliases, impl_.h.user_aliases, impl_.h.audit, impl_.h.meta})
         check_mdb(mdb_drop(impl_.txn.get(), dbi, 0), "mdb_drop");
+    if (impl_.h.has_schedule) check_mdb(mdb_drop(impl_.txn.get(), impl_.h.schedule, 0), "mdb_drop");
     impl_.txn.put(impl_.h.meta, schema::kSchemaVersionKey, schema::kSchemaVersion);
     // Counted from zero by restore_user (finish() adds them up).
     impl_.txn.put(impl_.h.meta, schema::kDomainCountsKey, "1");
@@ -430,8 +463,10 @@ void MapTxn::clear() {
 
 void MapTxn::restore_user(std::string_view key, const UserRecord& record) {
     if (!impl_.context) throw std::logic_error("change outside a write transaction");
-    if (!impl_.txn.get(impl_.h.users, key)) impl_.count_user(key, +1);
+    const auto old = user(key);
+    if (!old) impl_.count_user(key, +1);
     impl_.txn.put(impl_.h.users, key, encode(record));
+    if ((old && old->pending_state) || record.pending_state) impl_.index_schedule(key, old, &record);
 }
 
 void MapTxn::restore_alias(std::string_view alias, std::string_view primary) {
@@ -454,6 +489,41 @@ bool MapTxn::restore_audit(const AuditEntry& e) {
     impl_.sequence = std::max(*impl_.sequence, e.sequence);
     impl_.dirty_sequence = true;
     return true;
+}
+
+std::size_t MapTxn::apply_due_changes(std::int64_t now) {
+    if (!impl_.h.has_schedule || !impl_.context) return 0;
+    std::vector<std::pair<std::int64_t, std::string>> due;
+    {
+        Cursor c(impl_.txn, impl_.h.schedule);
+        std::string_view k, v;
+        for (bool ok = c.seek("", k, v); ok && k.size() > 8; ok = c.next(k, v)) {
+            std::uint64_t at = 0;
+            for (std::size_t i = 0; i < 8; ++i) at = (at << 8) | static_cast<unsigned char>(k[i]);
+            if (static_cast<std::int64_t>(at) > now) break;
+            due.emplace_back(static_cast<std::int64_t>(at), std::string(k.substr(8)));
+        }
+    }
+    const ChangeContext* command = impl_.context;
+    std::size_t applied = 0;
+    for (const auto& [at, key] : due) {
+        const auto old = user(key);
+        if (!old || !old->pending_state || old->pending_at != at) {  // a stale index entry: drop it
+            impl_.txn.del(impl_.h.schedule, schedule_key(at, key));
+            continue;
+        }
+        UserRecord record = *old;
+        record.apply_due(now);
+        // Audited at the second route() began to act on it, under the name of the command
+        // that happened to store it.
+        const ChangeContext scheduled{command->who, fmt::format("scheduled change due {} (stored by {})",
+                                                                 utc_timestamp(at), command->command), at};
+        impl_.context = &scheduled;
+        put_user(key, std::move(record), old);
+        impl_.context = command;
+        ++applied;
+    }
+    return applied;
 }
 
 std::size_t MapTxn::user_count() { return impl_.txn.entries(impl_.h.users); }
@@ -492,6 +562,9 @@ void MapStore::write(const ChangeContext& context, const std::function<void(MapT
             Transaction txn = begin(handles_->env, Transaction::Mode::write);
             MapTxnImpl impl(*handles_, txn, &context);
             MapTxn t(impl);
+            // A scheduled change that is due is stored for good by whichever write comes first
+            // (design 13.6); route() has acted on it since its time either way.
+            t.apply_due_changes(context.time);
             change(t);
             impl.finish();
             txn.commit();

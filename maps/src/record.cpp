@@ -74,18 +74,43 @@ private:
 
 }  // namespace
 
+bool UserRecord::apply_due(std::int64_t now) {
+    if (!pending_due(now)) return false;
+    const State next = *pending_state;
+    pending_state.reset();
+    pending_at = 0;
+    if (owner == Owner::directory)
+        override_state = next == state ? std::nullopt : std::optional<State>(next);
+    else
+        state = next;
+    return true;
+}
+
+namespace {
+
+void put_u64(std::string& out, std::uint64_t v) {
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+}  // namespace
+
 std::string encode(const UserRecord& r) {
-    const bool v2 = r.owner == Owner::directory || r.override_state || !r.dn.empty() || !r.entry_uuid.empty();
+    const bool v3 = r.pending_state.has_value();
+    const bool v2 = v3 || r.owner == Owner::directory || r.override_state || !r.dn.empty() || !r.entry_uuid.empty();
     std::string out;
-    out.reserve(20 + r.target.size() + r.batch.size() + r.dn.size());
-    out.push_back(static_cast<char>(v2 ? kRecordVersionOwned : kRecordVersion));
+    out.reserve(30 + r.target.size() + r.batch.size() + r.dn.size());
+    out.push_back(static_cast<char>(v3 ? kRecordVersionScheduled : v2 ? kRecordVersionOwned : kRecordVersion));
     out.push_back(static_cast<char>(r.state));
-    const auto changed = static_cast<std::uint64_t>(r.changed);
-    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((changed >> shift) & 0xff));
+    put_u64(out, static_cast<std::uint64_t>(r.changed));
     if (v2) {
-        const unsigned flags = (r.owner == Owner::directory ? 1u : 0u) | (r.override_state ? 2u : 0u);
+        const unsigned flags = (r.owner == Owner::directory ? 1u : 0u) | (r.override_state ? 2u : 0u) |
+                               (r.pending_state ? 4u : 0u);
         out.push_back(static_cast<char>(flags));
         if (r.override_state) out.push_back(static_cast<char>(*r.override_state));
+        if (r.pending_state) {
+            out.push_back(static_cast<char>(*r.pending_state));
+            put_u64(out, static_cast<std::uint64_t>(r.pending_at));
+        }
     }
     put_field(out, r.target);
     put_field(out, r.batch);
@@ -99,26 +124,35 @@ std::string encode(const UserRecord& r) {
 std::optional<UserRecord> decode_user(std::string_view bytes) {
     ByteReader in(bytes);
     const auto version = in.uint(1);
-    if (version != kRecordVersion && version != kRecordVersionOwned) return std::nullopt;
+    if (version != kRecordVersion && version != kRecordVersionOwned && version != kRecordVersionScheduled)
+        return std::nullopt;
+    const bool extended = version != kRecordVersion;
     const auto valid_state = [](std::uint64_t s) { return s <= static_cast<std::uint64_t>(State::dual); };
     const auto state = in.uint(1);
     if (!valid_state(state)) return std::nullopt;
     UserRecord r;
     r.state = static_cast<State>(state);
     r.changed = static_cast<std::int64_t>(in.uint(8));
-    if (version == kRecordVersionOwned) {
+    if (extended) {
         const auto flags = in.uint(1);
-        if (flags & ~3u) return std::nullopt;
+        // Bit 2 (a pending change) exists from v3 on: a v2 record claiming it is damaged.
+        if (flags & ~(version == kRecordVersionScheduled ? 7u : 3u)) return std::nullopt;
         r.owner = (flags & 1u) ? Owner::directory : Owner::admin;
         if (flags & 2u) {
             const auto o = in.uint(1);
             if (!valid_state(o)) return std::nullopt;
             r.override_state = static_cast<State>(o);
         }
+        if (flags & 4u) {
+            const auto p = in.uint(1);
+            if (!valid_state(p)) return std::nullopt;
+            r.pending_state = static_cast<State>(p);
+            r.pending_at = static_cast<std::int64_t>(in.uint(8));
+        }
     }
     r.target = in.field();
     r.batch = in.field();
-    if (version == kRecordVersionOwned) {
+    if (extended) {
         r.dn = in.field();
         r.entry_uuid = in.field();
     }

@@ -7,6 +7,7 @@
 
 #include "coexist/address.hpp"
 #include "coexist/canonical_address.hpp"
+#include "coexist/utc_time.hpp"
 
 namespace coexist {
 
@@ -39,74 +40,130 @@ std::string routing_address(const Config& config, const DomainConfig& domain,
     return quote_local_part(local) + "@" + (record.target.empty() ? domain.routing_domain : base->domain);
 }
 
+// The steps behind a decision, for --explain; a null Trace costs nothing on the daemons' path.
+class Trace {
+public:
+    explicit Trace(std::vector<std::string>* steps) : steps_(steps) {}
+    explicit operator bool() const { return steps_ != nullptr; }
+    template <typename... Args>
+    void step(fmt::format_string<Args...> format, Args&&... args) {
+        if (steps_) steps_->push_back(fmt::format(format, std::forward<Args>(args)...));
+    }
+
+private:
+    std::vector<std::string>* steps_;
+};
+
 // The record for a recipient, searched as Postfix searches its tables (virtual(5), "TABLE
 // SEARCH ORDER"; mail_addr_find_opt() in src/global/mail_addr_find.c): the whole local part
 // first, so that mary-ann is herself even with recipient_delimiter = -; only when that finds
 // nothing, the local part cut at the first delimiter character (strip_addr.c). `extension` is
 // set to what was cut off when that second lookup found the user.
 UserLookup find_user(const Config& config, MapReader& map, const Address& address,
-                     const DomainConfig& domain, std::string_view& extension) {
-    UserLookup found = map.find(canonical_key(address.local, domain.name));
+                     const DomainConfig& domain, std::string_view& extension, Trace& trace) {
+    const std::string key = canonical_key(address.local, domain.name);
+    UserLookup found = map.find(key);
+    trace.step("lookup {}: {}", key, found.record ? (found.via_alias ? "alias of " + found.primary : "user")
+                                                   : std::string("not found"));
     if (found.record) return found;
     const auto split = strip_extension(address.local, config.recipient_delimiter);
     if (!split) return found;
-    UserLookup base = map.find(canonical_key(split->base, domain.name));
+    const std::string base_key = canonical_key(split->base, domain.name);
+    UserLookup base = map.find(base_key);
+    trace.step("lookup {} (extension {} cut at the recipient_delimiter): {}", base_key, split->extension,
+               base.record ? (base.via_alias ? "alias of " + base.primary : "user") : std::string("not found"));
     if (!base.record) return found;
     extension = split->extension;
     return base;
 }
 
-RoutingDecision decide(const Config& config, MapReader& map, std::string_view recipient) {
+RoutingDecision unknown_user(const Config& config, MapReader& map, const Address& address,
+                             const DomainConfig& domain, std::int64_t now, Trace& trace) {
+    const UnknownRecipient policy = config.unknown_policy(domain);
+    trace.step("unknown user: unknown_recipient = {}{}", to_string(policy),
+               domain.unknown_recipient ? " ([domain " + domain.name + "])" : std::string(" ([routing])"));
+    if (policy == UnknownRecipient::relay) return {Action::relay, {}, "unknown user"};
+    if (policy == UnknownRecipient::new_system) {
+        // The whole local part, extension included: the new system decides what it accepts.
+        const std::string key = canonical_key(address.local, domain.name);
+        const std::string local = key.substr(0, key.rfind('@'));
+        return {Action::rewrite, fmt::format("{}@{}", quote_local_part(local), domain.routing_domain),
+                "unknown user, sent to the new system"};
+    }
+    // Never reject on doubt (design 13.6): a map with nobody of this domain is more likely
+    // empty or wrongly imported than right about every address of it. Defer instead.
+    const auto domain_users = map.domain_user_count(domain.name);
+    if (!domain_users)
+        return {Action::tempfail, {}, "map keeps no per-domain counts yet (any coexist-map write adds them): "
+                                      "not rejecting unknown users of " + domain.name};
+    if (*domain_users == 0)
+        return {Action::tempfail, {}, "no user of " + domain.name + " in the map: not rejecting on doubt"};
+    // A directory-fed map that has not been in sync for max_age may be missing the newest
+    // users: defer rather than refuse them (design 13.6).
+    if (config.directory.configured()) {
+        const auto synced = map.directory_synced_at();
+        if (!synced)
+            return {Action::tempfail, {}, "the directory never synced this map: not rejecting unknown users of " + domain.name};
+        if (now - *synced > static_cast<std::int64_t>(config.directory.max_age_seconds))
+            return {Action::tempfail, {}, fmt::format("last directory sync {} s ago (max_age {} s): not rejecting "
+                                                      "unknown users of {}", now - *synced,
+                                                      config.directory.max_age_seconds, domain.name)};
+        trace.step("directory: last sync {} s ago, within max_age", now - *synced);
+    }
+    return {Action::reject, {}, "unknown user"};
+}
+
+RoutingDecision decide(const Config& config, MapReader& map, std::string_view recipient, std::int64_t now,
+                       Trace& trace) {
     const auto address = parse_address(recipient);
     if (!address) return {Action::foreign, {}, "not a routable address"};
     const DomainConfig* domain = config.find_domain(address->domain);
-    if (!domain) return {Action::foreign, {}, {}};
+    if (!domain) {
+        trace.step("domain {}: not a managed domain", address->domain);
+        return {Action::foreign, {}, {}};
+    }
+    trace.step("domain {}: managed{}, routing domain {}", address->domain,
+               address->domain == domain->name ? std::string() : " (an alias of " + domain->name + ")",
+               domain->routing_domain);
 
     std::string_view extension;
-    const UserLookup found = find_user(config, map, *address, *domain, extension);
-    if (!found.record) {
-        if (config.unknown_policy(*domain) != UnknownRecipient::reject) return {Action::relay, {}, "unknown user"};
-        // Never reject on doubt (design 13.6): a map with nobody of this domain is more likely
-        // empty or wrongly imported than right about every address of it. Defer instead.
-        const auto domain_users = map.domain_user_count(domain->name);
-        if (!domain_users)
-            return {Action::tempfail, {}, "map keeps no per-domain counts yet (any coexist-map write adds them): "
-                                          "not rejecting unknown users of " + domain->name};
-        if (*domain_users == 0)
-            return {Action::tempfail, {}, "no user of " + domain->name + " in the map: not rejecting on doubt"};
-        // A directory-fed map that has not been in sync for max_age may be missing the newest
-        // users: defer rather than refuse them (design 13.6).
-        if (config.directory.configured()) {
-            const auto synced = map.directory_synced_at();
-            const auto now = static_cast<std::int64_t>(::time(nullptr));
-            if (!synced)
-                return {Action::tempfail, {}, "the directory never synced this map: not rejecting unknown users of " + domain->name};
-            if (now - *synced > static_cast<std::int64_t>(config.directory.max_age_seconds))
-                return {Action::tempfail, {}, fmt::format("last directory sync {} s ago (max_age {} s): not rejecting "
-                                                          "unknown users of {}", now - *synced,
-                                                          config.directory.max_age_seconds, domain->name)};
-        }
-        return {Action::reject, {}, "unknown user"};
+    const UserLookup found = find_user(config, map, *address, *domain, extension, trace);
+    if (!found.record) return unknown_user(config, map, *address, *domain, now, trace);
+
+    const UserRecord& record = *found.record;
+    if (trace) {
+        trace.step("record {}: state {}{}{}{}", found.primary, to_string(record.state),
+                   record.target.empty() ? std::string() : ", target " + record.target,
+                   record.batch.empty() ? std::string() : ", batch " + record.batch,
+                   record.owner == Owner::directory ? ", owned by the directory (" + record.dn + ")" : std::string());
+        if (record.override_state)
+            trace.step("override by the admin: {} (the directory says {})", to_string(*record.override_state),
+                       to_string(record.state));
+        if (record.pending_state)
+            trace.step("scheduled change: {} at {} ({})", to_string(*record.pending_state),
+                       utc_timestamp(record.pending_at), record.pending_due(now) ? "due: in effect" : "not yet due");
     }
     std::string detail = found.via_alias ? "alias of " + found.primary : std::string();
-    switch (found.record->effective_state()) {
+    if (record.pending_due(now))
+        detail += fmt::format("{}scheduled {} at {}", detail.empty() ? "" : ", ", to_string(*record.pending_state),
+                              utc_timestamp(record.pending_at));
+    switch (record.state_at(now)) {
         case State::source:
             return {Action::relay, {}, std::move(detail)};
         case State::migrated:
-            return {Action::rewrite, routing_address(config, *domain, found.primary, *found.record, extension),
+            return {Action::rewrite, routing_address(config, *domain, found.primary, record, extension),
                     std::move(detail)};
         case State::dual:
-            return {Action::dual, routing_address(config, *domain, found.primary, *found.record, extension),
+            return {Action::dual, routing_address(config, *domain, found.primary, record, extension),
                     std::move(detail)};
     }
     return {Action::tempfail, {}, "unknown state in map"};
 }
 
-}  // namespace
-
-RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept {
+RoutingDecision decide_safely(const Config& config, MapReader& map, std::string_view recipient, std::int64_t now,
+                              Trace& trace) noexcept {
     try {
-        return decide(config, map, recipient);
+        return decide(config, map, recipient, now, trace);
     } catch (const std::exception& e) {
         try {
             return {Action::tempfail, {}, std::string("map unavailable: ") + e.what()};
@@ -115,6 +172,25 @@ RoutingDecision route(const Config& config, MapReader& map, std::string_view rec
     } catch (...) {
     }
     return {Action::tempfail, {}, {}};
+}
+
+}  // namespace
+
+RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept {
+    Trace none(nullptr);
+    return decide_safely(config, map, recipient, static_cast<std::int64_t>(::time(nullptr)), none);
+}
+
+RouteExplanation explain_route(const Config& config, MapReader& map, std::string_view recipient,
+                               std::int64_t now) noexcept {
+    RouteExplanation out;
+    try {
+        Trace trace(&out.steps);
+        out.decision = decide_safely(config, map, recipient, now, trace);
+    } catch (...) {  // std::bad_alloc from a step: the decision alone still stands
+        out.decision = route(config, map, recipient);
+    }
+    return out;
 }
 
 }  // namespace coexist

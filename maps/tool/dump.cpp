@@ -78,6 +78,8 @@ int dump(const Config& c, std::ostream& out) {
             j["override"] = state_or_null(r.override_state);
             j["dn"] = text(r.dn);
             j["entryUUID"] = text(r.entry_uuid);
+            j["pending"] = r.pending_state ? Json{{"state", to_string(*r.pending_state)}, {"at", r.pending_at}}
+                                           : Json(nullptr);
             write_line(out, j);
             return true;
         });

@@ -7,7 +7,7 @@
 #include <ostream>
 
 #include "coexist/csv.hpp"
-#include "coexist/iso_time.hpp"
+#include "coexist/utc_time.hpp"
 #include "coexist/map_store.hpp"
 #include "commands.hpp"
 
@@ -54,9 +54,10 @@ std::string or_none(const std::string& s) { return s.empty() ? "(none)" : s; }
 int history(const Config& c, const HistoryQuery& q, std::ostream& out) {
     std::optional<std::int64_t> since;
     if (q.since) {
-        since = parse_iso8601_time(*q.since);
+        since = parse_iso8601(*q.since);
         if (!since)
-            throw UsageError(fmt::format("--since '{}' is not a time with its offset ({})", *q.since, kIso8601Form));
+            throw UsageError(fmt::format("--since '{}' is not a time with its offset (YYYY-MM-DDTHH:MM[:SS]Z or +HH:MM)",
+                                         *q.since));
     }
     if (q.format != "text" && q.format != "csv")
         throw UsageError(fmt::format("--format '{}': expected text or csv", q.format));

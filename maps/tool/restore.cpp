@@ -86,6 +86,13 @@ public:
         return s;
     }
     bool has(std::string_view name) const { return j_.contains(name); }
+    // A nested object (`pending`) read with the same checks; nullopt when absent or null.
+    std::optional<Line> object(std::string_view name) const {
+        const auto it = j_.find(name);
+        if (it == j_.end() || it->is_null()) return std::nullopt;
+        if (!it->is_object()) fail(fmt::format("\"{}\" is not an object", name));
+        return Line(file_, number_, *it);
+    }
 
 private:
     const std::string& file_;
@@ -104,7 +111,7 @@ std::string key_or_fail(const Config& c, const Line& l, const std::string& addre
 }
 
 void restore_user(const Config& c, const Line& l, MapTxn& t) {
-    l.only({"user", "state", "target", "batch", "changed", "owner", "override", "dn", "entryUUID"});
+    l.only({"user", "state", "target", "batch", "changed", "owner", "override", "dn", "entryUUID", "pending"});
     const std::string key = key_or_fail(c, l, l.text("user", true));
     UserRecord r;
     r.state = *l.state("state", true);
@@ -125,6 +132,11 @@ void restore_user(const Config& c, const Line& l, MapTxn& t) {
     r.override_state = l.state("override");
     r.dn = l.text("dn");
     r.entry_uuid = l.text("entryUUID");
+    if (const auto pending = l.object("pending")) {
+        pending->only({"state", "at"});
+        r.pending_state = pending->state("state", true);
+        r.pending_at = pending->integer("at", true);
+    }
     if (r.owner == Owner::admin && (r.override_state || !r.dn.empty() || !r.entry_uuid.empty()))
         l.fail("override, dn and entryUUID belong to users owned by the directory");
     if (t.user(key)) l.fail(fmt::format("{} is given twice", key));

@@ -6,7 +6,7 @@
 using namespace coexist;
 
 TEST_CASE("user records round-trip through the v1 encoding") {
-    UserRecord r{State::dual, "jsmith@contoso.onmicrosoft.com", "wave 2", 1763850000, Owner::admin, {}, {}, {}};
+    UserRecord r{State::dual, "jsmith@contoso.onmicrosoft.com", "wave 2", 1763850000, Owner::admin, {}, {}, {}, {}, 0};
     const std::string bytes = encode(r);
     CHECK(static_cast<unsigned char>(bytes[0]) == kRecordVersion);
     CHECK(decode_user(bytes) == r);
@@ -14,10 +14,10 @@ TEST_CASE("user records round-trip through the v1 encoding") {
 }
 
 TEST_CASE("decode_user refuses anything it does not fully understand") {
-    const std::string good = encode(UserRecord{State::migrated, "t@x.org", "b", 5, Owner::admin, {}, {}, {}});
+    const std::string good = encode(UserRecord{State::migrated, "t@x.org", "b", 5, Owner::admin, {}, {}, {}, {}, 0});
     CHECK_FALSE(decode_user(""));
     std::string unknown_version = good;
-    unknown_version[0] = '\x03';
+    unknown_version[0] = '\x04';
     CHECK_FALSE(decode_user(unknown_version));
     std::string bad_state = good;
     bad_state[1] = 7;
@@ -28,7 +28,7 @@ TEST_CASE("decode_user refuses anything it does not fully understand") {
 
 TEST_CASE("directory-owned records use the v2 encoding; admin-owned ones stay v1") {
     UserRecord owned{State::source, "", "wave 3", 1763850000, Owner::directory, State::migrated,
-                     "uid=ann,ou=people,dc=contoso,dc=com", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"};
+                     "uid=ann,ou=people,dc=contoso,dc=com", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", {}, 0};
     const std::string bytes = encode(owned);
     CHECK(static_cast<unsigned char>(bytes[0]) == kRecordVersionOwned);
     REQUIRE(decode_user(bytes) == owned);
@@ -39,12 +39,45 @@ TEST_CASE("directory-owned records use the v2 encoding; admin-owned ones stay v1
     std::string bad_flags = encode(owned);
     bad_flags[10] = 4;  // an unknown flag: a newer writer's record
     CHECK_FALSE(decode_user(bad_flags));
-    const std::string good = encode(UserRecord{State::dual, "t@x.org", "b", 5, Owner::directory, State::source, "cn=x", "u"});
+    const std::string good = encode(UserRecord{State::dual, "t@x.org", "b", 5, Owner::directory, State::source, "cn=x", "u", {}, 0});
     for (std::size_t n = 0; n < good.size(); ++n) CHECK_FALSE(decode_user(good.substr(0, n)));
     CHECK_FALSE(decode_user(good + "x"));
     std::string bad_override = good;
     bad_override[11] = 9;
     CHECK_FALSE(decode_user(bad_override));
+}
+
+TEST_CASE("records with a scheduled change use the v3 encoding; the change applies at its second") {
+    UserRecord r{State::source, "", "wave 1", 1763850000, Owner::admin, {}, {}, {}, State::migrated, 1800000000};
+    const std::string bytes = encode(r);
+    CHECK(static_cast<unsigned char>(bytes[0]) == kRecordVersionScheduled);
+    REQUIRE(decode_user(bytes) == r);
+    for (std::size_t n = 0; n < bytes.size(); ++n) CHECK_FALSE(decode_user(bytes.substr(0, n)));
+    CHECK_FALSE(decode_user(bytes + "x"));
+    std::string bad_pending = bytes;
+    bad_pending[11] = 9;  // the pending state byte
+    CHECK_FALSE(decode_user(bad_pending));
+
+    CHECK(r.state_at(1799999999) == State::source);
+    CHECK(r.state_at(1800000000) == State::migrated);
+    UserRecord copy = r;
+    CHECK_FALSE(copy.apply_due(1799999999));
+    CHECK(copy == r);
+    REQUIRE(copy.apply_due(1800000000));
+    CHECK(copy.state == State::migrated);
+    CHECK_FALSE(copy.pending_state);
+    CHECK(static_cast<unsigned char>(encode(copy)[0]) == kRecordVersion);  // back to v1 once applied
+
+    // Directory-owned: a due change becomes an override, or drops it when the directory agrees.
+    UserRecord owned{State::migrated, "", "", 5, Owner::directory, {}, "cn=x", "u", State::source, 100};
+    REQUIRE(owned.apply_due(100));
+    CHECK(owned.state == State::migrated);
+    CHECK(owned.override_state == State::source);
+    owned.pending_state = State::migrated;
+    owned.pending_at = 200;
+    REQUIRE(owned.apply_due(300));
+    CHECK_FALSE(owned.override_state);
+    CHECK(owned.effective_state() == State::migrated);
 }
 
 TEST_CASE("CSV reader handles quoting, CRLF and blank lines") {

@@ -15,7 +15,10 @@ namespace coexist {
 
 inline constexpr const char* kDefaultConfigPath = "/etc/coexist/coexist.ini";
 
-enum class UnknownRecipient { relay, reject };
+// What happens to a recipient of a managed domain that the map does not know (design 13.6):
+// relayed to the source (the default), refused with 550 5.1.1, or sent to the new system at
+// local@routing_domain (late in a migration, when Google is the exception).
+enum class UnknownRecipient { relay, reject, new_system };
 
 struct DomainConfig {
     std::string name;                          // lowercased managed domain, e.g. contoso.com

@@ -91,6 +91,11 @@ public:
     // False when an entry of that address and sequence is there already.
     bool restore_audit(const AuditEntry& entry);
 
+    // Stores every scheduled change due at `now` (unix time, s) as the user's state (or override),
+    // each audited at its own time. MapStore::write() calls it first in every write transaction.
+    // Returns how many it applied.
+    std::size_t apply_due_changes(std::int64_t now);
+
     std::size_t user_count();
     std::size_t alias_count();
     std::size_t audit_count();

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "coexist/config.hpp"
 #include "coexist/map_reader.hpp"
@@ -28,5 +29,15 @@ struct RoutingDecision {
 // user of a `reject` domain while the map holds no user of that domain (never reject on doubt).
 // `recipient` is the envelope address as received (angle brackets allowed).
 RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept;
+
+// route()'s answer with the steps behind it, for `coexist-map route --explain`: the domain and
+// its defaults, each key looked up, the alias hop, the record (owner, override), and the
+// pending scheduled change. Same guarantees as route(); `now` is unix time in seconds.
+struct RouteExplanation {
+    RoutingDecision decision;
+    std::vector<std::string> steps;
+};
+RouteExplanation explain_route(const Config& config, MapReader& map, std::string_view recipient,
+                               std::int64_t now) noexcept;
 
 }  // namespace coexist

@@ -184,7 +184,7 @@ void restore_meta(const Line& l, MapTxn& t) {
 }
 
 // Checks the header line; returns the counts it announces.
-Counts check_header(const Line& l, const Json& j) {
+Counts check_header(const Line& l) {
     l.only({"coexist_dump", "schema", "version", "created", "host", "users", "aliases", "audit", "meta"});
     const auto format = l.integer("coexist_dump", true);
     if (format > dump_format::kFormatVersion)
@@ -195,7 +195,7 @@ Counts check_header(const Line& l, const Json& j) {
     if (schema > ours)
         l.fail(fmt::format("the dump is of map schema {}, newer than this coexist-map ({}, schema {}) writes: restore "
                            "it with coexist-map {} or later",
-                           schema, COEXIST_VERSION, ours, j.value("version", std::string("?"))));
+                           schema, COEXIST_VERSION, ours, l.has("version") ? l.text("version") : "?"));
     if (schema < 1) l.fail("\"schema\" must be 1 or more");
     return Counts{static_cast<std::size_t>(l.integer("users", true)), static_cast<std::size_t>(l.integer("aliases", true)),
                   static_cast<std::size_t>(l.integer("audit", true)), static_cast<std::size_t>(l.integer("meta", true))};
@@ -226,7 +226,7 @@ Counts restore_all(const Config& c, const std::string& file, std::string_view te
         if (!j.is_object()) l.fail("not a JSON object");
         if (!header) {
             if (!j.contains("coexist_dump")) l.fail("not a coexist-map dump (the first line has no \"coexist_dump\")");
-            announced = check_header(l, j);
+            announced = check_header(l);
             header = true;
             continue;
         }

@@ -223,6 +223,9 @@ TEST_CASE("restore refuses, naming the line, and leaves the map as it was") {
         CHECK_THAT(b.restore_error("{\"coexist_dump\":1,\"schema\":99,\"version\":\"9.0\",\"users\":0,\"aliases\":0,"
                                    "\"audit\":0,\"meta\":0}\n", true),
                    Catch::Contains(":1: the dump is of map schema 99, newer than"));
+        CHECK_THAT(b.restore_error("{\"coexist_dump\":1,\"schema\":99,\"version\":9,\"users\":0,\"aliases\":0,"
+                                   "\"audit\":0,\"meta\":0}\n", true),
+                   Catch::Contains(":1: \"version\" is not a string"));
     }
     SECTION("a newer dump format") {
         CHECK_THAT(b.restore_error("{\"coexist_dump\":2,\"schema\":2,\"users\":0,\"aliases\":0,\"audit\":0,\"meta\":0}\n",

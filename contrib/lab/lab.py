@@ -12,9 +12,15 @@ Three real Postfix instances and the two coexist daemons:
           delivered locally, every other contoso.com address goes out through the relay (the
           outbound connector of an "internal relay" domain).
   ldap    the organisation's directory (a private OpenLDAP slapd with syncprov): the sample users,
-          their aliases, and the groups cn=migrated and cn=cutover. The relay's map follows it
-          (`coexist-map sync --follow`, RFC 4533): the live migration step is a group change made
-          with ldapmodify, seen by the relay within moments, with no reload.
+          their aliases, their batch (businessCategory), and the groups cn=migrated and
+          cn=cutover. The relay's map follows it (`coexist-map sync --follow`, RFC 4533): the
+          live migration step is a group change made with ldapmodify, seen by the relay within
+          moments, with no reload.
+
+After the guides' flows the lab plays a migration weekend: batch wave1 (GApps3, GApps4) is
+scheduled with `coexist-map batch set wave1 migrated --at` a few seconds ahead, mail is sent on
+both sides of the instant (nothing runs at the instant: route() acts on the schedule), the
+scripts for Google and Exchange Online are printed, and the batch is rolled back with one command.
 
 Mailboxes are real maildirs under <lab>/mail/<system>/<user>/. Usage:
 
@@ -136,7 +142,7 @@ def directory_section(ports):
             f"filter = (objectClass=inetOrgPerson)\naddress_attribute = mail\n"
             f"alias_attributes = mailLocalAddress\n"
             f"migrated_group = {lab_ldap.group_dn('migrated')}\ndual_group = {lab_ldap.group_dn('cutover')}\n"
-            f"max_removals = 50%\n")
+            f"batch_attribute = businessCategory\nmax_removals = 50%\n")
 
 
 def start_directory(ports, state):
@@ -149,7 +155,8 @@ def start_directory(ports, state):
     ldif = lab_ldap.directory_ldif(
         uids, migrated=[a.split("@")[0] for a, st, _, _ in rows if st == "migrated"],
         dual=[a.split("@")[0] for a, st, _, _ in rows if st == "dual"],
-        aliases={a.split("@")[0]: al for a, _, _, al in rows if al})
+        aliases={a.split("@")[0]: al for a, _, _, al in rows if al},
+        batches={a.split("@")[0]: b for a, b in batches().items()})
     ldap.load_bulk(ldif)
     with open(path("ldap.secret"), "w") as f:
         f.write(lab_ldap.SERVICE_PASSWORD + "\n")
@@ -187,6 +194,13 @@ def users():
         for row in csv.DictReader(f):
             aliases = [a for a in (row.get("aliases") or "").split(";") if a]
             yield row["address"].lower(), row.get("state") or "migrated", row.get("target") or "", aliases
+
+
+def batches():
+    """{address: batch} of the sample users that belong to one."""
+    import csv
+    with open(USERS_CSV) as f:
+        return {row["address"].lower(): row["batch"] for row in csv.DictReader(f) if row.get("batch")}
 
 
 # ---- the three systems -----------------------------------------------------------------------
@@ -468,6 +482,66 @@ AFTER_MIGRATION = [
 ]
 
 
+WEEKEND_BATCH = "wave1"
+WEEKEND_LEAD_SECONDS = 8  # how far ahead the lab schedules the batch: time for the "before" mail
+
+# Batch wave1 before its scheduled instant, after it, and after the rollback.
+BEFORE_INSTANT = [
+    ("Before the instant: Internet -> GApps3", "relay", INTERNET, "gapps3@contoso.com",
+     [("google:gapps3", "gapps3@contoso.com", "relay > google")]),
+    ("Before the instant: GApps1 -> GApps4", "newsys", "gapps1@contoso.com", "gapps4@contoso.com",
+     [("google:gapps4", "gapps4@contoso.com", "newsys > relay > google")]),
+]
+AFTER_INSTANT = [
+    ("After the instant: Internet -> GApps3", "relay", INTERNET, "gapps3@contoso.com",
+     [("newsys:gapps3", "gapps3@o365.contoso.com", "relay > newsys")]),
+    ("After the instant: GApps1 -> GApps4", "newsys", "gapps1@contoso.com", "gapps4@contoso.com",
+     [("newsys:gapps4", "gapps4@o365.contoso.com", "newsys > relay > newsys")]),
+]
+AFTER_ROLLBACK = [
+    ("After the rollback: Internet -> GApps3", "relay", INTERNET, "gapps3@contoso.com",
+     [("google:gapps3", "gapps3@contoso.com", "relay > google")]),
+    ("After the rollback: GApps1 -> GApps4", "newsys", "gapps1@contoso.com", "gapps4@contoso.com",
+     [("google:gapps4", "gapps4@contoso.com", "newsys > relay > google")]),
+]
+
+
+def show(*args, check=True):
+    """Runs coexist-map as an admin would type it, and prints the command and its output."""
+    print(f"$ coexist-map {' '.join(args)}")
+    r = subprocess.run([binary("coexist-map"), "-c", path("coexist.ini"), *args],
+                       capture_output=True, text=True, timeout=60)
+    text = (r.stdout + r.stderr).rstrip()
+    if text:
+        print("  " + text.replace("\n", "\n  "))
+    if check and r.returncode != 0:
+        raise RuntimeError(f"coexist-map {' '.join(args)} exited {r.returncode}")
+    return r
+
+
+def weekend(instances):
+    """Batch wave1's weekend: scheduled, mail on both sides of the instant, the two systems'
+    scripts, the rollback. Returns the table rows."""
+    print(f"\n== The weekend: batch {WEEKEND_BATCH} scheduled {WEEKEND_LEAD_SECONDS} s ahead, then rolled back")
+    at = int(time.time()) + WEEKEND_LEAD_SECONDS
+    at_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    show("batch", "set", WEEKEND_BATCH, "migrated", "--at", at_text)
+    show("batch", "list")
+    show("route", "--explain", "gapps3@contoso.com")
+    rows = replay(instances, BEFORE_INSTANT)
+    if time.time() >= at:
+        raise RuntimeError("the mail before the instant took longer than the lead time")
+    print(f"(waiting for {at_text}: nothing runs at the instant, every relay's route() acts on the schedule)")
+    time.sleep(max(0.0, at - time.time()) + 0.5)
+    rows += replay(instances, AFTER_INSTANT)
+    show("commands", "gam", "--batch", WEEKEND_BATCH, check=False)
+    show("commands", "exo", "--batch", WEEKEND_BATCH, check=False)
+    show("batch", "set", WEEKEND_BATCH, "source")
+    rows += replay(instances, AFTER_ROLLBACK)
+    show("history", "gapps3@contoso.com")
+    return rows
+
+
 def replay(instances, flows):
     sent = []
     for name, via, sender, rcpt, expected in flows:
@@ -522,9 +596,11 @@ def run():
     for i in instances.values():
         i.running = True
     ports = state["ports"]
-    # A replay starts from the sample state: GApps2 not (yet) in the migrated group.
+    # A replay starts from the sample state: GApps2 not (yet) in the migrated group, batch
+    # wave1 on the source with nothing scheduled.
     ldapmodify(ports, group_change(ports, "delete", "gapps2"))
     wait_route("gapps2@contoso.com", "relay")
+    coexist_map("batch", "set", WEEKEND_BATCH, "source")
     rows = replay(instances, FLOWS)
     print()
     print_table(rows)
@@ -541,6 +617,10 @@ def run():
     after = replay(instances, AFTER_MIGRATION)
     print()
     print_table(after)
+    weekend_rows = weekend(instances)
+    print()
+    print_table(weekend_rows)
+    after += weekend_rows
     failed = [r for r in rows + after if not r[7]]
     print(f"\n{len(rows) + len(after) - len(failed)} passed, {len(failed)} failed")
     print(f"mailboxes: {path('mail')}/<system>/<user>/new   logs: {path('*', 'maillog')}, {path('*.log')}")

@@ -24,6 +24,8 @@ ConfigError::ConfigError(std::string file, int line, std::string key, const std:
                                      key.empty() ? "" : fmt::format("key '{}': ", key), message)),
       file_(std::move(file)), line_(line), key_(std::move(key)) {}
 
+std::string_view to_string(DomainMode m) { return m == DomainMode::transport ? "transport" : "rewrite"; }
+
 std::string_view to_string(UnknownRecipient u) {
     switch (u) {
         case UnknownRecipient::relay: return "relay";
@@ -88,6 +90,25 @@ std::optional<std::string> parse_unknown(std::string_view v, UnknownRecipient& o
     if (v == "reject") { out = UnknownRecipient::reject; return std::nullopt; }
     if (v == "new_system") { out = UnknownRecipient::new_system; return std::nullopt; }
     return fmt::format("expected relay, reject or new_system, got '{}'", v);
+}
+
+// A transport(5) result as Postfix's transport_maps expect it: "transport:nexthop" with a
+// transport name of letters, digits, '-', '_' or '.', and a next hop of printable ASCII with no
+// blanks (it becomes one word of a socketmap reply), e.g. smtp:[host]:25 or relay:host.
+std::optional<std::string> parse_nexthop(std::string_view v, std::string& out) {
+    const auto colon = v.find(':');
+    if (colon == std::string_view::npos || colon == 0)
+        return fmt::format("expected transport:nexthop, e.g. smtp:[contoso-com.mail.protection.outlook.com], got '{}'", v);
+    for (std::size_t i = 0; i < colon; ++i) {
+        const char c = v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+            return fmt::format("'{}' is not a transport name (master.cf service), in '{}'", v.substr(0, colon), v);
+    }
+    for (const unsigned char c : v.substr(colon + 1))
+        if (c <= 0x20 || c >= 0x7f) return fmt::format("the next hop may not contain blanks or control bytes: '{}'", v);
+    if (v.size() > 255) return "longer than 255 bytes";
+    out = std::string(v);
+    return std::nullopt;
 }
 
 std::optional<std::string> parse_domain_name(std::string_view v, std::string& out) {
@@ -327,6 +348,13 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
                  if (!e) domain->unknown_recipient = u;
                  return e;
              }},
+            {"mode", [domain](auto v) -> std::optional<std::string> {
+                 if (v == "rewrite") domain->mode = DomainMode::rewrite;
+                 else if (v == "transport") domain->mode = DomainMode::transport;
+                 else return fmt::format("expected rewrite or transport, got '{}'", v);
+                 return std::nullopt;
+             }},
+            {"new_system_nexthop", [domain](auto v) { return parse_nexthop(v, domain->new_system_nexthop); }},
         };
     return {};
 }
@@ -338,7 +366,7 @@ DomainConfig* domain_section(ParseState& st, std::string_view section) {
     if (parse_domain_name(section.substr(prefix.size()), name)) return nullptr;
     for (auto& d : st.config.domains)
         if (d.name == name) return &d;
-    st.config.domains.push_back(DomainConfig{name, {}, {}, {}});
+    st.config.domains.push_back(DomainConfig{name, {}, {}, {}, DomainMode::rewrite, {}});
     st.key_lines[name + "\n"] = st.line;  // the domain's first key: where a missing key is reported
     return &st.config.domains.back();
 }
@@ -453,6 +481,13 @@ void validate(ParseState& st) {
         if (names.count(d.routing_domain) || c.find_domain(d.routing_domain))
             throw ConfigError(st.file, line_of("routing_domain"), "routing_domain",
                               "'" + d.routing_domain + "' is itself managed: mail would loop");
+        if (d.mode == DomainMode::transport && d.new_system_nexthop.empty())
+            throw ConfigError(st.file, line_of("mode"), "new_system_nexthop",
+                              "mode = transport in [domain " + d.name + "] needs new_system_nexthop (where migrated "
+                              "users' mail goes, e.g. smtp:[contoso-com.mail.protection.outlook.com])");
+        if (d.mode != DomainMode::transport && !d.new_system_nexthop.empty())
+            throw ConfigError(st.file, line_of("new_system_nexthop"), "new_system_nexthop",
+                              "only used with mode = transport in [domain " + d.name + "]");
         for (const auto& a : d.aliases) {
             const DomainConfig* owner = nullptr;
             for (const auto& other : c.domains)

@@ -19,6 +19,7 @@ std::string_view to_string(Action a) {
         case Action::dual: return "dual";
         case Action::reject: return "reject";
         case Action::tempfail: return "tempfail";
+        case Action::transport: return "transport";
     }
     return "?";
 }
@@ -84,6 +85,8 @@ RoutingDecision unknown_user(const Config& config, MapReader& map, const Address
                domain.unknown_recipient ? " ([domain " + domain.name + "])" : std::string(" ([routing])"));
     if (policy == UnknownRecipient::relay) return {Action::relay, {}, "unknown user"};
     if (policy == UnknownRecipient::new_system) {
+        if (domain.mode == DomainMode::transport)
+            return {Action::transport, domain.new_system_nexthop, "unknown user, sent to the new system"};
         // The whole local part, extension included: the new system decides what it accepts.
         const std::string key = canonical_key(address.local, domain.name);
         const std::string local = key.substr(0, key.rfind('@'));
@@ -122,9 +125,12 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
         trace.step("domain {}: not a managed domain", address->domain);
         return {Action::foreign, {}, {}};
     }
-    trace.step("domain {}: managed{}, routing domain {}", address->domain,
+    trace.step("domain {}: managed{}, routing domain {}{}", address->domain,
                address->domain == domain->name ? std::string() : " (an alias of " + domain->name + ")",
-               domain->routing_domain);
+               domain->routing_domain,
+               domain->mode == DomainMode::transport
+                   ? ", mode transport: migrated users keep their address, next hop " + domain->new_system_nexthop
+                   : std::string());
 
     std::string_view extension;
     const UserLookup found = find_user(config, map, *address, *domain, extension, trace);
@@ -151,6 +157,10 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
         case State::source:
             return {Action::relay, {}, std::move(detail)};
         case State::migrated:
+            // Transport mode (design 11): the recipient stays; Postfix's transport_maps (the
+            // socketmap `transport` table) sends it to the new system.
+            if (domain->mode == DomainMode::transport)
+                return {Action::transport, domain->new_system_nexthop, std::move(detail)};
             return {Action::rewrite, routing_address(config, *domain, found.primary, record, extension),
                     std::move(detail)};
         case State::dual:

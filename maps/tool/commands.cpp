@@ -9,6 +9,7 @@
 #include <ostream>
 #include <variant>
 
+#include "coexist/address.hpp"
 #include "coexist/csv.hpp"
 #include "coexist/map_reader.hpp"
 #include "coexist/map_store.hpp"
@@ -75,10 +76,13 @@ int init(const Config& c, std::ostream& out) {
 
 int set(const Config& c, const std::string& address, const std::optional<std::string>& state,
         const std::optional<std::string>& target, const std::optional<std::string>& batch, bool clear_override,
-        std::ostream& out) {
+        const std::optional<std::string>& at, std::ostream& out) {
     const std::string key = user_key_or_throw(c, address);
     if (!state && !clear_override) throw UsageError("set needs a STATE (source, migrated or dual) or --clear-override");
     if (state && clear_override) throw UsageError("give either a STATE or --clear-override, not both");
+    if (at && clear_override) throw UsageError("--at schedules a STATE; --clear-override cannot be scheduled");
+    const auto started = static_cast<std::int64_t>(std::time(nullptr));
+    const std::optional<std::int64_t> when = at ? std::optional(scheduled_time_or_throw(*at, started)) : std::nullopt;
     const std::optional<State> new_state = state ? std::optional(state_or_throw(*state)) : std::nullopt;
     std::optional<std::string> new_target;
     if (target) new_target = target->empty() ? std::string() : target_or_throw(c, *target);
@@ -92,6 +96,26 @@ int set(const Config& c, const std::string& address, const std::optional<std::st
         const auto existing = t.user(key);
         UserRecord record = existing.value_or(UserRecord{});
         old = existing ? std::string(to_string(existing->effective_state())) : "new";
+        if (existing && existing->pending_state)
+            old += fmt::format(" (pending {} at {})", to_string(*existing->pending_state),
+                               format_time(existing->pending_at));
+        if (when) {
+            // A schedule changes nothing now: route() acts on it at its second (design 10).
+            if (!existing)
+                throw DataError(fmt::format("no such user: {} (add it first, e.g. 'coexist-map set {} source', "
+                                            "then schedule its change)", key, key));
+            record.pending_state = new_state;
+            record.pending_at = *when;
+            if (new_target) record.target = *new_target;
+            if (new_batch) record.batch = *new_batch;
+            now = fmt::format("{}, {} at {} ({})", to_string(record.effective_state()), to_string(*new_state),
+                              format_time(*when), relative_time(*when, started));
+            t.put_user(key, record, existing);
+            return;
+        }
+        // A state set now replaces any schedule: the admin's latest word wins.
+        record.pending_state.reset();
+        record.pending_at = 0;
         if (existing && existing->owner == Owner::directory) {
             // The directory owns this user (design 13.1): the admin's state is an override
             // beside the directory's, which `sync` keeps and reports, never silently undoes.
@@ -195,6 +219,12 @@ int get(const Config& c, const std::string& address, std::ostream& out) {
         } else {
             out << "owner: admin\n";
         }
+        if (r->pending_state) {
+            const auto now = static_cast<std::int64_t>(std::time(nullptr));
+            out << fmt::format("pending: {} at {} ({}{})\n", to_string(*r->pending_state), format_time(r->pending_at),
+                               relative_time(r->pending_at, now),
+                               r->pending_due(now) ? "; in effect, stored by the next write" : "");
+        }
         out << fmt::format("target: {}\nbatch: {}\nchanged: {}\n", r->target.empty() ? "-" : r->target,
                            r->batch.empty() ? "-" : r->batch, format_time(r->changed));
         const auto aliases = t.aliases_of(primary);
@@ -204,24 +234,58 @@ int get(const Config& c, const std::string& address, std::ostream& out) {
     return kOk;
 }
 
-int route(const Config& c, const std::vector<std::string>& addresses, std::ostream& out) {
+int route(const Config& c, const std::vector<std::string>& addresses, bool explain, std::ostream& out) {
     // The very function and reader the daemons use.
     MapReader reader(c.map_path);
-    int status = kOk;
-    for (const auto& a : addresses) {
-        const RoutingDecision d = coexist::route(c, reader, a);
+    bool invalid = false, tempfail = false;
+    const auto answer = [&](const std::string& a) {
+        if (!parse_address(a)) {
+            // An error, not `foreign`: a typo would otherwise read as "not ours, untouched".
+            out.flush();
+            std::cerr << fmt::format("coexist-map: route: '{}' is not an email address\n", a);
+            invalid = true;
+            return;
+        }
+        const auto now = static_cast<std::int64_t>(std::time(nullptr));
+        const RouteExplanation e = explain ? explain_route(c, reader, a, now) : RouteExplanation{coexist::route(c, reader, a), {}};
+        const RoutingDecision& d = e.decision;
         out << a << ' ' << to_string(d.action);
         if (!d.address.empty()) out << ' ' << d.address;
         out << '\n';
+        if (explain) {
+            for (const auto& step : e.steps) out << "  " << step << '\n';
+            if (!d.detail.empty()) out << "  => " << d.detail << '\n';
+        }
         if (d.action == Action::tempfail) {
-            status = kMapUnavailable;
+            tempfail = true;
             // Why, for the admin (stdout keeps its one line per address): flushed first so
             // the two read in order when both go to one terminal or pipe.
             out.flush();
             std::cerr << "coexist-map: " << a << ": " << d.detail << '\n';
         }
+    };
+    for (const auto& a : addresses) {
+        if (a != "-") {
+            answer(a);
+            continue;
+        }
+        // One address a line; blank lines skipped, surrounding blanks and a CR trimmed. Lines
+        // are bounded: one longer than an address can be is an error, not a buffer.
+        std::string line;
+        while (std::getline(std::cin, line)) {
+            while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+            const auto first = line.find_first_not_of(" \t");
+            if (first == std::string::npos) continue;
+            if (line.size() > 4096) {
+                std::cerr << "coexist-map: route: a line of stdin is longer than 4096 bytes\n";
+                invalid = true;
+                continue;
+            }
+            answer(line.substr(first));
+        }
     }
-    return status;
+    if (tempfail) return kMapUnavailable;
+    return invalid ? kDataError : kOk;
 }
 
 int list(const Config& c, const std::optional<std::string>& state, const std::optional<std::string>& batch,
@@ -237,6 +301,8 @@ int list(const Config& c, const std::optional<std::string>& state, const std::op
             if (r.owner == Owner::directory) out << " directory";
             if (!r.target.empty()) out << " target=" << r.target;
             if (!r.batch.empty()) out << " batch=" << r.batch;
+            if (r.pending_state)
+                out << " pending=" << to_string(*r.pending_state) << '@' << format_time(r.pending_at);
             out << '\n';
             return true;
         });

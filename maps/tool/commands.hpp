@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <iosfwd>
 #include <optional>
@@ -32,18 +33,25 @@ public:
 
 int init(const Config& c, std::ostream& out);
 // A directory-owned user (design 13.1) gets the state as an override; clear_override drops it.
+// `at` (ISO 8601 with an offset, design 13.6): schedule the state instead of setting it now.
 int set(const Config& c, const std::string& address, const std::optional<std::string>& state,
         const std::optional<std::string>& target, const std::optional<std::string>& batch, bool clear_override,
-        std::ostream& out);
+        const std::optional<std::string>& at, std::ostream& out);
 inline int set(const Config& c, const std::string& address, const std::string& state,
                const std::optional<std::string>& target, const std::optional<std::string>& batch, std::ostream& out) {
-    return set(c, address, std::optional<std::string>(state), target, batch, false, out);
+    return set(c, address, std::optional<std::string>(state), target, batch, false, std::nullopt, out);
 }
 int remove(const Config& c, const std::string& address, std::ostream& out);
 int alias(const Config& c, const std::string& alias, const std::string& primary, std::ostream& out);
 int unalias(const Config& c, const std::string& alias, std::ostream& out);
 int get(const Config& c, const std::string& address, std::ostream& out);
-int route(const Config& c, const std::vector<std::string>& addresses, std::ostream& out);
+// `coexist-map route [--explain] ADDRESS... | -` ('-' reads addresses from stdin, one a line).
+// An address that is not one prints an error on stderr; the exit status is then 2 at the end
+// (3 when any answer was a tempfail).
+int route(const Config& c, const std::vector<std::string>& addresses, bool explain, std::ostream& out);
+inline int route(const Config& c, const std::vector<std::string>& addresses, std::ostream& out) {
+    return route(c, addresses, false, out);
+}
 int list(const Config& c, const std::optional<std::string>& state, const std::optional<std::string>& batch,
          std::ostream& out);
 int export_csv(const Config& c, std::ostream& out);
@@ -85,6 +93,18 @@ struct SyncHooks {
 int sync(const Config& c, bool dry_run, bool force, bool follow, std::ostream& out, const SyncHooks& hooks = {});
 int import_csv(const Config& c, const std::string& file, const std::optional<std::string>& batch, bool dry_run,
                std::ostream& out);
+
+// `coexist-map batch list|set|cancel` (batch_command.cpp, design 10). set: `state` now, or at
+// `at`; refuses an unknown or empty batch (DataError).
+int batch_list(const Config& c, std::ostream& out);
+int batch_set(const Config& c, const std::string& name, const std::string& state, const std::optional<std::string>& at,
+              bool dry_run, std::ostream& out);
+int batch_cancel(const Config& c, const std::string& name, std::ostream& out);
+// The unix time of an --at value, which must be ISO 8601 with an offset and in the future
+// (DataError otherwise).
+std::int64_t scheduled_time_or_throw(const std::string& at, std::int64_t now);
+// "in 2 h 5 min", "3 s ago": how far `when` is from `now`, for the admin.
+std::string relative_time(std::int64_t when, std::int64_t now);
 
 // Shared by the commands: the key of an address the admin gave, or DataError.
 std::string user_key_or_throw(const Config& c, const std::string& address);

@@ -5,6 +5,7 @@
 // trail are left out: they differ between relays that route identically.
 #include <nettle/sha2.h>
 
+#include <ctime>
 #include <fmt/format.h>
 #include <ostream>
 
@@ -50,11 +51,19 @@ int digest(const Config& c, std::ostream& out) {
         h.field(d.routing_domain);
         h.field(fmt::format("{}", fmt::join(d.aliases, " ")));
         h.field(d.unknown_recipient ? to_string(*d.unknown_recipient) : "-");
+        // Rewrite-mode domains hash as before transport mode existed: digests of unchanged
+        // relays stay comparable across the upgrade.
+        if (d.mode == DomainMode::transport) h.field("transport " + d.new_system_nexthop);
     }
-    std::size_t users = 0, aliases = 0, overrides = 0;
+    std::size_t users = 0, aliases = 0, overrides = 0, pending = 0;
+    const auto now = static_cast<std::int64_t>(::time(nullptr));
     MapStore store(c.map_path, c.map_size, MapStore::Mode::read_only);
     store.read([&](MapTxn& t) {
-        t.for_each_user([&](std::string_view key, const UserRecord& r) {
+        t.for_each_user([&](std::string_view key, const UserRecord& stored) {
+            // A due schedule counts as applied: a relay whose map has stored it and one whose
+            // map has not route alike, so they must digest alike.
+            UserRecord r = stored;
+            r.apply_due(now);
             ++users;
             h.field("user");
             h.field(key);
@@ -62,6 +71,10 @@ int digest(const Config& c, std::ostream& out) {
             h.field(r.override_state ? to_string(*r.override_state) : "-");
             if (r.override_state) ++overrides;
             h.field(r.target);
+            if (r.pending_state) {
+                ++pending;
+                h.field(fmt::format("pending {} {}", to_string(*r.pending_state), r.pending_at));
+            }
             return true;
         });
         t.for_each_alias([&](std::string_view alias, std::string_view primary) {
@@ -72,7 +85,8 @@ int digest(const Config& c, std::ostream& out) {
             return true;
         });
     });
-    out << fmt::format("sha256:{} users={} aliases={} overrides={}\n", h.hex(), users, aliases, overrides);
+    out << fmt::format("sha256:{} users={} aliases={} overrides={} pending={}\n", h.hex(), users, aliases, overrides,
+                       pending);
     return kOk;
 }
 

@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
     std::string address, address2, state, file;
     std::optional<std::string> target, batch, state_filter;
     std::vector<std::string> addresses;
-    bool dry_run = false, force = false, follow = false, clear_override = false;
+    bool dry_run = false, force = false, follow = false, clear_override = false, explain = false;
+    std::optional<std::string> at;
     std::optional<std::string> set_state;
 
     auto* init_cmd = app.add_subcommand("init", "create the map (or check an existing one)");
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
     set_cmd->add_flag("--clear-override", clear_override, "follow the directory again (drop the admin's override)");
     set_cmd->add_option("--target", target, "explicit routing address (empty to clear)");
     set_cmd->add_option("--batch", batch, "batch name");
+    set_cmd->add_option("--at", at, "schedule STATE for this time (ISO 8601 with Z or an offset) instead of now");
     auto* remove_cmd = app.add_subcommand("remove", "remove a user and its aliases");
     remove_cmd->add_option("address", address, "user address")->required();
     auto* alias_cmd = app.add_subcommand("alias", "make ALIAS lead to PRIMARY");
@@ -49,7 +51,8 @@ int main(int argc, char** argv) {
     auto* get_cmd = app.add_subcommand("get", "show a user (or an alias and its user)");
     get_cmd->add_option("address", address, "address")->required();
     auto* route_cmd = app.add_subcommand("route", "print where each address goes, as the daemons decide");
-    route_cmd->add_option("address", addresses, "recipient addresses")->required();
+    route_cmd->add_option("address", addresses, "recipient addresses; - reads them from stdin, one a line")->required();
+    route_cmd->add_flag("--explain", explain, "say why: the domain, each lookup, the record, the alias hop, the schedule");
     auto* list_cmd = app.add_subcommand("list", "list users");
     list_cmd->add_option("--state", state_filter, "only users in this state");
     list_cmd->add_option("--batch", batch, "only users of this batch");
@@ -58,6 +61,16 @@ int main(int argc, char** argv) {
     HistoryQuery history_query;
     auto* stats_cmd = app.add_subcommand("stats", "counts per state, batch and domain, and map size");
     stats_cmd->add_flag("--json", json, "one JSON object (fields in coexist-map(8))");
+    auto* batch_cmd = app.add_subcommand("batch", "a migration batch at once: list, set (now or --at), cancel");
+    batch_cmd->require_subcommand(1);
+    auto* batch_list_cmd = batch_cmd->add_subcommand("list", "each batch: users per state, pending changes");
+    auto* batch_set_cmd = batch_cmd->add_subcommand("set", "set every user of the batch (start=dual, complete=migrated, rollback=source)");
+    batch_set_cmd->add_option("name", address, "batch name")->required();
+    batch_set_cmd->add_option("state", state, "source, migrated or dual")->required();
+    batch_set_cmd->add_option("--at", at, "schedule it for this time (ISO 8601 with Z or an offset)");
+    batch_set_cmd->add_flag("--dry-run", dry_run, "print what would change; write nothing");
+    auto* batch_cancel_cmd = batch_cmd->add_subcommand("cancel", "drop the batch's pending scheduled change");
+    batch_cancel_cmd->add_option("name", address, "batch name")->required();
     auto* sync_cmd = app.add_subcommand("sync", "make the map equal to the [directory], in one transaction");
     sync_cmd->add_flag("--dry-run", dry_run, "read the directory and print what would change; write nothing");
     sync_cmd->add_flag("--force", force, "apply removals beyond max_removals");
@@ -85,12 +98,15 @@ int main(int argc, char** argv) {
         const Config config = load_config(config_path);
         if (*init_cmd) return init(config, out);
         if (*import_cmd) return import_csv(config, file, batch, dry_run, out);
-        if (*set_cmd) return set(config, address, set_state, target, batch, clear_override, out);
+        if (*set_cmd) return set(config, address, set_state, target, batch, clear_override, at, out);
         if (*remove_cmd) return remove(config, address, out);
         if (*alias_cmd) return alias(config, address, address2, out);
         if (*unalias_cmd) return unalias(config, address, out);
         if (*get_cmd) return get(config, address, out);
-        if (*route_cmd) return route(config, addresses, out);
+        if (*route_cmd) return route(config, addresses, explain, out);
+        if (*batch_list_cmd) return batch_list(config, out);
+        if (*batch_set_cmd) return batch_set(config, address, state, at, dry_run, out);
+        if (*batch_cancel_cmd) return batch_cancel(config, address, out);
         if (*list_cmd) return list(config, state_filter, batch, out);
         if (*export_cmd) return export_csv(config, out);
         if (*stats_cmd) return stats(config, json, out);

@@ -110,6 +110,7 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
             case Action::tempfail:
                 return rcpt_refused(ctx, as_received, d);
             case Action::relay:
+            case Action::transport:  // the recipient stays; transport_maps choose the next hop
             case Action::rewrite:
             case Action::dual:
                 break;

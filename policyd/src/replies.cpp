@@ -28,6 +28,7 @@ std::string policy_action(const RoutingDecision& decision) {
     case Action::relay:
     case Action::rewrite:
     case Action::dual:
+    case Action::transport:
         // Rewriting is the job of the milter or the socketmap: a policy answer cannot change one
         // recipient (postfix-notes, Implications 1). Accepting is left to the restrictions that
         // follow (relay_recipient_maps, reject_unauth_destination).
@@ -41,11 +42,17 @@ std::string policy_reply(std::string_view action) { return fmt::format("action={
 std::optional<SocketmapTable> parse_table_name(std::string_view name) {
     if (name == "virtual") return SocketmapTable::virtual_alias;
     if (name == "recipients") return SocketmapTable::recipients;
+    if (name == "transport") return SocketmapTable::transport;
     return std::nullopt;
 }
 
 std::string_view to_string(SocketmapTable table) {
-    return table == SocketmapTable::virtual_alias ? "virtual" : "recipients";
+    switch (table) {
+    case SocketmapTable::virtual_alias: return "virtual";
+    case SocketmapTable::recipients: return "recipients";
+    case SocketmapTable::transport: return "transport";
+    }
+    return "?";
 }
 
 std::optional<SocketmapQuery> split_socketmap_request(std::string_view payload) {
@@ -90,6 +97,28 @@ std::string socketmap_reply(SocketmapTable table, std::string_view key, const Ro
         case Action::foreign:
         case Action::relay:
         case Action::reject:
+        case Action::transport:  // the recipient stays: the transport table routes it
+            break;
+        }
+        return std::string(kSocketmapNotFound);
+    }
+    if (table == SocketmapTable::transport) {
+        // transport_maps (design 11): the next hop of a migrated user of a transport-mode
+        // domain; NOTFOUND for everyone else, so Postfix goes on to its own transport for the
+        // domain (Google). trivial-rewrite also asks for the bare domain, parent domains and
+        // "*" (transport(5), TABLE SEARCH ORDER): no address, so never a route() answer.
+        switch (decision.action) {
+        case Action::transport:
+            return "OK " + decision.address;
+        case Action::tempfail:
+            // The lookup error defers the message in the queue manager (trivial-rewrite's
+            // "transport table lookup failure"); it is retried, never misrouted.
+            return temporary_failure(decision);
+        case Action::foreign:
+        case Action::relay:
+        case Action::rewrite:
+        case Action::dual:
+        case Action::reject:
             break;
         }
         return std::string(kSocketmapNotFound);
@@ -103,6 +132,7 @@ std::string socketmap_reply(SocketmapTable table, std::string_view key, const Ro
     case Action::relay:
     case Action::rewrite:
     case Action::dual:
+    case Action::transport:
         break;
     }
     // relay_recipient_maps only asks "is there an entry"; the action is there for postmap -q.

@@ -29,6 +29,7 @@ std::string policy_reply(std::string_view action);
 enum class SocketmapTable {
     virtual_alias,  // "virtual": for virtual_alias_maps, rewrite and dual
     recipients,     // "recipients": for relay_recipient_maps, who is accepted at RCPT
+    transport,      // "transport": for transport_maps, the next hop of transport-mode users
 };
 std::optional<SocketmapTable> parse_table_name(std::string_view name);
 std::string_view to_string(SocketmapTable table);

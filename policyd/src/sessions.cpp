@@ -66,7 +66,7 @@ std::string SocketmapSession::answer(std::string_view payload) {
     if (!table) {
         // A Postfix configured with a name we don't serve: say so in its log, keep talking.
         services_.log(fmt::format("socketmap: unknown table \"{}\", reply=PERM", printable(query->table)));
-        return socketmap_perm(fmt::format("unknown table \"{}\"; this server has virtual and recipients",
+        return socketmap_perm(fmt::format("unknown table \"{}\"; this server has virtual, recipients and transport",
                                           printable(query->table)));
     }
     if (!is_address_key(query->key)) {

@@ -84,7 +84,7 @@ TEST_CASE("config errors name file, line and key") {
     expect_error(kDomain + "[routing]\nloop_limit = 0\n", 4, "loop_limit", "whole number");
     expect_error(kDomain + "[routing]\nloop_limit = 3x\n", 4, "loop_limit", "whole number");
     expect_error(kDomain + "[routing]\nkeep_extension = maybe\n", 4, "keep_extension", "yes or no");
-    expect_error(kDomain + "[routing]\nunknown_recipient = bounce\n", 4, "unknown_recipient", "relay or reject");
+    expect_error(kDomain + "[routing]\nunknown_recipient = bounce\n", 4, "unknown_recipient", "relay, reject or new_system");
     expect_error(kDomain + "[routing]\nrecipient_delimiter = @\n", 4, "recipient_delimiter", "printable");
     expect_error(kDomain + "[map]\npath = relative\n", 4, "path", "absolute");
     expect_error(kDomain + "[map]\nmap_size = 10K\n", 4, "map_size", "at least 1M");

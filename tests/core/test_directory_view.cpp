@@ -201,7 +201,7 @@ TEST_CASE("an admin's change to a directory user is an override the sync keeps, 
     const std::vector<Entry> view{person("ann", {"ann@contoso.com"})};
     full(store, c, view, members({}));
     std::ostringstream out;
-    tool::set(c, "ann@contoso.com", std::optional<std::string>("migrated"), std::nullopt, std::nullopt, false, out);
+    tool::set(c, "ann@contoso.com", std::optional<std::string>("migrated"), std::nullopt, std::nullopt, false, std::nullopt, out);
     CHECK(routed(c, "ann@contoso.com") == "rewrite ann@o365.contoso.com");
     auto counts = full(store, c, view, members({}));
     CHECK(counts.overrides == 1);
@@ -224,7 +224,7 @@ TEST_CASE("an admin's change to a directory user is an override the sync keeps, 
         CHECK(bob->owner == Owner::directory);
         CHECK(bob->override_state == State::dual);
     });
-    tool::set(c, "bob@contoso.com", std::nullopt, std::nullopt, std::nullopt, true, out);  // --clear-override
+    tool::set(c, "bob@contoso.com", std::nullopt, std::nullopt, std::nullopt, true, std::nullopt, out);  // --clear-override
     CHECK(routed(c, "bob@contoso.com") == "relay");
 }
 

@@ -60,6 +60,10 @@ class LabTest(unittest.TestCase):
         # The live migration step is a group change in the directory, followed by the relay.
         self.assertRegex(r.stdout, r"relay's map follows the directory: gapps2@contoso.com -> "
                                    r"gapps2@o365.contoso.com after \d+ ms")
+        # The weekend: batch wave1 scheduled ahead, flipped at its instant, rolled back.
+        self.assertRegex(r.stdout, r"batch wave1: 2 users set to migrated at \S+Z \(in \d+ s\)")
+        self.assertIn("After the instant: Internet -> GApps3", r.stdout)
+        self.assertIn("batch wave1: 2 users set to source", r.stdout)
         pids = self.started_pids()
         self.assertEqual(len(pids), 8, pids)  # milter, policyd, internet sink, slapd, sync, 3 masters
         self.assertTrue(all(alive(p) for p in pids), pids)

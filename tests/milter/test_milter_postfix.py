@@ -209,6 +209,34 @@ class MilterThroughPostfix(unittest.TestCase):
         self.assertEqual(self.milter.pid, pid)
         self.assertTrue(self.milter.alive())
 
+    def test_scheduled_batch_flips_at_its_second_then_rolls_back(self):
+        """A batch scheduled with --at: mail before the instant reaches Google, mail after it
+        the new system, with no command run at the instant and the milter never told; `batch
+        set NAME source` then rolls the whole batch back at once."""
+        coexist_map(self.ini, "set", "gwen@contoso.com", "source", "--batch", "weekend")
+        coexist_map(self.ini, "set", "hank@contoso.com", "source", "--batch", "weekend")
+        try:
+            at = int(time.time()) + 10
+            at_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+            coexist_map(self.ini, "batch", "set", "weekend", "migrated", "--at", at_text)
+            before = self.relay.send(SENDER, ["gwen@contoso.com", "hank@contoso.com"])
+            self.assertLess(time.time(), at, "the message before the instant was sent after it: machine too slow")
+            self.relay.wait_queue_empty()
+            self.assertEqual(self.where(before), {"google": ["gwen@contoso.com", "hank@contoso.com"]})
+            self.assertIn("pending: 2 users -> migrated at " + at_text, coexist_map(self.ini, "batch", "list"))
+            time.sleep(max(0.0, at - time.time()) + 1.0)
+            after = self.deliver(["gwen@contoso.com", "hank@contoso.com"])
+            self.assertEqual(self.where(after), {"newsys": ["gwen@o365.contoso.com", "hank@o365.contoso.com"]})
+            coexist_map(self.ini, "batch", "set", "weekend", "source")
+            back = self.deliver(["gwen@contoso.com", "hank@contoso.com"])
+            self.assertEqual(self.where(back), {"google": ["gwen@contoso.com", "hank@contoso.com"]})
+            history = coexist_map(self.ini, "history", "gwen@contoso.com")
+            self.assertIn(f"-> migrated, batch=weekend, by=", history)
+            self.assertIn(f"scheduled change due {at_text}", history)
+        finally:
+            coexist_map(self.ini, "remove", "gwen@contoso.com")
+            coexist_map(self.ini, "remove", "hank@contoso.com")
+
     def test_map_removed_defers_then_delivers_when_restored(self):
         moved = self.map_dir + ".gone"
         os.rename(self.map_dir, moved)

@@ -91,7 +91,24 @@ TEST_CASE("socketmap requests split into table and key at the first space") {
     CHECK(parse_table_name("virtual") == SocketmapTable::virtual_alias);
     CHECK(parse_table_name("recipients") == SocketmapTable::recipients);
     CHECK_FALSE(parse_table_name("Virtual"));
-    CHECK_FALSE(parse_table_name("transport"));
+    CHECK(parse_table_name("transport") == SocketmapTable::transport);
+    CHECK_FALSE(parse_table_name("transports"));
+}
+
+TEST_CASE("the transport table answers the next hop of transport-mode users only (design 11)") {
+    const RoutingDecision transport{Action::transport, "smtp:[contoso-com.mail.protection.outlook.com]", {}};
+    CHECK(socketmap_reply(SocketmapTable::transport, "ann@contoso.com", transport) ==
+          "OK smtp:[contoso-com.mail.protection.outlook.com]");
+    // The other tables leave the recipient alone: no rewrite, accepted as a known user.
+    CHECK(socketmap_reply(SocketmapTable::virtual_alias, "ann@contoso.com", transport) == "NOTFOUND ");
+    CHECK(socketmap_reply(SocketmapTable::recipients, "ann@contoso.com", transport) == "OK transport");
+    CHECK(policy_action(transport) == kPolicyNoDecision);
+    for (const Action a : {Action::foreign, Action::relay, Action::rewrite, Action::dual, Action::reject}) {
+        CAPTURE(to_string(a));
+        CHECK(socketmap_reply(SocketmapTable::transport, "x@contoso.com", {a, "x@o365.contoso.com", {}}) == "NOTFOUND ");
+    }
+    CHECK(socketmap_reply(SocketmapTable::transport, "x@contoso.com", {Action::tempfail, {}, "map unavailable"}) ==
+          "TEMP map unavailable");
 }
 
 TEST_CASE("bare domains, '*' and partial keys are not addresses") {

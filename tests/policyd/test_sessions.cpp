@@ -134,7 +134,7 @@ TEST_CASE("socketmap session answers a pipelined stream the same at every read s
                                 "virtual dan@contoso.com", "virtual x@contoso.com", "virtual t@contoso.com",
                                 "virtual foo@example.com", "virtual contoso.com", "virtual *",
                                 "virtual dan@o365.contoso.com", "recipients x@contoso.com",
-                                "recipients bob@contoso.com", "recipients ann@contoso.com", "transport a@contoso.com",
+                                "recipients bob@contoso.com", "recipients ann@contoso.com", "transports a@contoso.com",
                                 "nospace"})
         stream += encode_netstring(request);
     const auto ex = run(session, stream, read_size);
@@ -144,7 +144,7 @@ TEST_CASE("socketmap session answers a pipelined stream the same at every read s
                               "OK dan@contoso.com,dan@o365.contoso.com", "NOTFOUND ", "TEMP map unavailable",
                               "NOTFOUND ", "NOTFOUND ", "NOTFOUND ", "NOTFOUND ", "NOTFOUND ", "OK relay", "OK rewrite"})
         expected += encode_netstring(reply);
-    expected += encode_netstring("PERM unknown table \"transport\"; this server has virtual and recipients");
+    expected += encode_netstring("PERM unknown table \"transports\"; this server has virtual, recipients and transport");
     expected += encode_netstring("PERM request is not \"name key\"");
     CHECK(ex.replies == expected);
     // Bare domains and '*' never reach route().

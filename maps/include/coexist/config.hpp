@@ -20,11 +20,22 @@ inline constexpr const char* kDefaultConfigPath = "/etc/coexist/coexist.ini";
 // local@routing_domain (late in a migration, when Google is the exception).
 enum class UnknownRecipient { relay, reject, new_system };
 
+// How a migrated user of a domain reaches the new system (design 11): `rewrite` replaces the
+// envelope recipient by the routing address; `transport` keeps it and only chooses the next hop
+// (Postfix's transport_maps, through the socketmap table `transport`).
+enum class DomainMode { rewrite, transport };
+
+std::string_view to_string(DomainMode m);
+
 struct DomainConfig {
     std::string name;                          // lowercased managed domain, e.g. contoso.com
     std::string routing_domain;                // e.g. o365.contoso.com
     std::vector<std::string> aliases;          // lowercased alias domains, e.g. contoso.net
     std::optional<UnknownRecipient> unknown_recipient;  // overrides [routing] when set
+    DomainMode mode = DomainMode::rewrite;
+    // transport mode: a Postfix transport(5) result, "transport:nexthop", e.g.
+    // smtp:[contoso-com.mail.protection.outlook.com]; empty in rewrite mode.
+    std::string new_system_nexthop;
 };
 
 // A listening socket and who may connect to it (libmilter syntax: unix:/path, inet:PORT@HOST,

@@ -11,14 +11,15 @@
 
 namespace coexist {
 
-enum class Action { foreign, relay, rewrite, dual, reject, tempfail };
+enum class Action { foreign, relay, rewrite, dual, reject, tempfail, transport };
 
 std::string_view to_string(Action a);
 
 struct RoutingDecision {
     Action action = Action::foreign;
     // rewrite: the address that replaces the recipient; dual: the address added beside it;
-    // empty otherwise.
+    // transport: the next hop (the domain's new_system_nexthop; the recipient is kept, design
+    // 11); empty otherwise.
     std::string address;
     // A short human-readable why, for logs and `coexist-map route`: "unknown user",
     // "alias of ann@contoso.com", "map unavailable: ...". May be empty.

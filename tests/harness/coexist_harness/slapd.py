@@ -481,14 +481,15 @@ def _uids(users):
 
 def write_directory_ldif(out, users, migrated=(), dual=(), targets=None, aliases=None,
                          domain="contoso.com", suffix=SUFFIX, service_password=SERVICE_PASSWORD,
-                         base_entries=True):
+                         base_entries=True, batches=None):
     """Writes the directory as LDIF to `out` (a path or a text file object), entry by entry, so a
     million users never sit in memory. Returns the number of users written.
 
     users: an int n (user_uid(1..n)) or an iterable of uids; each becomes
       uid=<uid>,ou=people,<suffix>: inetOrgPerson + inetLocalMailRecipient with uid, cn, sn,
       mail <uid>@<domain>; aliases {uid: [addresses]} -> mailLocalAddress (the alias attribute
-      in the tests); targets {uid: address} -> mailRoutingAddress (explicit routing address).
+      in the tests); targets {uid: address} -> mailRoutingAddress (explicit routing address);
+      batches {uid: name} -> businessCategory (the batch attribute in the lab).
     migrated / dual: uids, members of cn=migrated / cn=cutover,ou=groups,<suffix>. The groups are
       groupOfNames (member: DNs, as most sites and AD's `member` have it). groupOfNames requires
       a member, so each group also lists the service account as a placeholder member; it is no
@@ -499,8 +500,9 @@ def write_directory_ldif(out, users, migrated=(), dual=(), targets=None, aliases
     if isinstance(out, (str, os.PathLike)):
         with open(out, "w") as f:
             return write_directory_ldif(f, users, migrated, dual, targets, aliases, domain,
-                                        suffix, service_password, base_entries)
+                                        suffix, service_password, base_entries, batches)
     targets = targets or {}
+    batches = batches or {}
     aliases = aliases or {}
     dc = suffix.split(",")[0].partition("=")[2]
     service = service_dn(suffix)
@@ -521,6 +523,8 @@ def write_directory_ldif(out, users, migrated=(), dual=(), targets=None, aliases
             out.write(f"mailLocalAddress: {alias}\n")
         if uid in targets:
             out.write(f"mailRoutingAddress: {targets[uid]}\n")
+        if uid in batches:
+            out.write(f"businessCategory: {batches[uid]}\n")
         out.write("\n")
     for name, members in (("migrated", migrated), ("cutover", dual)):
         out.write(f"dn: {group_dn(name, suffix)}\nobjectClass: groupOfNames\ncn: {name}\n"
@@ -532,9 +536,9 @@ def write_directory_ldif(out, users, migrated=(), dual=(), targets=None, aliases
 
 
 def directory_ldif(users, migrated=(), dual=(), targets=None, aliases=None, domain="contoso.com",
-                   suffix=SUFFIX, base_entries=True):
+                   suffix=SUFFIX, base_entries=True, batches=None):
     """write_directory_ldif() into a string (small directories)."""
     buf = io.StringIO()
     write_directory_ldif(buf, users, migrated, dual, targets, aliases, domain, suffix,
-                         base_entries=base_entries)
+                         base_entries=base_entries, batches=batches)
     return buf.getvalue()

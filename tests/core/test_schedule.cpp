@@ -1,0 +1,196 @@
+// Schedules and batches (design 10, 13.1, 13.6): an --at time read only with an offset, a pending
+// change acted on by route() from its second on, stored for good by the next write with its
+// audit entry, batch set/cancel/list, and unknown_recipient = new_system.
+#include <catch2/catch.hpp>
+
+#include <ctime>
+#include <sstream>
+
+#include "coexist/map_reader.hpp"
+#include "coexist/map_store.hpp"
+#include "coexist/route.hpp"
+#include "coexist/utc_time.hpp"
+#include "commands.hpp"
+#include "fixture.hpp"
+
+using namespace coexist;
+
+TEST_CASE("--at times are ISO 8601 with an explicit offset") {
+    CHECK(parse_iso8601("1970-01-01T00:00:00Z") == 0);
+    CHECK(parse_iso8601("2026-12-05T22:00:00Z") == 1796508000);
+    CHECK(parse_iso8601("2026-12-05T23:00:00+01:00") == 1796508000);
+    CHECK(parse_iso8601("2026-12-05T17:30-0430") == 1796508000);
+    CHECK(parse_iso8601("2026-12-05 22:00Z") == 1796508000);
+    CHECK(parse_iso8601("2024-02-29T00:00:00Z") == 1709164800);
+    // No offset: each relay would read it in its own zone. Refused, as is anything malformed.
+    for (const char* bad : {"2026-12-05T22:00:00", "2026-12-05", "2026-13-01T00:00Z", "2025-02-29T00:00Z",
+                            "2026-12-05T24:00Z", "2026-12-05T22:60Z", "2026-12-05T22:00:00Z ", "2026-12-05T22:00+1",
+                            "tomorrow", "", "2026-12-05T22:00:00+25:00"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_iso8601(bad));
+    }
+    CHECK(utc_timestamp(*parse_iso8601("2026-12-05T23:00:00+01:00")) == "2026-12-05T22:00:00Z");
+}
+
+namespace {
+
+struct ScheduledMap {
+    test::TempDir dir;
+    Config config = test::standard_config(dir.file("map"));
+    std::ostringstream out;
+    ScheduledMap() {
+        tool::init(config, out);
+        tool::set(config, "ann@contoso.com", "source", std::nullopt, std::string("wave1"), out);
+        tool::set(config, "bob@contoso.com", "source", std::nullopt, std::string("wave1"), out);
+        tool::set(config, "cy@contoso.com", "source", std::nullopt, std::string("wave2"), out);
+    }
+    std::optional<UserRecord> user(const std::string& key) {
+        MapStore store(config.map_path, config.map_size, MapStore::Mode::read_only);
+        std::optional<UserRecord> r;
+        store.read([&](MapTxn& t) { r = t.user(key); });
+        return r;
+    }
+};
+
+std::int64_t now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+std::string in_an_hour() { return utc_timestamp(now() + 3600); }
+
+}  // namespace
+
+TEST_CASE("a scheduled batch flips at its second, for route() and every reader") {
+    ScheduledMap m;
+    const std::string at = in_an_hour();
+    const std::int64_t when = *parse_iso8601(at);
+    tool::batch_set(m.config, "wave1", "migrated", at, false, m.out);
+
+    MapReader reader(m.config.map_path);
+    CHECK(route(m.config, reader, "ann@contoso.com").action == Action::relay);  // not yet
+    CHECK(explain_route(m.config, reader, "ann@contoso.com", when - 1).decision.action == Action::relay);
+    const auto at_time = explain_route(m.config, reader, "ann@contoso.com", when);
+    CHECK(at_time.decision.action == Action::rewrite);
+    CHECK(at_time.decision.address == "ann@o365.contoso.com");
+    CHECK(at_time.decision.detail.find("scheduled migrated at " + at) != std::string::npos);
+    bool shown = false;
+    for (const auto& s : at_time.steps) shown = shown || s.find("scheduled change: migrated at " + at) == 0;
+    CHECK(shown);
+    // An alias hop reaches the primary's schedule too.
+    tool::alias(m.config, "anna@contoso.com", "ann@contoso.com", m.out);
+    CHECK(explain_route(m.config, reader, "anna@contoso.com", when).decision.action == Action::rewrite);
+    CHECK(explain_route(m.config, reader, "cy@contoso.com", when).decision.action == Action::relay);  // other batch
+
+    // The first write at or after the time stores it, audited at the scheduled second.
+    MapStore store(m.config.map_path, m.config.map_size, MapStore::Mode::read_write);
+    store.write(ChangeContext{"test", "set", when - 10}, [](MapTxn&) {});
+    CHECK(m.user("ann@contoso.com")->pending_state == State::migrated);
+    store.write(ChangeContext{"test", "set", when + 5}, [](MapTxn&) {});
+    const auto ann = m.user("ann@contoso.com");
+    CHECK(ann->state == State::migrated);
+    CHECK_FALSE(ann->pending_state);
+    std::vector<AuditEntry> h;
+    store.read([&](MapTxn& t) { h = t.history("ann@contoso.com"); });
+    REQUIRE(!h.empty());
+    CHECK(h.back().time == when);
+    CHECK(h.back().new_value == "migrated");
+    CHECK(h.back().command.find("scheduled change due " + at) == 0);
+}
+
+TEST_CASE("batch set now replaces a schedule; cancel drops it; unknown batches are refused") {
+    ScheduledMap m;
+    tool::batch_set(m.config, "wave1", "migrated", in_an_hour(), false, m.out);
+    // A rollback now must not be undone by the older schedule.
+    tool::batch_set(m.config, "wave1", "source", std::nullopt, false, m.out);
+    CHECK_FALSE(m.user("ann@contoso.com")->pending_state);
+    CHECK(m.user("ann@contoso.com")->state == State::source);
+
+    tool::batch_set(m.config, "wave1", "dual", in_an_hour(), false, m.out);
+    std::ostringstream list;
+    tool::batch_list(m.config, list);
+    CHECK(list.str().find("wave1: 2 users (source 2, migrated 0, dual 0)") != std::string::npos);
+    CHECK(list.str().find("pending: 2 users -> dual at") != std::string::npos);
+    CHECK(list.str().find("wave2: 1 users (source 1, migrated 0, dual 0)") != std::string::npos);
+
+    // --dry-run changes nothing.
+    std::ostringstream dry;
+    tool::batch_set(m.config, "wave2", "migrated", std::nullopt, true, dry);
+    CHECK(dry.str().find("cy@contoso.com: source -> migrated") != std::string::npos);
+    CHECK(m.user("cy@contoso.com")->state == State::source);
+
+    std::ostringstream cancelled;
+    tool::batch_cancel(m.config, "wave1", cancelled);
+    CHECK(cancelled.str() == "batch wave1: 2 pending changes cancelled\n");
+    CHECK_FALSE(m.user("bob@contoso.com")->pending_state);
+    CHECK_THROWS_AS(tool::batch_cancel(m.config, "wave1", m.out), tool::DataError);  // nothing left to cancel
+    CHECK_THROWS_AS(tool::batch_set(m.config, "wave9", "migrated", std::nullopt, false, m.out), tool::DataError);
+    CHECK_THROWS_AS(tool::batch_set(m.config, "wave1", "gone", std::nullopt, false, m.out), tool::DataError);
+    CHECK_THROWS_AS(tool::batch_set(m.config, "wave1", "migrated", std::string("2020-01-01T00:00:00Z"), false, m.out),
+                    tool::DataError);
+    CHECK_THROWS_AS(tool::batch_set(m.config, "wave1", "migrated", std::string("2030-01-01T00:00:00"), false, m.out),
+                    tool::DataError);
+    // set --at on a user the map does not know is refused: a schedule changes a known user.
+    CHECK_THROWS_AS(tool::set(m.config, "zed@contoso.com", std::string("migrated"), std::nullopt, std::nullopt, false,
+                              in_an_hour(), m.out),
+                    tool::DataError);
+}
+
+TEST_CASE("unknown_recipient = new_system sends unknown users to the routing domain") {
+    test::TempDir dir;
+    std::string text = test::standard_config_text(dir.file("map"));
+    text.replace(text.find("unknown_recipient = relay"), 25, "unknown_recipient = new_system");
+    const Config config = parse_config(text, "test.ini");
+    std::ostringstream out;
+    tool::init(config, out);
+    tool::set(config, "ann@contoso.com", "source", std::nullopt, std::nullopt, out);
+    MapReader reader(config.map_path);
+    const auto d = route(config, reader, "<Zed+Tag@Contoso.NET>");
+    CHECK(d.action == Action::rewrite);
+    CHECK(d.address == "zed+tag@o365.contoso.com");
+    CHECK(route(config, reader, "ann@contoso.com").action == Action::relay);  // known users keep their state
+    // fabrikam.com's own `unknown_recipient = reject` still wins there (tempfail: nobody of it in the map).
+    CHECK(route(config, reader, "x@fabrikam.com").action == Action::tempfail);
+}
+
+TEST_CASE("transport mode keeps the recipient and answers the next hop; rewrite domains beside it rewrite") {
+    test::TempDir dir;
+    std::string text = test::standard_config_text(dir.file("map"));
+    text.replace(text.find("aliases = contoso.net\n"), 22,
+                 "aliases = contoso.net\nmode = transport\nnew_system_nexthop = smtp:[newsys.example]:2525\n");
+    const Config config = parse_config(text, "test.ini");
+    std::ostringstream out;
+    tool::init(config, out);
+    tool::set(config, "ann@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+    tool::set(config, "dan@contoso.com", "dual", std::nullopt, std::nullopt, out);
+    tool::set(config, "bob@contoso.com", "source", std::nullopt, std::nullopt, out);
+    tool::set(config, "erin@fabrikam.com", "migrated", std::nullopt, std::nullopt, out);
+    tool::alias(config, "anna@contoso.com", "ann@contoso.com", out);
+    MapReader reader(config.map_path);
+    const auto ann = route(config, reader, "<Ann+news@contoso.net>");
+    CHECK(ann.action == Action::transport);
+    CHECK(ann.address == "smtp:[newsys.example]:2525");
+    CHECK(route(config, reader, "anna@contoso.com").action == Action::transport);
+    // dual still adds the routing address: a second copy needs a second recipient.
+    const auto dan = route(config, reader, "dan@contoso.com");
+    CHECK(dan.action == Action::dual);
+    CHECK(dan.address == "dan@o365.contoso.com");
+    CHECK(route(config, reader, "bob@contoso.com").action == Action::relay);
+    CHECK(route(config, reader, "erin@fabrikam.com").action == Action::rewrite);  // the other domain rewrites
+    const auto e = explain_route(config, reader, "ann@contoso.com", now());
+    CHECK(e.steps.front().find("mode transport") != std::string::npos);
+}
+
+TEST_CASE("transport mode needs a next hop, and a next hop needs transport mode") {
+    const std::string base = "[domain contoso.com]\nrouting_domain = o365.contoso.com\n";
+    CHECK_THROWS_WITH(parse_config(base + "mode = transport\n", "t.ini"),
+                      Catch::Contains("needs new_system_nexthop"));
+    CHECK_THROWS_WITH(parse_config(base + "new_system_nexthop = smtp:[x]\n", "t.ini"),
+                      Catch::Contains("only used with mode = transport"));
+    CHECK_THROWS_WITH(parse_config(base + "mode = route\n", "t.ini"), Catch::Contains("rewrite or transport"));
+    for (const char* bad : {"[x]", ":[x]", "smtp:[x] y", "sm tp:[x]"}) {
+        CAPTURE(bad);
+        CHECK_THROWS_AS(parse_config(base + "mode = transport\nnew_system_nexthop = " + bad + "\n", "t.ini"),
+                        ConfigError);
+    }
+    const Config ok = parse_config(base + "mode = transport\nnew_system_nexthop = relay:[10.0.0.1]:25\n", "t.ini");
+    CHECK(ok.domains[0].mode == DomainMode::transport);
+    CHECK(ok.domains[0].new_system_nexthop == "relay:[10.0.0.1]:25");
+}

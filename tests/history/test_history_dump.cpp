@@ -165,6 +165,11 @@ TEST_CASE("dump, then restore into a second map: the same digest, history, stats
         r.pending_at = 4102444800;  // 2100-01-01T00:00:00Z: not due in this test's lifetime
         t.put_user("carl@contoso.com", r);
         t.put_alias("c.r@contoso.com", "carl@contoso.com");
+        // A scheduled change already due: route() acts on it, the next write stores it.
+        UserRecord dora = record(State::source, "wave3");
+        dora.pending_state = State::migrated;
+        dora.pending_at = kSunday;
+        t.put_user("dora@contoso.com", dora);
         t.put_meta(meta::kDirectoryCookie, std::string("rid=001,csn=20261126\x01\xff", 24));
         t.put_meta(meta::kDirectorySyncedAt, "1795683660");
         t.put_meta(meta::kDirectoryFollowing, "refreshAndPersist since 2026-11-26T09:01:00Z");
@@ -179,7 +184,7 @@ TEST_CASE("dump, then restore into a second map: the same digest, history, stats
     const std::string file = b.dir.write("a.jsonl", dump);
     std::ostringstream out;
     tool::restore(b.config, file, false, out);
-    CHECK(out.str() == "restored 4 users, 1 aliases, 10 audit entries and 2 meta lines from " + file + " into " +
+    CHECK(out.str() == "restored 5 users, 1 aliases, 11 audit entries and 2 meta lines from " + file + " into " +
                            b.config.map_path + "\n");
     CHECK(b.digest() == a.digest());
     CHECK(b.history() == a.history());
@@ -203,6 +208,15 @@ TEST_CASE("dump, then restore into a second map: the same digest, history, stats
     store.write(ChangeContext{"admin", "set", kSunday + 120},
                 [](MapTxn& t) { t.put_user("erin@fabrikam.com", record(State::migrated, "wave2")); });
     CHECK_THAT(lines(b.history()).back(), Catch::Contains("erin@fabrikam.com: source -> migrated"));
+    // The restored schedule index found dora's due change: that write stored it, audited.
+    store.read([](MapTxn& t) {
+        const auto dora = t.user("dora@contoso.com");
+        REQUIRE(dora);
+        CHECK(dora->state == State::migrated);
+        CHECK(!dora->pending_state);
+    });
+    CHECK_THAT(b.history({"dora@contoso.com", std::nullopt, std::nullopt, "text"}),
+               Catch::Contains("-> migrated, batch=wave3, by=admin (scheduled change due 2026-11-26T09:00:00Z"));
 }
 
 TEST_CASE("restore refuses, naming the line, and leaves the map as it was") {

@@ -186,6 +186,14 @@ RoutingDecision decide_safely(const Config& config, MapReader& map, std::string_
 
 }  // namespace
 
+std::optional<std::string> routing_address(const Config& config, std::string_view primary, const UserRecord& record) {
+    const auto address = parse_address(primary);
+    if (!address) throw std::runtime_error("unreadable address in map: " + std::string(primary));
+    const DomainConfig* domain = config.find_domain(address->domain);
+    if (!domain) return std::nullopt;
+    return routing_address(config, *domain, primary, record, {});
+}
+
 RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept {
     Trace none(nullptr);
     return decide_safely(config, map, recipient, static_cast<std::int64_t>(::time(nullptr)), none);

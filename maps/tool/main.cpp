@@ -6,7 +6,9 @@
 
 #include "coexist/config.hpp"
 #include "coexist/map_reader.hpp"
+#include "check_command.hpp"
 #include "commands.hpp"
+#include "commands_scripts.hpp"
 #include "directory_sync.hpp"
 #ifdef COEXIST_HAVE_SERVICE_MANAGER
 #include "coexist/service_manager.hpp"
@@ -85,6 +87,14 @@ int main(int argc, char** argv) {
     auto* restore_cmd = app.add_subcommand("restore", "load a dump into an empty map (or --replace one), all or nothing");
     restore_cmd->add_option("file", file, "dump file, - for stdin")->required();
     restore_cmd->add_flag("--replace", replace, "replace a map that is not empty");
+    auto* commands_cmd = app.add_subcommand("commands", "print the script the other system needs: gam (Google) or exo (Exchange Online)");
+    std::string script_system;
+    commands_cmd->add_option("system", script_system, "gam or exo")->required()->check(CLI::IsMember({"gam", "exo"}));
+    commands_cmd->add_option("--batch", batch, "only users of this batch");
+    commands_cmd->add_option("--state", state_filter, "only users in this state (source: the undo)");
+    auto* check_cmd = app.add_subcommand("check", "check that the daemons can read the map as their user, and Postfix's smtputf8_enable");
+    std::string postfix_dir = kDefaultPostfixConfigDir;
+    check_cmd->add_option("--postfix-config", postfix_dir, "Postfix configuration directory")->capture_default_str();
 
     try {
         app.parse(argc, argv);
@@ -114,6 +124,10 @@ int main(int argc, char** argv) {
         if (*dump_cmd) return dump(config, out);
         if (*restore_cmd) return restore(config, file, replace, out);
         if (*digest_cmd) return digest(config, out);
+        if (*commands_cmd)
+            return commands(config, script_system == "gam" ? ScriptSystem::gam : ScriptSystem::exo, batch,
+                            state_filter, out);
+        if (*check_cmd) return check(config, config_path, postfix_dir, out, std::cerr);
         if (*sync_cmd) {
             SyncHooks hooks;
 #ifdef COEXIST_HAVE_SERVICE_MANAGER

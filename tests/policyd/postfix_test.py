@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "harness"))
 from policyd_fixture import Policyd, run_map  # noqa: E402
-from blackbox_test import KEYS  # noqa: E402
+from blackbox_test import KEYS, route_lines  # noqa: E402
 from coexist_harness.scenarios import (DELIVERIES, UNKNOWN_IN_REJECT_DOMAIN,  # noqa: E402
                                        relay_routes)
 
@@ -46,8 +46,7 @@ class PostmapAgreementTest(unittest.TestCase):
     def test_postmap_agrees_with_coexist_map_route(self):
         from coexist_harness import tool_config_dir
         config_dir = tool_config_dir(self.daemon.dir)
-        routes = run_map(self.daemon.config, "route", *KEYS).stdout.splitlines()
-        self.assertEqual(len(routes), len(KEYS))
+        routes = route_lines(self, self.daemon.config, KEYS)
         virtual = f"socketmap:{self.daemon.socketmap_spec()}:virtual"
         recipients = f"socketmap:{self.daemon.socketmap_spec()}:recipients"
         for key, line in zip(KEYS, routes):

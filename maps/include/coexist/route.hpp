@@ -2,6 +2,7 @@
 // the policy daemon, the socketmap server and `coexist-map route` all call route().
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,5 +41,13 @@ struct RouteExplanation {
 };
 RouteExplanation explain_route(const Config& config, MapReader& map, std::string_view recipient,
                                std::int64_t now) noexcept;
+
+// The address route() sends a migrated or dual user's mail to, for a recipient without an
+// extension: the record's explicit target, else the canonical local part of `primary` (a user key)
+// at its domain's routing_domain; Postfix's external (quoted) form. For what the other systems
+// need (`coexist-map commands`), built by the very code route() uses. nullopt when `primary` is
+// not in a managed domain (the config changed since it was written); throws std::runtime_error
+// when `primary` or the target is not a readable address.
+std::optional<std::string> routing_address(const Config& config, std::string_view primary, const UserRecord& record);
 
 }  // namespace coexist

@@ -1,0 +1,79 @@
+#include "check_command.hpp"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <ostream>
+#include <vector>
+
+#include "coexist/preflight.hpp"
+#include "commands.hpp"
+#include "postconf.hpp"
+
+namespace coexist::tool {
+
+namespace {
+
+// The daemons to check as: one target per distinct run-as user, with the sockets of every daemon
+// that runs as it (the usual single `coexist` user checks the map once).
+struct DaemonTarget {
+    std::string names;  // "coexist-milter", "coexist-milter and coexist-policyd"
+    PreflightTarget target;
+};
+
+std::vector<DaemonTarget> daemon_targets(const Config& c) {
+    std::vector<DaemonTarget> targets{{"coexist-milter", {c.milter.user, {c.milter.socket}}}};
+    const std::vector<SocketConfig> policyd_sockets{c.policyd.policy_socket, c.policyd.socketmap_socket};
+    if (c.policyd.user == c.milter.user) {
+        targets.front().names += " and coexist-policyd";
+        for (const auto& s : policyd_sockets) targets.front().target.sockets.push_back(s);
+    } else {
+        targets.push_back({"coexist-policyd", {c.policyd.user, policyd_sockets}});
+    }
+    return targets;
+}
+
+// smtputf8_enable decides how Postfix folds the case of a non-ASCII lookup key (design 13.2):
+// with it off, Postfix lowercases byte by byte what coexist folds with ICU, so the socketmap
+// tables may be asked for a key in another form than the map holds.
+void check_postfix(const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
+    const auto smtputf8 = read_postfix_setting(postfix_dir, "smtputf8_enable");
+    if (!smtputf8.value) {
+        out << fmt::format("postfix {}: not checked: {}\n", postfix_dir, smtputf8.problem);
+        return;
+    }
+    if (*smtputf8.value == "yes") {
+        out << fmt::format("postfix {}: smtputf8_enable = yes\n", postfix_dir);
+        return;
+    }
+    err << fmt::format("coexist-map: warning: postfix {}: smtputf8_enable = {}: Postfix then lowercases "
+                       "non-ASCII addresses byte by byte, while the map keeps them folded as Postfix does "
+                       "with SMTPUTF8 on; set smtputf8_enable = yes\n",
+                       postfix_dir, *smtputf8.value);
+}
+
+}  // namespace
+
+int check(const Config& c, const std::string& config_path, const std::string& postfix_dir, std::ostream& out,
+          std::ostream& err) {
+    out << fmt::format("configuration {}: valid\n", config_path);
+    bool failed = false;
+    const bool root = ::geteuid() == 0;
+    for (const auto& [names, target] : daemon_targets(c)) {
+        // Flushed first: the check forks, and the child must not write our buffered output again.
+        out.flush();
+        err.flush();
+        const auto problems = preflight_problems(c, target);
+        for (const auto& p : problems) err << fmt::format("coexist-map: {}: {}\n", names, p);
+        if (!problems.empty()) {
+            failed = true;
+            continue;
+        }
+        out << fmt::format("{}: user {} exists, map {} readable as {}\n", names, target.user, c.map_path,
+                           root ? target.user : std::string("the current user (not root)"));
+    }
+    check_postfix(postfix_dir, out, err);
+    return failed ? kMapUnavailable : kOk;
+}
+
+}  // namespace coexist::tool

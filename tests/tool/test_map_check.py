@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""coexist-map check (design sections 12, 13.6): the map read as the daemons' user (a child
+that drops to it), that user's existence, a bad configuration, and Postfix's smtputf8_enable
+read with postconf; and the daemons' own -n, which share the implementation, on the same cases.
+Runs as root (as CI does) to check as `nobody`; the permission cases are skipped otherwise."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+MAP = os.environ.get("COEXIST_MAP", "")
+MILTER = os.environ.get("COEXIST_MILTER", "")
+POLICYD = os.environ.get("COEXIST_POLICYD", "")
+ROOT = os.geteuid() == 0
+
+CONFIG = """[map]
+path = {map}
+
+[domain contoso.com]
+routing_domain = o365.contoso.com
+
+[milter]
+socket = inet:8891@127.0.0.1
+user = {milter_user}
+
+[policyd]
+policy_socket = inet:8892@127.0.0.1
+socketmap_socket = inet:8893@127.0.0.1
+user = {policyd_user}
+"""
+
+
+class CheckTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="coexist-check-")
+        os.chmod(self.dir, 0o755)  # nobody must be able to walk to the map
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.map_dir = os.path.join(self.dir, "map")
+        self.postfix = os.path.join(self.dir, "postfix")
+        os.mkdir(self.postfix)
+        self.main_cf("compatibility_level = 3.6\n")  # smtputf8_enable defaults to yes there
+        self.ini = self.write_ini()
+        r = self.run_tool("init")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def write_ini(self, milter_user="nobody", policyd_user="nobody", name="coexist.ini", extra=""):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(CONFIG.format(map=self.map_dir, milter_user=milter_user, policyd_user=policyd_user) + extra)
+        return path
+
+    def main_cf(self, text):
+        with open(os.path.join(self.postfix, "main.cf"), "w") as f:
+            f.write(text)
+
+    def run_tool(self, *args, ini=None):
+        return subprocess.run([MAP, "-c", ini or self.ini, *args], capture_output=True, text=True, timeout=60)
+
+    def check(self, ini=None, postfix=None):
+        return self.run_tool("check", "--postfix-config", postfix or self.postfix, ini=ini)
+
+    def test_good_map_passes(self):
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"configuration {self.ini}: valid", r.stdout)
+        who = "nobody" if ROOT else "the current user (not root)"
+        self.assertIn(f"coexist-milter and coexist-policyd: user nobody exists, map {self.map_dir} readable as {who}",
+                      r.stdout)
+        self.assertIn(f"postfix {self.postfix}: smtputf8_enable = yes", r.stdout)
+        self.assertEqual(r.stderr, "")
+
+    @unittest.skipUnless(ROOT, "needs root to read the map as nobody")
+    def test_map_unreadable_as_the_daemons_user_fails(self):
+        os.chown(self.map_dir, 0, 0)
+        os.chmod(self.map_dir, 0o700)  # root reads it; nobody cannot
+        r = self.check()
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn(f"map {self.map_dir} cannot be read as user 'nobody'", r.stderr)
+        self.assertIn("Permission denied", r.stderr)
+        # The same map is fine for root itself: it is the daemons' user that matters.
+        self.assertEqual(self.run_tool("route", "ann@contoso.com").returncode, 0)
+
+    def test_missing_map_fails_and_is_not_created(self):
+        shutil.rmtree(self.map_dir)
+        r = self.check()
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn(f"map {self.map_dir} cannot be read as", r.stderr)
+        self.assertFalse(os.path.exists(self.map_dir))
+
+    def test_missing_user_fails(self):
+        ini = self.write_ini(policyd_user="no-such-user-c", name="missing.ini")
+        r = self.check(ini)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("coexist-policyd: run-as user 'no-such-user-c' does not exist", r.stderr)
+        # The milter's user is checked on its own and passes.
+        self.assertIn("coexist-milter: user nobody exists", r.stdout)
+
+    def test_bad_config_fails_naming_file_and_key(self):
+        ini = self.write_ini(name="bad.ini", extra="loop_limt = 3\n")
+        r = self.check(ini)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("bad.ini", r.stderr)
+        self.assertIn("loop_limt", r.stderr)
+
+    def test_smtputf8_off_is_a_warning(self):
+        self.main_cf("compatibility_level = 3.6\nsmtputf8_enable = no\n")
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"warning: postfix {self.postfix}: smtputf8_enable = no", r.stderr)
+        # Postfix's own default for an old compatibility_level is off too: postconf resolves it.
+        self.main_cf("compatibility_level = 0\n")
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("smtputf8_enable = no", r.stderr)
+
+    def test_no_main_cf_is_said_and_skipped(self):
+        empty = os.path.join(self.dir, "no-postfix")
+        os.mkdir(empty)
+        r = self.check(postfix=empty)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"postfix {empty}: not checked: {empty}/main.cf: No such file or directory", r.stdout)
+
+    def test_daemons_n_agrees_with_check(self):
+        # One implementation (daemon/preflight.cpp): the daemons' -n refuse what check refuses.
+        ini = self.write_ini(milter_user="no-such-user-c", policyd_user="no-such-user-c", name="missing.ini")
+        r = self.check(ini)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("run-as user 'no-such-user-c' does not exist", r.stderr)
+        daemons = [d for d in (MILTER, POLICYD) if d]
+        if not daemons:
+            self.skipTest("no daemon built")
+        for daemon in daemons:
+            with self.subTest(daemon=os.path.basename(daemon)):
+                n = subprocess.run([daemon, "-n", "-c", ini], capture_output=True, text=True, timeout=60)
+                self.assertNotEqual(n.returncode, 0, n.stdout + n.stderr)
+                self.assertIn("run-as user 'no-such-user-c' does not exist", n.stderr)
+                good = subprocess.run([daemon, "-n", "-c", self.ini], capture_output=True, text=True, timeout=60)
+                self.assertEqual(good.returncode, 0, good.stdout + good.stderr)
+
+
+if __name__ == "__main__":
+    if not MAP or not os.access(MAP, os.X_OK):
+        print("COEXIST_MAP not set: skipped")
+        sys.exit(77)
+    unittest.main(verbosity=2)

@@ -6,6 +6,7 @@
 // history is the history); the restore itself is logged to syslog.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -201,6 +202,28 @@ Counts check_header(const Line& l) {
                   static_cast<std::size_t>(l.integer("audit", true)), static_cast<std::size_t>(l.integer("meta", true))};
 }
 
+// Reads the header line of `text` alone: DataError when the file is no dump this build can
+// restore.
+void check_first_line(const std::string& file, std::string_view text) {
+    std::size_t number = 0;
+    for (std::size_t pos = 0; pos < text.size();) {
+        auto end = text.find('\n', pos);
+        if (end == std::string_view::npos) end = text.size();
+        std::string_view raw = text.substr(pos, std::min(end - pos, dump_format::kMaxLineBytes + 1));
+        pos = end + 1;
+        ++number;
+        if (!raw.empty() && raw.back() == '\r') raw.remove_suffix(1);
+        if (raw.find_first_not_of(" \t") == std::string_view::npos) continue;
+        const auto j = Json::parse(raw, nullptr, false);
+        const Line l(file, number, j);
+        if (j.is_discarded() || !j.is_object() || !j.contains("coexist_dump"))
+            l.fail("not a coexist-map dump (the first line has no \"coexist_dump\")");
+        check_header(l);
+        return;
+    }
+    throw DataError(file + ": empty, not a coexist-map dump");
+}
+
 // Restores every line of `text` into `t` (cleared first). Throws DataError "FILE:LINE: reason".
 Counts restore_all(const Config& c, const std::string& file, std::string_view text, MapTxn& t) {
     Counts announced, found;
@@ -255,6 +278,8 @@ Counts restore_all(const Config& c, const std::string& file, std::string_view te
 int restore(const Config& c, const std::string& file, bool replace, std::ostream& out) {
     const std::string text = read_input(file);
     const std::string name = file == "-" ? std::string("(stdin)") : file;
+    // Not a dump, or one of a newer schema: refused before the map is opened (or created).
+    check_first_line(name, text);
     // Like init: a restore onto a new host makes the map (its directory in the daemons' group).
     MapStore store(c.map_path, c.map_size, MapStore::Mode::create, daemon_group(c));
     Counts restored;

@@ -247,7 +247,8 @@ TEST_CASE("restore refuses, naming the line, and leaves the map as it was") {
                    Catch::Contains(":1: dump format 2 is newer"));
     }
     SECTION("not a dump") {
-        CHECK_THAT(b.restore_error("address,state\nann@contoso.com,migrated\n", true), Catch::Contains(":1: not JSON"));
+        CHECK_THAT(b.restore_error("address,state\nann@contoso.com,migrated\n", true),
+                   Catch::Contains(":1: not a coexist-map dump"));
         CHECK_THAT(b.restore_error("{\"user\":\"ann@contoso.com\",\"state\":\"dual\"}\n", true),
                    Catch::Contains(":1: not a coexist-map dump"));
     }
@@ -312,6 +313,12 @@ TEST_CASE("the binary: dump | restore - on a new map directory, exit statuses") 
     CHECK(again.status == 2);
     CHECK_THAT(again.out, Catch::Contains("is not empty") && Catch::Contains("(map unchanged)"));
     CHECK(test::run_tool(a.config_file, {"history", "--since", "yesterday"}).status == 1);
+    // Not a dump: refused before a map is made where there was none.
+    Map c(false);
+    const auto not_dump = test::run_tool(c.config_file, {"restore", a.dir.write("users.csv", "address\nann@contoso.com\n")});
+    CHECK(not_dump.status == 2);
+    CHECK_THAT(not_dump.out, Catch::Contains("users.csv:1: not a coexist-map dump"));
+    CHECK(!std::filesystem::exists(c.config.map_path));
     CHECK(test::run_tool(a.config_file, {"history", "--format", "xml"}).status == 1);
 }
 

@@ -6,6 +6,7 @@ add_executable(core_tests
   core/test_route.cpp
   core/test_map_admin.cpp
   core/test_import_files.cpp
+  core/test_import_batches.cpp
   core/test_concurrency.cpp
   core/test_socket_spec.cpp
   core/test_map_faults.cpp
@@ -17,7 +18,8 @@ add_executable(core_tests
 target_link_libraries(core_tests PRIVATE coexist_admin coexist_catch_main)
 target_include_directories(core_tests PRIVATE ${CMAKE_SOURCE_DIR}/maps/src ${CMAKE_CURRENT_SOURCE_DIR}/core
                                               ${CMAKE_SOURCE_DIR}/maps/tool)
-target_compile_definitions(core_tests PRIVATE COEXIST_MAP_BINARY="$<TARGET_FILE:coexist-map>")
+target_compile_definitions(core_tests PRIVATE COEXIST_MAP_BINARY="$<TARGET_FILE:coexist-map>"
+                                              COEXIST_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/core/data")
 add_dependencies(core_tests coexist-map)
 add_test(NAME core_tests COMMAND core_tests)
 set_tests_properties(core_tests PROPERTIES LABELS unit TIMEOUT 300)

@@ -1,5 +1,7 @@
 #include "coexist/csv.hpp"
 
+#include <fmt/format.h>
+
 namespace coexist {
 
 bool CsvReader::next(CsvRecord& record) {
@@ -49,7 +51,7 @@ bool CsvReader::next(CsvRecord& record) {
                 field.push_back(text_[pos_++]);
             }
         }
-        if (record.fields.size() >= kMaxCsvFields) return fail("more than 64 fields");
+        if (record.fields.size() >= kMaxCsvFields) return fail(fmt::format("more than {} fields", kMaxCsvFields));
         record.fields.push_back(std::move(field));
         field.clear();
         if (pos_ >= text_.size()) return true;

@@ -312,12 +312,27 @@ int list(const Config& c, const std::optional<std::string>& state, const std::op
 
 int export_csv(const Config& c, std::ostream& out) {
     auto store = open_store(c, MapStore::Mode::read_only);
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
     store.read([&](MapTxn& t) {
-        out << "address,state,target,batch,aliases\n";
-        t.for_each_user([&](std::string_view key, const UserRecord& r) {
+        // The stored state beside the pending change (design 13.6), which import reads back. The
+        // two pending columns are written only when the map holds a scheduled change, so the
+        // file of a map without schedules is the five columns it always was.
+        bool scheduled = false;
+        t.for_each_user([&](std::string_view, const UserRecord& r) {
+            scheduled = r.pending_state && !r.pending_due(now);
+            return !scheduled;
+        });
+        out << (scheduled ? "address,state,target,batch,aliases,pending_state,pending_at\n"
+                          : "address,state,target,batch,aliases\n");
+        t.for_each_user([&](std::string_view key, const UserRecord& stored) {
+            UserRecord r = stored;
+            r.apply_due(now);  // a change route() already acts on is the state, not pending
             out << csv_field(key) << ',' << to_string(r.effective_state()) << ',' << csv_field(r.target) << ','
-                << csv_field(r.batch) << ',' << csv_field(fmt::format("{}", fmt::join(t.aliases_of(key), ";")))
-                << '\n';
+                << csv_field(r.batch) << ',' << csv_field(fmt::format("{}", fmt::join(t.aliases_of(key), ";")));
+            if (scheduled)
+                out << ',' << (r.pending_state ? to_string(*r.pending_state) : "") << ','
+                    << (r.pending_state ? format_time(r.pending_at) : std::string());
+            out << '\n';
             return true;
         });
     });

@@ -91,6 +91,19 @@ struct SyncHooks {
 // `coexist-map sync [--dry-run] [--force] [--follow]` (sync_command.cpp). Throws
 // directory::DirectoryError and directory::RemovalLimitExceeded (main.cpp: exit 2).
 int sync(const Config& c, bool dry_run, bool force, bool follow, std::ostream& out, const SyncHooks& hooks = {});
+// `coexist-map import FILE [--batch NAME] [--prune] [--dry-run]` (import.cpp, design 10 and 13.4).
+struct ImportOptions {
+    std::optional<std::string> batch;  // for rows without one; with prune, the batch pruned
+    bool dry_run = false;              // print the whole diff, write nothing
+    bool prune = false;                // remove the admin-owned users not in the file
+    std::optional<std::string> state;  // for rows without one (default migrated): a batch
+                                       // imported as source, to be scheduled with batch set --at
+};
+// `out`: the diff (dry run) or the removals, then a summary line; `err`: the warning naming
+// ignored columns. Bad rows: DataError listing every one (up to 100), the map unchanged.
+int import_csv(const Config& c, const std::string& file, const ImportOptions& options, std::ostream& out,
+               std::ostream& err);
+// The same without --prune, warnings to standard error.
 int import_csv(const Config& c, const std::string& file, const std::optional<std::string>& batch, bool dry_run,
                std::ostream& out);
 

@@ -1,41 +1,32 @@
-// `coexist-map import`: read the whole file, decode it to UTF-8 (whatever a spreadsheet saved),
-// validate every row against the config and the map, and write nothing unless every row passes.
-// Errors name FILE:LINE.
+// `coexist-map import` (design 10 and 13.4), the pipeline: decode the file to UTF-8 (whatever a
+// spreadsheet saved) -> CSV rows -> header mapping (import_columns) -> row validation, every bad
+// row reported (import_errors) -> the map compared and written in one write transaction
+// (import_plan). Nothing is written unless every row passes.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <fmt/format.h>
-#include <fmt/ranges.h>
-#include <map>
+#include <iostream>
 #include <ostream>
-#include <set>
 #include <unordered_map>
 #include <variant>
 
 #include "coexist/csv.hpp"
 #include "coexist/map_store.hpp"
 #include "coexist/text_decode.hpp"
+#include "coexist/utc_time.hpp"
 #include "coexist/user_key.hpp"
 #include "commands.hpp"
+#include "import_columns.hpp"
+#include "import_errors.hpp"
+#include "import_plan.hpp"
 
 namespace coexist::tool {
 
 namespace {
 
 constexpr std::size_t kMaxImportFileBytes = std::size_t{2} << 30;  // 2 GiB, ~20M users
-
-struct ImportRow {
-    std::size_t line = 0;
-    std::string key;
-    UserRecord record;
-    std::vector<std::string> aliases;
-};
-
-struct Columns {
-    int address = -1, state = -1, target = -1, batch = -1, aliases = -1;
-    std::size_t count = 0;  // named columns; a spreadsheet's empty trailing header cells are not
-};
 
 // Spreadsheets pad cells with spaces; every cell is trimmed alike, quoted or not.
 std::string_view trim(std::string_view v) {
@@ -53,13 +44,6 @@ void trim_fields(CsvRecord& rec) {
 
 bool all_empty(const CsvRecord& rec) {
     return std::all_of(rec.fields.begin(), rec.fields.end(), [](const std::string& f) { return f.empty(); });
-}
-
-std::string lowercase(std::string_view v) {
-    std::string out(v);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
 }
 
 // The file's text as UTF-8, or a DataError naming the file, the line and the encoding it found.
@@ -102,48 +86,85 @@ std::string read_file(const std::string& path) {
     return text;
 }
 
-Columns parse_header(const std::string& file, const CsvRecord& header) {
-    Columns cols;
-    std::size_t named = header.fields.size();
-    while (named > 0 && header.fields[named - 1].empty()) --named;  // ",,," after the last name
-    cols.count = named;
-    const std::map<std::string, int Columns::*> known = {
-        {"address", &Columns::address}, {"state", &Columns::state}, {"target", &Columns::target},
-        {"batch", &Columns::batch}, {"aliases", &Columns::aliases}};
-    for (std::size_t i = 0; i < named; ++i) {
-        const std::string name = lowercase(header.fields[i]);  // "Address" as spreadsheets title it
-        if (name.empty())
-            throw DataError(fmt::format("{}:{}: column {} has no name", file, header.line, i + 1));
-        const auto it = known.find(name);
-        if (it == known.end())
-            throw DataError(fmt::format("{}:{}: unknown column '{}' (expected address, state, target, batch, aliases)",
-                                        file, header.line, name));
-        if (cols.*(it->second) != -1)
-            throw DataError(fmt::format("{}:{}: column '{}' given twice", file, header.line, name));
-        cols.*(it->second) = static_cast<int>(i);
-    }
-    if (cols.address == -1) throw DataError(fmt::format("{}:{}: no 'address' column", file, header.line));
-    return cols;
-}
 
+// The aliases cell: addresses separated by ';' (what export writes), ',' or white space (GAM's
+// list delimiter); a separator inside a quoted local part ("a b"@contoso.com) is part of it.
 std::vector<std::string> split_aliases(std::string_view v) {
     std::vector<std::string> out;
-    while (!v.empty()) {
-        const auto semi = v.find(';');
-        std::string_view item = v.substr(0, semi);
-        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-        if (!item.empty()) out.emplace_back(item);
-        if (semi == std::string_view::npos) break;
-        v.remove_prefix(semi + 1);
+    std::string item;
+    bool quoted = false;
+    auto flush = [&] {
+        if (!item.empty()) out.push_back(std::move(item));
+        item.clear();
+    };
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const char c = v[i];
+        if (c == '"') quoted = !quoted;
+        if (quoted && c == '\\' && i + 1 < v.size()) {
+            item.push_back(c);
+            item.push_back(v[++i]);
+            continue;
+        }
+        if (!quoted && (c == ';' || c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) flush();
+        else item.push_back(c);
     }
+    flush();
     return out;
 }
 
-// Parses and checks everything that does not need the map: syntax, domains, states,
-// duplicates inside the file, an alias that is also a user in the file.
-std::vector<ImportRow> parse_rows(const Config& c, const std::string& file, std::string_view text,
-                                  const std::optional<std::string>& default_batch, bool& has_aliases) {
+// Checks one row by itself (syntax, domain, state, target, batch, aliases); DataError says why.
+ImportRow check_row(const Config& c, const ImportColumns& cols, const CsvRecord& rec,
+                    const std::optional<std::string>& default_batch, State default_state) {
+    auto field = [&](int col) -> const std::string& {
+        static const std::string empty;
+        return col < 0 ? empty : rec.fields[static_cast<std::size_t>(col)];
+    };
+    if (rec.fields.size() < cols.count)
+        throw DataError(fmt::format("{} fields, the header has {}", rec.fields.size(), cols.count));
+    // Cells beyond the named columns are a spreadsheet's padding: they must be empty.
+    for (std::size_t i = cols.count; i < rec.fields.size(); ++i)
+        if (!rec.fields[i].empty())
+            throw DataError(fmt::format("{} fields, the header has {}: '{}' in a column with no name",
+                                        rec.fields.size(), cols.count, rec.fields[i]));
+    ImportRow row;
+    row.line = rec.line;
+    row.record.state = default_state;
+    row.key = user_key_or_throw(c, field(cols.address));
+    const std::string& state = field(cols.state);
+    if (!state.empty()) {
+        const auto st = parse_state(state);
+        if (!st) throw DataError("unknown state '" + state + "' (expected source, migrated or dual)");
+        row.record.state = *st;
+    }
+    if (!field(cols.target).empty()) {
+        auto t = admin_target(c, field(cols.target));
+        if (auto* e = std::get_if<KeyError>(&t)) throw DataError(e->reason);
+        row.record.target = std::get<std::string>(t);
+    }
+    row.record.batch = checked_batch(!field(cols.batch).empty() ? field(cols.batch) : default_batch.value_or(""));
+    for (const auto& a : split_aliases(field(cols.aliases))) row.aliases.push_back(user_key_or_throw(c, a));
+    const std::string& pending_state = field(cols.pending_state);
+    const std::string& pending_at = field(cols.pending_at);
+    if (pending_state.empty() != pending_at.empty())
+        throw DataError("pending_state and pending_at go together: both empty, or a state and its time");
+    if (!pending_state.empty()) {
+        const auto st = parse_state(pending_state);
+        if (!st) throw DataError("unknown pending_state '" + pending_state + "' (expected source, migrated or dual)");
+        const auto at = parse_iso8601(pending_at);
+        if (!at) throw DataError("pending_at '" + pending_at + "' is not an ISO 8601 time with Z or an offset");
+        // A time already past is kept as it is: route() acts on it at once, the next write stores it.
+        row.record.pending_state = *st;
+        row.record.pending_at = *at;
+    }
+    return row;
+}
+
+// Stages CSV rows, header mapping and row validation: the good rows, and one reason per bad row
+// in `errors` (syntax, domains, states, duplicates inside the file, an alias that is also a
+// user in the file). Only a missing or unusable header stops it at once.
+ImportFile parse_rows(const Config& c, const std::string& file, std::string_view text,
+                      const std::optional<std::string>& default_batch, State default_state, ImportErrors& errors,
+                      std::ostream& err) {
     CsvReader reader(text, detect_delimiter(text));
     CsvRecord rec;
     // Rows that are wholly empty (",,,," as spreadsheets write them) are skipped everywhere.
@@ -158,144 +179,110 @@ std::vector<ImportRow> parse_rows(const Config& c, const std::string& file, std:
         if (reader.error()) throw DataError(fmt::format("{}:{}: {}", file, reader.error_line(), *reader.error()));
         throw DataError(file + ": empty file (expected a header row)");
     }
-    const Columns cols = parse_header(file, rec);
-    has_aliases = cols.aliases != -1;
+    const ImportColumns cols = map_import_header(file, rec);
+    if (const auto warning = ignored_columns_warning(file, rec.line, cols); !warning.empty())
+        err << "coexist-map: " << warning << '\n';
 
-    std::vector<ImportRow> rows;
+    ImportFile out;
+    out.name = file;
+    out.has_aliases = cols.aliases != -1;
+    out.keeps_target = cols.target == -1;
+    out.has_pending = cols.pending_state != -1;
+    out.keeps_batch = cols.batch == -1 && !default_batch;
     std::unordered_map<std::string, std::size_t> user_line, alias_line;
-    auto field = [&](int col) -> const std::string& {
-        static const std::string empty;
-        return col < 0 ? empty : rec.fields[static_cast<std::size_t>(col)];
-    };
     while (next_record()) {
-        auto fail = [&](const std::string& why) { return DataError(fmt::format("{}:{}: {}", file, rec.line, why)); };
-        if (rec.fields.size() < cols.count)
-            throw fail(fmt::format("{} fields, the header has {}", rec.fields.size(), cols.count));
-        // Cells beyond the named columns are a spreadsheet's padding: they must be empty.
-        for (std::size_t i = cols.count; i < rec.fields.size(); ++i)
-            if (!rec.fields[i].empty())
-                throw fail(fmt::format("{} fields, the header has {}: '{}' in a column with no name",
-                                       rec.fields.size(), cols.count, rec.fields[i]));
         ImportRow row;
-        row.line = rec.line;
         try {
-            row.key = user_key_or_throw(c, field(cols.address));
-            const std::string& state = field(cols.state);
-            if (!state.empty()) {
-                const auto st = parse_state(state);
-                if (!st) throw DataError("unknown state '" + state + "' (expected source, migrated or dual)");
-                row.record.state = *st;
-            }
-            if (!field(cols.target).empty()) {
-                auto t = admin_target(c, field(cols.target));
-                if (auto* e = std::get_if<KeyError>(&t)) throw DataError(e->reason);
-                row.record.target = std::get<std::string>(t);
-            }
-            row.record.batch = checked_batch(!field(cols.batch).empty() ? field(cols.batch)
-                                                                          : default_batch.value_or(""));
-            for (const auto& a : split_aliases(field(cols.aliases))) row.aliases.push_back(user_key_or_throw(c, a));
+            row = check_row(c, cols, rec, default_batch, default_state);
         } catch (const DataError& e) {
-            throw fail(e.what());
+            // The address alone may still be good: the other checks must know the user is here.
+            if (rec.fields.size() > static_cast<std::size_t>(cols.address))
+                if (auto k = admin_user_key(c, rec.fields[static_cast<std::size_t>(cols.address)]);
+                    std::holds_alternative<std::string>(k))
+                    out.bad_row_keys.push_back(std::get<std::string>(k));
+            errors.add(rec.line, e.what());
+            continue;
         }
-        if (auto [it, fresh] = user_line.emplace(row.key, row.line); !fresh)
-            throw fail(fmt::format("{} is listed twice (first on line {})", row.key, it->second));
-        for (const auto& a : row.aliases) {
-            if (auto [it, fresh] = alias_line.emplace(a, row.line); !fresh)
-                throw fail(fmt::format("alias {} is listed twice (first on line {})", a, it->second));
+        if (auto [it, fresh] = user_line.emplace(row.key, row.line); !fresh) {
+            errors.add(row.line, fmt::format("{} is listed twice (first on line {})", row.key, it->second));
+            continue;
         }
-        rows.push_back(std::move(row));
-    }
-    if (reader.error()) throw DataError(fmt::format("{}:{}: {}", file, reader.error_line(), *reader.error()));
-    for (const auto& row : rows)
+        bool twice = false;
         for (const auto& a : row.aliases)
-            if (auto it = user_line.find(a); it != user_line.end())
-                throw DataError(fmt::format("{}:{}: alias {} is also a user (line {})", file, row.line, a, it->second));
-    // Key order: LMDB writes fastest in order, and dry-run output reads best sorted.
-    std::sort(rows.begin(), rows.end(), [](const ImportRow& a, const ImportRow& b) { return a.key < b.key; });
-    return rows;
+            if (auto [it, fresh] = alias_line.emplace(a, row.line); !fresh && !twice) {
+                errors.add(row.line, fmt::format("alias {} is listed twice (first on line {})", a, it->second));
+                twice = true;
+            }
+        if (!twice) out.rows.push_back(std::move(row));
+    }
+    // A CSV syntax error ends the reading: what follows cannot be split into cells reliably.
+    if (reader.error()) errors.add(reader.error_line(), *reader.error());
+    std::erase_if(out.rows, [&](const ImportRow& row) {
+        for (const auto& a : row.aliases)
+            if (auto it = user_line.find(a); it != user_line.end()) {
+                errors.add(row.line, fmt::format("alias {} is also a user (line {})", a, it->second));
+                return true;
+            }
+        return false;
+    });
+    // Key order: LMDB writes fastest in order, and the diff reads best sorted.
+    std::sort(out.rows.begin(), out.rows.end(), [](const ImportRow& a, const ImportRow& b) { return a.key < b.key; });
+    return out;
 }
 
-struct ImportCounts {
-    std::size_t added = 0, changed = 0, unchanged = 0;
-};
-
-// Checks the rows against the map and, unless `out` is given (dry run), writes them.
-ImportCounts plan_and_apply(MapTxn& t, const std::string& file, const std::vector<ImportRow>& rows,
-                            bool has_aliases, std::ostream* dry_run_out) {
-    std::unordered_map<std::string_view, const ImportRow*> in_file;
-    in_file.reserve(rows.size());
-    for (const auto& r : rows) in_file.emplace(r.key, &r);
-
-    ImportCounts counts;
-    for (const auto& row : rows) {
-        if (auto p = t.alias_primary(row.key); p && !(has_aliases && in_file.count(*p)))
-            throw DataError(fmt::format("{}:{}: {} is an alias of {} in the map", file, row.line, row.key, *p));
-        for (const auto& a : row.aliases) {
-            if (t.user(a) && !in_file.count(a))
-                throw DataError(fmt::format("{}:{}: alias {} is a user in the map", file, row.line, a));
-            if (auto p = t.alias_primary(a); p && *p != row.key && !in_file.count(*p))
-                throw DataError(fmt::format("{}:{}: alias {} belongs to {} in the map", file, row.line, a, *p));
-        }
-        const auto old = t.user(row.key);
-        if (old && old->owner == Owner::directory)
-            throw DataError(fmt::format("{}:{}: {} is owned by the directory ({}): change it there, or override "
-                                        "its state with 'coexist-map set'", file, row.line, row.key, old->dn));
-        const bool same_record = old && old->state == row.record.state && old->target == row.record.target &&
-                                 old->batch == row.record.batch;
-        // With an aliases column the row's list replaces the user's: a removed alias sends its
-        // mail elsewhere, so it is a change to count and to show, never "unchanged".
-        std::vector<std::string> old_aliases = old ? t.aliases_of(row.key) : std::vector<std::string>{};
-        std::vector<std::string> new_aliases = row.aliases;
-        std::sort(old_aliases.begin(), old_aliases.end());
-        std::sort(new_aliases.begin(), new_aliases.end());
-        const bool same_aliases = !has_aliases || old_aliases == new_aliases;
-        if (!old) ++counts.added;
-        else if (same_record && same_aliases) ++counts.unchanged;
-        else ++counts.changed;
-        if (dry_run_out && !same_record)
-            *dry_run_out << fmt::format("{} {}: {} -> {}{}\n", old ? "change" : "add", row.key,
-                                        old ? std::string(to_string(old->state)) : "(none)",
-                                        to_string(row.record.state),
-                                        row.record.target.empty() ? "" : " target=" + row.record.target);
-        if (dry_run_out && !same_aliases)
-            *dry_run_out << fmt::format("{} {}: aliases {} -> {}\n", old ? "change" : "add", row.key,
-                                        old_aliases.empty() ? "(none)" : fmt::format("{}", fmt::join(old_aliases, ";")),
-                                        new_aliases.empty() ? "(none)" : fmt::format("{}", fmt::join(new_aliases, ";")));
-    }
-    if (dry_run_out) return counts;
-
-    // Aliases first leave their old owners, so an alias can move between two users of the file.
-    if (has_aliases)
-        for (const auto& row : rows)
-            for (const auto& a : t.aliases_of(row.key))
-                if (std::find(row.aliases.begin(), row.aliases.end(), a) == row.aliases.end()) t.remove_alias(a);
-    for (const auto& row : rows) t.put_user(row.key, row.record);
-    if (has_aliases)
-        for (const auto& row : rows)
-            for (const auto& a : row.aliases) t.put_alias(a, row.key);
-    return counts;
+std::string summary(const ImportCounts& n) {
+    return fmt::format("{} added, {} changed, {} unchanged, {} removed; aliases +{} -{}", n.added, n.changed,
+                       n.unchanged, n.removed, n.aliases_added, n.aliases_removed);
 }
 
 }  // namespace
 
+int import_csv(const Config& c, const std::string& file, const ImportOptions& options, std::ostream& out,
+               std::ostream& err) {
+    State default_state = State::migrated;
+    if (options.state) {
+        const auto st = parse_state(*options.state);
+        if (!st) throw UsageError(fmt::format("--state '{}': expected source, migrated or dual", *options.state));
+        default_state = *st;
+    }
+    if (options.batch) checked_batch(*options.batch);
+    const std::string text = decode_file(file, read_file(file));
+    ImportErrors errors(file);
+    const ImportFile parsed = parse_rows(c, file, text, options.batch, default_state, errors, err);
+    const PruneScope prune{options.prune, options.prune ? options.batch : std::nullopt};
+    if (prune.enabled && parsed.rows.empty() && errors.empty())
+        throw DataError(fmt::format("{}: no rows: --prune would remove every user{}; 'coexist-map remove' removes "
+                                    "users one by one", file, prune.batch ? " of batch " + *prune.batch : ""));
+
+    const bool write = !options.dry_run && errors.empty();
+    MapStore store(c.map_path, c.map_size, options.dry_run ? MapStore::Mode::read_only : MapStore::Mode::read_write);
+    ImportPlan plan;
+    // The map-side checks run even when rows are already bad, so one run names every bad row.
+    if (!write) {
+        store.read([&](MapTxn& t) { plan = plan_import(t, parsed, prune, errors, true); });
+    } else {
+        const ChangeContext ctx{current_user_name(), fmt::format("import {}{}", file, prune.enabled ? " --prune" : ""),
+                                static_cast<std::int64_t>(std::time(nullptr))};
+        store.write(ctx, [&](MapTxn& t) {
+            // Run again from the start when the map had to grow: nothing of a first try remains.
+            ImportErrors map_errors(file);
+            plan = plan_import(t, parsed, prune, map_errors, false);
+            if (!map_errors.empty()) throw DataError(map_errors.report());  // aborts: nothing written
+            apply_import(t, parsed, plan);
+        });
+    }
+    if (!errors.empty()) throw DataError(errors.report());
+
+    for (const auto& change : plan.changes)
+        if (options.dry_run || change.removal) out << change.text << '\n';
+    out << fmt::format("{} {} rows from {}: {}\n", options.dry_run ? "would import" : "imported", parsed.rows.size(),
+                       file, summary(plan.counts));
+    return kOk;
+}
+
 int import_csv(const Config& c, const std::string& file, const std::optional<std::string>& batch, bool dry_run,
                std::ostream& out) {
-    const std::string text = decode_file(file, read_file(file));
-    bool has_aliases = false;
-    const auto rows = parse_rows(c, file, text, batch, has_aliases);
-
-    MapStore store(c.map_path, c.map_size, dry_run ? MapStore::Mode::read_only : MapStore::Mode::read_write);
-    ImportCounts counts;
-    if (dry_run) {
-        store.read([&](MapTxn& t) { counts = plan_and_apply(t, file, rows, has_aliases, &out); });
-    } else {
-        const ChangeContext ctx{current_user_name(), "import " + file, static_cast<std::int64_t>(std::time(nullptr))};
-        store.write(ctx, [&](MapTxn& t) { counts = plan_and_apply(t, file, rows, has_aliases, nullptr); });
-    }
-    out << fmt::format("{} {} rows from {}: {} added, {} changed, {} unchanged\n",
-                       dry_run ? "would import" : "imported", rows.size(), file, counts.added, counts.changed,
-                       counts.unchanged);
-    return kOk;
+    return import_csv(c, file, ImportOptions{batch, dry_run, false, std::nullopt}, out, std::cerr);
 }
 
 }  // namespace coexist::tool

@@ -34,8 +34,12 @@ int main(int argc, char** argv) {
     auto* init_cmd = app.add_subcommand("init", "create the map (or check an existing one)");
     auto* import_cmd = app.add_subcommand("import", "import users from CSV: all rows or nothing");
     import_cmd->add_option("file", file, "CSV file (header: address,state,target,batch,aliases), - for stdin")->required();
-    import_cmd->add_option("--batch", batch, "batch name for rows without one");
-    import_cmd->add_flag("--dry-run", dry_run, "validate and print what would change; write nothing");
+    import_cmd->add_option("--batch", batch, "batch name for rows without one (with --prune: the batch pruned)");
+    import_cmd->add_flag("--dry-run", dry_run, "validate and print every change as a diff; write nothing");
+    bool prune = false;
+    import_cmd->add_flag("--prune", prune, "remove the users set by hand that are not in the file");
+    std::optional<std::string> import_state;
+    import_cmd->add_option("--state", import_state, "state for rows without one (default migrated)");
     auto* set_cmd = app.add_subcommand("set", "add a user or change its state");
     set_cmd->add_option("address", address, "user address")->required();
     set_cmd->add_option("state", set_state, "source, migrated or dual (on a directory-owned user: an override)");
@@ -107,7 +111,7 @@ int main(int argc, char** argv) {
     try {
         const Config config = load_config(config_path);
         if (*init_cmd) return init(config, out);
-        if (*import_cmd) return import_csv(config, file, batch, dry_run, out);
+        if (*import_cmd) return import_csv(config, file, ImportOptions{batch, dry_run, prune, import_state}, out, std::cerr);
         if (*set_cmd) return set(config, address, set_state, target, batch, clear_override, at, out);
         if (*remove_cmd) return remove(config, address, out);
         if (*alias_cmd) return alias(config, address, address2, out);

@@ -194,3 +194,37 @@ TEST_CASE("transport mode needs a next hop, and a next hop needs transport mode"
     CHECK(ok.domains[0].mode == DomainMode::transport);
     CHECK(ok.domains[0].new_system_nexthop == "relay:[10.0.0.1]:25");
 }
+
+TEST_CASE("export shows a pending change in two more columns, and import reads it back") {
+    ScheduledMap m;
+    const std::string at = in_an_hour();
+    tool::batch_set(m.config, "wave1", "migrated", at, false, m.out);
+    std::ostringstream exported;
+    tool::export_csv(m.config, exported);
+    CHECK(exported.str().rfind("address,state,target,batch,aliases,pending_state,pending_at\n", 0) == 0);
+    CHECK(exported.str().find("ann@contoso.com,source,,wave1,,migrated," + at + "\n") != std::string::npos);
+    CHECK(exported.str().find("cy@contoso.com,source,,wave2,,,\n") != std::string::npos);
+
+    // Into a second map: the schedules come along.
+    test::TempDir other;
+    std::string text = test::standard_config_text(other.file("map"));
+    const Config second = parse_config(text, "second.ini");
+    tool::init(second, m.out);
+    const std::string file = other.write("export.csv", exported.str());
+    tool::import_csv(second, file, std::nullopt, false, m.out);
+    MapStore store(second.map_path, second.map_size, MapStore::Mode::read_only);
+    store.read([&](MapTxn& t) {
+        const auto ann = t.user("ann@contoso.com");
+        REQUIRE(ann);
+        CHECK(ann->pending_state == State::migrated);
+        CHECK(ann->pending_at == *parse_iso8601(at));
+        CHECK_FALSE(t.user("cy@contoso.com")->pending_state);
+    });
+    // A file without the columns drops a schedule (the file says what the state is now).
+    const std::string plain = other.write("plain.csv", "address,state,batch\nann@contoso.com,source,wave1\n");
+    tool::import_csv(second, plain, std::nullopt, false, m.out);
+    store.read([&](MapTxn& t) { CHECK_FALSE(t.user("ann@contoso.com")->pending_state); });
+    // Half a schedule is a bad row.
+    const std::string half = other.write("half.csv", "address,pending_state,pending_at\nann@contoso.com,migrated,\n");
+    CHECK_THROWS_AS(tool::import_csv(second, half, std::nullopt, false, m.out), tool::DataError);
+}

@@ -10,7 +10,9 @@
 namespace coexist {
 
 inline constexpr std::size_t kMaxCsvRecordBytes = 64 * 1024;
-inline constexpr std::size_t kMaxCsvFields = 64;
+// GAM's `print users allfields` writes a few hundred columns; the record's byte limit bounds the
+// memory either way.
+inline constexpr std::size_t kMaxCsvFields = 1024;
 
 struct CsvRecord {
     std::size_t line = 0;  // line the record starts on (1-based)

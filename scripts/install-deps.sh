@@ -8,7 +8,7 @@ packages=(
   liblmdb-dev lmdb-utils libinih-dev libicu-dev libcli11-dev libfmt-dev catch2 libmilter-dev
   prometheus-cpp-dev
   postfix postfix-lmdb python3 time
-  slapd ldap-utils libldap-dev nettle-dev
+  slapd ldap-utils libldap-dev nettle-dev nlohmann-json3-dev
   dpkg-dev man-db groff-base file debootstrap systemd-container libsystemd-dev
 )
 

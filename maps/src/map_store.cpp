@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -58,10 +59,18 @@ std::string encode_audit(const AuditEntry& e) {
     return out;
 }
 
-std::optional<AuditEntry> decode_audit(std::string_view address, std::string_view b) {
+std::string audit_key(std::string_view address, std::uint64_t sequence) {
+    std::string key(address);
+    key.push_back('\0');
+    key += be64(sequence);
+    return key;
+}
+
+std::optional<AuditEntry> decode_audit(std::string_view address, std::uint64_t sequence, std::string_view b) {
     if (b.size() < 9 || b[0] != '\x01') return std::nullopt;
     AuditEntry e;
     e.address = std::string(address);
+    e.sequence = sequence;
     std::uint64_t t = 0;
     for (std::size_t i = 1; i < 9; ++i) t = (t << 8) | static_cast<unsigned char>(b[i]);
     e.time = static_cast<std::int64_t>(t);
@@ -76,6 +85,14 @@ std::optional<AuditEntry> decode_audit(std::string_view address, std::string_vie
         pos += n;
     }
     return e;
+}
+
+// The sequence number at the end of an audit key (address \0 be64(sequence)).
+std::uint64_t audit_sequence_of(std::string_view key) {
+    if (key.size() < 8) return 0;
+    std::uint64_t v = 0;
+    for (std::size_t i = key.size() - 8; i < key.size(); ++i) v = (v << 8) | static_cast<unsigned char>(key[i]);
+    return v;
 }
 
 std::string describe(const std::optional<UserRecord>& r) {
@@ -179,10 +196,7 @@ void audit_upgrade(Transaction& txn, MapStore::Handles& h, std::uint64_t& sequen
                    std::string old_value, std::string new_value) {
     AuditEntry e{static_cast<std::int64_t>(::time(nullptr)), std::string(address), current_user_name(),
                  "schema upgrade 1 -> 2 (canonical keys)", std::move(old_value), std::move(new_value), {}};
-    std::string key(address);
-    key.push_back('\0');
-    key += be64(++sequence);
-    txn.put(h.audit, key, encode_audit(e));
+    txn.put(h.audit, audit_key(address, ++sequence), encode_audit(e));
 }
 
 // Every entry of `dbi` whose key is not canonical: (old key, canonical key, value).
@@ -267,10 +281,7 @@ public:
         ++*sequence;
         AuditEntry e{context->time, std::string(address), context->who, context->command,
                      std::move(old_value), std::move(new_value), std::move(batch)};
-        std::string key(address);
-        key.push_back('\0');
-        key += be64(*sequence);
-        txn.put(h.audit, key, encode_audit(e));
+        txn.put(h.audit, audit_key(address, *sequence), encode_audit(e));
         dirty_sequence = true;
     }
 
@@ -414,9 +425,70 @@ std::vector<AuditEntry> MapTxn::history(std::string_view address) {
     Cursor c(impl_.txn, impl_.h.audit);
     std::string_view k, v;
     for (bool ok = c.seek(prefix, k, v); ok && k.substr(0, prefix.size()) == prefix; ok = c.next(k, v)) {
-        if (auto e = decode_audit(address, v)) out.push_back(std::move(*e));
+        if (auto e = decode_audit(address, audit_sequence_of(k), v)) out.push_back(std::move(*e));
     }
     return out;
+}
+
+void MapTxn::for_each_audit(const std::function<bool(const AuditEntry&)>& visit) {
+    Cursor c(impl_.txn, impl_.h.audit);
+    std::string_view k, v;
+    for (bool ok = c.seek("", k, v); ok; ok = c.next(k, v)) {
+        const auto nul = k.find('\0');
+        auto e = nul == std::string_view::npos ? std::nullopt : decode_audit(k.substr(0, nul), audit_sequence_of(k), v);
+        if (!e) throw MapUnavailable("unreadable audit entry for " + std::string(k.substr(0, nul)));
+        if (!visit(*e)) return;
+    }
+}
+
+void MapTxn::for_each_meta(const std::function<bool(std::string_view, std::string_view)>& visit) {
+    Cursor c(impl_.txn, impl_.h.meta);
+    std::string_view k, v;
+    for (bool ok = c.seek("", k, v); ok; ok = c.next(k, v))
+        if (!visit(k, v)) return;
+}
+
+void MapTxn::clear() {
+    if (!impl_.context) throw std::logic_error("change outside a write transaction");
+    for (MDB_dbi dbi : {impl_.h.users, impl_.h.aliases, impl_.h.user_aliases, impl_.h.audit, impl_.h.meta})
+        check_mdb(mdb_drop(impl_.txn.get(), dbi, 0), "mdb_drop");
+    if (impl_.h.has_schedule) check_mdb(mdb_drop(impl_.txn.get(), impl_.h.schedule, 0), "mdb_drop");
+    impl_.txn.put(impl_.h.meta, schema::kSchemaVersionKey, schema::kSchemaVersion);
+    // Counted from zero by restore_user (finish() adds them up).
+    impl_.txn.put(impl_.h.meta, schema::kDomainCountsKey, "1");
+    impl_.domain_deltas.clear();
+    impl_.sequence = 0;
+    impl_.dirty_sequence = true;
+}
+
+void MapTxn::restore_user(std::string_view key, const UserRecord& record) {
+    if (!impl_.context) throw std::logic_error("change outside a write transaction");
+    const auto old = user(key);
+    if (!old) impl_.count_user(key, +1);
+    impl_.txn.put(impl_.h.users, key, encode(record));
+    if ((old && old->pending_state) || record.pending_state) impl_.index_schedule(key, old, &record);
+}
+
+void MapTxn::restore_alias(std::string_view alias, std::string_view primary) {
+    if (!impl_.context) throw std::logic_error("change outside a write transaction");
+    if (const auto old = alias_primary(alias)) impl_.txn.del(impl_.h.user_aliases, reverse_key(*old, alias));
+    impl_.txn.put(impl_.h.aliases, alias, schema::encode_alias(primary));
+    impl_.txn.put(impl_.h.user_aliases, reverse_key(primary, alias), "");
+}
+
+bool MapTxn::restore_audit(const AuditEntry& e) {
+    if (!impl_.context) throw std::logic_error("change outside a write transaction");
+    const std::string key = audit_key(e.address, e.sequence);
+    if (impl_.txn.get(impl_.h.audit, key)) return false;
+    impl_.txn.put(impl_.h.audit, key, encode_audit(e));
+    if (!impl_.sequence) {
+        const auto s = impl_.txn.get(impl_.h.meta, schema::kAuditSequenceKey);
+        impl_.sequence = s ? schema::parse_counter(*s) : 0;
+    }
+    // The next change after a restore is numbered after the restored ones.
+    impl_.sequence = std::max(*impl_.sequence, e.sequence);
+    impl_.dirty_sequence = true;
+    return true;
 }
 
 std::size_t MapTxn::apply_due_changes(std::int64_t now) {
@@ -456,6 +528,19 @@ std::size_t MapTxn::apply_due_changes(std::int64_t now) {
 
 std::size_t MapTxn::user_count() { return impl_.txn.entries(impl_.h.users); }
 std::size_t MapTxn::alias_count() { return impl_.txn.entries(impl_.h.aliases); }
+std::size_t MapTxn::audit_count() { return impl_.txn.entries(impl_.h.audit); }
+
+std::string MapTxn::schema_version() {
+    const auto v = impl_.txn.get(impl_.h.meta, schema::kSchemaVersionKey);
+    return v ? std::string(*v) : std::string();
+}
+
+std::string_view written_schema_version() { return schema::kSchemaVersion; }
+
+bool derived_meta_key(std::string_view key) {
+    return key == schema::kSchemaVersionKey || key == schema::kAuditSequenceKey || key == schema::kDomainCountsKey ||
+           key.starts_with(schema::kDomainUsersPrefix);
+}
 
 MapStore::MapStore(const std::string& path, std::size_t max_size, Mode mode, std::optional<gid_t> group)
     : path_(path) {

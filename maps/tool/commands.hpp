@@ -2,6 +2,8 @@
 // reports failure by throwing (main.cpp turns the exception into the exit status).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -57,8 +59,30 @@ inline int route(const Config& c, const std::vector<std::string>& addresses, std
 int list(const Config& c, const std::optional<std::string>& state, const std::optional<std::string>& batch,
          std::ostream& out);
 int export_csv(const Config& c, std::ostream& out);
-int stats(const Config& c, std::ostream& out);
-int history(const Config& c, const std::string& address, std::ostream& out);
+// `stats` (stats.cpp): counts per state, batch and domain; json: the form coexist-map(8)
+// documents, for scripts and monitoring.
+int stats(const Config& c, bool json, std::ostream& out);
+inline int stats(const Config& c, std::ostream& out) { return stats(c, false, out); }
+
+// `history` (history.cpp): the audit trail, oldest change first. UsageError for a bad --since
+// or --format; DataError when an address given has no history at all.
+struct HistoryQuery {
+    std::optional<std::string> address;  // nullopt: every address
+    std::optional<std::string> batch;    // the batch recorded in the entry, else the user's current one
+    std::optional<std::string> since;    // ISO 8601 with an offset (iso_time.hpp); entries at or after it
+    std::string format = "text";         // text | csv (RFC 4180, header row)
+};
+int history(const Config& c, const HistoryQuery& query, std::ostream& out);
+inline int history(const Config& c, const std::string& address, std::ostream& out) {
+    return history(c, HistoryQuery{address, std::nullopt, std::nullopt, "text"}, out);
+}
+
+// `dump` (dump.cpp): the whole map as JSON Lines on `out` (dump_format.hpp), from one read
+// transaction. `restore` (restore.cpp): a dump into an empty map (any map with `replace`), in
+// one write transaction: all of it or nothing. `file` "-" reads standard input. DataError
+// "FILE:LINE: reason" for a malformed line or a dump of a newer schema, map unchanged.
+int dump(const Config& c, std::ostream& out);
+int restore(const Config& c, const std::string& file, bool replace, std::ostream& out);
 // One line: a SHA-256 of everything that decides routing (records, aliases, overrides, the
 // routing settings of the INI), so two relays can be compared with one command each.
 int digest(const Config& c, std::ostream& out);
@@ -108,5 +132,8 @@ std::string user_key_or_throw(const Config& c, const std::string& address);
 // A batch name: printable, no control bytes, at most 64 bytes. DataError otherwise.
 std::string checked_batch(const std::string& batch);
 std::string format_time(long long unix_time);
+// The group the daemons run in (the primary group of [milter] user, else of [policyd] user):
+// the map directory init and restore create belongs to it. nullopt when neither user exists.
+std::optional<gid_t> daemon_group(const Config& c);
 
 }  // namespace coexist::tool

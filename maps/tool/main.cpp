@@ -67,7 +67,10 @@ int main(int argc, char** argv) {
     list_cmd->add_option("--state", state_filter, "only users in this state");
     list_cmd->add_option("--batch", batch, "only users of this batch");
     auto* export_cmd = app.add_subcommand("export", "write the map as CSV that import reads back unchanged");
-    auto* stats_cmd = app.add_subcommand("stats", "counts and map size");
+    bool json = false, replace = false;
+    HistoryQuery history_query;
+    auto* stats_cmd = app.add_subcommand("stats", "counts per state, batch and domain, and map size");
+    stats_cmd->add_flag("--json", json, "one JSON object (fields in coexist-map(8))");
     auto* batch_cmd = app.add_subcommand("batch", "a migration batch at once: list, set (now or --at), cancel");
     batch_cmd->require_subcommand(1);
     auto* batch_list_cmd = batch_cmd->add_subcommand("list", "each batch: users per state, pending changes");
@@ -83,8 +86,15 @@ int main(int argc, char** argv) {
     sync_cmd->add_flag("--force", force, "apply removals beyond max_removals");
     sync_cmd->add_flag("--follow", follow, "stay connected and apply changes as they happen (RFC 4533, else poll)");
     auto* digest_cmd = app.add_subcommand("digest", "one line: a hash of all that decides routing, to compare relays");
-    auto* history_cmd = app.add_subcommand("history", "the audit trail of one address");
-    history_cmd->add_option("address", address, "address")->required();
+    auto* history_cmd = app.add_subcommand("history", "the audit trail, of one address or all, oldest first");
+    history_cmd->add_option("address", history_query.address, "address (default: every address)");
+    history_cmd->add_option("--batch", history_query.batch, "only changes of users in this batch");
+    history_cmd->add_option("--since", history_query.since, "only changes at or after this time (ISO 8601 with Z or offset)");
+    history_cmd->add_option("--format", history_query.format, "text or csv")->check(CLI::IsMember({"text", "csv"}));
+    auto* dump_cmd = app.add_subcommand("dump", "write the whole map with its history as JSON Lines on stdout");
+    auto* restore_cmd = app.add_subcommand("restore", "load a dump into an empty map (or --replace one), all or nothing");
+    restore_cmd->add_option("file", file, "dump file, - for stdin")->required();
+    restore_cmd->add_flag("--replace", replace, "replace a map that is not empty");
     auto* commands_cmd = app.add_subcommand("commands", "print the script the other system needs: gam (Google) or exo (Exchange Online)");
     std::string script_system;
     commands_cmd->add_option("system", script_system, "gam or exo")->required()->check(CLI::IsMember({"gam", "exo"}));
@@ -117,8 +127,10 @@ int main(int argc, char** argv) {
         if (*batch_cancel_cmd) return batch_cancel(config, address, out);
         if (*list_cmd) return list(config, state_filter, batch, out);
         if (*export_cmd) return export_csv(config, out);
-        if (*stats_cmd) return stats(config, out);
-        if (*history_cmd) return history(config, address, out);
+        if (*stats_cmd) return stats(config, json, out);
+        if (*history_cmd) return history(config, history_query, out);
+        if (*dump_cmd) return dump(config, out);
+        if (*restore_cmd) return restore(config, file, replace, out);
         if (*digest_cmd) return digest(config, out);
         if (*commands_cmd)
             return commands(config, script_system == "gam" ? ScriptSystem::gam : ScriptSystem::exo, batch,

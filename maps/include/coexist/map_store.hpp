@@ -26,6 +26,9 @@ struct AuditEntry {
     std::string old_value;  // "migrated", "source target=x@y", "alias of p@d", "" when none
     std::string new_value;
     std::string batch;
+    // Its place in the map's one audit sequence (1, 2, ...: the order the changes were
+    // committed in, across all addresses); 0 in an entry not yet written.
+    std::uint64_t sequence = 0;
 };
 
 // Who and what a write transaction is for; stamped on each audit entry it writes.
@@ -36,6 +39,12 @@ struct ChangeContext {
 };
 
 class MapTxnImpl;
+
+// The map schema version this build writes (schema.hpp), as stored in `meta`.
+std::string_view written_schema_version();
+// True for the meta keys the map keeps for itself and rebuilds (the schema version, the audit
+// sequence, the per-domain user counts): a dump leaves them out, restore recomputes them.
+bool derived_meta_key(std::string_view key);
 
 // Operations inside one transaction. Keys are canonical addresses (lowercase@managed-domain).
 class MapTxn {
@@ -68,6 +77,19 @@ public:
     void for_each_user(const std::function<bool(std::string_view, const UserRecord&)>& visit);
     void for_each_alias(const std::function<bool(std::string_view, std::string_view)>& visit);
     std::vector<AuditEntry> history(std::string_view address);
+    // Every audit entry, in key order (by address, then sequence); stop early by returning false.
+    void for_each_audit(const std::function<bool(const AuditEntry&)>& visit);
+    // Every entry of `meta` (schema.hpp and coexist::meta keys), in key order.
+    void for_each_meta(const std::function<bool(std::string_view, std::string_view)>& visit);
+
+    // For `coexist-map restore` only (a dump written back as it was, history included): these
+    // write exactly what they are given, with no audit entry and the stored times kept.
+    // clear() empties the map (users, aliases, audit trail, meta) down to a fresh schema.
+    void clear();
+    void restore_user(std::string_view key, const UserRecord& record);
+    void restore_alias(std::string_view alias, std::string_view primary);
+    // False when an entry of that address and sequence is there already.
+    bool restore_audit(const AuditEntry& entry);
 
     // Stores every scheduled change due at `now` (unix time, s) as the user's state (or override),
     // each audited at its own time. MapStore::write() calls it first in every write transaction.
@@ -76,6 +98,9 @@ public:
 
     std::size_t user_count();
     std::size_t alias_count();
+    std::size_t audit_count();
+    // The schema version stored in the map ("2"; "1" for a 0.1.0 map a writer has not re-keyed).
+    std::string schema_version();
 
 private:
     MapTxnImpl& impl_;

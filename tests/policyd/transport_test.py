@@ -10,7 +10,8 @@ newsys sink; northwind.com stays in rewrite mode: the mode is a per-domain choic
   virtual_alias_maps and relay_recipient_maps on our socketmap. Every flow of the scenario table
   lands where it does in rewrite mode, with the envelope recipient as sent at the new system
   (scenarios.TRANSPORT_DELIVERIES), no orig_to= in the relay's log for those users, and a DSN that
-  names only the address the sender used.
+  names only the address the sender used. The order of transport_maps, measured: "*", parent
+  domain and domain entries in a table in front of ours do not win; a full address there does.
 - QueuedMessageFollowsRollbackTest: the new system is unreachable, a message for a migrated user
   waits in the relay's deferred queue, the user is rolled back (`coexist-map set USER source`):
   at the next retry the message goes to Google with its original recipient, because Postfix's
@@ -69,35 +70,40 @@ class TransportAgreementTest(unittest.TestCase):
     def test_postmap_transport_agrees_with_coexist_map_route(self):
         from coexist_harness import tool_config_dir
         config_dir = tool_config_dir(self.daemon.dir)
-        routes = run_map(self.daemon.config, "route", *AGREEMENT_KEYS, check=False).stdout.splitlines()
-        self.assertEqual(len(routes), len(AGREEMENT_KEYS), routes)
+        addresses = [k for k in AGREEMENT_KEYS if "@" in k]
+        routes = run_map(self.daemon.config, "route", *addresses).stdout.splitlines()
+        self.assertEqual(len(routes), len(addresses), routes)
         spec = self.daemon.socketmap_spec()
-        for key, line in zip(AGREEMENT_KEYS, routes):
+        for key, line in zip(addresses, routes):
             with self.subTest(key=key, route=line):
                 fields = line.split()
                 self.assertEqual(fields[0], key)
                 action = fields[1]
-                is_address = "@" in key
                 status, value = postmap_query(config_dir, key, f"socketmap:{spec}:transport")
-                if is_address and action == "transport":
+                if action == "transport":
                     self.assertEqual(fields[2], self.NEXTHOP)
                     self.assertEqual((status, value), (0, self.NEXTHOP))
                 else:
-                    # Bare domains, parent domains and "*" are what trivial-rewrite asks besides
-                    # the address (transport(5), TABLE SEARCH ORDER): never an answer of ours.
                     self.assertEqual((status, value), (1, ""))
                 status, value = postmap_query(config_dir, key, f"socketmap:{spec}:virtual")
-                if is_address and action == "rewrite":
+                if action == "rewrite":
                     self.assertEqual((status, value), (0, fields[2]))
-                elif is_address and action == "dual":
+                elif action == "dual":
                     self.assertEqual((status, value), (0, f"{key},{fields[2]}"))
                 else:  # transport-mode users keep their address: no virtual alias
                     self.assertEqual((status, value), (1, ""))
                 status, value = postmap_query(config_dir, key, f"socketmap:{spec}:recipients")
-                if is_address and action != "reject":
+                if action != "reject":
                     self.assertEqual((status, value), (0, action))
                 else:
                     self.assertEqual((status, value), (1, ""))
+        # Bare domains, parent domains and "*" are what trivial-rewrite asks besides the
+        # address (transport(5), TABLE SEARCH ORDER): never an answer of ours, in any table.
+        # (coexist-map route refuses them: they are not addresses.)
+        for key in [k for k in AGREEMENT_KEYS if "@" not in k] + [".contoso.com", ".northwind.com"]:
+            for table in ("transport", "virtual", "recipients"):
+                with self.subTest(key=key, table=table):
+                    self.assertEqual(postmap_query(config_dir, key, f"socketmap:{spec}:{table}"), (1, ""))
         by_key = {line.split()[0]: line.split()[1] for line in routes}
         # Not vacuous, and per domain: contoso migrated users route, northwind's still rewrite.
         self.assertEqual(by_key["ann@contoso.com"], "transport")
@@ -113,7 +119,9 @@ class TransportLabTestCase(unittest.TestCase):
     """A lab with the google, newsys and internet sinks, then the daemon (whose config needs the
     newsys sink's next hop), then the relay."""
 
-    def start_lab(self, contoso_mode="transport", newsys_reachable=True, main_cf=None):
+    def start_lab(self, contoso_mode="transport", newsys_reachable=True, main_cf=None,
+                  tables_in_front=None):
+        """tables_in_front(sinks): transport tables to put before ours (a test of the order)."""
         Lab = harness()
         self.lab = Lab("transport").__enter__()
         self.addCleanup(self.lab.__exit__, None, None, None)
@@ -141,7 +149,9 @@ class TransportLabTestCase(unittest.TestCase):
             # behind never beats our address entry. What the order decides is a table in front
             # that answers the full address too: a per-user table, static:, or regexp:/pcre:
             # (asked with the full address only). Such a table before ours would win.
-            "transport_maps": f"socketmap:{spec}:transport, {routes_table(routes)}",
+            "transport_maps": ", ".join(
+                ([tables_in_front(self.sinks)] if tables_in_front else [])
+                + [f"socketmap:{spec}:transport", routes_table(routes)]),
             "virtual_alias_maps": f"socketmap:{spec}:virtual",
             "virtual_alias_domains": "",
             "relay_recipient_maps": f"socketmap:{spec}:recipients",
@@ -186,6 +196,30 @@ class TransportRoutingTest(TransportLabTestCase):
                          [("nina@o365.northwind.com", "nina@northwind.com")])
         # And the daemon logged each transport decision once, with its next hop.
         self.assertIn(f"action=transport", self.daemon.log())
+
+    def test_wildcard_and_domain_entries_in_front_do_not_win(self):
+        # What contrib/postfix/main.cf.transport says about the order, measured: trivial-rewrite
+        # asks every table for the full address before any table for the domain, a parent
+        # domain or "*". A table in front with only such entries does not take the migrated
+        # user (and bob, whom ours does not know, gets the front table's domain entry).
+        def in_front(sinks):
+            internet, google = sinks["internet"].next_hop, sinks["google"].next_hop
+            return f"inline:{{ *={internet}, .contoso.com={internet}, contoso.com={google} }}"
+        relay = self.start_lab(tables_in_front=in_front)
+        self.assertIn("inline:{ *=", relay.main_cf()["transport_maps"])
+        ann, bob = self.send("ann@contoso.com"), self.send("bob@contoso.com")
+        relay.wait_queue_empty(MAIL_TIMEOUT)
+        self.assertEqual(self.lab.where(ann.message_id), {"newsys": ["ann@contoso.com"]})
+        self.assertEqual(self.lab.where(bob.message_id), {"google": ["bob@contoso.com"]})
+
+    def test_an_address_entry_in_front_wins(self):
+        # Why ours goes first: a table in front that knows the full address (a per-user list,
+        # static:, regexp:/pcre:) answers before ours is asked.
+        relay = self.start_lab(tables_in_front=lambda sinks:
+                               f"inline:{{ ann@contoso.com={sinks['internet'].next_hop} }}")
+        ann = self.send("ann@contoso.com")
+        relay.wait_queue_empty(MAIL_TIMEOUT)
+        self.assertEqual(self.lab.where(ann.message_id), {"internet": ["ann@contoso.com"]})
 
     def test_dsn_names_only_the_address_the_sender_used(self):
         # The sinks announce DSN, and then the relay hands NOTIFY on instead of reporting. Told

@@ -686,11 +686,16 @@ def queued_across_rollback(instances, mode):
         queued = relay.deliveries(result.message_id)[-1].to
         print(f"{mode} mode: the new system is down, the message waits in the relay's queue for <{queued}>")
         show("set", ROLLBACK_USER, "source")
+        rolled_back = time.monotonic()
         relay.flush()
         if mode == "transport":
             # The queue manager resolves the transport again when the message re-enters the
-            # active queue (qmgr_message_resolve); its resolver client keeps one answer for 30 s.
+            # active queue (Postfix's qmgr_message_resolve()); its resolver client keeps its last
+            # answer for the same address up to 30 s (resolve_clnt.c), so the first retry may
+            # still take the old route.
             wait_until(lambda: deliveries(result.message_id), WAIT_SECONDS, "the retried message delivered")
+            print(f"transport mode: delivered to Google {time.monotonic() - rolled_back:.0f} s after "
+                  "the rollback, at a retry (the relay's resolver keeps an answer up to 30 s)")
         else:
             wait_until(lambda: len([d for d in relay.deliveries(result.message_id)
                                     if d.status == "deferred"]) >= 2,

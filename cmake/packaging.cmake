@@ -98,7 +98,8 @@ install(FILES contrib/coexist.ini.sample DESTINATION ${COEXIST_CONFIG_DIR} RENAM
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 install(FILES contrib/coexist.ini.sample DESTINATION ${COEXIST_DOCDIR}/examples RENAME coexist.ini)
 install(FILES contrib/postfix/README.md contrib/postfix/main.cf.milter contrib/postfix/main.cf.policy
-              contrib/postfix/main.cf.socketmap contrib/postfix/master.cf
+              contrib/postfix/main.cf.socketmap contrib/postfix/main.cf.transport
+              contrib/postfix/master.cf
         DESTINATION ${COEXIST_DOCDIR}/examples/postfix)
 install(FILES contrib/directory/README.md contrib/directory/openldap.ini
               contrib/directory/active-directory.ini contrib/directory/google-secure-ldap.ini

@@ -46,3 +46,14 @@ if(TARGET coexist-policyd)
     LABELS integration TIMEOUT 300 SKIP_RETURN_CODE 77
     ENVIRONMENT "COEXIST_POLICYD=$<TARGET_FILE:coexist-policyd>;COEXIST_MAP=$<TARGET_FILE:coexist-map>")
 endif()
+
+if(TARGET coexist-policyd)
+  # Transport mode through a real Postfix (design 11): the socketmap table transport in
+  # transport_maps, the scenario table with recipients unchanged, DSNs, and a queued message
+  # that follows a rollback (with its rewrite-mode twin that cannot).
+  add_test(NAME policyd_transport
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/policyd/transport_test.py)
+  set_tests_properties(policyd_transport PROPERTIES
+    LABELS integration TIMEOUT 600 SKIP_RETURN_CODE 77
+    ENVIRONMENT "COEXIST_POLICYD=$<TARGET_FILE:coexist-policyd>;COEXIST_MAP=$<TARGET_FILE:coexist-map>")
+endif()

@@ -22,6 +22,15 @@ scheduled with `coexist-map batch set wave1 migrated --at` a few seconds ahead, 
 both sides of the instant (nothing runs at the instant: route() acts on the schedule), the
 scripts for Google and Exchange Online are printed, and the batch is rolled back with one command.
 
+Then the flows a second time with the relay's contoso.com in transport mode (design 11: `mode =
+transport`, the socketmap table `transport` first in the relay's transport_maps): the same
+mailboxes, and the new system receives the address the sender used (its X-Original-To), which it
+resolves itself, as Exchange Online does for an accepted domain in internal relay mode. And the
+difference that matters, in both modes: the new system is down, a message for a migrated user
+waits in the relay's queue, the user is rolled back. In rewrite mode the message stays addressed
+to the routing address and reaches the new system once it is back; in transport mode it goes to
+Google at the next retry, with its original recipient. The lab ends in rewrite mode.
+
 Mailboxes are real maildirs under <lab>/mail/<system>/<user>/. Usage:
 
   lab.py up      start everything, load the sample map, replay the flows, print the table
@@ -420,7 +429,8 @@ def hops(msg):
 
 def deliveries(message_id):
     """Where a message landed: [(mailbox, envelope recipient there, hops)] from the maildirs;
-    virtual(8) records the envelope recipient in Delivered-To."""
+    virtual(8) records the envelope recipient the system received in X-Original-To (before its
+    own aliases: what the relay sent) and the final one in Delivered-To."""
     found = []
     parser = email.parser.BytesParser(policy=email.policy.compat32)
     for system in ("google", "newsys"):
@@ -435,7 +445,8 @@ def deliveries(message_id):
                 with open(os.path.join(new, name), "rb") as f:
                     msg = parser.parse(f, headersonly=True)
                 if msg.get("Message-ID") == message_id:
-                    found.append((f"{system}:{box}", msg.get("Delivered-To", "?"), hops(msg)))
+                    received = msg.get("X-Original-To") or msg.get("Delivered-To", "?")
+                    found.append((f"{system}:{box}", received, hops(msg)))
     return sorted(found)
 
 
@@ -634,6 +645,145 @@ def print_table(rows):
         print(fmt.format(*r[:7], "pass" if r[7] else "FAIL"))
 
 
+# ---- transport mode (design 11): the flows again without rewriting ---------------------------
+
+ROLLBACK_USER = "gapps3@contoso.com"  # on Google in the CSV: Google has no forward for it
+
+
+def transport_flows():
+    """FLOWS as they land with the relay's contoso.com in transport mode: the same mailboxes, and
+    the new system receives the address the sender used (its X-Original-To), which it resolves
+    itself as Exchange does for an accepted domain. Flows that reach the new system through
+    Google's forward, dual's copy and everything on Google are unchanged."""
+    as_sent = {"Internet -> GApps1 (migrated)": "GApps1@contoso.com",
+               "Internet -> alias of GApps1": "sales@contoso.com",
+               "Internet -> +extension, domain alias": "GApps1+News@contoso.net"}
+    flows = []
+    for name, via, sender, rcpt, expected in FLOWS:
+        if name in as_sent:
+            expected = [(box, as_sent[name], hops) for box, _, hops in expected]
+        flows.append(("Transport mode: " + name, via, sender, rcpt, expected))
+    return flows
+
+
+def set_contoso_mode(mode, ports):
+    """[domain contoso.com] mode = MODE in the lab's coexist.ini (new_system_nexthop = the newsys
+    instance in transport mode), then the daemons restarted on it: they read the INI at start."""
+    out, section = [], None
+    for line in open(path("coexist.ini")):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section = stripped[1:-1]
+        key = stripped.split("=", 1)[0].strip() if "=" in stripped and not stripped.startswith(";") else None
+        if section == "domain contoso.com" and key in ("mode", "new_system_nexthop"):
+            continue
+        out.append(line)
+        if stripped == "[domain contoso.com]" and mode == "transport":
+            out.append(f"mode = transport\nnew_system_nexthop = smtp:[127.0.0.1]:{ports['newsys']}\n")
+    with open(path("coexist.ini"), "w") as f:
+        f.writelines(out)
+    state = load_state()
+    cfg = path("coexist.ini")
+    for name, program in (("milter", "coexist-milter"), ("policyd", "coexist-policyd")):
+        stop_pid(state["pids"][name])
+        spawn(name, [binary(program), "-c", cfg, "--stderr"], state)
+    for what in ("milter", "policy", "socketmap"):
+        wait_listening("127.0.0.1", ports[what], 15, what)
+
+
+def relay_transport_maps(instances, ports, mode):
+    """The relay's transport_maps: in transport mode coexist's socketmap table first, then the
+    lab's own routes (contoso.com -> google, ...). Ours must be in front of any table that also
+    answers a full address (contrib/postfix/main.cf.transport explains the search order)."""
+    from coexist_harness import routes_table
+    relay = instances["relay"]
+    tables = [routes_table(relay.routes)]
+    if mode == "transport":
+        tables.insert(0, f"socketmap:inet:127.0.0.1:{ports['socketmap']}:transport")
+    relay.set_main_cf({"transport_maps": ", ".join(tables)})
+
+
+def newsys_accepts_contoso(instances):
+    """The new system accepts contoso.com (and contoso.net) for the users it hosts, as Exchange
+    Online does for an accepted domain in internal relay mode: each migrated user's addresses
+    resolve to the mailbox; every other contoso.com address still goes out through the relay."""
+    aliases = []
+    for address, state, _, user_aliases in users():
+        if state != "migrated":
+            continue
+        local = address.split("@")[0]
+        routing = f"{local}@o365.contoso.com"
+        for a in [address] + user_aliases:
+            aliases += [(a, routing), (a.split("@")[0] + "@contoso.net", routing)]
+    instances["newsys"].set_main_cf(
+        {"virtual_alias_maps": write_map("newsys-aliases-transport", sorted(set(aliases)))})
+
+
+def queued_across_rollback(instances, mode):
+    """The new system is down while ROLLBACK_USER is migrated; a message for it waits in the
+    relay's queue; the user is rolled back; the relay retries. Returns a table row."""
+    relay, newsys = instances["relay"], instances["newsys"]
+    show("set", ROLLBACK_USER, "migrated")
+    newsys.stop()
+    try:
+        result = send(instances, "relay", INTERNET, ROLLBACK_USER)
+        wait_until(lambda: [d for d in relay.deliveries(result.message_id) if d.status == "deferred"],
+                   WAIT_SECONDS, "the message deferred by the unreachable new system")
+        queued = relay.deliveries(result.message_id)[-1].to
+        print(f"{mode} mode: the new system is down, the message waits in the relay's queue for <{queued}>")
+        show("set", ROLLBACK_USER, "source")
+        rolled_back = time.monotonic()
+        relay.flush()
+        if mode == "transport":
+            # The queue manager resolves the transport again when the message re-enters the
+            # active queue (Postfix's qmgr_message_resolve()); its resolver client keeps its last
+            # answer for the same address up to 30 s (resolve_clnt.c), so the first retry may
+            # still take the old route.
+            wait_until(lambda: deliveries(result.message_id), WAIT_SECONDS, "the retried message delivered")
+            print(f"transport mode: delivered to Google {time.monotonic() - rolled_back:.0f} s after "
+                  "the rollback, at a retry (the relay's resolver keeps an answer up to 30 s)")
+        else:
+            wait_until(lambda: len([d for d in relay.deliveries(result.message_id)
+                                    if d.status == "deferred"]) >= 2,
+                       WAIT_SECONDS, "the retry after the rollback")
+            print(f"rewrite mode: after the rollback the relay still retries <{queued}>, "
+                  "rewritten when the message was accepted")
+    finally:
+        newsys.start()
+    relay.flush()
+    wait_all_quiet(instances)
+    got = deliveries(result.message_id)
+    if mode == "transport":
+        want = [("google:gapps3", ROLLBACK_USER, "relay > google")]
+        name = "Transport mode: queued, then rolled back"
+    else:
+        # What rewrite mode cannot do: the user is back on Google, the message goes to newsys.
+        want = [("newsys:gapps3", "gapps3@o365.contoso.com", "relay > newsys")]
+        name = "Rewrite mode: queued, then rolled back"
+    return (name, INTERNET, ROLLBACK_USER, " + ".join(m for m, _, _ in want),
+            " + ".join(m for m, _, _ in got) or "not delivered", " + ".join(r for _, r, _ in got) or "-",
+            " ; ".join(h for _, _, h in got) or "-", got == want)
+
+
+def transport_mode(instances, state):
+    """The guides' flows again with the relay's contoso.com in transport mode, then a message
+    queued across a rollback in each mode. Leaves the lab in rewrite mode. Returns table rows."""
+    ports = state["ports"]
+    print("\n== Transport mode: contoso.com routed without rewriting (mode = transport)")
+    ldapmodify(ports, group_change(ports, "delete", "gapps2"))  # the flows' starting state
+    wait_route("gapps2@contoso.com", "relay")
+    rows = [queued_across_rollback(instances, "rewrite")]
+    set_contoso_mode("transport", ports)
+    relay_transport_maps(instances, ports, "transport")
+    newsys_accepts_contoso(instances)
+    show("route", "--explain", "GApps1+News@contoso.net")
+    rows += replay(instances, transport_flows())
+    rows.append(queued_across_rollback(instances, "transport"))
+    set_contoso_mode("rewrite", ports)
+    relay_transport_maps(instances, ports, "rewrite")
+    return rows
+
+
 def run():
     state = load_state()
     if not state:
@@ -671,6 +821,10 @@ def run():
     metrics_agree = metrics_rows(ports, counted_before)
     after.append(("Metrics: milter and policy service count the same decisions", "-", "-", "agree",
                   "agree" if metrics_agree else "differ", "-", "-", metrics_agree))
+    transport_rows = transport_mode(instances, state)
+    print()
+    print_table(transport_rows)
+    after += transport_rows
     failed = [r for r in rows + after if not r[7]]
     print(f"\n{len(rows) + len(after) - len(failed)} passed, {len(failed)} failed")
     print(f"mailboxes: {path('mail')}/<system>/<user>/new   logs: {path('*', 'maillog')}, {path('*.log')}")

@@ -64,6 +64,14 @@ class LabTest(unittest.TestCase):
         self.assertRegex(r.stdout, r"batch wave1: 2 users set to migrated at \S+Z \(in \d+ s\)")
         self.assertIn("After the instant: Internet -> GApps3", r.stdout)
         self.assertIn("batch wave1: 2 users set to source", r.stdout)
+        # Transport mode: the same flows with recipients unchanged, and a queued message that
+        # follows a rollback only there.
+        self.assertRegex(r.stdout, r"Transport mode: Internet -> \+extension, domain alias .*"
+                                   r"newsys:gapps1 +GApps1\+News@contoso\.net +relay > newsys +pass")
+        self.assertRegex(r.stdout, r"Rewrite mode: queued, then rolled back .* newsys:gapps3 +"
+                                   r"gapps3@o365\.contoso\.com +relay > newsys +pass")
+        self.assertRegex(r.stdout, r"Transport mode: queued, then rolled back .* google:gapps3 +"
+                                   r"gapps3@contoso\.com +relay > google +pass")
         pids = self.started_pids()
         self.assertEqual(len(pids), 8, pids)  # milter, policyd, internet sink, slapd, sync, 3 masters
         self.assertTrue(all(alive(p) for p in pids), pids)

@@ -71,6 +71,7 @@ expected=(
   ./usr/share/doc/coexist/examples/postfix/main.cf.milter
   ./usr/share/doc/coexist/examples/postfix/main.cf.policy
   ./usr/share/doc/coexist/examples/postfix/main.cf.socketmap
+  ./usr/share/doc/coexist/examples/postfix/main.cf.transport
   ./usr/share/doc/coexist/examples/postfix/master.cf
   ./usr/share/doc/coexist/examples/directory/README.md
   ./usr/share/doc/coexist/examples/directory/openldap.ini

@@ -107,11 +107,14 @@ def run_map(config, *args, check=True):
 
 
 class Policyd:
-    """Config + map + daemon. Use as a context manager, or call start()/close()."""
+    """Config + map + daemon. Use as a context manager, or call start()/close().
+
+    domains_ini: the [domain ...] sections (default: the scenario table's DOMAINS_INI; the
+    transport-mode suite passes scenarios.transport_domains_ini(nexthop))."""
 
     def __init__(self, unknown_recipient="reject", idle_timeout=30, max_connections=1000,
                  max_request_bytes=4096, max_attributes=100, map_available=True,
-                 socketmap_family="inet", extra_routing="", extra_policyd=""):
+                 socketmap_family="inet", extra_routing="", extra_policyd="", domains_ini=DOMAINS_INI):
         self.dir = tempfile.mkdtemp(prefix="coexist-policyd-")
         os.chmod(self.dir, 0o755)
         self.map_dir = os.path.join(self.dir, "map")
@@ -129,7 +132,7 @@ path = {map_path}
 [routing]
 unknown_recipient = {unknown_recipient}
 {extra_routing}
-{DOMAINS_INI}
+{domains_ini}
 [policyd]
 policy_socket = unix:{self.policy_path}
 socketmap_socket = {socketmap_family}:{self.socketmap_port}@{self.socketmap_host}

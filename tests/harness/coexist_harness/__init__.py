@@ -40,6 +40,8 @@ Pieces:
 - SmtpSink (sink.py): messages(message_id), recipients(message_id), clear(); SinkMessage has
   mail_from, recipients, rcpt_args, rcpt_params(addr), header_values(name), body.
 - SmtpSession / SendResult (smtp_client.py): per-recipient reply codes, no hidden exceptions.
+- routes_table(routes): the inline: transport table the harness builds from `routes`, for a
+  test that puts its own transport_maps in front of it.
 - tool_config_dir(directory), postmap(config_dir, *args): Postfix's command-line tools with a
   main.cf of the test's own (-c), never the machine's /etc/postfix (absent on a fresh Debian).
 - Slapd (slapd.py): a private OpenLDAP slapd (provider, consumer_of=, tls=TestCA(...)) with
@@ -57,7 +59,7 @@ import shutil
 
 from .lab import Lab, Process
 from .ports import LOOPBACK4, LOOPBACK6, free_port, wait_listening, wait_until
-from .postfix import Delivery, PostfixInstance, postmap, tool_config_dir
+from .postfix import Delivery, PostfixInstance, postmap, routes_table, tool_config_dir
 from .sink import SinkMessage, SmtpSink
 from .slapd import Slapd, TestCA, directory_ldif, write_directory_ldif
 from .smtp_client import SendResult, SmtpSession
@@ -85,5 +87,5 @@ def require_environment():
 
 
 __all__ = ["Lab", "Process", "PostfixInstance", "Delivery", "SmtpSink", "SinkMessage",
-           "SmtpSession", "SendResult", "Slapd", "TestCA", "directory_ldif", "write_directory_ldif", "postmap", "tool_config_dir", "free_port", "wait_until", "wait_listening",
+           "SmtpSession", "SendResult", "Slapd", "TestCA", "directory_ldif", "write_directory_ldif", "postmap", "routes_table", "tool_config_dir", "free_port", "wait_until", "wait_listening",
            "LOOPBACK4", "LOOPBACK6", "SKIP_CODE", "missing_requirements", "require_environment"]

@@ -71,6 +71,14 @@ def _next_hop(target):
     return target if isinstance(target, str) else target.next_hop
 
 
+def routes_table(routes):
+    """The harness's own transport table for `routes` ({domain: sink or next hop}): an inline:
+    table spec for transport_maps, or "" when there are no routes. A test that puts its own
+    table in front (transport_maps = socketmap:...:transport, <this>) uses it to keep these."""
+    transport = ", ".join(f"{d}={_next_hop(t)}" for d, t in routes.items())
+    return f"inline:{{ {transport} }}" if transport else ""
+
+
 class PostfixInstance:
     """Created and started by Lab.add_postfix(); see the module docstring and Lab."""
 
@@ -97,7 +105,6 @@ class PostfixInstance:
         """The full main.cf parameters (dict) this instance runs with."""
         fallback = (_next_hop(self.default_sink) if self.default_sink is not None
                     else "error:5.1.2 test relay: no route for this destination")
-        transport = ", ".join(f"{d}={_next_hop(t)}" for d, t in self.routes.items())
         params = {
             "compatibility_level": "3.6",
             "queue_directory": self.queue_dir,
@@ -113,7 +120,7 @@ class PostfixInstance:
             "inet_protocols": "all",
             "mynetworks": "127.0.0.0/8 [::1]/128",
             "relay_domains": " ".join(self.routes),
-            "transport_maps": f"inline:{{ {transport} }}" if transport else "",
+            "transport_maps": routes_table(self.routes),
             "default_transport": fallback,
             "relay_transport": fallback,
             "local_transport": "error:5.1.1 test relay: no local delivery",

@@ -5,6 +5,9 @@ recipients: the programs call the same route(), so the table is one.
 
     from coexist_harness.scenarios import DOMAINS_INI, USERS, ALIASES, DELIVERIES, ROUTES
 
+Transport mode has its own table of where things land (TRANSPORT_DELIVERIES) over the same map,
+with transport_domains_ini(nexthop) in place of DOMAINS_INI.
+
 A suite writes DOMAINS_INI into its coexist.ini (after its own [map] and [routing] sections),
 fills the map with USERS and ALIASES through the real coexist-map (fill_map), and wires its relay
 with ROUTES; DELIVERIES then holds for it.
@@ -65,6 +68,35 @@ DELIVERIES = [
     ("ann@contoso.net", {"newsys": ["ann@o365.contoso.com"]}),                    # domain alias
     ("nina@northwind.com", {"newsys": ["nina@o365.northwind.com"]}),              # second domain
 ]
+
+# Transport mode (design 11): contoso.com (with contoso.net) keeps the recipient of its migrated
+# users and only chooses their next hop, the new system's; northwind.com still rewrites: the mode
+# is a per-domain choice. Where each recipient of DELIVERIES lands then: the same sink, and at the
+# new system the envelope recipient exactly as sent (alias, +extension, case and domain alias
+# included: Exchange resolves those itself). carol's explicit target is not used in transport mode.
+# dave (dual) still gets a second recipient, the routing address: one copy per system.
+TRANSPORT_DELIVERIES = [
+    ("ann@contoso.com", {"newsys": ["ann@contoso.com"]}),                         # migrated
+    ("bob@contoso.com", {"google": ["bob@contoso.com"]}),                         # source
+    ("carol@contoso.com", {"newsys": ["carol@contoso.com"]}),                     # explicit target
+    ("dave@contoso.com", {"google": ["dave@contoso.com"],
+                          "newsys": ["dave@o365.contoso.com"]}),                  # dual
+    ("annie@contoso.com", {"newsys": ["annie@contoso.com"]}),                     # alias
+    ("Ann+news@contoso.com", {"newsys": ["Ann+news@contoso.com"]}),               # +extension
+    ("ann@contoso.net", {"newsys": ["ann@contoso.net"]}),                         # domain alias
+    ("nina@northwind.com", {"newsys": ["nina@o365.northwind.com"]}),              # rewrite domain
+]
+
+
+def transport_domains_ini(nexthop, contoso_mode="transport"):
+    """DOMAINS_INI with contoso.com in `contoso_mode` ("transport": migrated users go to
+    `nexthop`, a Postfix transport such as smtp:[127.0.0.1]:PORT; "rewrite": as DOMAINS_INI)."""
+    if contoso_mode == "rewrite":
+        return DOMAINS_INI
+    return DOMAINS_INI.replace(
+        "aliases = contoso.net\n",
+        f"aliases = contoso.net\nmode = transport\nnew_system_nexthop = {nexthop}\n", 1)
+
 
 # An unknown user of the authoritative domain: 550 5.1.1 at RCPT, whichever program answers.
 UNKNOWN_IN_REJECT_DOMAIN = "ghost@northwind.com"

@@ -126,11 +126,19 @@ std::optional<std::string> parse_nexthop(std::string_view v, std::string& out) {
     const auto colon = v.find(':');
     if (colon == std::string_view::npos || colon == 0)
         return fmt::format("expected transport:nexthop, e.g. smtp:[contoso-com.mail.protection.outlook.com], got '{}'", v);
-    for (std::size_t i = 0; i < colon; ++i) {
-        const char c = v[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
-            return fmt::format("'{}' is not a transport name (master.cf service), in '{}'", v.substr(0, colon), v);
+    const std::string_view transport = v.substr(0, colon);
+    for (const char c : transport) {
+        if (c == '.')  // "mx.example.com:25": a host and port, not transport:nexthop
+            return fmt::format("'{}' looks like host:port; write it as transport:nexthop, e.g. smtp:[{}]:{}", v,
+                               transport, v.substr(colon + 1));
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return fmt::format("'{}' is not a transport name (master.cf service), in '{}'", transport, v);
     }
+    if (transport == "discard" || transport == "error" || transport == "retry" || transport == "local")
+        return fmt::format("'{}': the {} transport never reaches the new system", v, transport);
+    if (colon + 1 == v.size())
+        return fmt::format("'{}' has no next hop: smtp: alone would look up the MX of the managed domain itself, "
+                           "the old system", v);
     for (const unsigned char c : v.substr(colon + 1))
         if (c <= 0x20 || c >= 0x7f) return fmt::format("the next hop may not contain blanks or control bytes: '{}'", v);
     if (v.size() > 255) return "longer than 255 bytes";

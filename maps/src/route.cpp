@@ -88,9 +88,10 @@ RoutingDecision unknown_user(const Config& config, MapReader& map, const Address
         if (domain.mode == DomainMode::transport)
             return {Action::transport, domain.new_system_nexthop, "unknown user, sent to the new system"};
         // The whole local part, extension included: the new system decides what it accepts.
+        // The canonical key is already in external form (quoted where the local part needs it).
         const std::string key = canonical_key(address.local, domain.name);
-        const std::string local = key.substr(0, key.rfind('@'));
-        return {Action::rewrite, fmt::format("{}@{}", quote_local_part(local), domain.routing_domain),
+        const std::string_view local = std::string_view(key).substr(0, key.rfind('@'));
+        return {Action::rewrite, fmt::format("{}@{}", local, domain.routing_domain),
                 "unknown user, sent to the new system"};
     }
     // Never reject on doubt (design 13.6): a map with nobody of this domain is more likely
@@ -159,7 +160,9 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
         case State::migrated:
             // Transport mode (design 11): the recipient stays; Postfix's transport_maps (the
             // socketmap `transport` table) sends it to the new system.
-            if (domain->mode == DomainMode::transport)
+            // An explicit target names another address on the new system (the tenant's
+            // onmicrosoft.com one): only a rewrite reaches it, in either mode.
+            if (domain->mode == DomainMode::transport && record.target.empty())
                 return {Action::transport, domain->new_system_nexthop, std::move(detail)};
             return {Action::rewrite, routing_address(config, *domain, found.primary, record, extension),
                     std::move(detail)};

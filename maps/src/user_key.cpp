@@ -20,7 +20,13 @@ std::variant<std::string, KeyError> admin_user_key(const Config& config, std::st
     if (!d) return KeyError{fmt::format("'{}' is not in a managed domain", address)};
     // No check for the recipient delimiter: route() looks the whole local part up first, as
     // Postfix does, so a user named mary-ann (recipient_delimiter = -) is found as herself.
-    return make_user_key(a->local, *d);
+    std::string key = make_user_key(a->local, *d);
+    // RFC 5321 4.5.3.1.3 bounds a path at 256 octets; LMDB refuses keys over 511 bytes with
+    // MDB_BAD_VALSIZE at the write, too late for a line number. Refuse here, with the reason.
+    if (key.size() > kMaxUserKeyBytes)
+        return KeyError{fmt::format("'{}' is {} bytes long: longer than an address can be ({} bytes)",
+                                    address.substr(0, 64), key.size(), kMaxUserKeyBytes)};
+    return key;
 }
 
 std::variant<std::string, KeyError> admin_target(const Config& config, std::string_view address) {

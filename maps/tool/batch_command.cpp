@@ -85,12 +85,13 @@ int batch_list(const Config& c, std::ostream& out) {
         return kOk;
     }
     for (auto& [name, b] : batches) {
-        out << fmt::format("{}: {} users (source {}, migrated {}, dual {})", name, b.users, b.by_state[State::source],
+        out << fmt::format("{}: {} {} (source {}, migrated {}, dual {})", name, b.users, b.users == 1 ? "user" : "users",
+                           b.by_state[State::source],
                            b.by_state[State::migrated], b.by_state[State::dual]);
         if (b.directory) out << fmt::format(", {} owned by the directory, {} overrides", b.directory, b.overrides);
         out << '\n';
         for (const auto& [when, n] : b.pending)
-            out << fmt::format("  pending: {} users -> {} at {} ({})\n", n, to_string(when.second),
+            out << fmt::format("  pending: {} {} -> {} at {} ({})\n", n, n == 1 ? "user" : "users", to_string(when.second),
                                utc_timestamp(when.first), relative_time(when.first, now));
     }
     return kOk;
@@ -104,9 +105,13 @@ int batch_set(const Config& c, const std::string& name, const std::string& state
     const std::optional<std::int64_t> when = at ? std::optional(scheduled_time_or_throw(*at, started)) : std::nullopt;
     MapStore store(c.map_path, c.map_size, dry_run ? MapStore::Mode::read_only : MapStore::Mode::read_write);
     std::size_t changed = 0, unchanged = 0, overrides = 0;
+    std::map<std::pair<std::int64_t, State>, std::size_t> replaced;  // pending changes this one replaces
     const auto plan = [&](MapTxn& t, bool write) {
         for (auto& [key, old] : batch_users(t, name)) {
             UserRecord r = old;
+            if (old.pending_state && !old.pending_due(started) &&
+                !(when && *old.pending_state == *new_state && old.pending_at == *when))
+                ++replaced[{old.pending_at, *old.pending_state}];
             if (when) {
                 r.pending_state = *new_state;
                 r.pending_at = *when;
@@ -147,9 +152,16 @@ int batch_set(const Config& c, const std::string& name, const std::string& state
     const std::string what = when ? fmt::format("{} at {} ({})", to_string(*new_state), utc_timestamp(*when),
                                                 relative_time(*when, started))
                                   : std::string(to_string(*new_state));
-    out << fmt::format("batch {}: {} users {} {}{}{}\n", name, changed, dry_run ? "would be set to" : "set to", what,
+    out << fmt::format("batch {}: {} {} {} {}{}{}\n", name, changed, changed == 1 ? "user" : "users",
+                       dry_run ? "would be set to" : "set to", what,
                        unchanged ? fmt::format(", {} already so", unchanged) : std::string(),
                        overrides ? fmt::format(" ({} as overrides of the directory)", overrides) : std::string());
+    // Say what a new word replaced: a Friday dual step dropped by a Sunday schedule, or a
+    // migration cancelled by a rollback, is never silent.
+    for (const auto& [pending, n] : replaced)
+        out << fmt::format("  {} {} pending change to {} at {} {}\n", dry_run ? "would replace" : "replaced", n,
+                           to_string(pending.second), utc_timestamp(pending.first),
+                           n == 1 ? "(that user's)" : "(those users')");
     return kOk;
 }
 
@@ -168,7 +180,9 @@ int batch_cancel(const Config& c, const std::string& name, std::ostream& out) {
             t.put_user(key, std::move(r), old);
             ++cancelled;
         }
-        if (cancelled == 0) throw DataError(fmt::format("batch '{}' has no pending change to cancel", name));
+        if (cancelled == 0)
+            throw DataError(fmt::format("batch '{}' has no pending change to cancel (a change whose time has come is in "
+                                        "effect: roll it back with 'coexist-map batch set {} STATE')", name, name));
     });
     out << fmt::format("batch {}: {} pending changes cancelled\n", name, cancelled);
     return kOk;

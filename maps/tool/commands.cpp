@@ -292,8 +292,12 @@ int list(const Config& c, const std::optional<std::string>& state, const std::op
          std::ostream& out) {
     const std::optional<State> want = state ? std::optional(state_or_throw(*state)) : std::nullopt;
     auto store = open_store(c, MapStore::Mode::read_only);
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
     store.read([&](MapTxn& t) {
-        t.for_each_user([&](std::string_view key, const UserRecord& r) {
+        t.for_each_user([&](std::string_view key, const UserRecord& stored) {
+            // A change whose time has come is the state (route() acts on it), stored or not yet.
+            UserRecord r = stored;
+            r.apply_due(now);
             if (want && r.effective_state() != *want) return true;
             if (batch && r.batch != *batch) return true;
             out << key << ' ' << to_string(r.effective_state());

@@ -152,7 +152,11 @@ ImportRow check_row(const Config& c, const ImportColumns& cols, const CsvRecord&
         if (!st) throw DataError("unknown pending_state '" + pending_state + "' (expected source, migrated or dual)");
         const auto at = parse_iso8601(pending_at);
         if (!at) throw DataError("pending_at '" + pending_at + "' is not an ISO 8601 time with Z or an offset");
-        // A time already past is kept as it is: route() acts on it at once, the next write stores it.
+        // A past time would take effect the moment the file is imported (an old export read
+        // back a day later): refused, as set --at refuses it.
+        if (*at <= static_cast<std::int64_t>(std::time(nullptr)))
+            throw DataError(fmt::format("pending_at {} is in the past: put the state in the state column, or "
+                                        "clear both pending cells", utc_timestamp(*at)));
         row.record.pending_state = *st;
         row.record.pending_at = *at;
     }

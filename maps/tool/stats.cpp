@@ -20,15 +20,17 @@ using Json = nlohmann::ordered_json;
 
 constexpr State kStates[] = {State::source, State::migrated, State::dual};
 
-// Users per effective state (the state route() acts on: an override wins).
+// Users per state route() acts on (an override wins; so does a scheduled change whose time has come).
 struct StateCounts {
     std::size_t by_state[3] = {0, 0, 0};
     std::size_t users = 0;
     std::size_t pending = 0;  // users with a scheduled change (set --at, batch set --at)
-    void add(const UserRecord& r) {
-        ++by_state[static_cast<int>(r.effective_state())];
+    // `now`: a change whose time has come counts as the state (route() acts on it) and no
+    // longer as pending, stored or not.
+    void add(const UserRecord& r, std::int64_t now) {
+        ++by_state[static_cast<int>(r.state_at(now))];
         ++users;
-        pending += r.pending_state.has_value();
+        pending += r.pending_state.has_value() && !r.pending_due(now);
     }
     std::size_t operator[](State s) const { return by_state[static_cast<int>(s)]; }
     Json json() const {
@@ -62,10 +64,10 @@ MapCounts count(const Config& c) {
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
     store.read([&](MapTxn& t) {
         t.for_each_user([&](std::string_view key, const UserRecord& r) {
-            n.all.add(r);
-            (r.batch.empty() ? n.unbatched : n.batches[r.batch]).add(r);
+            n.all.add(r, now);
+            (r.batch.empty() ? n.unbatched : n.batches[r.batch]).add(r, now);
             const auto at = key.rfind('@');
-            n.domains[std::string(at == std::string_view::npos ? std::string_view() : key.substr(at + 1))].add(r);
+            n.domains[std::string(at == std::string_view::npos ? std::string_view() : key.substr(at + 1))].add(r, now);
             if (r.pending_due(now)) ++n.pending_due;
             else if (r.pending_state && (!n.next_change || r.pending_at < *n.next_change)) n.next_change = r.pending_at;
             if (r.owner == Owner::directory) ++n.owned;

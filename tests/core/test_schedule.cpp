@@ -97,9 +97,12 @@ TEST_CASE("a scheduled batch flips at its second, for route() and every reader")
 
 TEST_CASE("batch set now replaces a schedule; cancel drops it; unknown batches are refused") {
     ScheduledMap m;
-    tool::batch_set(m.config, "wave1", "migrated", in_an_hour(), false, m.out);
-    // A rollback now must not be undone by the older schedule.
-    tool::batch_set(m.config, "wave1", "source", std::nullopt, false, m.out);
+    const std::string first = in_an_hour();
+    tool::batch_set(m.config, "wave1", "migrated", first, false, m.out);
+    // A rollback now must not be undone by the older schedule; it says what it replaced.
+    std::ostringstream rollback;
+    tool::batch_set(m.config, "wave1", "source", std::nullopt, false, rollback);
+    CHECK(rollback.str().find("replaced 2 pending change to migrated at " + first) != std::string::npos);
     CHECK_FALSE(m.user("ann@contoso.com")->pending_state);
     CHECK(m.user("ann@contoso.com")->state == State::source);
 
@@ -108,7 +111,7 @@ TEST_CASE("batch set now replaces a schedule; cancel drops it; unknown batches a
     tool::batch_list(m.config, list);
     CHECK(list.str().find("wave1: 2 users (source 2, migrated 0, dual 0)") != std::string::npos);
     CHECK(list.str().find("pending: 2 users -> dual at") != std::string::npos);
-    CHECK(list.str().find("wave2: 1 users (source 1, migrated 0, dual 0)") != std::string::npos);
+    CHECK(list.str().find("wave2: 1 user (source 1, migrated 0, dual 0)") != std::string::npos);
 
     // --dry-run changes nothing.
     std::ostringstream dry;
@@ -133,6 +136,18 @@ TEST_CASE("batch set now replaces a schedule; cancel drops it; unknown batches a
                     tool::DataError);
 }
 
+TEST_CASE("imported schedules must lie ahead; long addresses are refused before LMDB sees them") {
+    ScheduledMap m;
+    test::TempDir d;
+    const std::string past = d.write("past.csv", "address,state,pending_state,pending_at\n"
+                                                 "ann@contoso.com,source,migrated,2020-01-01T00:00:00Z\n");
+    CHECK_THROWS_AS(tool::import_csv(m.config, past, std::nullopt, false, m.out), tool::DataError);
+    CHECK_FALSE(m.user("ann@contoso.com")->pending_state);
+    const std::string long_local(400, 'a');
+    CHECK_THROWS_WITH(tool::set(m.config, long_local + "@contoso.com", "migrated", std::nullopt, std::nullopt, m.out),
+                      Catch::Contains("longer than an address can be"));
+}
+
 TEST_CASE("unknown_recipient = new_system sends unknown users to the routing domain") {
     test::TempDir dir;
     std::string text = test::standard_config_text(dir.file("map"));
@@ -146,6 +161,8 @@ TEST_CASE("unknown_recipient = new_system sends unknown users to the routing dom
     CHECK(d.action == Action::rewrite);
     CHECK(d.address == "zed+tag@o365.contoso.com");
     CHECK(route(config, reader, "ann@contoso.com").action == Action::relay);  // known users keep their state
+    // A local part that needs quotes is quoted once, as Postfix's external form has it.
+    CHECK(route(config, reader, "\"john doe\"@contoso.com").address == "\"john doe\"@o365.contoso.com");
     // fabrikam.com's own `unknown_recipient = reject` still wins there (tempfail: nobody of it in the map).
     CHECK(route(config, reader, "x@fabrikam.com").action == Action::tempfail);
 }
@@ -174,6 +191,11 @@ TEST_CASE("transport mode keeps the recipient and answers the next hop; rewrite 
     CHECK(dan.address == "dan@o365.contoso.com");
     CHECK(route(config, reader, "bob@contoso.com").action == Action::relay);
     CHECK(route(config, reader, "erin@fabrikam.com").action == Action::rewrite);  // the other domain rewrites
+    // An explicit target names another address on the new system: only a rewrite reaches it.
+    tool::set(config, "hal@contoso.com", "migrated", std::string("hal.x@contoso.onmicrosoft.com"), std::nullopt, out);
+    const auto hal = route(config, reader, "hal@contoso.com");
+    CHECK(hal.action == Action::rewrite);
+    CHECK(hal.address == "hal.x@contoso.onmicrosoft.com");
     const auto e = explain_route(config, reader, "ann@contoso.com", now());
     CHECK(e.steps.front().find("mode transport") != std::string::npos);
 }
@@ -185,7 +207,8 @@ TEST_CASE("transport mode needs a next hop, and a next hop needs transport mode"
     CHECK_THROWS_WITH(parse_config(base + "new_system_nexthop = smtp:[x]\n", "t.ini"),
                       Catch::Contains("only used with mode = transport"));
     CHECK_THROWS_WITH(parse_config(base + "mode = route\n", "t.ini"), Catch::Contains("rewrite or transport"));
-    for (const char* bad : {"[x]", ":[x]", "smtp:[x] y", "sm tp:[x]"}) {
+    for (const char* bad : {"[x]", ":[x]", "smtp:[x] y", "sm tp:[x]", "mx.example.com:25", "smtp:", "discard:x",
+                            "error:5.1.1 no"}) {
         CAPTURE(bad);
         CHECK_THROWS_AS(parse_config(base + "mode = transport\nnew_system_nexthop = " + bad + "\n", "t.ini"),
                         ConfigError);

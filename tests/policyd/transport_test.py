@@ -108,7 +108,7 @@ class TransportAgreementTest(unittest.TestCase):
         # Not vacuous, and per domain: contoso migrated users route, northwind's still rewrite.
         self.assertEqual(by_key["ann@contoso.com"], "transport")
         self.assertEqual(by_key["Ann+News@contoso.net"], "transport")
-        self.assertEqual(by_key["carol@contoso.com"], "transport")
+        self.assertEqual(by_key["carol@contoso.com"], "rewrite")  # an explicit target: only a rewrite reaches it
         self.assertEqual(by_key["dan@contoso.com"], "dual")
         self.assertEqual(by_key["bob@contoso.com"], "relay")
         self.assertEqual(by_key["nina@northwind.com"], "rewrite")

@@ -4,6 +4,8 @@
 // other (mary-ann), as in Postfix's tables.
 #pragma once
 
+#include <cstddef>
+
 #include <string>
 #include <string_view>
 #include <variant>
@@ -11,6 +13,10 @@
 #include "coexist/config.hpp"
 
 namespace coexist {
+
+// The longest key the map stores: RFC 5321's 256-octet path less its angle brackets, with room
+// for the quotes a canonical local part may need.
+inline constexpr std::size_t kMaxUserKeyBytes = 320;
 
 // `internal_local` is Postfix's internal (unquoted) form, as parse_address() gives it.
 std::string make_user_key(std::string_view internal_local, const DomainConfig& domain);

@@ -78,7 +78,8 @@ DELIVERIES = [
 TRANSPORT_DELIVERIES = [
     ("ann@contoso.com", {"newsys": ["ann@contoso.com"]}),                         # migrated
     ("bob@contoso.com", {"google": ["bob@contoso.com"]}),                         # source
-    ("carol@contoso.com", {"newsys": ["carol@contoso.com"]}),                     # explicit target
+    # An explicit target names another address: only a rewrite reaches it, in either mode.
+    ("carol@contoso.com", {"newsys": ["carol@contoso.onmicrosoft.com"]}),         # explicit target
     ("dave@contoso.com", {"google": ["dave@contoso.com"],
                           "newsys": ["dave@o365.contoso.com"]}),                  # dual
     ("annie@contoso.com", {"newsys": ["annie@contoso.com"]}),                     # alias

@@ -50,6 +50,7 @@ std::vector<ScriptUser> select_users(const Config& c, const std::optional<std::s
     MapStore store(c.map_path, c.map_size, MapStore::Mode::read_only);
     std::vector<ScriptUser> users;
     bool batch_seen = false;
+    std::size_t skipped_source = 0;
     store.read([&](MapTxn& t) {
         t.for_each_user([&](std::string_view key, const UserRecord& r) {
             if (batch && r.batch != *batch) return true;
@@ -58,6 +59,13 @@ std::vector<ScriptUser> select_users(const Config& c, const std::optional<std::s
             // scripts are prepared before the instant, and run at it.
             const State effective = r.pending_state.value_or(r.effective_state());
             if (state && effective != *state) return true;
+            // Without --state, the users on (or going back to) the source are left out: their
+            // undo switches Gmail forwarding off, which would also end a forward a user set up
+            // herself. A rollback asks for it by name (--state source).
+            if (!state && effective == State::source) {
+                ++skipped_source;
+                return true;
+            }
             users.push_back({std::string(key), effective, r.pending_state ? r.pending_at : 0,
                              routing_address(c, key, r), !r.target.empty()});
             return true;
@@ -68,6 +76,9 @@ std::vector<ScriptUser> select_users(const Config& c, const std::optional<std::s
     if (users.empty()) {
         const std::string of_batch = batch ? fmt::format(" of batch '{}'", printable(*batch)) : std::string();
         if (state) throw DataError(fmt::format("no user{} is in state {}", of_batch, to_string(*state)));
+        if (skipped_source)
+            throw DataError(fmt::format("every user{} is on source: '--state source' prints the undo (a rollback)",
+                                        of_batch));
         throw DataError("the map has no users");
     }
     return users;
@@ -80,9 +91,16 @@ void write_header(std::ostream& out, std::string_view title, const std::optional
     out << fmt::format("# {}\n", title);
     out << fmt::format("# batch: {}; state: {}; users: {} (migrated {}, dual {}, source {}); generated: {}\n",
                        batch ? printable(*batch) : std::string("(all)"),
-                       state ? std::string(to_string(*state)) : std::string("(all)"), users.size(),
+                       state ? std::string(to_string(*state)) : std::string("migrated and dual"), users.size(),
                        by_state[State::migrated], by_state[State::dual], by_state[State::source],
                        utc_timestamp(generated_at()));
+    std::map<std::int64_t, std::size_t> scheduled;
+    for (const auto& u : users)
+        if (u.scheduled_at) ++scheduled[u.scheduled_at];
+    for (const auto& [at, n] : scheduled)
+        out << fmt::format("# SCHEDULED: {} of these users change at {}: run this script at that time, not before\n"
+                           "# (Gmail forwards at once; the relays route them to the new system only from then on).\n",
+                           n, utc_timestamp(at));
 }
 
 // The comment line before a user's commands. Addresses in comments go through printable(): a

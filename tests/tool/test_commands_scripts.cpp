@@ -109,7 +109,12 @@ TEST_CASE("commands: selection errors are data errors naming what") {
     CHECK_THROWS_WITH(m.run(ScriptSystem::gam, "wave1", "dual"), Catch::Contains("no user of batch 'wave1' is in state dual"));
     CHECK_THROWS_WITH(m.run(ScriptSystem::gam, "wave1", "gone"), Catch::Contains("unknown state 'gone'"));
     // Without --batch: every user of the map.
-    CHECK_THAT(m.run(ScriptSystem::gam, std::nullopt), Catch::Contains("# batch: (all); state: (all); users: 1"));
+    CHECK_THAT(m.run(ScriptSystem::gam, std::nullopt),
+               Catch::Contains("# batch: (all); state: migrated and dual; users: 1"));
+    // A batch all on source (rolled back) is scripted only when asked for by name.
+    m.put("bob@contoso.com", record(State::source, "", "wave2"));
+    CHECK_THROWS_WITH(m.run(ScriptSystem::gam, "wave2"), Catch::Contains("'--state source' prints the undo"));
+    CHECK_THAT(m.run(ScriptSystem::gam, "wave2", "source"), Catch::Contains("forward off"));
 }
 
 TEST_CASE("commands: the header's time is SOURCE_DATE_EPOCH when set, so output can be compared") {

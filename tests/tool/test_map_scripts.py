@@ -115,7 +115,9 @@ class ScriptsTest(unittest.TestCase):
         os.chmod(fake, 0o755)
         script = os.path.join(self.dir, "wave1.sh")
         with open(script, "w", encoding="utf-8") as f:
+            # The batch's cut-over, then the undo of its users on source (asked for by name).
             f.write(self.script("gam", "--batch", "wave1"))
+            f.write(self.script("gam", "--batch", "wave1", "--state", "source"))
         if os.path.exists(record):
             os.unlink(record)
         env = dict(os.environ, PATH=bindir + ":" + os.environ["PATH"], GAM_RECORD=record, HOME="/nonexistent")
@@ -134,13 +136,21 @@ class ScriptsTest(unittest.TestCase):
         self.assertEqual(len(calls), 16)  # 8 users scripted, two commands each
 
     def test_powershell_reads_every_exo_argument_back_exactly(self):
-        lines = [l for l in self.script("exo", "--batch", "wave1").splitlines() if l.startswith("Set-Mailbox")]
+        both = self.script("exo", "--batch", "wave1") + self.script("exo", "--batch", "wave1", "--state", "source")
+        lines = [l for l in both.splitlines() if l.startswith("Set-Mailbox")]
         parsed = [powershell_single_quoted(l) for l in lines]
         self.assertIn([HOSTILE, "smtp:o'brien$home`id`|x&y@o365.contoso.com"], parsed)
         self.assertIn([TYPOGRAPHIC, "smtp:o\u2019neil@o365.contoso.com"], parsed)
         self.assertIn(['"john doe"@contoso.com', 'smtp:"john doe"@o365.contoso.com'], parsed)
         self.assertIn(['"a,b"@contoso.com', 'smtp:"a,b"@o365.contoso.com'], parsed)
         self.assertEqual(len(lines), 9)  # dan's explicit target is left in place
+
+    def test_users_on_source_only_by_name(self):
+        # Their undo switches Gmail forwarding off: never part of a cut-over script by default.
+        gam = self.script("gam", "--batch", "wave1")
+        self.assertIn("state: migrated and dual; users: 7 (migrated 6, dual 1, source 0)", gam)
+        self.assertNotIn("forward off", gam)
+        self.assertNotIn("carol@contoso.com", gam)
 
     def test_state_selects_the_undo(self):
         gam = self.script("gam", "--batch", "wave1", "--state", "source")

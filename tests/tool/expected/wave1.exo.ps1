@@ -1,13 +1,10 @@
 # coexist-map commands exo: the Exchange Online side of coexist's routing (PowerShell)
-# batch: wave1; state: (all); users: 10 (migrated 6, dual 1, source 3); generated: 2027-01-15T08:00:00Z
+# batch: wave1; state: migrated and dual; users: 7 (migrated 6, dual 1, source 0); generated: 2027-01-15T08:00:00Z
 # Run in Exchange Online PowerShell (after Connect-ExchangeOnline). migrated and dual: the
 # mailbox gets the routing address as a secondary (smtp:) proxy address, so mail Google
 # forwards there is delivered to it; the user needs its mailbox (a license) first. source: the
 # routing address is removed again. Each line stands alone: one that fails does not stop the
 # others. Review, then run.
-
-# "a,b"@contoso.com: source
-Set-Mailbox -Identity '"a,b"@contoso.com' -EmailAddresses @{Remove='smtp:"a,b"@o365.contoso.com'}
 
 # "john doe"@contoso.com: migrated
 Set-Mailbox -Identity '"john doe"@contoso.com' -EmailAddresses @{Add='smtp:"john doe"@o365.contoso.com'}
@@ -17,11 +14,6 @@ Set-Mailbox -Identity 'ann@contoso.com' -EmailAddresses @{Add='smtp:ann@o365.con
 
 # bob@contoso.com: dual
 Set-Mailbox -Identity 'bob@contoso.com' -EmailAddresses @{Add='smtp:bob@o365.contoso.com'}
-
-# carol@contoso.com: source
-Set-Mailbox -Identity 'carol@contoso.com' -EmailAddresses @{Remove='smtp:carol@o365.contoso.com'}
-
-# dan@contoso.com: source: dan@contoso.onmicrosoft.com is an explicit target, left in place
 
 # jsmith@contoso.com: migrated
 Set-Mailbox -Identity 'jsmith@contoso.com' -EmailAddresses @{Add='smtp:j.smith@contoso.onmicrosoft.com'}

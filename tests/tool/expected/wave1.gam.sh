@@ -1,12 +1,10 @@
 #!/bin/sh
 # coexist-map commands gam: the Google Workspace side of coexist's routing (GAM7 or GAMADV-XTD3)
-# batch: wave1; state: (all); users: 10 (migrated 6, dual 1, source 3); generated: 2027-01-15T08:00:00Z
+# batch: wave1; state: migrated and dual; users: 7 (migrated 6, dual 1, source 0); generated: 2027-01-15T08:00:00Z
 # migrated: Gmail forwards to the routing address and archives its own copy (kept, out of the
 # inbox). dual: Gmail forwards and keeps its copy in the inbox. source: the forward is switched
 # off and the forwarding address removed. Each command stands alone: one that fails (a user
 # already done) does not stop the others. Review, then run with sh.
-
-# "a,b"@contoso.com: source: SKIPPED, a quoted local part ("a,b"@o365.contoso.com) is no Google address
 
 # "john doe"@contoso.com: migrated: SKIPPED, a quoted local part ("john doe"@o365.contoso.com) is no Google address
 
@@ -17,14 +15,6 @@ gam user 'ann@contoso.com' forward on archive 'ann@o365.contoso.com'
 # bob@contoso.com: dual
 gam user 'bob@contoso.com' add forwardingaddress 'bob@o365.contoso.com'
 gam user 'bob@contoso.com' forward on keep 'bob@o365.contoso.com'
-
-# carol@contoso.com: source
-gam user 'carol@contoso.com' forward off
-gam user 'carol@contoso.com' delete forwardingaddress 'carol@o365.contoso.com'
-
-# dan@contoso.com: source
-gam user 'dan@contoso.com' forward off
-gam user 'dan@contoso.com' delete forwardingaddress 'dan@contoso.onmicrosoft.com'
 
 # jsmith@contoso.com: migrated
 gam user 'jsmith@contoso.com' add forwardingaddress 'j.smith@contoso.onmicrosoft.com'

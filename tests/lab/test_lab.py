@@ -51,7 +51,7 @@ class LabTest(unittest.TestCase):
                 pids.append(int(f.read().strip()))
         return pids
 
-    def up_and_down(self):
+    def up_and_down(self, replay_again=True):
         r = self.lab("up")
         print(r.stdout)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -76,8 +76,9 @@ class LabTest(unittest.TestCase):
         self.assertEqual(len(pids), 8, pids)  # milter, policyd, internet sink, slapd, sync, 3 masters
         self.assertTrue(all(alive(p) for p in pids), pids)
 
-        r = self.lab("run")  # a replay on the running lab passes again
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        if replay_again:
+            r = self.lab("run")  # a replay on the running lab passes again
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
         r = self.lab("down")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -86,7 +87,7 @@ class LabTest(unittest.TestCase):
 
     def test_up_down_twice(self):
         self.up_and_down()
-        self.up_and_down()
+        self.up_and_down(replay_again=False)  # the second up replays once; a third replay adds nothing
 
 
 if __name__ == "__main__":

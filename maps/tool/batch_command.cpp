@@ -16,7 +16,7 @@ namespace coexist::tool {
 std::int64_t scheduled_time_or_throw(const std::string& at, std::int64_t now) {
     const auto when = parse_iso8601(at);
     if (!when)
-        throw DataError(fmt::format("--at '{}' is not an ISO 8601 time with an offset (e.g. 2026-12-05T22:00:00Z "
+        throw DataError(fmt::format("--at '{}' is not a valid ISO 8601 date and time with an offset (e.g. 2026-12-05T22:00:00Z "
                                     "or 2026-12-05T23:00:00+01:00; without an offset each relay would read it "
                                     "in its own time zone)", at));
     if (*when <= now)

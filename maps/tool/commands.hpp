@@ -106,6 +106,7 @@ struct ImportOptions {
     bool prune = false;                // remove the admin-owned users not in the file
     std::optional<std::string> state;  // for rows without one (default migrated): a batch
                                        // imported as source, to be scheduled with batch set --at
+    bool force = false;                // prune even more than half of the users in scope
 };
 // `out`: the diff (dry run) or the removals, then a summary line; `err`: the warning naming
 // ignored columns. Bad rows: DataError listing every one (up to 100), the map unchanged.

@@ -253,7 +253,7 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
     const std::string text = decode_file(file, read_file(file));
     ImportErrors errors(file);
     const ImportFile parsed = parse_rows(c, file, text, options.batch, default_state, errors, err);
-    const PruneScope prune{options.prune, options.prune ? options.batch : std::nullopt};
+    const PruneScope prune{options.prune, options.prune ? options.batch : std::nullopt, options.force};
     if (prune.enabled && parsed.rows.empty() && errors.empty())
         throw DataError(fmt::format("{}: no rows: --prune would remove every user{}; 'coexist-map remove' removes "
                                     "users one by one", file, prune.batch ? " of batch " + *prune.batch : ""));
@@ -286,7 +286,7 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
 
 int import_csv(const Config& c, const std::string& file, const std::optional<std::string>& batch, bool dry_run,
                std::ostream& out) {
-    return import_csv(c, file, ImportOptions{batch, dry_run, false, std::nullopt}, out, std::cerr);
+    return import_csv(c, file, ImportOptions{batch, dry_run, false, std::nullopt, false}, out, std::cerr);
 }
 
 }  // namespace coexist::tool

@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "coexist/utc_time.hpp"
+#include "commands.hpp"
 
 namespace coexist::tool {
 
@@ -74,12 +75,21 @@ ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prun
     std::unordered_set<std::string> pruned;
     if (prune.enabled) {
         // Never a directory-owned user (design 13.1): the directory decides whether it exists.
+        std::size_t in_scope = 0;
         t.for_each_user([&](std::string_view key, const UserRecord& r) {
-            if (r.owner == Owner::admin && !in_file.count(key) &&
-                (!prune.batch || r.batch == *prune.batch))
-                plan.prune.emplace_back(key);
+            if (r.owner != Owner::admin || (prune.batch && r.batch != *prune.batch)) return true;
+            ++in_scope;
+            if (!in_file.count(key)) plan.prune.emplace_back(key);
             return true;
         });
+        if (!prune.force && plan.prune.size() > kPruneSafeCount && plan.prune.size() * 2 > in_scope) {
+            const std::string why = fmt::format(
+                "--prune would remove {} of the {} users set by hand{}: more than half. Check the file (and "
+                "--batch); --dry-run lists them; --force removes them", plan.prune.size(), in_scope,
+                prune.batch ? " in batch " + *prune.batch : std::string());
+            if (!full_diff) throw DataError(file.name + ": " + why);
+            plan.changes.push_back({"refused without --force: " + why, false});
+        }
         pruned.insert(plan.prune.begin(), plan.prune.end());
     }
     // A user whose aliases this import takes away anyway: restated by the file's aliases

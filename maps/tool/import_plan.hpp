@@ -43,7 +43,12 @@ struct ImportFile {
 struct PruneScope {
     bool enabled = false;
     std::optional<std::string> batch;
+    // Without it, a prune that would remove more than half of the admin-owned users in scope
+    // (and more than kPruneSafeCount) is refused: a one-row file given --prune by mistake must not
+    // send most users back to the source, as sync's max_removals guards the directory's.
+    bool force = false;
 };
+inline constexpr std::size_t kPruneSafeCount = 10;
 
 struct ImportCounts {
     std::size_t added = 0, changed = 0, unchanged = 0, removed = 0;

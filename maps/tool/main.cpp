@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
     import_cmd->add_flag("--dry-run", dry_run, "validate and print every change as a diff; write nothing");
     bool prune = false;
     import_cmd->add_flag("--prune", prune, "remove the users set by hand that are not in the file");
+    import_cmd->add_flag("--force", force, "with --prune: remove even more than half of the users in scope");
     std::optional<std::string> import_state;
     import_cmd->add_option("--state", import_state, "state for rows without one (default migrated)");
     auto* set_cmd = app.add_subcommand("set", "add a user or change its state");
@@ -115,7 +116,7 @@ int main(int argc, char** argv) {
     try {
         const Config config = load_config(config_path);
         if (*init_cmd) return init(config, out);
-        if (*import_cmd) return import_csv(config, file, ImportOptions{batch, dry_run, prune, import_state}, out, std::cerr);
+        if (*import_cmd) return import_csv(config, file, ImportOptions{batch, dry_run, prune, import_state, force}, out, std::cerr);
         if (*set_cmd) return set(config, address, set_state, target, batch, clear_override, at, out);
         if (*remove_cmd) return remove(config, address, out);
         if (*alias_cmd) return alias(config, address, address2, out);

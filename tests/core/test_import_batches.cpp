@@ -5,6 +5,7 @@
 // directory-owned users; --dry-run showing every change, alias removals included.
 // The sample files are in tests/core/data/import/.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <sstream>
 #include <string>
@@ -317,6 +318,26 @@ TEST_CASE("a row for a directory-owned user is still refused, and reported with 
     CHECK_THAT(r.error, Catch::Contains("in.csv:4: 'bad@example.org' is not in a managed domain"));
     CHECK_THAT(r.error, Catch::EndsWith("2 bad rows, nothing imported"));
     CHECK_FALSE(Catch::Contains("new@contoso.com").match(m.export_text()));
+}
+
+TEST_CASE("--prune of more than half of the users in scope needs --force") {
+    BatchMap m;
+    std::string all = "address,state\n";
+    for (int i = 0; i < 13; ++i) all += fmt::format("u{}@contoso.com,migrated\n", i);
+    REQUIRE(m.import_text(all).error.empty());
+    const std::string before = m.export_text();
+    // A one-row file given --prune by mistake: 12 of 13 would go back to the source.
+    const auto refused = m.import_text("address\nu0@contoso.com\n", opts(std::nullopt, false, true));
+    CHECK_THAT(refused.error, Catch::Contains("--prune would remove 12 of the 13 users set by hand: more than half"));
+    CHECK(m.export_text() == before);
+    // The dry run lists them and says so; --force does it.
+    const auto dry = m.import_text("address\nu0@contoso.com\n", opts(std::nullopt, true, true));
+    CHECK(dry.error.empty());
+    CHECK_THAT(dry.out, Catch::Contains("refused without --force"));
+    auto forced = opts(std::nullopt, false, true);
+    forced.force = true;
+    CHECK(m.import_text("address\nu0@contoso.com\n", forced).error.empty());
+    CHECK(m.export_text() == "address,state,target,batch,aliases\nu0@contoso.com,migrated,,,\n");
 }
 
 TEST_CASE("the coexist-map binary on the sample files: warnings, every bad row, --prune, exit statuses") {

@@ -41,7 +41,8 @@ std::string routing_address(const Config& config, const DomainConfig& domain,
     return quote_local_part(local) + "@" + (record.target.empty() ? domain.routing_domain : base->domain);
 }
 
-// The steps behind a decision, for --explain; a null Trace costs nothing on the daemons' path.
+// The steps behind a decision, for --explain. A step whose arguments build strings is guarded by
+// `if (trace)` at its call: the daemons' path (a null Trace) must not pay for them.
 class Trace {
 public:
     explicit Trace(std::vector<std::string>* steps) : steps_(steps) {}
@@ -64,15 +65,17 @@ UserLookup find_user(const Config& config, MapReader& map, const Address& addres
                      const DomainConfig& domain, std::string_view& extension, Trace& trace) {
     const std::string key = canonical_key(address.local, domain.name);
     UserLookup found = map.find(key);
-    trace.step("lookup {}: {}", key, found.record ? (found.via_alias ? "alias of " + found.primary : "user")
-                                                   : std::string("not found"));
+    if (trace)
+        trace.step("lookup {}: {}", key, found.record ? (found.via_alias ? "alias of " + found.primary : "user")
+                                                       : std::string("not found"));
     if (found.record) return found;
     const auto split = strip_extension(address.local, config.recipient_delimiter);
     if (!split) return found;
     const std::string base_key = canonical_key(split->base, domain.name);
     UserLookup base = map.find(base_key);
-    trace.step("lookup {} (extension {} cut at the recipient_delimiter): {}", base_key, split->extension,
-               base.record ? (base.via_alias ? "alias of " + base.primary : "user") : std::string("not found"));
+    if (trace)
+        trace.step("lookup {} (extension {} cut at the recipient_delimiter): {}", base_key, split->extension,
+                   base.record ? (base.via_alias ? "alias of " + base.primary : "user") : std::string("not found"));
     if (!base.record) return found;
     extension = split->extension;
     return base;
@@ -81,8 +84,9 @@ UserLookup find_user(const Config& config, MapReader& map, const Address& addres
 RoutingDecision unknown_user(const Config& config, MapReader& map, const Address& address,
                              const DomainConfig& domain, std::int64_t now, Trace& trace) {
     const UnknownRecipient policy = config.unknown_policy(domain);
-    trace.step("unknown user: unknown_recipient = {}{}", to_string(policy),
-               domain.unknown_recipient ? " ([domain " + domain.name + "])" : std::string(" ([routing])"));
+    if (trace)
+        trace.step("unknown user: unknown_recipient = {}{}", to_string(policy),
+                   domain.unknown_recipient ? " ([domain " + domain.name + "])" : std::string(" ([routing])"));
     if (policy == UnknownRecipient::relay) return {Action::relay, {}, "unknown user"};
     if (policy == UnknownRecipient::new_system) {
         if (domain.mode == DomainMode::transport)
@@ -126,12 +130,13 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
         trace.step("domain {}: not a managed domain", address->domain);
         return {Action::foreign, {}, {}};
     }
-    trace.step("domain {}: managed{}, routing domain {}{}", address->domain,
-               address->domain == domain->name ? std::string() : " (an alias of " + domain->name + ")",
-               domain->routing_domain,
-               domain->mode == DomainMode::transport
-                   ? ", mode transport: migrated users keep their address, next hop " + domain->new_system_nexthop
-                   : std::string());
+    if (trace)
+        trace.step("domain {}: managed{}, routing domain {}{}", address->domain,
+                   address->domain == domain->name ? std::string() : " (an alias of " + domain->name + ")",
+                   domain->routing_domain,
+                   domain->mode == DomainMode::transport
+                       ? ", mode transport: migrated users keep their address, next hop " + domain->new_system_nexthop
+                       : std::string());
 
     std::string_view extension;
     const UserLookup found = find_user(config, map, *address, *domain, extension, trace);

@@ -56,7 +56,7 @@ int history(const Config& c, const HistoryQuery& q, std::ostream& out) {
     if (q.since) {
         since = parse_iso8601(*q.since);
         if (!since)
-            throw UsageError(fmt::format("--since '{}' is not a time with its offset (YYYY-MM-DDTHH:MM[:SS]Z or +HH:MM)",
+            throw DataError(fmt::format("--since '{}' is not a time with its offset (YYYY-MM-DDTHH:MM[:SS]Z or +HH:MM)",
                                          *q.since));
     }
     if (q.format != "text" && q.format != "csv")

@@ -68,6 +68,12 @@ int main(int argc, char** argv) {
     if ((rc = mdb_txn_begin(env.env, nullptr, MDB_RDONLY, &txn.txn))) die("mdb_txn_begin", rc);
     MDB_dbi users_db{};
     if ((rc = mdb_dbi_open(txn.txn, "users", 0, &users_db))) die("mdb_dbi_open users", rc);
+    // A handle opened in a transaction is that transaction's until it commits: a reset would
+    // discard it.
+    rc = mdb_txn_commit(txn.txn);
+    txn.txn = nullptr;
+    if (rc) die("mdb_txn_commit", rc);
+    if ((rc = mdb_txn_begin(env.env, nullptr, MDB_RDONLY, &txn.txn))) die("mdb_txn_begin", rc);
 
     char key[64];
     std::uint64_t value_bytes = 0;  // used, so the reads cannot be optimised away

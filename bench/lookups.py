@@ -114,7 +114,7 @@ def load_average():
         return f.read().split()[0]
 
 
-def markdown(args, command, results, mdb, import_seconds, started, load_start, elapsed, pinned):
+def markdown(args, command, results, mdb, import_seconds, load_start, elapsed, pinned):
     today = datetime.date.today().isoformat()
     lines = [
         "## Lookup servers without Postfix (`bench/lookups.py`)",
@@ -228,7 +228,7 @@ def main():
         if not policyd.alive():
             raise RuntimeError("coexist-policyd exited during the run")
         elapsed = time.monotonic() - started
-        text = markdown(args, command, results, mdb, import_seconds, started, load_start, elapsed,
+        text = markdown(args, command, results, mdb, import_seconds, load_start, elapsed,
                         bool(server_pin))
     print(text)
     if args.markdown:

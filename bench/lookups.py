@@ -167,6 +167,13 @@ def markdown(args, command, results, mdb, import_seconds, load_start, elapsed, p
         + (" (it may be the bottleneck there)." if client_cpu > 0.9 else ", so it is not the bottleneck."),
         "",
     ]
+    if not os.path.exists("/dev/log"):
+        # Seen with strace -c: socket(), a failed connect() and close() per request, on top of the
+        # write to --stderr. A production host has a syslog socket: one send per line instead.
+        lines[-1:-1] = [
+            "No /dev/log on this machine: coexist-policyd's syslog() tries to reconnect for every "
+            "decision it logs (three failed system calls per request that a host with a syslog "
+            "daemon does not pay), beside the log line written to its `--stderr` file."]
     return "\n".join(lines)
 
 

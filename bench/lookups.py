@@ -124,7 +124,7 @@ def markdown(args, command, results, mdb, import_seconds, load_start, elapsed, p
         "",
         f"{args.users:,} users in a map made by `coexist-map import` ({import_seconds:.1f} s), every tenth "
         "migrated. `coexist-policyd` (socketmap and policy listeners on loopback TCP, `user = nobody`, "
-        "each decision logged with `--stderr` to a file) against `bench_null_lookup_server` (the same "
+        "logging to syslog as in production, facility mail) against `bench_null_lookup_server` (the same "
         "protocols and byte-for-byte the same answers, from the key alone: the floor). "
         f"`bench_load_client`: C connections with one request in flight each, {args.requests:,} "
         "requests per run striding over every user, every answer checked; a `virtual` socketmap query "
@@ -168,12 +168,12 @@ def markdown(args, command, results, mdb, import_seconds, load_start, elapsed, p
         "",
     ]
     if not os.path.exists("/dev/log"):
-        # Seen with strace -c: socket(), a failed connect() and close() per request, on top of the
-        # write to --stderr. A production host has a syslog socket: one send per line instead.
+        # Seen with strace -c: socket(), a failed connect() and close() per logged decision. A
+        # production host has a syslog socket: one send per line instead (bench/run provides one).
         lines[-1:-1] = [
             "No /dev/log on this machine: coexist-policyd's syslog() tries to reconnect for every "
             "decision it logs (three failed system calls per request that a host with a syslog "
-            "daemon does not pay), beside the log line written to its `--stderr` file."]
+            "daemon does not pay); `bench/run` provides a /dev/log sink for this reason."]
     return "\n".join(lines)
 
 
@@ -201,7 +201,7 @@ def main():
         import_seconds = build_map(lab, args.build, ini, args.users)
         print(f"map: {args.users} users imported in {import_seconds:.1f} s", file=sys.stderr)
         policyd = lab.spawn("policyd", server_pin + [os.path.join(args.build, "policyd", "coexist-policyd"),
-                                                     "-c", ini, "--stderr"])
+                                                     "-c", ini])
         lab.spawn("null", server_pin + [os.path.join(args.build, "bench", "bench_null_lookup_server"),
                                         "--socketmap", f"inet:127.0.0.1:{ports['null_socketmap']}",
                                         "--policy", f"inet:127.0.0.1:{ports['null_policy']}"])

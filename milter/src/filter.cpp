@@ -8,7 +8,9 @@
 
 #include "coexist/log.hpp"
 #include "coexist/route.hpp"
+#include "coexist/socket_spec.hpp"
 #include "message_plan.hpp"
+#include "negotiation.hpp"
 #include "replies.hpp"
 #include "trace_header.hpp"
 
@@ -17,6 +19,9 @@ namespace coexist::milter {
 namespace {
 
 const FilterEnvironment* g_env = nullptr;
+// Whether DATA keeps its reply: on a TCP socket it must (see on_data); set by
+// install_environment from the configured socket.
+bool g_reply_to_data = true;
 
 // ESMTP parameters we look at per RCPT; Postfix forwards only what it accepted anyway.
 constexpr int kMaxRcptParams = 16;
@@ -25,7 +30,12 @@ constexpr int kMaxRcptParams = 16;
 // one session on whichever worker thread is free.
 struct Session {
     MessagePlan message;
+    // The stages negotiated without a reply (SMFIP_NR_*) on this connection: their callbacks
+    // must return SMFIS_NOREPLY. 0 when negotiation did not run or asked for none.
+    unsigned long no_reply = 0;
 };
+
+Session* existing_session(SMFICTX* ctx) noexcept { return static_cast<Session*>(smfi_getpriv(ctx)); }
 
 Session& session(SMFICTX* ctx) {
     if (auto* s = static_cast<Session*>(smfi_getpriv(ctx))) return *s;
@@ -34,9 +44,23 @@ Session& session(SMFICTX* ctx) {
     return *owned.release();
 }
 
-std::string queue_id(SMFICTX* ctx) {
+// The queue id as libmilter holds it (valid until the next macros of the session), no copy.
+const char* queue_id(SMFICTX* ctx) noexcept {
     const char* id = smfi_getsymval(ctx, const_cast<char*>("i"));
-    return id && *id ? std::string(id) : std::string("NOQUEUE");
+    return id && *id ? id : "NOQUEUE";
+}
+
+// The answer of a stage whose callback always continues: none at all when it was negotiated
+// without a reply (negotiation.hpp), else "continue".
+sfsistat continue_or_no_reply(const Session* s, unsigned long no_reply_flag) noexcept {
+    return s && (s->no_reply & no_reply_flag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+// A decision worth its own log line: one that changes something (rewrite, dual, transport,
+// reject, tempfail; in shadow mode, would change). relay passes the recipient on unchanged:
+// logged only with [routing] log_lookups = yes.
+bool logged(const RoutingDecision& d) {
+    return g_env->config->log_lookups || (d.action != Action::relay && d.action != Action::foreign);
 }
 
 void set_reply(SMFICTX* ctx, const Reply& r) {
@@ -72,12 +96,38 @@ sfsistat guarded(SMFICTX* ctx, const char* stage, Body&& body) noexcept {
     return SMFIS_TEMPFAIL;
 }
 
-sfsistat on_envfrom(SMFICTX* ctx, char**) {
-    // A new transaction: whatever an earlier message of this session left is gone.
-    return guarded(ctx, "MAIL", [&] {
-        session(ctx).message.clear();
+// Once per connection, before anything else: see negotiation.hpp. The session is created here,
+// where a failure can still fall back to the old protocol, so that the stages without a reply
+// never have to allocate. Nothing is logged: a line per connection would cost what the
+// negotiation saves.
+sfsistat on_negotiate(SMFICTX* ctx, unsigned long offered_actions, unsigned long offered_steps,
+                      unsigned long, unsigned long, unsigned long* actions, unsigned long* steps,
+                      unsigned long*, unsigned long*) noexcept {
+    const ProtocolChoice choice = choose_protocol(offered_actions, offered_steps, *steps, g_reply_to_data);
+    *actions = choice.actions;
+    Session* s = nullptr;
+    try {
+        s = &session(ctx);
+    } catch (...) {
+        // No per-connection memory: every stage answers, as before negotiation existed; the
+        // RCPT callback defers managed recipients if it cannot store them either.
         return SMFIS_CONTINUE;
-    });
+    }
+    if (choice.macro_lists)
+        for (const int stage : kMacroStages)
+            // A failure leaves Postfix's default list for that stage, which holds `i` too.
+            (void)smfi_setsymlist(ctx, stage, const_cast<char*>(kMacroList));
+    s->no_reply = choice.no_reply();
+    *steps = choice.steps;
+    return SMFIS_CONTINUE;
+}
+
+sfsistat on_envfrom(SMFICTX* ctx, char**) noexcept {
+    // A new transaction: whatever an earlier message of this session left is gone. No session
+    // yet means no earlier message; RCPT creates one when it has a recipient to keep.
+    Session* s = existing_session(ctx);
+    if (s) s->message.clear();
+    return continue_or_no_reply(s, SMFIP_NR_MAIL);
 }
 
 RoutingDecision decide(std::string_view as_received) {
@@ -137,11 +187,11 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
     });
 }
 
-sfsistat on_header(SMFICTX* ctx, char* name, char*) {
-    return guarded(ctx, "HEADER", [&] {
-        if (name != nullptr) session(ctx).message.saw_header(name);
-        return SMFIS_CONTINUE;
-    });
+sfsistat on_header(SMFICTX* ctx, char* name, char*) noexcept {
+    // Without a session no recipient was kept, and an unmanaged message needs no count.
+    Session* s = existing_session(ctx);
+    if (s && name != nullptr) s->message.saw_header(name);
+    return continue_or_no_reply(s, SMFIP_NR_HDR);
 }
 
 void apply(SMFICTX* ctx, const EnvelopeEdit& e) {
@@ -155,7 +205,7 @@ void apply(SMFICTX* ctx, const EnvelopeEdit& e) {
 
 sfsistat finish_message(SMFICTX* ctx, MessagePlan& plan) {
     if (!plan.managed()) return SMFIS_CONTINUE;
-    const std::string qid = queue_id(ctx);
+    const char* const qid = queue_id(ctx);
     const unsigned limit = g_env->config->loop_limit;
     // The loop guard holds in shadow mode too: a message that already carries loop_limit trace
     // headers has passed coexist relays that do route (a relay not in shadow mode, the other
@@ -171,7 +221,7 @@ sfsistat finish_message(SMFICTX* ctx, MessagePlan& plan) {
     if (g_env->config->shadow) {
         // What would have happened, one line per recipient; no recipient, no header changed.
         for (const auto& r : plan.recipients())
-            log_info("{}, shadow=yes", decision_log_line(qid, r.as_received, r.decision));
+            if (logged(r.decision)) log_info("{}, shadow=yes", decision_log_line(qid, r.as_received, r.decision));
         return SMFIS_CONTINUE;
     }
     for (const auto& edit : plan.edits()) apply(ctx, edit);
@@ -179,7 +229,8 @@ sfsistat finish_message(SMFICTX* ctx, MessagePlan& plan) {
     if (smfi_addheader(ctx, const_cast<char*>(kTraceHeaderName.data()), const_cast<char*>(trace.c_str())) !=
         MI_SUCCESS)
         throw std::runtime_error("smfi_addheader failed");
-    for (const auto& r : plan.recipients()) log_info("{}", decision_log_line(qid, r.as_received, r.decision));
+    for (const auto& r : plan.recipients())
+        if (logged(r.decision)) log_info("{}", decision_log_line(qid, r.as_received, r.decision));
     return SMFIS_CONTINUE;
 }
 
@@ -197,11 +248,14 @@ sfsistat on_eom(SMFICTX* ctx) {
 // Does nothing, on purpose. Without a DATA callback Postfix still sends the DATA-stage macros,
 // but no command it waits for: nothing is written back, our ACK is delayed (~40 ms) and Nagle
 // holds Postfix's next packet until it comes. Answering DATA puts a reply, and the ACK, on the
-// wire at once: 87 -> over 400 messages/s over inet (bench/relay_throughput.py).
-sfsistat on_data(SMFICTX*) { return SMFIS_CONTINUE; }
+// wire at once: 87 -> over 400 messages/s over inet (bench/relay_throughput.py). The same
+// holds with SMFIP_NR_DATA: smtpd flushes DATA when it hands the connection to cleanup
+// (milter8_send), and cleanup's headers and end of message wait behind it. So DATA is answered
+// over inet and inet6; over a unix socket (no Nagle) it is negotiated without a reply.
+sfsistat on_data(SMFICTX* ctx) noexcept { return continue_or_no_reply(existing_session(ctx), SMFIP_NR_DATA); }
 
-sfsistat on_abort(SMFICTX* ctx) {
-    if (auto* s = static_cast<Session*>(smfi_getpriv(ctx))) s->message.clear();
+sfsistat on_abort(SMFICTX* ctx) noexcept {
+    if (Session* s = existing_session(ctx)) s->message.clear();
     return SMFIS_CONTINUE;
 }
 
@@ -213,7 +267,11 @@ sfsistat on_close(SMFICTX* ctx) {
 
 }  // namespace
 
-void install_environment(const FilterEnvironment* environment) { g_env = environment; }
+void install_environment(const FilterEnvironment* environment) {
+    g_env = environment;
+    const auto spec = environment ? parse_socket_spec(environment->config->milter.socket.spec) : std::nullopt;
+    g_reply_to_data = !(spec && spec->family == SocketSpec::Family::unix_path);
+}
 
 smfiDesc filter_description() {
     smfiDesc d{};
@@ -223,7 +281,9 @@ smfiDesc filter_description() {
     // MAIL only to reset per-message state (two messages in one session), RCPT to decide,
     // DATA only to keep the TCP exchange in lock-step (see on_data), headers to count trace
     // headers, end of message to apply; abort/close to clean up. connect, helo, eoh, body and
-    // unknown stay NULL: libmilter then asks Postfix not to send them (SMFIP_NO*).
+    // unknown stay NULL: libmilter then asks Postfix not to send them (SMFIP_NO*). negotiate
+    // asks for no reply where the answer is always "continue" (negotiation.hpp).
+    d.xxfi_negotiate = on_negotiate;
     d.xxfi_envfrom = on_envfrom;
     d.xxfi_envrcpt = on_envrcpt;
     d.xxfi_data = on_data;

@@ -15,7 +15,7 @@ bool MessagePlan::add(PlannedRecipient recipient) {
     return true;
 }
 
-void MessagePlan::saw_header(std::string_view name) {
+void MessagePlan::saw_header(std::string_view name) noexcept {
     if (is_trace_header(name) && trace_count_ < 1000000) ++trace_count_;
 }
 

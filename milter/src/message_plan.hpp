@@ -34,8 +34,9 @@ public:
 
     // Records an accepted recipient; false (nothing recorded) when the plan is full.
     bool add(PlannedRecipient recipient);
-    // Notes one header of the incoming message (only trace headers are counted).
-    void saw_header(std::string_view name);
+    // Notes one header of the incoming message (only trace headers are counted). Cannot
+    // fail: the header stage has no reply (negotiation.hpp).
+    void saw_header(std::string_view name) noexcept;
 
     // True when a recipient of a managed domain was accepted: such a message gets a trace
     // header, and is checked against loop_limit.

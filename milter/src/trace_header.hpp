@@ -10,7 +10,7 @@ namespace coexist::milter {
 inline constexpr std::string_view kTraceHeaderName = "X-Coexist-Trace";
 
 // Header names compare case-insensitively (RFC 5322).
-bool is_trace_header(std::string_view name);
+bool is_trace_header(std::string_view name) noexcept;
 
 // "HOST; id=QUEUEID; Sun, 22 Nov 2026 22:41:08 +0000": who routed it, which message, when.
 std::string trace_header_value(std::string_view host, std::string_view queue_id, std::time_t when);

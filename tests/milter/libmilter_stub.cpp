@@ -41,4 +41,11 @@ int smfi_addheader(SMFICTX* ctx, char* name, char* value) {
     return MI_SUCCESS;
 }
 
+int smfi_setsymlist(SMFICTX* ctx, int where, char* macros) {
+    // libmilter: once per stage, SMFIM_CONNECT..SMFIM_EOH.
+    if (where < SMFIM_FIRST || where > SMFIM_LAST || macros == nullptr) return MI_FAILURE;
+    if (!ctx->symlists.emplace(where, macros).second) return MI_FAILURE;
+    return MI_SUCCESS;
+}
+
 }  // extern "C"

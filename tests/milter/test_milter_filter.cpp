@@ -82,6 +82,27 @@ struct FilterFixture {
         char* argv[] = {address.data(), param.empty() ? nullptr : param.data(), nullptr};
         return filter.xxfi_envrcpt(&ctx, argv);
     }
+    sfsistat header(Ctx& ctx, std::string name, std::string value = "x") {
+        return filter.xxfi_header(&ctx, name.data(), value.data());
+    }
+    sfsistat data(Ctx& ctx) { return filter.xxfi_data(&ctx); }
+    // What Postfix 3.7 offers (milter_protocol = 6) and what libmilter fills in for coexist's
+    // NULL callbacks; `socket` is the milter's own (the DATA reply depends on it).
+    sfsistat negotiate(Ctx& ctx, const std::string& socket, unsigned long* steps_out = nullptr) {
+        config.milter.socket.spec = socket;
+        milter::install_environment(&env);
+        const unsigned long offered_actions = SMFIF_ADDHDRS | SMFIF_CHGBODY | SMFIF_ADDRCPT | SMFIF_DELRCPT |
+                                              SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_CHGFROM |
+                                              SMFIF_ADDRCPT_PAR | SMFIF_SETSYMLIST;
+        const unsigned long offered_steps = 0x1fffffUL;  // every SMFIP_NO*, SMFIP_NR_*, SKIP, ...
+        unsigned long actions = offered_actions;  // libmilter's start values
+        unsigned long steps = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOEOH | SMFIP_NOBODY | SMFIP_NOUNKNOWN;
+        unsigned long f2 = 0, f3 = 0;
+        const sfsistat r = filter.xxfi_negotiate(&ctx, offered_actions, offered_steps, 0, 0, &actions, &steps, &f2, &f3);
+        CHECK(actions == (SMFIF_ADDHDRS | SMFIF_DELRCPT | SMFIF_ADDRCPT_PAR | SMFIF_SETSYMLIST));
+        if (steps_out) *steps_out = steps;
+        return r;
+    }
     sfsistat eom(Ctx& ctx) {
         ctx.macros["i"] = "4QID1";
         return filter.xxfi_eom(&ctx);
@@ -196,15 +217,16 @@ TEST_CASE("abort and a new MAIL forget the previous message of the session") {
 // reports a heap-use-after-free here (CI runs the unit tests under ASan/UBSan).
 TEST_CASE("an exception inside a callback becomes 451 4.3.0, logged with its message") {
     FilterFixture f;
-    SECTION("MAIL: per-session state cannot be stored") {
+    SECTION("RCPT: per-session state cannot be stored") {
         CapturedLog log;
         Ctx ctx;
         ctx.fail_setpriv = true;
-        CHECK(f.mail(ctx) == SMFIS_TEMPFAIL);
+        CHECK(f.mail(ctx) == SMFIS_CONTINUE);  // MAIL keeps nothing: nothing to fail
+        CHECK(f.rcpt(ctx, "<ann@contoso.com>") == SMFIS_TEMPFAIL);
         REQUIRE(ctx.reply);
         CHECK(ctx.reply->code == "451");
         CHECK(ctx.reply->extended == "4.3.0");
-        CHECK_THAT(log.text(), Catch::Contains("MAIL: internal error, deferring: smfi_setpriv failed"));
+        CHECK_THAT(log.text(), Catch::Contains("RCPT: internal error, deferring: smfi_setpriv failed"));
     }
     SECTION("end of message: adding the routing address fails") {
         CapturedLog log;
@@ -312,5 +334,81 @@ TEST_CASE("shadow mode keeps the loop guard") {
     for (unsigned i = 0; i < f.config.loop_limit; ++i) f.filter.xxfi_header(&ctx, name, value);
     CHECK(f.eom(ctx) == SMFIS_REJECT);
     REQUIRE(ctx.reply);
+    f.close(ctx);
+}
+
+TEST_CASE("negotiated: MAIL, headers (and DATA over a unix socket) get no reply; RCPT and end of message do") {
+    FilterFixture f;
+    const auto [socket, data_reply] = GENERATE(table<std::string, sfsistat>({
+        {"inet:8890@127.0.0.1", SMFIS_CONTINUE},   // answered: Postfix's Nagle (filter.cpp, on_data)
+        {"inet6:8890@::1", SMFIS_CONTINUE},
+        {"unix:/run/coexist/milter.sock", SMFIS_NOREPLY},
+    }));
+    Ctx ctx;
+    unsigned long steps = 0;
+    REQUIRE(f.negotiate(ctx, socket, &steps) == SMFIS_CONTINUE);
+    CHECK((steps & SMFIP_NR_MAIL) != 0);
+    CHECK((steps & SMFIP_NR_HDR) != 0);
+    CHECK((steps & SMFIP_NR_RCPT) == 0);
+    CHECK(((steps & SMFIP_NR_DATA) != 0) == (data_reply == SMFIS_NOREPLY));
+    // Only the queue id, at every stage (an empty list would bring back Postfix's defaults).
+    CHECK(ctx.symlists.size() == 7);
+    for (const auto& [stage, names] : ctx.symlists) CHECK(names == "i");
+
+    for (int message = 0; message < 2; ++message) {  // the second one after a reset by MAIL
+        CHECK(f.mail(ctx) == SMFIS_NOREPLY);
+        CHECK(f.rcpt(ctx, "<nobody@fabrikam.com>") == SMFIS_REJECT);
+        CHECK(f.rcpt(ctx, "<ann@contoso.com>") == SMFIS_CONTINUE);
+        CHECK(f.data(ctx) == data_reply);
+        CHECK(f.header(ctx, "Subject") == SMFIS_NOREPLY);
+        CHECK(f.header(ctx, "X-Coexist-Trace") == SMFIS_NOREPLY);
+        REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+        CHECK(ctx.deleted == std::vector<std::string>{"<ann@contoso.com>"});
+        ctx.deleted.clear();
+    }
+    // The loop guard still counts the headers it got without replying.
+    CHECK(f.mail(ctx) == SMFIS_NOREPLY);
+    CHECK(f.rcpt(ctx, "<ann@contoso.com>") == SMFIS_CONTINUE);
+    for (unsigned i = 0; i < f.config.loop_limit; ++i) CHECK(f.header(ctx, "X-Coexist-Trace") == SMFIS_NOREPLY);
+    CHECK(f.eom(ctx) == SMFIS_REJECT);
+    f.close(ctx);
+    CHECK(ctx.priv == nullptr);
+}
+
+TEST_CASE("negotiation without memory for the session falls back to replying at every stage") {
+    FilterFixture f;
+    Ctx ctx;
+    ctx.fail_setpriv = true;
+    unsigned long steps = 0;
+    REQUIRE(f.negotiate(ctx, "inet:8890@127.0.0.1", &steps) == SMFIS_CONTINUE);
+    CHECK((steps & (SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_DATA)) == 0);
+    CHECK(f.mail(ctx) == SMFIS_CONTINUE);
+    CHECK(f.header(ctx, "Subject") == SMFIS_CONTINUE);
+    CHECK(f.rcpt(ctx, "<ann@contoso.com>") == SMFIS_TEMPFAIL);  // and nowhere to keep the recipient
+}
+
+TEST_CASE("lookups that change nothing are logged only with log_lookups = yes; decisions always") {
+    const bool log_lookups = GENERATE(false, true);
+    FilterFixture f;
+    f.config.log_lookups = log_lookups;
+    CapturedLog log;
+    Ctx ctx;
+    f.mail(ctx);
+    REQUIRE(f.rcpt(ctx, "<bob@contoso.com>") == SMFIS_CONTINUE);        // relay
+    REQUIRE(f.rcpt(ctx, "<carol@contoso.com>") == SMFIS_CONTINUE);      // unknown: relay
+    REQUIRE(f.rcpt(ctx, "<someone@example.org>") == SMFIS_CONTINUE);    // foreign
+    REQUIRE(f.rcpt(ctx, "<ann@contoso.com>") == SMFIS_CONTINUE);        // rewrite
+    REQUIRE(f.rcpt(ctx, "<dana@contoso.com>") == SMFIS_CONTINUE);       // dual
+    REQUIRE(f.rcpt(ctx, "<nobody@fabrikam.com>") == SMFIS_REJECT);      // reject
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    std::fflush(stderr);
+    const std::string text = log.text();
+    CHECK_THAT(text, Catch::Contains("4QID1: rcpt=<ann@contoso.com>, action=rewrite, address=<ann@o365.contoso.com>"));
+    CHECK_THAT(text, Catch::Contains("4QID1: rcpt=<dana@contoso.com>, action=dual, address=<dana@o365.contoso.com>"));
+    CHECK_THAT(text, Catch::Contains("rcpt=<nobody@fabrikam.com>, action=reject"));
+    CHECK((text.find("rcpt=<bob@contoso.com>, action=relay") != std::string::npos) == log_lookups);
+    CHECK((text.find("rcpt=<carol@contoso.com>, action=relay") != std::string::npos) == log_lookups);
+    CHECK(text.find("someone@example.org") == std::string::npos);  // foreign: never the milter's business
+    CHECK(has_trace_header(ctx));
     f.close(ctx);
 }

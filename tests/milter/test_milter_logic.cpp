@@ -1,9 +1,10 @@
 // The milter's libmilter-free logic: xtext, RCPT parameters, trace headers, the per-message
-// plan of envelope edits, replies and log lines.
+// plan of envelope edits, replies and log lines, the protocol negotiated with the MTA.
 #include <catch2/catch.hpp>
 
 #include "esmtp_params.hpp"
 #include "message_plan.hpp"
+#include "negotiation.hpp"
 #include "replies.hpp"
 #include "trace_header.hpp"
 #include "xtext.hpp"
@@ -73,6 +74,7 @@ TEST_CASE("trace headers are counted case-insensitively, other headers not") {
     plan.saw_header("X-Coexist-Trace");
     plan.saw_header("x-coexist-trace");
     plan.saw_header("X-Coexist-Tracer");
+    plan.saw_header("X-Coexist-Tracf");  // same length, one byte off
     plan.saw_header("Received");
     CHECK(plan.trace_count() == 2);
     CHECK_FALSE(plan.exceeds_loop_limit(2));  // nothing managed in it: not our loop
@@ -143,4 +145,63 @@ TEST_CASE("one decision log line in QUEUEID: key=value style") {
           "4AbC: rcpt=<Ann@contoso.com>, action=rewrite, address=<ann@o365.contoso.com>, detail=alias of a@b");
     CHECK(decision_log_line("NOQUEUE", "bob@contoso.com", {Action::relay, "", ""}) ==
           "NOQUEUE: rcpt=<bob@contoso.com>, action=relay");
+}
+
+namespace {
+
+// What Postfix 3.7 offers with milter_protocol = 6 (milter8.c: my_actions, MILTER8_V6_PROTO_MASK),
+// and the SMFIP_NO* libmilter fills in for coexist's NULL callbacks.
+constexpr unsigned long kPostfixActions = SMFIF_ADDHDRS | SMFIF_CHGBODY | SMFIF_ADDRCPT | SMFIF_DELRCPT |
+                                          SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_CHGFROM |
+                                          SMFIF_ADDRCPT_PAR | SMFIF_SETSYMLIST;
+constexpr unsigned long kV4Steps = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NOBODY |
+                                   SMFIP_NOHDRS | SMFIP_NOEOH | SMFIP_NOUNKNOWN | SMFIP_NODATA;
+constexpr unsigned long kNoReplyAll = SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
+                                      SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_HDR | SMFIP_NR_EOH |
+                                      SMFIP_NR_BODY;
+constexpr unsigned long kPostfixSteps = kV4Steps | SMFIP_SKIP | SMFIP_RCPT_REJ | kNoReplyAll | SMFIP_HDR_LEADSPC;
+constexpr unsigned long kLibmilterSteps = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOEOH | SMFIP_NOBODY |
+                                          SMFIP_NOUNKNOWN | SMFIP_SKIP;
+
+}  // namespace
+
+TEST_CASE("negotiation: no reply for MAIL and headers, RCPT and end of message keep theirs") {
+    const ProtocolChoice inet = choose_protocol(kPostfixActions, kPostfixSteps, kLibmilterSteps, true);
+    CHECK(inet.actions == (kRequiredActions | SMFIF_SETSYMLIST));
+    CHECK(inet.macro_lists);
+    CHECK(inet.steps == (kLibmilterSteps | SMFIP_NR_MAIL | SMFIP_NR_HDR));
+    CHECK(inet.no_reply() == (SMFIP_NR_MAIL | SMFIP_NR_HDR));
+    // Over a unix socket DATA goes without a reply too (no Nagle to wait behind).
+    const ProtocolChoice unix_socket = choose_protocol(kPostfixActions, kPostfixSteps, kLibmilterSteps, false);
+    CHECK(unix_socket.no_reply() == (SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_DATA));
+    for (const ProtocolChoice& c : {inet, unix_socket}) {
+        CHECK((c.steps & SMFIP_NR_RCPT) == 0);  // a recipient can be refused
+        CHECK((c.steps & (SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NOHDRS | SMFIP_NODATA)) == 0);
+        CHECK((c.actions & (SMFIF_CHGBODY | SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_CHGFROM | SMFIF_ADDRCPT)) == 0);
+    }
+}
+
+TEST_CASE("negotiation: an MTA that offers less gets the protocol of before") {
+    SECTION("no no-reply stages (milter_protocol = 4 or older, and a libmilter that fakes none)") {
+        const ProtocolChoice c = choose_protocol(kPostfixActions, kV4Steps, kLibmilterSteps, false);
+        CHECK(c.steps == kLibmilterSteps);
+        CHECK(c.no_reply() == 0);
+    }
+    SECTION("only some of them") {
+        const ProtocolChoice c = choose_protocol(kPostfixActions, kV4Steps | SMFIP_NR_HDR, kLibmilterSteps, false);
+        CHECK(c.no_reply() == SMFIP_NR_HDR);
+    }
+    SECTION("no macro lists") {
+        const ProtocolChoice c =
+            choose_protocol(kPostfixActions & ~SMFIF_SETSYMLIST, kPostfixSteps, kLibmilterSteps, true);
+        CHECK(c.actions == kRequiredActions);
+        CHECK_FALSE(c.macro_lists);
+        CHECK(c.no_reply() == (SMFIP_NR_MAIL | SMFIP_NR_HDR));
+    }
+    SECTION("not the actions coexist needs: asked for all the same, so libmilter ends the connection") {
+        const ProtocolChoice c = choose_protocol(SMFIF_ADDHDRS | SMFIF_ADDRCPT, kPostfixSteps, kLibmilterSteps, false);
+        CHECK(c.actions == kRequiredActions);
+        CHECK(c.steps == kLibmilterSteps);
+        CHECK_FALSE(c.macro_lists);
+    }
 }

@@ -254,6 +254,7 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
             {"unknown_recipient", [&c](auto v) { return parse_unknown(v, c.unknown_recipient); }},
             {"loop_limit", [&c](auto v) { return parse_number<unsigned>(v, c.loop_limit, 1, 100); }},
             {"shadow", [&c](auto v) { return parse_bool(v, c.shadow); }},
+            {"log_lookups", [&c](auto v) { return parse_bool(v, c.log_lookups); }},
         };
     if (section == "milter") {
         auto& m = c.milter;

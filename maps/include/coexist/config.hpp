@@ -120,6 +120,7 @@ struct Config {
     // [routing] shadow: the daemons decide, log and count as usual but change nothing (design
     // 13.6): no recipient rewritten or added, no header, no refusal, no deferral.
     bool shadow = false;
+    bool log_lookups = false;
 
     std::vector<DomainConfig> domains;
     MilterConfig milter;

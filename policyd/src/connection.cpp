@@ -45,6 +45,10 @@ Connection::Next Connection::flush() {
             if (close_reason_.empty()) close_reason_ = std::string("write error: ") + std::strerror(errno);
             return Next::close;
         }
+        if (static_cast<std::size_t>(n) == pending_replies_.size()) {
+            pending_replies_.clear();  // the usual case: all of it went, the capacity stays
+            break;
+        }
         pending_replies_.erase(0, static_cast<std::size_t>(n));
     }
     return close_after_flush_ ? Next::close : Next::read;

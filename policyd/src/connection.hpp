@@ -42,6 +42,11 @@ public:
     bool mid_request() const { return session_->mid_request(); }
     // Why the connection ends, for the log; empty for a plain EOF.
     const std::string& close_reason() const { return close_reason_; }
+    // What the event loop last registered with epoll for this socket (read or write; read when
+    // accepted), so that it calls epoll_ctl only when that changes: almost every request is
+    // answered in full at once and leaves the socket waiting to read, as before it.
+    Next armed() const { return armed_; }
+    void set_armed(Next interest) { armed_ = interest; }
 
 private:
     Next flush();
@@ -51,8 +56,11 @@ private:
     std::uint64_t id_;
     std::string peer_;
     Clock::time_point last_activity_;
+    // Replies are appended here by the session and sent from here: one send() for all the
+    // replies of one read, and no allocation once the buffer has grown to a reply's size.
     std::string pending_replies_;
     bool close_after_flush_ = false;
+    Next armed_ = Next::read;
     std::string close_reason_;
 };
 

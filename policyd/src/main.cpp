@@ -69,17 +69,19 @@ int serve(const Config& config) {
 
     const std::string metrics_text = p.metrics_listen.empty() ? "off" : p.metrics_listen;
     const char* shadow_text = config.shadow ? "yes" : "no";
+    const char* log_lookups_text = config.log_lookups ? "yes" : "no";
     try {
-        log_info("starting: policy={}, socketmap={}, map={} ({} users), max_connections={}, metrics={}, shadow={}",
+        log_info("starting: policy={}, socketmap={}, map={} ({} users), max_connections={}, metrics={}, shadow={}, "
+                 "log_lookups={}",
                  p.policy_socket.spec, p.socketmap_socket.spec, config.map_path, map.user_count(),
-                 p.max_connections, metrics_text, shadow_text);
+                 p.max_connections, metrics_text, shadow_text, log_lookups_text);
     } catch (const MapUnavailable& e) {
         // Keep serving: every decision is a temporary failure until the map is readable, which
         // defers mail instead of misrouting it, and the map is re-tried on every lookup.
         log_warning("starting with the map unavailable, every decision defers: {}", e.what());
-        log_info("starting: policy={}, socketmap={}, map={}, max_connections={}, metrics={}, shadow={}",
+        log_info("starting: policy={}, socketmap={}, map={}, max_connections={}, metrics={}, shadow={}, log_lookups={}",
                  p.policy_socket.spec, p.socketmap_socket.spec, config.map_path, p.max_connections,
-                 metrics_text, shadow_text);
+                 metrics_text, shadow_text, log_lookups_text);
     }
     if (config.shadow)
         log_warning("shadow mode ([routing] shadow = yes): decisions are logged and counted, every "
@@ -104,6 +106,7 @@ int serve(const Config& config) {
             counts.count(action, config.shadow);
         },
         [&metrics](std::string_view protocol, int delta) { metrics.connections(protocol, delta); },
+        config.log_lookups,
     };
     try {
         policyd::Server server(p, services, std::move(listeners));

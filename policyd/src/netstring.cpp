@@ -1,6 +1,9 @@
 #include "netstring.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <iterator>
+#include <limits>
 
 namespace coexist::policyd {
 
@@ -65,12 +68,19 @@ NetstringDecoder::Result NetstringDecoder::feed(std::string_view input) {
 }
 
 std::string encode_netstring(std::string_view payload) {
-    std::string out = std::to_string(payload.size());
-    out.reserve(out.size() + payload.size() + 2);
+    std::string out;
+    append_netstring(out, payload);
+    return out;
+}
+
+void append_netstring(std::string& out, std::string_view payload) {
+    char digits[std::numeric_limits<std::size_t>::digits10 + 1];
+    const auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), payload.size());
+    (void)ec;  // cannot fail: the buffer holds any size_t
+    out.append(digits, end);
     out += ':';
     out.append(payload);
     out += ',';
-    return out;
 }
 
 }  // namespace coexist::policyd

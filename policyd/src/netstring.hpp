@@ -45,5 +45,7 @@ private:
 
 // "<len>:payload,"
 std::string encode_netstring(std::string_view payload);
+// The same, appended to `out` (a connection's reply buffer: no allocation once it has grown).
+void append_netstring(std::string& out, std::string_view payload);
 
 }  // namespace coexist::policyd

@@ -4,6 +4,15 @@
 
 namespace coexist::policyd {
 
+void PolicyRequest::clear() {
+    request.clear();
+    protocol_state.clear();
+    recipient.clear();
+    queue_id.clear();
+    client_address.clear();
+    attribute_count = 0;
+}
+
 PolicyRequestParser::Result PolicyRequestParser::fail(std::string_view why, std::size_t consumed) {
     failed_ = true;
     error_ = why;
@@ -48,7 +57,7 @@ bool PolicyRequestParser::take_line(std::string_view line) {
 PolicyRequestParser::Result PolicyRequestParser::feed(std::string_view input) {
     if (failed_) return {Status::error, 0};
     if (request_done_) {
-        request_ = PolicyRequest{};
+        request_.clear();
         request_done_ = false;
     }
     std::size_t pos = 0;

@@ -17,6 +17,10 @@ struct PolicyRequest {
     std::string queue_id;        // empty at the first RCPT of a message (postfix-notes 1.2)
     std::string client_address;
     unsigned attribute_count = 0;
+
+    // Empties every field but keeps the strings' capacity, so a long-lived connection parses
+    // request after request without allocating (a new field must be cleared here too).
+    void clear();
 };
 
 class PolicyRequestParser {

@@ -11,7 +11,7 @@ bool policy_wants_decision(const PolicyRequest& request) {
     return lowercase_ascii(request.protocol_state) == "rcpt" && !request.recipient.empty();
 }
 
-std::string policy_action(const RoutingDecision& decision) {
+std::string_view policy_action(const RoutingDecision& decision) {
     switch (decision.action) {
     case Action::reject:
         // A numeric reply rather than "REJECT 5.1.1 ...": smtpd answers REJECT with
@@ -34,10 +34,22 @@ std::string policy_action(const RoutingDecision& decision) {
         // follow (relay_recipient_maps, reject_unauth_destination).
         break;
     }
-    return std::string(kPolicyNoDecision);
+    return kPolicyNoDecision;
 }
 
-std::string policy_reply(std::string_view action) { return fmt::format("action={}\n\n", action); }
+bool policy_changes_mail(const RoutingDecision& decision) { return policy_action(decision) != kPolicyNoDecision; }
+
+std::string policy_reply(std::string_view action) {
+    std::string out;
+    append_policy_reply(out, action);
+    return out;
+}
+
+void append_policy_reply(std::string& out, std::string_view action) {
+    out += "action=";
+    out += action;
+    out += "\n\n";
+}
 
 std::optional<SocketmapTable> parse_table_name(std::string_view name) {
     if (name == "virtual") return SocketmapTable::virtual_alias;
@@ -72,35 +84,51 @@ bool is_address_key(std::string_view key) {
 
 namespace {
 
-std::string temporary_failure(const RoutingDecision& decision) {
+void append_temporary_failure(std::string& out, const RoutingDecision& decision) {
     // Postfix logs the reason ("socketmap server ... error: reason") and defers: 451 4.3.0 at
     // RCPT, "4.6.0 Alias expansion error" in cleanup. Never NOTFOUND here: that would send a
     // migrated user's mail to the old system.
-    return "TEMP " + printable(decision.detail.empty() ? "routing failure" : decision.detail);
+    out += "TEMP ";
+    out += printable(decision.detail.empty() ? "routing failure" : decision.detail);
 }
 
 }  // namespace
 
 std::string socketmap_reply(SocketmapTable table, std::string_view key, const RoutingDecision& decision) {
+    std::string out;
+    append_socketmap_reply(out, table, key, decision);
+    return out;
+}
+
+void append_socketmap_reply(std::string& out, SocketmapTable table, std::string_view key,
+                            const RoutingDecision& decision) {
     if (table == SocketmapTable::virtual_alias) {
         switch (decision.action) {
         case Action::rewrite:
-            return "OK " + decision.address;
+            out += "OK ";
+            out += decision.address;
+            return;
         case Action::dual:
             // The key itself first, as asked: cleanup lets an address expand into itself once
             // (cleanup_map1n.c, "Allow an address to expand into itself once") and does not look
             // it up again, so the original recipient is kept and the routing address added.
             // The routing address is then looked up and gets NOTFOUND (a foreign domain).
-            return fmt::format("OK {},{}", key, decision.address);
+            out += "OK ";
+            out += key;
+            out += ',';
+            out += decision.address;
+            return;
         case Action::tempfail:
-            return temporary_failure(decision);
+            append_temporary_failure(out, decision);
+            return;
         case Action::foreign:
         case Action::relay:
         case Action::reject:
         case Action::transport:  // the recipient stays: the transport table routes it
             break;
         }
-        return std::string(kSocketmapNotFound);
+        out += kSocketmapNotFound;
+        return;
     }
     if (table == SocketmapTable::transport) {
         // transport_maps (design 11): the next hop of a migrated user of a transport-mode
@@ -109,11 +137,14 @@ std::string socketmap_reply(SocketmapTable table, std::string_view key, const Ro
         // "*" (transport(5), TABLE SEARCH ORDER): no address, so never a route() answer.
         switch (decision.action) {
         case Action::transport:
-            return "OK " + decision.address;
+            out += "OK ";
+            out += decision.address;
+            return;
         case Action::tempfail:
             // The lookup error defers the message in the queue manager (trivial-rewrite's
             // "transport table lookup failure"); it is retried, never misrouted.
-            return temporary_failure(decision);
+            append_temporary_failure(out, decision);
+            return;
         case Action::foreign:
         case Action::relay:
         case Action::rewrite:
@@ -121,13 +152,16 @@ std::string socketmap_reply(SocketmapTable table, std::string_view key, const Ro
         case Action::reject:
             break;
         }
-        return std::string(kSocketmapNotFound);
+        out += kSocketmapNotFound;
+        return;
     }
     switch (decision.action) {
     case Action::reject:
-        return std::string(kSocketmapNotFound);
+        out += kSocketmapNotFound;
+        return;
     case Action::tempfail:
-        return temporary_failure(decision);
+        append_temporary_failure(out, decision);
+        return;
     case Action::foreign:
     case Action::relay:
     case Action::rewrite:
@@ -136,7 +170,26 @@ std::string socketmap_reply(SocketmapTable table, std::string_view key, const Ro
         break;
     }
     // relay_recipient_maps only asks "is there an entry"; the action is there for postmap -q.
-    return fmt::format("OK {}", to_string(decision.action));
+    out += "OK ";
+    out += to_string(decision.action);
+}
+
+bool socketmap_changes_mail(SocketmapTable table, const RoutingDecision& decision) {
+    switch (decision.action) {
+    case Action::tempfail:
+        return true;
+    case Action::rewrite:
+    case Action::dual:
+        return table == SocketmapTable::virtual_alias;
+    case Action::transport:
+        return table == SocketmapTable::transport;
+    case Action::reject:
+        return table == SocketmapTable::recipients;
+    case Action::foreign:
+    case Action::relay:
+        break;
+    }
+    return false;
 }
 
 std::string socketmap_shadow_reply(SocketmapTable table, const RoutingDecision& decision) {

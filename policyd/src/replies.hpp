@@ -19,10 +19,17 @@ bool policy_wants_decision(const PolicyRequest& request);
 inline constexpr std::string_view kPolicyNoDecision = "DUNNO";
 
 // The access(5) action for a decided RCPT: DUNNO, "550 5.1.1 ..." or "DEFER_IF_PERMIT 4.3.0 ...".
-std::string policy_action(const RoutingDecision& decision);
+// A literal: the hot path copies it once, into the connection's reply buffer.
+std::string_view policy_action(const RoutingDecision& decision);
+
+// Whether the policy answer for `decision` changes what happens to the recipient (a refusal or
+// a deferral): such decisions are always logged, the others only with [routing] log_lookups.
+bool policy_changes_mail(const RoutingDecision& decision);
 
 // "action=...\n\n"
 std::string policy_reply(std::string_view action);
+// The same, appended to `out` (a connection's reply buffer: no allocation once it has grown).
+void append_policy_reply(std::string& out, std::string_view action);
 
 // ---- socketmap (socketmap_table(5)) -----------------------------------------------------------
 
@@ -52,6 +59,16 @@ inline constexpr std::string_view kSocketmapNotFound = "NOTFOUND ";
 
 // The reply payload (without netstring framing) for `key` in `table`, decided by `decision`.
 std::string socketmap_reply(SocketmapTable table, std::string_view key, const RoutingDecision& decision);
+// The same, appended to `out`.
+void append_socketmap_reply(std::string& out, SocketmapTable table, std::string_view key,
+                            const RoutingDecision& decision);
+
+// Whether the answer of `table` for `decision` changes where mail goes or whether it is
+// accepted: a rewrite or copy (virtual), a next hop (transport), a refusal (recipients), a
+// deferral (any table). Those are always logged; the rest (NOTFOUND for a user who stays, OK
+// from recipients) only with [routing] log_lookups, since Postfix asks several times per
+// recipient and the metrics count them anyway.
+bool socketmap_changes_mail(SocketmapTable table, const RoutingDecision& decision);
 
 // The reply in shadow mode ([routing] shadow = yes, design 13.6), the one that changes nothing:
 // `virtual` and `transport` answer NOTFOUND (no rewrite, no copy, no next hop, no deferral);

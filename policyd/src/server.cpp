@@ -92,7 +92,9 @@ void Server::run() {
     std::array<epoll_event, kEventsPerWait> events{};
     Clock::time_point next_tick = Clock::now() + kTimerTick;
     for (;;) {
-        const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+        // Rounded up: truncated, the last fraction of a millisecond before the tick became
+        // epoll_wait(..., 0) again and again, a busy loop until the tick came.
+        const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_tick - Clock::now());
         const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
                                    static_cast<int>(std::max<std::int64_t>(0, wait.count())));
         if (n < 0) {
@@ -246,10 +248,15 @@ void Server::apply(ConnectionList::iterator it, Connection::Next next) {
         ev.events = EPOLLOUT;
         break;
     }
+    // Level-triggered, so an unchanged interest needs no syscall: a request answered in full
+    // (nearly all of them) leaves the socket registered for reading, as it was.
+    if (it->armed() == next) return;
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, it->fd(), &ev) != 0) {
         log_warning("epoll_ctl(MOD): {}", std::strerror(errno));
         close_connection(it, "");
+        return;
     }
+    it->set_armed(next);
 }
 
 void Server::close_connection(ConnectionList::iterator it, std::string_view why) {

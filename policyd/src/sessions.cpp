@@ -45,22 +45,29 @@ ConnectionTally::~ConnectionTally() {
 
 // ---- policy -----------------------------------------------------------------------------------
 
-std::string PolicySession::answer(const PolicyRequest& request) {
-    if (!policy_wants_decision(request)) return std::string(kPolicyNoDecision);
+void PolicySession::answer(const PolicyRequest& request, std::string& replies) {
+    if (!policy_wants_decision(request)) {
+        append_policy_reply(replies, kPolicyNoDecision);
+        return;
+    }
     // smtpd sends recipient= in Postfix's internal (unquoted) form (smtpd.c, extract_addr():
     // tok822_internalize), "john doe@contoso.com" for RCPT TO:<"john doe"@contoso.com>; route()
     // reads the external form every other caller gives, so quote it back first.
     const RoutingDecision decision = services_.route(external_form(request.recipient));
     count(services_, "policy", decision.action);
-    const std::string would = policy_action(decision);
+    const std::string_view would = policy_action(decision);
     // Shadow mode: neither a refusal nor a deferral (DUNNO is what every other decision gets).
-    std::string action = services_.shadow ? std::string(kPolicyNoDecision) : would;
-    // Postfix style: the queue id when smtpd has one (not at the first RCPT), else NOQUEUE.
-    services_.log(fmt::format("{}: to=<{}>, {}, reply={}{}",
-                              request.queue_id.empty() ? "NOQUEUE" : printable(request.queue_id),
-                              printable(request.recipient), decision_fields(decision), action,
-                              shadow_fields(services_.shadow, action, would)));
-    return action;
+    const std::string_view action = services_.shadow ? kPolicyNoDecision : would;
+    // A DUNNO for a known user is the answer to almost every RCPT: logged only on request
+    // (log_lookups), as a line per recipient would cost more than the decision itself.
+    if (services_.log_lookups || policy_changes_mail(decision)) {
+        // Postfix style: the queue id when smtpd has one (not at the first RCPT), else NOQUEUE.
+        services_.log(fmt::format("{}: to=<{}>, {}, reply={}{}",
+                                  request.queue_id.empty() ? "NOQUEUE" : printable(request.queue_id),
+                                  printable(request.recipient), decision_fields(decision), action,
+                                  shadow_fields(services_.shadow, action, would)));
+    }
+    append_policy_reply(replies, action);
 }
 
 bool PolicySession::consume(std::string_view input, std::string& replies) {
@@ -73,7 +80,7 @@ bool PolicySession::consume(std::string_view input, std::string& replies) {
         case PolicyRequestParser::Status::error:
             return false;  // no reply: the protocol wants a disconnect
         case PolicyRequestParser::Status::complete:
-            replies += policy_reply(answer(parser_.request()));
+            answer(parser_.request(), replies);
             break;
         }
     }
@@ -82,33 +89,50 @@ bool PolicySession::consume(std::string_view input, std::string& replies) {
 
 // ---- socketmap --------------------------------------------------------------------------------
 
-std::string SocketmapSession::answer(std::string_view payload) {
+void SocketmapSession::answer(std::string_view payload) {
+    reply_.clear();
     const auto query = split_socketmap_request(payload);
     if (!query) {
         // Framed correctly, so the stream is still in step: answer and keep the connection.
         services_.log(fmt::format("socketmap: request \"{}\" is not \"name key\", reply=PERM", printable(payload)));
-        return socketmap_perm("request is not \"name key\"");
+        reply_ = socketmap_perm("request is not \"name key\"");
+        return;
     }
     const auto table = parse_table_name(query->table);
     if (!table) {
         // A Postfix configured with a name we don't serve: say so in its log, keep talking.
         services_.log(fmt::format("socketmap: unknown table \"{}\", reply=PERM", printable(query->table)));
-        return socketmap_perm(fmt::format("unknown table \"{}\"; this server has virtual, recipients and transport",
-                                          printable(query->table)));
+        reply_ = socketmap_perm(fmt::format("unknown table \"{}\"; this server has virtual, recipients and transport",
+                                            printable(query->table)));
+        return;
     }
     if (!is_address_key(query->key)) {
-        services_.log(fmt::format("socketmap {}: key=<{}>, not an address, reply=NOTFOUND", to_string(*table),
-                                  printable(query->key)));
-        return std::string(kSocketmapNotFound);
+        // Postfix's own probes (bare domains, parent domains, "*"): routine, never a decision.
+        if (services_.log_lookups)
+            services_.log(fmt::format("socketmap {}: key=<{}>, not an address, reply=NOTFOUND", to_string(*table),
+                                      printable(query->key)));
+        reply_ = kSocketmapNotFound;
+        return;
     }
     const RoutingDecision decision = services_.route(query->key);
     count(services_, to_string(*table), decision.action);
-    const std::string would = socketmap_reply(*table, query->key, decision);
-    std::string reply = services_.shadow ? socketmap_shadow_reply(*table, decision) : would;
-    services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}{}", to_string(*table), printable(query->key),
-                              decision_fields(decision), printable(reply),
-                              shadow_fields(services_.shadow, reply, would)));
-    return reply;
+    append_socketmap_reply(reply_, *table, query->key, decision);
+    // NOTFOUND for a user who stays where they are, OK from recipients: logged only on request
+    // (log_lookups). Postfix asks two or three times per recipient, so a line each would cost
+    // more than the lookups; the metrics count every one.
+    const bool logged = services_.log_lookups || socketmap_changes_mail(*table, decision);
+    if (!services_.shadow) {
+        if (logged)
+            services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}", to_string(*table),
+                                      printable(query->key), decision_fields(decision), printable(reply_)));
+        return;
+    }
+    std::string reply = socketmap_shadow_reply(*table, decision);
+    if (logged)
+        services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}{}", to_string(*table), printable(query->key),
+                                  decision_fields(decision), printable(reply),
+                                  shadow_fields(services_.shadow, reply, reply_)));
+    reply_ = std::move(reply);
 }
 
 bool SocketmapSession::consume(std::string_view input, std::string& replies) {
@@ -121,10 +145,11 @@ bool SocketmapSession::consume(std::string_view input, std::string& replies) {
         case NetstringDecoder::Status::error:
             // The framing is lost, so there is no next request to wait for: say why, then close.
             error_ = decoder_.error();
-            replies += encode_netstring(socketmap_perm(error_));
+            append_netstring(replies, socketmap_perm(error_));
             return false;
         case NetstringDecoder::Status::complete:
-            replies += encode_netstring(answer(decoder_.payload()));
+            answer(decoder_.payload());
+            append_netstring(replies, reply_);
             break;
         }
     }

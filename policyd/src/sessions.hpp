@@ -17,13 +17,16 @@ namespace coexist::policyd {
 // (optional) where to count it.
 struct SessionServices {
     std::function<RoutingDecision(std::string_view recipient)> route;
-    std::function<void(const std::string& line)> log;  // one line per decision
+    std::function<void(const std::string& line)> log;  // one line per logged decision
     // [routing] shadow (design 13.6): decide, log and count, answer what changes nothing.
     bool shadow = false;
     // Each decision, by service ("policy", "virtual", "recipients"); may be empty.
     std::function<void(std::string_view service, Action action)> count = {};
     // A session of `protocol` ("policy", "socketmap") began (+1) or ended (-1); may be empty.
     std::function<void(std::string_view protocol, int delta)> connections = {};
+    // [routing] log_lookups: log every decided lookup, not only those that change the mail's
+    // route or refuse or defer it (policy_changes_mail(), socketmap_changes_mail()).
+    bool log_lookups = false;
 };
 
 // Reports a session's life to SessionServices::connections: +1 when made, -1 when destroyed,
@@ -67,7 +70,8 @@ public:
     std::string_view error() const override { return parser_.error(); }
 
 private:
-    std::string answer(const PolicyRequest& request);
+    // Appends the reply to `request` to `replies`.
+    void answer(const PolicyRequest& request, std::string& replies);
 
     const SessionServices& services_;
     ConnectionTally tally_;
@@ -84,13 +88,14 @@ public:
     std::string_view error() const override { return error_; }
 
 private:
-    // The reply payload for one request payload.
-    std::string answer(std::string_view payload);
+    // The reply payload for one request payload, into reply_.
+    void answer(std::string_view payload);
 
     const SessionServices& services_;
     ConnectionTally tally_;
     NetstringDecoder decoder_;
     std::string_view error_;
+    std::string reply_;  // reused from request to request: no allocation once it has grown
 };
 
 }  // namespace coexist::policyd

@@ -105,3 +105,11 @@ TEST_CASE("after an error the decoder stays failed") {
     CHECK(decoder.feed("z").status == NetstringDecoder::Status::error);
     CHECK(decoder.feed("3:abc,").status == NetstringDecoder::Status::error);
 }
+
+TEST_CASE("append_netstring adds to what is there") {
+    std::string out = "9:NOTFOUND ,";
+    append_netstring(out, "OK ann@o365.contoso.com");
+    append_netstring(out, "");
+    CHECK(out == "9:NOTFOUND ,23:OK ann@o365.contoso.com,0:,");
+    CHECK(encode_netstring(std::string(1234, 'x')).substr(0, 5) == "1234:");
+}

@@ -20,7 +20,7 @@ TEST_CASE("policy actions follow the decision table") {
     CHECK(policy_action(decision(Action::rewrite, "ann@o365.contoso.com")) == "DUNNO");
     CHECK(policy_action(decision(Action::dual, "dan@o365.contoso.com")) == "DUNNO");
     CHECK(policy_action(decision(Action::reject, "", "unknown user")) == "550 5.1.1 User unknown");
-    const auto deferred = policy_action(decision(Action::tempfail, "", "map unavailable: /var/lib/coexist: EACCES"));
+    const std::string deferred(policy_action(decision(Action::tempfail, "", "map unavailable: /var/lib/coexist: EACCES")));
     CHECK_THAT(deferred, Catch::StartsWith("DEFER_IF_PERMIT 4.3.0 "));
     // The map's path and errors are for our log, not for the SMTP client.
     CHECK_THAT(deferred, !Catch::Contains("/var/lib/coexist"));
@@ -44,6 +44,49 @@ TEST_CASE("only RCPT with a recipient wants a decision") {
 
 TEST_CASE("policy_reply is one attribute and an empty line") {
     CHECK(policy_reply("DUNNO") == "action=DUNNO\n\n");
+}
+
+TEST_CASE("append_policy_reply adds to what is there") {
+    std::string out = "action=DUNNO\n\n";
+    append_policy_reply(out, "550 5.1.1 User unknown");
+    CHECK(out == "action=DUNNO\n\naction=550 5.1.1 User unknown\n\n");
+}
+
+TEST_CASE("the policy service changes the mail only by refusing or deferring") {
+    CHECK(policy_changes_mail(decision(Action::reject, "", "unknown user")));
+    CHECK(policy_changes_mail(decision(Action::tempfail, "", "map unavailable")));
+    for (const Action a : {Action::foreign, Action::relay, Action::rewrite, Action::dual, Action::transport}) {
+        CAPTURE(to_string(a));
+        CHECK_FALSE(policy_changes_mail(decision(a, "x@o365.contoso.com")));
+    }
+}
+
+TEST_CASE("socketmap answers that change the mail: a rewrite, a copy, a next hop, a refusal, a deferral") {
+    using T = SocketmapTable;
+    struct Case {
+        T table;
+        Action action;
+        bool changes;
+    };
+    for (const Case c : {
+             Case{T::virtual_alias, Action::rewrite, true}, Case{T::virtual_alias, Action::dual, true},
+             Case{T::virtual_alias, Action::tempfail, true}, Case{T::virtual_alias, Action::relay, false},
+             Case{T::virtual_alias, Action::foreign, false}, Case{T::virtual_alias, Action::reject, false},
+             Case{T::virtual_alias, Action::transport, false},
+             Case{T::transport, Action::transport, true}, Case{T::transport, Action::tempfail, true},
+             Case{T::transport, Action::rewrite, false}, Case{T::transport, Action::relay, false},
+             Case{T::transport, Action::reject, false},
+             Case{T::recipients, Action::reject, true}, Case{T::recipients, Action::tempfail, true},
+             Case{T::recipients, Action::relay, false}, Case{T::recipients, Action::rewrite, false},
+             Case{T::recipients, Action::dual, false}, Case{T::recipients, Action::foreign, false},
+         }) {
+        CAPTURE(to_string(c.table), to_string(c.action));
+        CHECK(socketmap_changes_mail(c.table, decision(c.action, "x@o365.contoso.com")) == c.changes);
+        // The same rule as the replies: what changes nothing is what Postfix would do without us.
+        const auto reply = socketmap_reply(c.table, "x@contoso.com", decision(c.action, "x@o365.contoso.com"));
+        const bool unchanged = c.table == T::recipients ? reply.starts_with("OK ") : reply == kSocketmapNotFound;
+        CHECK(unchanged == !c.changes);
+    }
 }
 
 TEST_CASE("socketmap virtual follows the decision table") {

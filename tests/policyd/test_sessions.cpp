@@ -80,14 +80,36 @@ TEST_CASE("policy session answers a pipelined stream the same at every read size
           "action=DEFER_IF_PERMIT 4.3.0 Temporary routing failure, try again later\n\n"  // tempfail
           "action=DUNNO\n\n"                                                            // foreign
           "action=DUNNO\n\n");                                                          // DATA
-    // route() only for RCPT; one log line per decision.
+    // route() only for RCPT; by default, a log line only for the refusal and the deferral.
     CHECK(router.calls == std::vector<std::string>{"ann@contoso.com", "x@contoso.com", "bob@contoso.com",
                                                    "dan@contoso.com", "t@contoso.com", "foo@example.com"});
-    REQUIRE(router.log.size() == 6);
-    CHECK(router.log[0] == "NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=DUNNO");
-    CHECK(router.log[1] ==
+    REQUIRE(router.log.size() == 2);
+    CHECK(router.log[0] ==
           "3F2A1C: to=<x@contoso.com>, action=reject, detail=\"unknown user\", reply=550 5.1.1 User unknown");
+    CHECK(router.log[1] == "NOQUEUE: to=<t@contoso.com>, action=tempfail, detail=\"map unavailable\", "
+                           "reply=DEFER_IF_PERMIT 4.3.0 Temporary routing failure, try again later");
     CHECK_FALSE(session.mid_request());
+}
+
+TEST_CASE("policy session: log_lookups = yes logs every decided RCPT, DUNNO included") {
+    ScriptedRouter router;
+    router.services.log_lookups = true;
+    PolicySession session(router.services, kLimits);
+    const auto ex = run(session,
+                        "request=smtpd_access_policy\nprotocol_state=CONNECT\nclient_address=127.0.0.1\n\n" +
+                            rcpt("ann@contoso.com") + rcpt("x@contoso.com", "3F2A1C") + rcpt("bob@contoso.com") +
+                            rcpt("foo@example.com"),
+                        4096);
+    CHECK(ex.replies == "action=DUNNO\n\naction=DUNNO\n\naction=550 5.1.1 User unknown\n\naction=DUNNO\n\n"
+                        "action=DUNNO\n\n");
+    // One line per decision (route() called), none for CONNECT.
+    CHECK(router.log == std::vector<std::string>{
+                            "NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=DUNNO",
+                            "3F2A1C: to=<x@contoso.com>, action=reject, detail=\"unknown user\", "
+                            "reply=550 5.1.1 User unknown",
+                            "NOQUEUE: to=<bob@contoso.com>, action=relay, reply=DUNNO",
+                            "NOQUEUE: to=<foo@example.com>, action=foreign, reply=DUNNO",
+                        });
 }
 
 TEST_CASE("policy session drops a broken client without a reply") {
@@ -150,7 +172,46 @@ TEST_CASE("socketmap session answers a pipelined stream the same at every read s
     // Bare domains and '*' never reach route().
     CHECK(std::find(router.calls.begin(), router.calls.end(), "contoso.com") == router.calls.end());
     CHECK(std::find(router.calls.begin(), router.calls.end(), "*") == router.calls.end());
-    CHECK(router.log.size() == 15);
+    // By default only what changes the mail is logged: rewrites and copies (virtual), the
+    // refusal (recipients), the deferral, and the requests we could not answer. NOTFOUND for a
+    // user who stays, the probes and OK from recipients are not.
+    std::vector<std::string> logged_keys;
+    for (const auto& line : router.log) {
+        const auto to = line.find("to=<");
+        logged_keys.push_back(to == std::string::npos ? line.substr(0, line.find(',')) : line.substr(0, line.find('>') + 1));
+    }
+    CHECK(logged_keys == std::vector<std::string>{
+                             "socketmap virtual: to=<ann@contoso.com>",
+                             "socketmap virtual: to=<Ann+news@Contoso.com>",
+                             "socketmap virtual: to=<dan@contoso.com>",
+                             "socketmap virtual: to=<t@contoso.com>",
+                             "socketmap recipients: to=<x@contoso.com>",
+                             "socketmap: unknown table \"transports\"",
+                             "socketmap: request \"nospace\" is not \"name key\"",
+                         });
+    CHECK(router.log[0] == "socketmap virtual: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, "
+                           "reply=OK ann@o365.contoso.com");
+    CHECK(router.log[4] == "socketmap recipients: to=<x@contoso.com>, action=reject, detail=\"unknown user\", "
+                           "reply=NOTFOUND ");
+}
+
+TEST_CASE("socketmap session: log_lookups = yes logs every request, the probes included") {
+    ScriptedRouter router;
+    router.services.log_lookups = true;
+    SocketmapSession session(router.services, kLimits);
+    const auto ex = run(session,
+                        encode_netstring("virtual bob@contoso.com") + encode_netstring("virtual contoso.com") +
+                            encode_netstring("recipients bob@contoso.com") + encode_netstring("virtual ann@contoso.com"),
+                        4096);
+    CHECK(ex.replies == encode_netstring("NOTFOUND ") + encode_netstring("NOTFOUND ") + encode_netstring("OK relay") +
+                            encode_netstring("OK ann@o365.contoso.com"));
+    CHECK(router.log == std::vector<std::string>{
+                            "socketmap virtual: to=<bob@contoso.com>, action=relay, reply=NOTFOUND ",
+                            "socketmap virtual: key=<contoso.com>, not an address, reply=NOTFOUND",
+                            "socketmap recipients: to=<bob@contoso.com>, action=relay, reply=OK relay",
+                            "socketmap virtual: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, "
+                            "reply=OK ann@o365.contoso.com",
+                        });
 }
 
 TEST_CASE("socketmap session answers PERM and closes when the framing breaks") {
@@ -202,12 +263,21 @@ TEST_CASE("shadow mode: the policy service refuses and defers nothing, logs and 
     PolicySession session(router.services, kLimits);
     const auto ex = run(session, rcpt("x@contoso.com", "ABC") + rcpt("t@contoso.com") + rcpt("ann@contoso.com"), 4096);
     CHECK(ex.replies == "action=DUNNO\n\naction=DUNNO\n\naction=DUNNO\n\n");
-    REQUIRE(router.log.size() == 3);
+    // Logged as the decision would have been without shadow mode: the refusal and the deferral
+    // (ann's DUNNO only with log_lookups), each with what it would have answered.
+    REQUIRE(router.log.size() == 2);
     CHECK(router.log[0] == R"(ABC: to=<x@contoso.com>, action=reject, detail="unknown user", reply=DUNNO, shadow=yes, )"
                            R"(would_reply="550 5.1.1 User unknown")");
     CHECK_THAT(router.log[1], Catch::Contains("action=tempfail") && Catch::Contains("would_reply=\"DEFER_IF_PERMIT 4.3.0"));
-    CHECK(router.log[2] == "NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=DUNNO, shadow=yes");
     CHECK(counted == std::vector<std::string>{"policy reject", "policy tempfail", "policy rewrite"});
+
+    router.log.clear();
+    router.services.log_lookups = true;
+    PolicySession verbose(router.services, kLimits);
+    run(verbose, rcpt("ann@contoso.com"), 4096);
+    CHECK(router.log == std::vector<std::string>{
+                            "NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=DUNNO, "
+                            "shadow=yes"});
 }
 
 TEST_CASE("shadow mode: the socketmap rewrites nothing and accepts every recipient") {

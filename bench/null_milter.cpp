@@ -10,7 +10,7 @@
 //
 // Without --no-reply it has no xxfi_negotiate: libmilter's default negotiation (Postfix skips
 // the stages that have no callback, and waits for a reply at every other one), as coexist-milter
-// did before issue 13. With --no-reply it negotiates kNoReplyProtocol below.
+// did before issue 13. With --no-reply it negotiates as coexist-milter does (below).
 #include <libmilter/mfapi.h>
 
 #include <atomic>
@@ -20,54 +20,35 @@
 #include <string>
 
 #include "milter_socket.hpp"
+#include "negotiation.hpp"
 
 namespace {
 
-// ---- the --no-reply negotiation, in one place -------------------------------------------------
-// Align these with coexist-milter's xxfi_negotiate (milter/src/filter.cpp) when it lands, so
-// the floor asks Postfix for exactly what coexist-milter asks for.
-//
-// No reply at MAIL and at each header, whose answer is always "continue"; RCPT (where coexist
-// rejects or defers) and end of message (where it edits) keep their reply. The stages without
-// a callback are not sent at all.
-//
-// DATA keeps its reply (no SMFIP_NR_DATA), measured: smtpd sends DATA, then cleanup sends the
-// headers over the same TCP connection. With no reply to DATA nothing carries the milter's ACK
-// back, so Nagle holds cleanup's first header write until the milter's delayed ACK, ~40 ms:
-// in one SMTP session of 30 messages (strace of this filter), 2.96 s with SMFIP_NR_DATA and
-// 1.55 s without (default negotiation: 1.56 s); a smart host's throughput halved. MAIL needs
-// no reply because smtpd buffers it and writes it with RCPT; the headers, with end of message.
-constexpr unsigned long kNoReplyProtocol =
-    SMFIP_NR_MAIL | SMFIP_NR_HDR |
-    SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOBODY | SMFIP_NOEOH | SMFIP_NOUNKNOWN;
+// ---- the --no-reply negotiation: coexist-milter's own, by construction ----------------------
+// With --no-reply the null filter negotiates through coexist-milter's choose_protocol
+// (milter/src/negotiation.cpp, compiled in): the same no-reply stages (MAIL and headers
+// always, DATA over a unix socket only: over TCP a DATA without reply leaves cleanup's first
+// header write to Nagle against the filter's delayed ACK, ~40 ms a message, measured by
+// bench/relay.py's author with strace: 2.96 s for 30 messages against 1.55 s), the same
+// actions and the same macro list (the queue id). So "coexist-milter against the null milter
+// with the same negotiation" compares their callbacks, not their protocols.
+using coexist::milter::choose_protocol;
+using coexist::milter::kMacroList;
+using coexist::milter::kMacroStages;
+using coexist::milter::kRequiredActions;
+using coexist::milter::ProtocolChoice;
 
-// The macros asked for per stage (smfi_setsymlist): only the queue id at end of message (for the
-// log line). An empty list has no effect (measured: Postfix still sent its milter_*_macros
-// defaults), so the other stages name a macro Postfix never defines, "{none}": it then sends
-// an empty macro packet.
-struct MacroList {
-    int stage;
-    const char* names;
-};
-constexpr MacroList kNoReplyMacros[] = {
-    {SMFIM_CONNECT, "{none}"}, {SMFIM_HELO, "{none}"}, {SMFIM_ENVFROM, "{none}"}, {SMFIM_ENVRCPT, "{none}"},
-    {SMFIM_DATA, "{none}"},    {SMFIM_EOH, "{none}"},  {SMFIM_EOM, "i"},
-};
+bool g_reply_to_data = true;  // false on a unix socket (set in main, before smfi_main)
 
-// The actions coexist-milter declares (it may use them at end of message); the null filter
-// never uses them but asks for the same, so Postfix treats both alike.
-constexpr unsigned long kActions = SMFIF_ADDHDRS | SMFIF_DELRCPT | SMFIF_ADDRCPT_PAR;
+// The no-reply stages granted; every connection comes from the same Postfix, so one value
+// serves all. libmilter requires SMFIS_NOREPLY from a callback whose stage was negotiated
+// without reply (it logs an error per call otherwise).
+std::atomic<unsigned long> g_no_reply{0};
 // -----------------------------------------------------------------------------------------------
-
-// Set once the MTA granted kNoReplyProtocol; every connection comes from the same Postfix, so
-// one flag serves all. libmilter requires SMFIS_NOREPLY from a callback whose stage was
-// negotiated without reply (it logs an error per call otherwise).
-std::atomic<bool> g_no_reply{false};
 
 // The answer of a callback at a stage whose reply flag is `nr_flag`.
 sfsistat answer(unsigned long nr_flag) {
-    return g_no_reply.load(std::memory_order_relaxed) && (kNoReplyProtocol & nr_flag) != 0 ? SMFIS_NOREPLY
-                                                                                          : SMFIS_CONTINUE;
+    return (g_no_reply.load(std::memory_order_relaxed) & nr_flag) != 0 ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
 sfsistat on_envfrom(SMFICTX*, char**) { return answer(SMFIP_NR_MAIL); }
@@ -78,26 +59,24 @@ sfsistat on_eom(SMFICTX*) { return SMFIS_CONTINUE; }
 sfsistat on_abort(SMFICTX*) { return SMFIS_CONTINUE; }
 sfsistat on_close(SMFICTX*) { return SMFIS_CONTINUE; }
 
-// xxfi_negotiate: f0/f1 are the actions and protocol steps Postfix offers; pf0/pf1 what we take.
+// xxfi_negotiate, as coexist-milter's (milter/src/filter.cpp, on_negotiate): f0/f1 are the
+// actions and protocol steps Postfix offers; *pf1 arrives holding libmilter's SMFIP_NO* choice.
 sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long, unsigned long,
-                      unsigned long* pf0, unsigned long* pf1, unsigned long* pf2, unsigned long* pf3) {
-    const unsigned long actions = kActions | SMFIF_SETSYMLIST;
-    if ((f0 & actions) != actions || (f1 & kNoReplyProtocol) != kNoReplyProtocol) {
+                      unsigned long* pf0, unsigned long* pf1, unsigned long*, unsigned long*) {
+    const ProtocolChoice choice = choose_protocol(f0, f1, *pf1, g_reply_to_data);
+    if (!choice.macro_lists || choice.no_reply() == 0) {
         std::fprintf(stderr, "bench_null_milter: MTA offers actions 0x%lx, protocol 0x%lx: "
                      "not what --no-reply needs\n", f0, f1);
         return SMFIS_REJECT;  // refuses the connection: the benchmark would not measure what it says
     }
-    for (const auto& m : kNoReplyMacros) {
-        if (smfi_setsymlist(ctx, m.stage, const_cast<char*>(m.names)) != MI_SUCCESS) {
-            std::fprintf(stderr, "bench_null_milter: smfi_setsymlist(%d) failed\n", m.stage);
+    for (const int stage : kMacroStages)
+        if (smfi_setsymlist(ctx, stage, const_cast<char*>(kMacroList)) != MI_SUCCESS) {
+            std::fprintf(stderr, "bench_null_milter: smfi_setsymlist(%d) failed\n", stage);
             return SMFIS_REJECT;
         }
-    }
-    *pf0 = actions;
-    *pf1 = kNoReplyProtocol;
-    *pf2 = 0;
-    *pf3 = 0;
-    g_no_reply.store(true, std::memory_order_relaxed);
+    *pf0 = choice.actions;
+    *pf1 = choice.steps;
+    g_no_reply.store(choice.no_reply(), std::memory_order_relaxed);
     return SMFIS_CONTINUE;
 }
 
@@ -117,10 +96,11 @@ int main(int argc, char** argv) {
         else return usage();
     }
     if (socket.empty()) return usage();
+    g_reply_to_data = socket.rfind("unix:", 0) != 0 && socket.rfind("local:", 0) != 0;
     smfiDesc d{};
     d.xxfi_name = const_cast<char*>("bench-null-milter");
     d.xxfi_version = SMFI_VERSION;
-    d.xxfi_flags = no_reply ? kActions | SMFIF_SETSYMLIST : kActions;
+    d.xxfi_flags = kRequiredActions;  // as coexist-milter; the negotiation adds SMFIF_SETSYMLIST
     d.xxfi_envfrom = on_envfrom;
     d.xxfi_envrcpt = on_envrcpt;
     d.xxfi_data = on_data;

@@ -467,11 +467,11 @@ def main():
 
         daemons = {}
         daemons["coexist-milter"] = lab.spawn("milter", [os.path.join(build, "milter", "coexist-milter"),
-                                                         "-c", ini, "--stderr"])
+                                                         "-c", ini])
         daemons["coexist-milter-unix"] = lab.spawn("milter-unix", [os.path.join(build, "milter", "coexist-milter"),
-                                                                   "-c", ini_unix, "--stderr"])
+                                                                   "-c", ini_unix])
         daemons["coexist-policyd"] = lab.spawn("policyd", [os.path.join(build, "policyd", "coexist-policyd"),
-                                                           "-c", ini, "--stderr"])
+                                                           "-c", ini])
         daemons["null-milter"] = lab.spawn("null-milter", [null_milter, "--socket",
                                                            f"inet:{ports['null_milter']}@127.0.0.1"])
         daemons["null-milter-nr"] = lab.spawn("null-milter-nr", [null_milter, "--socket",

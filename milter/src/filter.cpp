@@ -248,7 +248,7 @@ sfsistat on_eom(SMFICTX* ctx) {
 // Does nothing, on purpose. Without a DATA callback Postfix still sends the DATA-stage macros,
 // but no command it waits for: nothing is written back, our ACK is delayed (~40 ms) and Nagle
 // holds Postfix's next packet until it comes. Answering DATA puts a reply, and the ACK, on the
-// wire at once: 87 -> over 400 messages/s over inet (bench/relay_throughput.py). The same
+// wire at once: 87 -> over 400 messages/s over inet (the relay bench, bench/relay.py). The same
 // holds with SMFIP_NR_DATA: smtpd flushes DATA when it hands the connection to cleanup
 // (milter8_send), and cleanup's headers and end of message wait behind it. So DATA is answered
 // over inet and inet6; over a unix socket (no Nagle) it is negotiated without a reply.

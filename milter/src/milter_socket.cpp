@@ -33,7 +33,7 @@ void give_to_owner(const std::string& path, const std::string& owner) {
 // libmilter answers a command with several small writes in a row (at end of message: one per
 // recipient change, one per header, then the verdict). With Nagle on, each write after the first
 // waits for Postfix's delayed ACK, about 40 ms: measured, an inet milter managed 44 messages/s
-// where a unix socket managed 516 (bench/relay_throughput.py). libmilter shows us neither its
+// where a unix socket managed 516 (the relay bench, bench/relay.py). libmilter shows us neither its
 // listening nor its accepted sockets, but Linux copies TCP_NODELAY from a listening socket to
 // the sockets it accepts, so we find libmilter's listener among our descriptors and set it there.
 bool set_nodelay_on_listener(std::uint16_t port) {

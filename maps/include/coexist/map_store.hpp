@@ -75,6 +75,9 @@ public:
 
     // Visits users (and aliases) in key order; stop early by returning false.
     void for_each_user(const std::function<bool(std::string_view, const UserRecord&)>& visit);
+    // The same from the first user whose key is >= `from`: a caller that removes users as it
+    // goes starts again where it stopped.
+    void for_each_user(std::string_view from, const std::function<bool(std::string_view, const UserRecord&)>& visit);
     void for_each_alias(const std::function<bool(std::string_view, std::string_view)>& visit);
     std::vector<AuditEntry> history(std::string_view address);
     // Every audit entry, in key order (by address, then sequence); stop early by returning false.
@@ -95,6 +98,19 @@ public:
     // each audited at its own time. MapStore::write() calls it first in every write transaction.
     // Returns how many it applied.
     std::size_t apply_due_changes(std::int64_t now);
+
+    // Scratch space for the command running this write transaction (import's staged rows, the
+    // keys a file has named): a named database of its own, created on first use and dropped
+    // before the commit, so no reader ever sees it and memory holds nothing but its pages.
+    // Throws std::logic_error in a read transaction. A value read is valid until the next
+    // write in this transaction.
+    // Adds `key` unless it is there: then returns its value and writes nothing.
+    std::optional<std::string_view> scratch_insert(std::string_view key, std::string_view value);
+    void scratch_put(std::string_view key, std::string_view value);
+    std::optional<std::string_view> scratch_get(std::string_view key);
+    // Visits the entries whose key starts with `prefix`, in key order; stop early by returning false.
+    void for_each_scratch(std::string_view prefix,
+                          const std::function<bool(std::string_view, std::string_view)>& visit);
 
     std::size_t user_count();
     std::size_t alias_count();

@@ -6,11 +6,13 @@ namespace coexist::tool {
 
 namespace {
 
-// Scratch keys: a prefix byte, then the address.
-constexpr char kRowPrefix = 'u';    // the user's row: kStaged or kWithdrawn, be64(line), then the row
+// The index (Scratch::index), kept to the end: a prefix byte, then the address.
+constexpr char kRowPrefix = 'u';    // the user's row: kStaged or kWithdrawn, be64(line)
 constexpr char kBadPrefix = 'b';    // a bad row's user: ""
 constexpr char kAliasPrefix = 'a';  // be64(line of the claiming row), then its user
 constexpr char kStaged = 'r', kWithdrawn = 'w';
+// The rows (Scratch::rows), emptied as they are imported: address -> be64(line), then the row.
+constexpr auto kIndex = MapTxn::Scratch::index, kRows = MapTxn::Scratch::rows;
 
 std::string scratch_key(char prefix, std::string_view address) {
     std::string k(1, prefix);
@@ -45,7 +47,7 @@ void put_text(std::string& out, std::string_view s) {
 }
 
 std::string encode_row(const ImportRow& row) {
-    std::string out(1, kStaged);
+    std::string out;
     put_be(out, row.line, 8);
     const UserRecord& r = row.record;
     out.push_back(static_cast<char>(r.state));
@@ -59,7 +61,7 @@ std::string encode_row(const ImportRow& row) {
 }
 
 ImportRow decode_row(std::string_view key, std::string_view value) {
-    Reader in{value.substr(1)};
+    Reader in{value};
     ImportRow row;
     row.key = std::string(key);
     row.line = static_cast<std::size_t>(in.number(8));
@@ -78,49 +80,50 @@ std::size_t line_of(std::string_view value) { return static_cast<std::size_t>(Re
 }  // namespace
 
 std::optional<std::size_t> StagedRows::add(const ImportRow& row) {
-    if (const auto first = t_.scratch_insert(scratch_key(kRowPrefix, row.key), encode_row(row)))
+    std::string index(1, kStaged);
+    put_be(index, row.line, 8);
+    if (const auto first = t_.scratch_insert(kIndex, scratch_key(kRowPrefix, row.key), index))
         return line_of(first->substr(1));
+    t_.scratch_put(kRows, row.key, encode_row(row));
     ++rows_;
     return std::nullopt;
 }
 
 void StagedRows::withdraw(const ImportRow& row) {
-    std::string value(1, kWithdrawn);
-    put_be(value, row.line, 8);
-    t_.scratch_put(scratch_key(kRowPrefix, row.key), value);
+    std::string index(1, kWithdrawn);
+    put_be(index, row.line, 8);
+    t_.scratch_put(kIndex, scratch_key(kRowPrefix, row.key), index);
+    t_.scratch_del(kRows, row.key);
     --rows_;
 }
 
-void StagedRows::note_bad_row(std::string_view key) { t_.scratch_put(scratch_key(kBadPrefix, key), ""); }
+void StagedRows::note_bad_row(std::string_view key) { t_.scratch_put(kIndex, scratch_key(kBadPrefix, key), ""); }
 
 std::optional<std::size_t> StagedRows::claim_alias(std::string_view alias, std::size_t line,
                                                    std::string_view primary) {
     std::string value;
     put_be(value, line, 8);
     value.append(primary);
-    if (const auto first = t_.scratch_insert(scratch_key(kAliasPrefix, alias), value)) return line_of(*first);
+    if (const auto first = t_.scratch_insert(kIndex, scratch_key(kAliasPrefix, alias), value)) return line_of(*first);
     return std::nullopt;
 }
 
 std::optional<std::size_t> StagedRows::user_line(std::string_view key) {
-    const auto v = t_.scratch_get(scratch_key(kRowPrefix, key));
+    const auto v = t_.scratch_get(kIndex, scratch_key(kRowPrefix, key));
     if (!v) return std::nullopt;
     return line_of(v->substr(1));
 }
 
 bool StagedRows::in_file(std::string_view key) {
-    return t_.scratch_get(scratch_key(kRowPrefix, key)) || t_.scratch_get(scratch_key(kBadPrefix, key));
+    return t_.scratch_get(kIndex, scratch_key(kRowPrefix, key)) || t_.scratch_get(kIndex, scratch_key(kBadPrefix, key));
 }
 
-void StagedRows::for_each_row(const std::function<void(const ImportRow&)>& visit) {
-    t_.for_each_scratch(std::string(1, kRowPrefix), [&](std::string_view k, std::string_view v) {
-        if (v[0] == kStaged) visit(decode_row(k.substr(1), v));  // a copy: visit may write
-        return true;
-    });
+void StagedRows::drain_rows(const std::function<void(const ImportRow&)>& visit) {
+    t_.drain_scratch(kRows, [&](std::string_view k, std::string_view v) { visit(decode_row(k, v)); });
 }
 
 void StagedRows::for_each_alias(const std::function<void(std::string_view, std::string_view)>& visit) {
-    t_.for_each_scratch(std::string(1, kAliasPrefix), [&](std::string_view k, std::string_view v) {
+    t_.for_each_scratch(kIndex, std::string(1, kAliasPrefix), [&](std::string_view k, std::string_view v) {
         const std::string alias(k.substr(1)), primary(v.substr(8));  // copies: visit writes
         visit(alias, primary);
         return true;

@@ -48,8 +48,9 @@ public:
     // Rows staged and not taken back.
     std::size_t rows() const { return rows_; }
 
-    // The staged rows in key order (taken back ones left out). `visit` may write to the map.
-    void for_each_row(const std::function<void(const ImportRow&)>& visit);
+    // The staged rows in key order (taken back ones left out), once: each leaves the scratch
+    // as it is visited, and its pages serve the map's writes. `visit` may write to the map.
+    void drain_rows(const std::function<void(const ImportRow&)>& visit);
     // The claimed aliases in key order, with the user of the row that claimed them.
     void for_each_alias(const std::function<void(std::string_view alias, std::string_view primary)>& visit);
 

@@ -5,32 +5,56 @@
 namespace coexist {
 
 bool CsvReader::next(CsvRecord& record) {
+    for (;;) {
+        const Step step = parse(record);
+        if (step != Step::need_more) return step == Step::record;
+        // Keep only the record being read (parse() left pos_ at its start), add the next piece.
+        buffer_.erase(0, pos_);
+        pos_ = 0;
+        if (!more_(buffer_)) more_ = nullptr;
+        text_ = buffer_;
+    }
+}
+
+// One record from pos_. Reaching the end of text_ while a Source has more gives need_more with
+// pos_ and line_ back at the record's start: the record is parsed again with the next piece.
+CsvReader::Step CsvReader::parse(CsvRecord& record) {
     record.fields.clear();
-    if (error_) return false;
+    if (error_) return Step::end;
     // Skip blank lines between records.
     while (pos_ < text_.size() && (text_[pos_] == '\n' || text_[pos_] == '\r')) {
         if (text_[pos_] == '\n') ++line_;
         ++pos_;
     }
-    if (pos_ >= text_.size()) return false;
+    if (pos_ >= text_.size()) return more_ ? Step::need_more : Step::end;
 
     record.line = line_;
-    const std::size_t start = pos_;
+    const std::size_t start = pos_, start_line = line_;
     auto fail = [&](const std::string& why) {
         error_ = why;
         error_line_ = record.line;  // where the bad record starts: what an editor jumps to
-        return false;
+        return Step::end;
     };
+    auto need_more = [&] {
+        pos_ = start;
+        line_ = start_line;
+        return Step::need_more;
+    };
+    // The end of what has been read, but not of the text.
+    auto cut = [&] { return pos_ >= text_.size() && more_; };
     std::string field;
     for (;;) {
         if (pos_ - start > kMaxCsvRecordBytes) return fail("record longer than 64 KiB");
+        if (cut()) return need_more();
         if (pos_ < text_.size() && text_[pos_] == '"') {
             ++pos_;
             for (;;) {
+                if (cut()) return need_more();
                 if (pos_ >= text_.size()) return fail("quoted field not closed");
                 if (pos_ - start > kMaxCsvRecordBytes) return fail("record longer than 64 KiB");
                 const char c = text_[pos_++];
                 if (c == '"') {
+                    if (cut()) return need_more();  // "" or the closing quote: the next byte says
                     if (pos_ < text_.size() && text_[pos_] == '"') {
                         field.push_back('"');
                         ++pos_;
@@ -50,19 +74,21 @@ bool CsvReader::next(CsvRecord& record) {
                 if (pos_ - start > kMaxCsvRecordBytes) return fail("record longer than 64 KiB");
                 field.push_back(text_[pos_++]);
             }
+            if (cut()) return need_more();
         }
         if (record.fields.size() >= kMaxCsvFields) return fail(fmt::format("more than {} fields", kMaxCsvFields));
         record.fields.push_back(std::move(field));
         field.clear();
-        if (pos_ >= text_.size()) return true;
+        if (pos_ >= text_.size()) return Step::record;  // the last record, without a line break
         const char sep = text_[pos_++];
         if (sep == delimiter_) continue;
         if (sep == '\r') {
+            if (cut()) return need_more();
             if (pos_ < text_.size() && text_[pos_] == '\n') ++pos_;
             else return fail("bare carriage return");
         }
         ++line_;
-        return true;
+        return Step::record;
     }
 }
 

@@ -30,7 +30,8 @@ inline std::string_view to_view(const MDB_val& v) {
     return {static_cast<const char*>(v.mv_data), v.mv_size};
 }
 
-inline constexpr unsigned kMaxNamedDatabases = 8;
+// users, aliases, user_aliases, meta, audit, schedule, and a writer's two scratch databases
+inline constexpr unsigned kMaxNamedDatabases = 10;
 inline constexpr unsigned kMaxReaders = 1024;  // reader slots: milter workers + policyd + tools
 
 class Environment {

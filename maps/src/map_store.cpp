@@ -30,6 +30,8 @@ constexpr const char* kUserAliases = "user_aliases";
 // so that a writer finds the due ones without reading every user).
 constexpr const char* kSchedule = "schedule";
 constexpr std::size_t kMaxMapSize = std::size_t{1} << 40;
+// MapTxn's scratch databases: exist only inside a write transaction (dropped before commit).
+constexpr const char* kScratchNames[] = {"scratch", "scratch_rows"};
 
 std::string reverse_key(std::string_view primary, std::string_view alias) {
     std::string k(primary);
@@ -294,7 +296,17 @@ public:
     // A user added (+1) or removed (-1): the domain's count changes in finish().
     void count_user(std::string_view key, long delta) { domain_deltas[std::string(schema::domain_of_key(key))] += delta; }
 
+    MDB_dbi scratch_dbi(MapTxn::Scratch s) {
+        if (!context) throw std::logic_error("scratch outside a write transaction");
+        auto& dbi = scratch[static_cast<int>(s)];
+        if (!dbi) dbi = txn.open_db(kScratchNames[static_cast<int>(s)], true);
+        return *dbi;
+    }
+
     void finish() {
+        // Gone before the commit: its pages return to the free list, its name to nobody.
+        for (const auto& dbi : scratch)
+            if (dbi) check_mdb(mdb_drop(txn.get(), *dbi, 1), "mdb_drop");
         if (dirty_sequence) txn.put(h.meta, schema::kAuditSequenceKey, std::to_string(*sequence));
         for (const auto& [domain, delta] : domain_deltas) {
             if (delta == 0) continue;
@@ -311,6 +323,7 @@ public:
     std::optional<std::uint64_t> sequence;
     bool dirty_sequence = false;
     std::map<std::string, long, std::less<>> domain_deltas;
+    std::optional<MDB_dbi> scratch[2];
 };
 
 std::optional<UserRecord> MapTxn::user(std::string_view key) {
@@ -399,9 +412,14 @@ bool MapTxn::remove_alias(std::string_view alias) {
 }
 
 void MapTxn::for_each_user(const std::function<bool(std::string_view, const UserRecord&)>& visit) {
+    for_each_user("", visit);
+}
+
+void MapTxn::for_each_user(std::string_view from,
+                           const std::function<bool(std::string_view, const UserRecord&)>& visit) {
     Cursor c(impl_.txn, impl_.h.users);
     std::string_view k, v;
-    for (bool ok = c.seek("", k, v); ok; ok = c.next(k, v)) {
+    for (bool ok = c.seek(from, k, v); ok; ok = c.next(k, v)) {
         const auto r = decode_user(v);
         if (!r) throw MapUnavailable("unreadable user record for " + std::string(k));
         if (!visit(k, *r)) return;
@@ -524,6 +542,48 @@ std::size_t MapTxn::apply_due_changes(std::int64_t now) {
         ++applied;
     }
     return applied;
+}
+
+std::optional<std::string_view> MapTxn::scratch_insert(Scratch s, std::string_view key, std::string_view value) {
+    MDB_val k = to_val(key), v = to_val(value);
+    const int rc = mdb_put(impl_.txn.get(), impl_.scratch_dbi(s), &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) return to_view(v);  // LMDB returns the value that is there
+    check_mdb(rc, "mdb_put");
+    return std::nullopt;
+}
+
+void MapTxn::scratch_put(Scratch s, std::string_view key, std::string_view value) {
+    impl_.txn.put(impl_.scratch_dbi(s), key, value);
+}
+
+bool MapTxn::scratch_del(Scratch s, std::string_view key) { return impl_.txn.del(impl_.scratch_dbi(s), key); }
+
+std::optional<std::string_view> MapTxn::scratch_get(Scratch s, std::string_view key) {
+    return impl_.txn.get(impl_.scratch_dbi(s), key);
+}
+
+void MapTxn::for_each_scratch(Scratch s, std::string_view prefix,
+                              const std::function<bool(std::string_view, std::string_view)>& visit) {
+    Cursor c(impl_.txn, impl_.scratch_dbi(s));
+    std::string_view k, v;
+    for (bool ok = c.seek(prefix, k, v); ok && k.starts_with(prefix); ok = c.next(k, v))
+        if (!visit(k, v)) return;
+}
+
+void MapTxn::drain_scratch(Scratch s, const std::function<void(std::string_view, std::string_view)>& visit) {
+    std::string key, value;
+    for (;;) {
+        {
+            // A fresh cursor each time: the visit's writes may take the pages the removal freed.
+            Cursor c(impl_.txn, impl_.scratch_dbi(s));
+            std::string_view k, v;
+            if (!c.seek("", k, v)) return;
+            key.assign(k);
+            value.assign(v);
+            c.del_current();
+        }
+        visit(key, value);
+    }
 }
 
 std::size_t MapTxn::user_count() { return impl_.txn.entries(impl_.h.users); }

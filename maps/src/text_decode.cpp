@@ -53,69 +53,112 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     return 0;
 }
 
-std::variant<DecodedText, DecodeError> check_utf8(std::string_view bytes, std::size_t bom, std::string_view encoding) {
-    std::size_t line = 1;
-    for (std::size_t i = bom; i < bytes.size();) {
-        const char c = bytes[i];
-        if (c == '\n') ++line;
-        if (c == '\0')
-            return DecodeError{line, i, fmt::format("NUL character (read as {}; a file with NUL bytes is "
-                                                    "usually UTF-16 without a byte order mark)", encoding)};
-        const std::size_t n = utf8_sequence_length(bytes, i);
-        if (n == 0)
-            return DecodeError{line, i, fmt::format("invalid UTF-8 (byte 0x{:02X}; read as {}: save the file as "
-                                                    "\"CSV UTF-8\" or \"Unicode Text\")",
-                                                    static_cast<unsigned char>(c), encoding)};
-        i += n;
-    }
-    return DecodedText{std::string(bytes.substr(bom)), encoding};
-}
-
-std::variant<DecodedText, DecodeError> decode_utf16(std::string_view bytes, bool little_endian,
-                                                    std::string_view encoding) {
-    std::string out;
-    out.reserve(bytes.size() / 2 + bytes.size() / 8);
-    std::size_t line = 1;
-    const auto unit_at = [&](std::size_t i) -> std::uint32_t {
-        const auto lo = static_cast<unsigned char>(bytes[i + (little_endian ? 0 : 1)]);
-        const auto hi = static_cast<unsigned char>(bytes[i + (little_endian ? 1 : 0)]);
-        return static_cast<std::uint32_t>(hi << 8 | lo);
-    };
-    std::size_t i = 2;  // after the byte order mark
-    for (; i + 1 < bytes.size(); i += 2) {
-        std::uint32_t cp = unit_at(i);
-        if (cp >= 0xDC00 && cp <= 0xDFFF)
-            return DecodeError{line, i, fmt::format("unpaired UTF-16 surrogate (read as {})", encoding)};
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            const std::uint32_t low = i + 3 < bytes.size() ? unit_at(i + 2) : 0;
-            if (low < 0xDC00 || low > 0xDFFF)
-                return DecodeError{line, i, fmt::format("unpaired UTF-16 surrogate (read as {})", encoding)};
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-            i += 2;
-        }
-        if (cp == 0) return DecodeError{line, i, fmt::format("NUL character (read as {})", encoding)};
-        if (cp == '\n') ++line;
-        append_utf8(out, cp);
-    }
-    if (i != bytes.size())
-        return DecodeError{line, i, fmt::format("odd number of bytes: the file ends inside a character (read as {})",
-                                                encoding)};
-    return DecodedText{std::move(out), encoding};
-}
-
 }  // namespace
 
 std::variant<DecodedText, DecodeError> decode_text(std::string_view bytes) {
-    // UTF-32's marks begin with UTF-16LE's: test them first.
-    if (starts_with(bytes, kBomUtf32le) || starts_with(bytes, kBomUtf32be))
-        return DecodeError{0, 0, "UTF-32 (found its byte order mark): save the file as \"CSV UTF-8\" or "
-                                 "\"Unicode Text\""};
-    if (starts_with(bytes, kBomUtf8)) return check_utf8(bytes, kBomUtf8.size(), "UTF-8 with BOM");
-    if (starts_with(bytes, kBomUtf16le)) return decode_utf16(bytes, true, "UTF-16LE with BOM");
-    if (starts_with(bytes, kBomUtf16be)) return decode_utf16(bytes, false, "UTF-16BE with BOM");
-    // No mark: UTF-8 (plain ASCII is UTF-8). UTF-16 without a mark shows as NUL bytes, which
-    // check_utf8 refuses with a hint.
-    return check_utf8(bytes, 0, "UTF-8");
+    TextDecoder decoder;
+    std::string out;
+    if (auto e = decoder.feed(bytes, true, out)) return std::move(*e);
+    return DecodedText{std::move(out), decoder.encoding()};
+}
+
+std::optional<DecodeError> TextDecoder::feed(std::string_view bytes, bool last, std::string& out) {
+    if (error_) return error_;
+    std::string joined;  // a held-back character and the new bytes after it
+    std::string_view data = bytes;
+    if (!held_.empty()) {
+        joined = std::move(held_);
+        joined.append(bytes);
+        data = joined;
+        held_.clear();
+    }
+    if (form_ == Form::unknown) {
+        // The longest mark is 4 bytes: wait for them unless the file is shorter.
+        if (data.size() < kBomUtf32le.size() && !last) {
+            held_ = std::string(data);
+            return std::nullopt;
+        }
+        // UTF-32's marks begin with UTF-16LE's: test them first.
+        if (starts_with(data, kBomUtf32le) || starts_with(data, kBomUtf32be)) {
+            error_ = DecodeError{0, 0, "UTF-32 (found its byte order mark): save the file as \"CSV UTF-8\" or "
+                                       "\"Unicode Text\""};
+            return error_;
+        }
+        std::size_t bom = 0;
+        if (starts_with(data, kBomUtf8)) {
+            form_ = Form::utf8, encoding_ = "UTF-8 with BOM", bom = kBomUtf8.size();
+        } else if (starts_with(data, kBomUtf16le)) {
+            form_ = Form::utf16le, encoding_ = "UTF-16LE with BOM", bom = kBomUtf16le.size();
+        } else if (starts_with(data, kBomUtf16be)) {
+            form_ = Form::utf16be, encoding_ = "UTF-16BE with BOM", bom = kBomUtf16be.size();
+        } else {
+            // No mark: UTF-8 (plain ASCII is UTF-8). UTF-16 without a mark shows as NUL bytes,
+            // which are refused with a hint.
+            form_ = Form::utf8, encoding_ = "UTF-8";
+        }
+        data.remove_prefix(bom);
+        offset_ += bom;
+    }
+    error_ = decode(data, last, out);
+    return error_;
+}
+
+std::optional<DecodeError> TextDecoder::decode(std::string_view data, bool last, std::string& out) {
+    const std::size_t base = offset_;  // file offset of data[0]
+    std::size_t i = 0;
+    if (form_ == Form::utf8) {
+        while (i < data.size()) {
+            const char c = data[i];
+            if (static_cast<unsigned char>(c) < 0x80) {
+                if (c == '\n') ++line_;
+                if (c == '\0')
+                    return DecodeError{line_, base + i, fmt::format("NUL character (read as {}; a file with NUL bytes "
+                                                                    "is usually UTF-16 without a byte order mark)",
+                                                                    encoding_)};
+                ++i;
+                continue;
+            }
+            if (!last && data.size() - i < 4) break;  // perhaps cut by the end of the piece
+            const std::size_t n = utf8_sequence_length(data, i);
+            if (n == 0)
+                return DecodeError{line_, base + i,
+                                   fmt::format("invalid UTF-8 (byte 0x{:02X}; read as {}: save the file as "
+                                               "\"CSV UTF-8\" or \"Unicode Text\")",
+                                               static_cast<unsigned char>(c), encoding_)};
+            i += n;
+        }
+        out.append(data.substr(0, i));
+    } else {
+        const bool little_endian = form_ == Form::utf16le;
+        const auto unit_at = [&](std::size_t k) -> std::uint32_t {
+            const auto lo = static_cast<unsigned char>(data[k + (little_endian ? 0 : 1)]);
+            const auto hi = static_cast<unsigned char>(data[k + (little_endian ? 1 : 0)]);
+            return static_cast<std::uint32_t>(hi << 8 | lo);
+        };
+        for (; i + 1 < data.size(); i += 2) {
+            std::uint32_t cp = unit_at(i);
+            if (cp >= 0xDC00 && cp <= 0xDFFF)
+                return DecodeError{line_, base + i, fmt::format("unpaired UTF-16 surrogate (read as {})", encoding_)};
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (i + 3 >= data.size() && !last) break;  // its pair is in the next piece
+                const std::uint32_t low = i + 3 < data.size() ? unit_at(i + 2) : 0;
+                if (low < 0xDC00 || low > 0xDFFF)
+                    return DecodeError{line_, base + i,
+                                       fmt::format("unpaired UTF-16 surrogate (read as {})", encoding_)};
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                i += 2;
+            }
+            if (cp == 0) return DecodeError{line_, base + i, fmt::format("NUL character (read as {})", encoding_)};
+            if (cp == '\n') ++line_;
+            append_utf8(out, cp);
+        }
+        if (i != data.size() && last)
+            return DecodeError{line_, base + i, fmt::format("odd number of bytes: the file ends inside a character "
+                                                            "(read as {})", encoding_)};
+    }
+    held_ = std::string(data.substr(i));
+    offset_ = base + i;
+    return std::nullopt;
 }
 
 }  // namespace coexist

@@ -1,15 +1,20 @@
 // `coexist-map import` (design 10 and 13.4), the pipeline: decode the file to UTF-8 (whatever a
 // spreadsheet saved) -> CSV rows -> header mapping (import_columns) -> row validation, every bad
-// row reported (import_errors) -> the map compared and written in one write transaction
-// (import_plan). Nothing is written unless every row passes.
+// row reported (import_errors) -> the rows staged in the write transaction (import_stage) -> the
+// map compared and written in that same transaction (import_plan). Nothing is written unless
+// every row passes. The file streams through: memory holds a piece of it and one row, the rest
+// is the transaction's own pages.
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <fmt/format.h>
 #include <iostream>
 #include <ostream>
-#include <unordered_map>
+#include <memory>
 #include <variant>
 
 #include "coexist/csv.hpp"
@@ -21,6 +26,7 @@
 #include "import_columns.hpp"
 #include "import_errors.hpp"
 #include "import_plan.hpp"
+#include "import_stage.hpp"
 
 namespace coexist::tool {
 
@@ -46,16 +52,6 @@ bool all_empty(const CsvRecord& rec) {
     return std::all_of(rec.fields.begin(), rec.fields.end(), [](const std::string& f) { return f.empty(); });
 }
 
-// The file's text as UTF-8, or a DataError naming the file, the line and the encoding it found.
-std::string decode_file(const std::string& file, const std::string& bytes) {
-    auto decoded = decode_text(bytes);
-    if (auto* e = std::get_if<DecodeError>(&decoded)) {
-        if (e->line == 0) throw DataError(fmt::format("{}: {}", file, e->reason));
-        throw DataError(fmt::format("{}:{}: {} at byte {} of the file", file, e->line, e->reason, e->offset));
-    }
-    return std::move(std::get<DecodedText>(decoded).utf8);
-}
-
 // Excel's "Unicode Text" is tab-separated, and Excel in locales whose decimal mark is a comma
 // saves "CSV" with semicolons: a header line with tabs (or semicolons) and no comma says so.
 // (The aliases cell's own ';' separators are then inside quotes, as Excel writes them.)
@@ -67,25 +63,76 @@ char detect_delimiter(std::string_view text) {
     return ',';
 }
 
-std::string read_file(const std::string& path) {
-    std::FILE* f = path == "-" ? stdin : std::fopen(path.c_str(), "re");
-    if (!f) throw DataError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-    std::string text;
-    char buf[1 << 16];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
-        text.append(buf, n);
-        if (text.size() > kMaxImportFileBytes) {
-            if (f != stdin) std::fclose(f);
-            throw DataError(path + ": larger than 2 GiB");
+// The file, read a piece at a time: a pipe (or standard input) is first copied to an unnamed
+// temporary file, so that a transaction run again from the start (MapStore::write, when the
+// map grows) reads it again from its first byte.
+class ImportInput {
+public:
+    explicit ImportInput(const std::string& path) : path_(path), file_(nullptr, &std::fclose) {
+        std::FILE* f = path == "-" ? stdin : std::fopen(path.c_str(), "re");
+        if (!f) throw DataError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+        struct stat st{};
+        if (f != stdin) file_.reset(f);
+        if (::fstat(::fileno(f), &st) == 0 && S_ISREG(st.st_mode) && f != stdin) return;
+        std::unique_ptr<std::FILE, int (*)(std::FILE*)> copy(std::tmpfile(), &std::fclose);
+        if (!copy) throw DataError(fmt::format("{}: a temporary copy: {}", path, std::strerror(errno)));
+        char buf[1 << 16];
+        std::size_t n, total = 0;
+        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+            if ((total += n) > kMaxImportFileBytes) throw DataError(path + ": larger than 2 GiB");
+            if (std::fwrite(buf, 1, n, copy.get()) != n)
+                throw DataError(fmt::format("{}: a temporary copy: {}", path, std::strerror(errno)));
         }
+        if (std::ferror(f)) throw DataError(path + ": read error");
+        file_ = std::move(copy);
     }
-    const bool failed = std::ferror(f);
-    if (f != stdin) std::fclose(f);
-    if (failed) throw DataError(path + ": read error");
-    return text;
-}
 
+    void rewind() {
+        if (std::fseek(file_.get(), 0, SEEK_SET) != 0) throw DataError(path_ + ": cannot read it again");
+        read_ = 0;
+    }
+
+    // The next piece of the file (up to 64 KiB) in `piece`; false at its end.
+    bool next(std::string& piece) {
+        piece.resize(std::size_t{1} << 16);
+        const std::size_t n = std::fread(piece.data(), 1, piece.size(), file_.get());
+        piece.resize(n);
+        if (n == 0 && std::ferror(file_.get())) throw DataError(path_ + ": read error");
+        if ((read_ += n) > kMaxImportFileBytes) throw DataError(path_ + ": larger than 2 GiB");
+        return n > 0;
+    }
+
+private:
+    std::string path_;
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_;
+    std::size_t read_ = 0;
+};
+
+// The decode stage: the file's text as UTF-8 a piece at a time (CsvReader's Source), or a
+// DataError naming the file, the line and the encoding it found.
+class DecodingSource {
+public:
+    DecodingSource(ImportInput& input, std::string path) : input_(input), path_(std::move(path)) {}
+
+    // Appends the next decoded piece to `out`; false once the file has ended.
+    bool more(std::string& out) {
+        if (done_) return false;
+        const bool got = input_.next(piece_);
+        if (const auto e = decoder_.feed(piece_, !got, out)) {
+            if (e->line == 0) throw DataError(fmt::format("{}: {}", path_, e->reason));
+            throw DataError(fmt::format("{}:{}: {} at byte {} of the file", path_, e->line, e->reason, e->offset));
+        }
+        done_ = !got;
+        return got;
+    }
+
+private:
+    ImportInput& input_;
+    std::string path_;
+    TextDecoder decoder_;
+    std::string piece_;
+    bool done_ = false;
+};
 
 // The aliases cell: addresses separated by ';' (what export writes), ',' or white space (GAM's
 // list delimiter); a separator inside a quoted local part ("a b"@contoso.com) is part of it.
@@ -163,13 +210,21 @@ ImportRow check_row(const Config& c, const ImportColumns& cols, const CsvRecord&
     return row;
 }
 
-// Stages CSV rows, header mapping and row validation: the good rows, and one reason per bad row
-// in `errors` (syntax, domains, states, duplicates inside the file, an alias that is also a
-// user in the file). Only a missing or unusable header stops it at once.
-ImportFile parse_rows(const Config& c, const std::string& file, std::string_view text,
-                      const std::optional<std::string>& default_batch, State default_state, ImportErrors& errors,
-                      std::ostream& err) {
-    CsvReader reader(text, detect_delimiter(text));
+// Stages CSV rows, header mapping and row validation: the good rows into `staged`, and one
+// reason per bad row in `errors` (syntax, domains, states, duplicates inside the file). Only
+// a missing or unusable header, or a file in no encoding we read, stops it at once. `err`
+// gets the warning naming ignored columns (null: said already, in an earlier try).
+ImportShape stage_file(const Config& c, const std::string& file, ImportInput& input,
+                       const std::optional<std::string>& default_batch, State default_state, StagedRows& staged,
+                       ImportErrors& errors, std::ostream* err) {
+    input.rewind();
+    DecodingSource source(input, file);
+    // The header line tells the delimiter: read until it is whole (or the record limit).
+    std::string first;
+    while (first.find('\n') == std::string::npos && first.size() <= kMaxCsvRecordBytes && source.more(first)) {
+    }
+    const char delimiter = detect_delimiter(first);
+    CsvReader reader(std::move(first), [&source](std::string& out) { return source.more(out); }, delimiter);
     CsvRecord rec;
     // Rows that are wholly empty (",,,," as spreadsheets write them) are skipped everywhere.
     auto next_record = [&] {
@@ -184,16 +239,15 @@ ImportFile parse_rows(const Config& c, const std::string& file, std::string_view
         throw DataError(file + ": empty file (expected a header row)");
     }
     const ImportColumns cols = map_import_header(file, rec);
-    if (const auto warning = ignored_columns_warning(file, rec.line, cols); !warning.empty())
-        err << "coexist-map: " << warning << '\n';
+    if (const auto warning = ignored_columns_warning(file, rec.line, cols); !warning.empty() && err)
+        *err << "coexist-map: " << warning << '\n';
 
-    ImportFile out;
-    out.name = file;
-    out.has_aliases = cols.aliases != -1;
-    out.keeps_target = cols.target == -1;
-    out.has_pending = cols.pending_state != -1;
-    out.keeps_batch = cols.batch == -1 && !default_batch;
-    std::unordered_map<std::string, std::size_t> user_line, alias_line;
+    ImportShape shape;
+    shape.name = file;
+    shape.has_aliases = cols.aliases != -1;
+    shape.keeps_target = cols.target == -1;
+    shape.has_pending = cols.pending_state != -1;
+    shape.keeps_batch = cols.batch == -1 && !default_batch;
     while (next_record()) {
         ImportRow row;
         try {
@@ -203,36 +257,29 @@ ImportFile parse_rows(const Config& c, const std::string& file, std::string_view
             if (rec.fields.size() > static_cast<std::size_t>(cols.address))
                 if (auto k = admin_user_key(c, rec.fields[static_cast<std::size_t>(cols.address)]);
                     std::holds_alternative<std::string>(k))
-                    out.bad_row_keys.push_back(std::get<std::string>(k));
+                    staged.note_bad_row(std::get<std::string>(k));
             errors.add(rec.line, e.what());
             continue;
         }
-        if (auto [it, fresh] = user_line.emplace(row.key, row.line); !fresh) {
-            errors.add(row.line, fmt::format("{} is listed twice (first on line {})", row.key, it->second));
+        if (const auto first_line = staged.add(row)) {
+            errors.add(row.line, fmt::format("{} is listed twice (first on line {})", row.key, *first_line));
             continue;
         }
         bool twice = false;
         for (const auto& a : row.aliases)
-            if (auto [it, fresh] = alias_line.emplace(a, row.line); !fresh && !twice) {
-                errors.add(row.line, fmt::format("alias {} is listed twice (first on line {})", a, it->second));
+            if (const auto first_line = staged.claim_alias(a, row.line, row.key); first_line && !twice) {
+                errors.add(row.line, fmt::format("alias {} is listed twice (first on line {})", a, *first_line));
                 twice = true;
             }
-        if (!twice) out.rows.push_back(std::move(row));
+        if (twice) staged.withdraw(row);
     }
     // A CSV syntax error ends the reading: what follows cannot be split into cells reliably.
     if (reader.error()) errors.add(reader.error_line(), *reader.error());
-    std::erase_if(out.rows, [&](const ImportRow& row) {
-        for (const auto& a : row.aliases)
-            if (auto it = user_line.find(a); it != user_line.end()) {
-                errors.add(row.line, fmt::format("alias {} is also a user (line {})", a, it->second));
-                return true;
-            }
-        return false;
-    });
-    // Key order: LMDB writes fastest in order, and the diff reads best sorted.
-    std::sort(out.rows.begin(), out.rows.end(), [](const ImportRow& a, const ImportRow& b) { return a.key < b.key; });
-    return out;
+    return shape;
 }
+
+// Ends the dry run's transaction: thrown out of MapStore::write, which then aborts it.
+struct DryRunEnd {};
 
 std::string summary(const ImportCounts& n) {
     return fmt::format("{} added, {} changed, {} unchanged, {} removed; aliases +{} -{}", n.added, n.changed,
@@ -250,37 +297,51 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
         default_state = *st;
     }
     if (options.batch) checked_batch(*options.batch);
-    const std::string text = decode_file(file, read_file(file));
-    ImportErrors errors(file);
-    const ImportFile parsed = parse_rows(c, file, text, options.batch, default_state, errors, err);
+    ImportInput input(file);
     const PruneScope prune{options.prune, options.prune ? options.batch : std::nullopt, options.force};
-    if (prune.enabled && parsed.rows.empty() && errors.empty())
-        throw DataError(fmt::format("{}: no rows: --prune would remove every user{}; 'coexist-map remove' removes "
-                                    "users one by one", file, prune.batch ? " of batch " + *prune.batch : ""));
 
-    const bool write = !options.dry_run && errors.empty();
-    MapStore store(c.map_path, c.map_size, options.dry_run ? MapStore::Mode::read_only : MapStore::Mode::read_write);
-    ImportPlan plan;
-    // The map-side checks run even when rows are already bad, so one run names every bad row.
-    if (!write) {
-        store.read([&](MapTxn& t) { plan = plan_import(t, parsed, prune, errors, true); });
-    } else {
-        const ChangeContext ctx{current_user_name(), fmt::format("import {}{}", file, prune.enabled ? " --prune" : ""),
-                                static_cast<std::int64_t>(std::time(nullptr))};
+    // The dry run too reads the file into a write transaction (its scratch database holds the
+    // staged rows), and then aborts it.
+    MapStore store(c.map_path, c.map_size, MapStore::Mode::read_write);
+    const ChangeContext ctx{current_user_name(), fmt::format("import {}{}", file, prune.enabled ? " --prune" : ""),
+                            static_cast<std::int64_t>(std::time(nullptr))};
+    ImportDiff diff(options.dry_run);
+    ImportCounts counts;
+    std::size_t rows = 0;
+    bool warned = false;
+    try {
         store.write(ctx, [&](MapTxn& t) {
             // Run again from the start when the map had to grow: nothing of a first try remains.
-            ImportErrors map_errors(file);
-            plan = plan_import(t, parsed, prune, map_errors, false);
-            if (!map_errors.empty()) throw DataError(map_errors.report());  // aborts: nothing written
-            apply_import(t, parsed, plan);
+            diff.clear();
+            counts = {};
+            ImportErrors errors(file);
+            StagedRows staged(t);
+            const ImportShape shape =
+                stage_file(c, file, input, options.batch, default_state, staged, errors, warned ? nullptr : &err);
+            warned = true;
+            if (prune.enabled && staged.rows() == 0 && errors.empty())
+                throw DataError(fmt::format("{}: no rows: --prune would remove every user{}; 'coexist-map remove' "
+                                            "removes users one by one", file,
+                                            prune.batch ? " of batch " + *prune.batch : ""));
+            // Decided before anything is written, from the whole file: it is all staged.
+            if (const auto refusal = prune_refusal(t, staged, prune); refusal && errors.empty()) {
+                if (!options.dry_run) throw DataError(file + ": " + *refusal);
+                diff.note("refused without --force: " + *refusal, false);
+            }
+            // The map-side checks run even when rows are already bad, so one run names every bad row.
+            const bool write = !options.dry_run && errors.empty();
+            import_rows(t, shape, staged, prune, errors, diff, counts, write);
+            if (!errors.empty()) throw DataError(errors.report());  // aborts: nothing written
+            finish_import(t, shape, staged, prune, diff, counts, !options.dry_run);
+            rows = staged.rows();
+            if (options.dry_run) throw DryRunEnd{};
         });
+    } catch (const DryRunEnd&) {
     }
-    if (!errors.empty()) throw DataError(errors.report());
 
-    for (const auto& change : plan.changes)
-        if (options.dry_run || change.removal) out << change.text << '\n';
-    out << fmt::format("{} {} rows from {}: {}\n", options.dry_run ? "would import" : "imported", parsed.rows.size(),
-                       file, summary(plan.counts));
+    diff.print(out);
+    out << fmt::format("{} {} rows from {}: {}\n", options.dry_run ? "would import" : "imported", rows, file,
+                       summary(counts));
     return kOk;
 }
 

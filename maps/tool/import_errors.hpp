@@ -7,7 +7,6 @@
 #include <cstddef>
 #include <iterator>
 #include <map>
-#include <set>
 #include <string>
 
 #include <fmt/format.h>
@@ -20,15 +19,16 @@ public:
 
     explicit ImportErrors(std::string file) : file_(std::move(file)) {}
 
-    // Records why the row starting on `line` is bad; a second reason for the same row is dropped.
+    // Records why the row starting on `line` is bad. One reason per row: the callers give a
+    // row at most one (the first found); a second reason for a kept row is dropped.
     void add(std::size_t line, std::string reason) {
-        if (!lines_.insert(line).second) return;
+        if (kept_.count(line)) return;
+        ++count_;
         kept_.emplace(line, std::move(reason));
         if (kept_.size() > kMaxReported) kept_.erase(std::prev(kept_.end()));  // keep the earliest lines
     }
-    bool has(std::size_t line) const { return lines_.count(line) != 0; }
-    std::size_t count() const { return lines_.size(); }
-    bool empty() const { return lines_.empty(); }
+    std::size_t count() const { return count_; }
+    bool empty() const { return count_ == 0; }
 
     // "FILE:LINE: reason" per kept row in line order, "... and N more" beyond them, and a last
     // line counting the bad rows. Empty when there are none.
@@ -43,7 +43,7 @@ public:
 private:
     std::string file_;
     std::map<std::size_t, std::string> kept_;  // the first kMaxReported bad rows by line
-    std::set<std::size_t> lines_;              // every bad row's line (for has() and count())
+    std::size_t count_ = 0;                    // every bad row: a count, not a list (design 13.4)
 };
 
 }  // namespace coexist::tool

@@ -1,8 +1,10 @@
 #include "import_plan.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fmt/format.h>
-#include <unordered_set>
+#include <stdexcept>
 
 #include "coexist/utc_time.hpp"
 #include "commands.hpp"
@@ -50,131 +52,169 @@ bool same_routing(const UserRecord& old, const UserRecord& now) {
 // them. The file says what the state is now: a scheduled change left behind would undo it later
 // (a rollback imported before a planned cut-over), so it goes, and the diff shows it; unless the
 // file itself carries the schedule (pending_state/pending_at, as export writes them).
-UserRecord merged_record(const ImportFile& file, const ImportRow& row, const std::optional<UserRecord>& old) {
+UserRecord merged_record(const ImportShape& shape, const ImportRow& row, const std::optional<UserRecord>& old) {
     UserRecord record = old.value_or(UserRecord{});
     record.state = row.record.state;
     record.pending_state = row.record.pending_state;
     record.pending_at = row.record.pending_at;
-    if (!old || !file.keeps_target) record.target = row.record.target;
-    if (!old || !file.keeps_batch) record.batch = row.record.batch;
+    if (!old || !shape.keeps_target) record.target = row.record.target;
+    if (!old || !shape.keeps_batch) record.batch = row.record.batch;
     return record;
+}
+
+// A user --prune removes: set by hand (never the directory's, design 13.1: the directory
+// decides whether it exists), in the batch pruned, and in no row of the file.
+bool pruned(const PruneScope& prune, StagedRows& staged, std::string_view key, const UserRecord& r) {
+    return prune.enabled && r.owner == Owner::admin && (!prune.batch || r.batch == *prune.batch) &&
+           !staged.in_file(key);
 }
 
 }  // namespace
 
-ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prune, ImportErrors& errors,
-                       bool full_diff) {
-    ImportPlan plan;
-    auto note = [&](std::string text, bool removal) {
-        if (full_diff || removal) plan.changes.push_back({std::move(text), removal});
-    };
-    std::unordered_set<std::string_view> in_file;  // every key of the file, bad rows' too
-    in_file.reserve(file.rows.size() + file.bad_row_keys.size());
-    for (const auto& row : file.rows) in_file.insert(row.key);
-    for (const auto& key : file.bad_row_keys) in_file.insert(key);
-    std::unordered_set<std::string> pruned;
-    if (prune.enabled) {
-        // Never a directory-owned user (design 13.1): the directory decides whether it exists.
-        std::size_t in_scope = 0;
-        t.for_each_user([&](std::string_view key, const UserRecord& r) {
-            if (r.owner != Owner::admin || (prune.batch && r.batch != *prune.batch)) return true;
-            ++in_scope;
-            if (!in_file.count(key)) plan.prune.emplace_back(key);
-            return true;
-        });
-        if (!prune.force && plan.prune.size() > kPruneSafeCount && plan.prune.size() * 2 > in_scope) {
-            const std::string why = fmt::format(
-                "--prune would remove {} of the {} users set by hand{}: more than half. Check the file (and "
-                "--batch); --dry-run lists them; --force removes them", plan.prune.size(), in_scope,
-                prune.batch ? " in batch " + *prune.batch : std::string());
-            if (!full_diff) throw DataError(file.name + ": " + why);
-            plan.changes.push_back({"refused without --force: " + why, false});
-        }
-        pruned.insert(plan.prune.begin(), plan.prune.end());
+ImportDiff::ImportDiff(bool full) : full_(full), spool_(nullptr, &std::fclose) {}
+
+void ImportDiff::note(std::string_view text, bool removal) {
+    if (!full_ && !removal) return;
+    if (!spool_) {
+        spool_.reset(std::tmpfile());
+        if (!spool_) throw std::runtime_error(fmt::format("a temporary file for the diff: {}", std::strerror(errno)));
     }
+    if (std::fwrite(text.data(), 1, text.size(), spool_.get()) != text.size() || std::fputc('\n', spool_.get()) == EOF)
+        throw std::runtime_error(fmt::format("writing the diff to a temporary file: {}", std::strerror(errno)));
+}
+
+void ImportDiff::clear() { spool_.reset(); }
+
+void ImportDiff::print(std::ostream& out) {
+    if (!spool_) return;
+    if (std::fflush(spool_.get()) != 0 || std::fseek(spool_.get(), 0, SEEK_SET) != 0)
+        throw std::runtime_error(fmt::format("reading the diff back: {}", std::strerror(errno)));
+    char buf[1 << 16];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, spool_.get())) > 0) out.write(buf, static_cast<std::streamsize>(n));
+    if (std::ferror(spool_.get())) throw std::runtime_error("reading the diff back: read error");
+}
+
+std::optional<std::string> prune_refusal(MapTxn& t, StagedRows& staged, const PruneScope& prune) {
+    if (!prune.enabled || prune.force) return std::nullopt;
+    std::size_t in_scope = 0, removals = 0;
+    t.for_each_user([&](std::string_view key, const UserRecord& r) {
+        if (r.owner != Owner::admin || (prune.batch && r.batch != *prune.batch)) return true;
+        ++in_scope;
+        if (!staged.in_file(key)) ++removals;
+        return true;
+    });
+    if (removals <= kPruneSafeCount || removals * 2 <= in_scope) return std::nullopt;
+    return fmt::format("--prune would remove {} of the {} users set by hand{}: more than half. Check the file (and "
+                       "--batch); --dry-run lists them; --force removes them", removals, in_scope,
+                       prune.batch ? " in batch " + *prune.batch : std::string());
+}
+
+void import_rows(MapTxn& t, const ImportShape& shape, StagedRows& staged, const PruneScope& prune,
+                 ImportErrors& errors, ImportDiff& diff, ImportCounts& counts, bool write) {
     // A user whose aliases this import takes away anyway: restated by the file's aliases
     // column, or pruned. Its aliases may go to another user of the file.
     auto releases_aliases = [&](const std::string& primary) {
-        return (file.has_aliases && in_file.count(primary)) || pruned.count(primary);
+        if (shape.has_aliases && staged.in_file(primary)) return true;
+        const auto r = prune.enabled ? t.user(primary) : std::nullopt;
+        return r && pruned(prune, staged, primary, *r);
+    };
+    auto pruned_user = [&](const std::string& key) {
+        const auto r = prune.enabled ? t.user(key) : std::nullopt;
+        return r && pruned(prune, staged, key, *r);
     };
 
-    for (const auto& row : file.rows) {
+    staged.drain_rows([&](const ImportRow& row) {
         std::optional<std::string> bad;
+        for (const auto& a : row.aliases)
+            if (const auto line = staged.user_line(a)) {
+                bad = fmt::format("alias {} is also a user (line {})", a, *line);
+                break;
+            }
+        // Earlier rows of this pass changed only their own users and aliases, so what these
+        // checks read is still the map as it was before the import.
         const auto old = t.user(row.key);
-        const UserRecord record = merged_record(file, row, old);
-        if (auto p = t.alias_primary(row.key); p && !releases_aliases(*p))
+        const UserRecord record = merged_record(shape, row, old);
+        if (bad) {
+        } else if (auto p = t.alias_primary(row.key); p && !releases_aliases(*p)) {
             bad = fmt::format("{} is an alias of {} in the map", row.key, *p);
-        else if (old && old->owner == Owner::directory)
+        } else if (old && old->owner == Owner::directory) {
             bad = fmt::format("{} is owned by the directory ({}): change it there, or override its state with "
                               "'coexist-map set'", row.key, old->dn);
+        }
         for (const auto& a : row.aliases) {
             if (bad) break;
-            if (t.user(a) && !in_file.count(a) && !pruned.count(a))
+            if (t.user(a) && !staged.in_file(a) && !pruned_user(a))
                 bad = fmt::format("alias {} is a user in the map", a);
             else if (auto p = t.alias_primary(a); p && *p != row.key && !releases_aliases(*p))
                 bad = fmt::format("alias {} belongs to {} in the map", a, *p);
         }
         if (bad) {
             errors.add(row.line, std::move(*bad));
-            continue;
+            return;
         }
+        const bool writing = write && errors.empty();
 
         const bool same_record = old && same_routing(*old, record);
-        if (full_diff && !old) note(fmt::format("add {}: {}", row.key, describe_record(record)), false);
-        if (full_diff && old && !same_record)
-            note(fmt::format("change {}: {}", row.key, describe_change(*old, record)), false);
+        if (diff.full() && !old) diff.note(fmt::format("add {}: {}", row.key, describe_record(record)), false);
+        if (diff.full() && old && !same_record)
+            diff.note(fmt::format("change {}: {}", row.key, describe_change(*old, record)), false);
         // With an aliases column the row's list replaces the user's: a removed alias sends its
         // mail elsewhere, so it is a change to count and to show, never "unchanged".
         bool same_aliases = true;
-        if (file.has_aliases) {
+        if (shape.has_aliases) {
             std::vector<std::string> before = old ? t.aliases_of(row.key) : std::vector<std::string>{};
             std::vector<std::string> after = row.aliases;
             std::sort(before.begin(), before.end());
             std::sort(after.begin(), after.end());
             for (const auto& a : before)
                 if (!std::binary_search(after.begin(), after.end(), a)) {
-                    note(fmt::format("unalias {} (of {})", a, row.key), true);
-                    ++plan.counts.aliases_removed;
+                    diff.note(fmt::format("unalias {} (of {})", a, row.key), true);
+                    ++counts.aliases_removed;
+                    if (writing) t.remove_alias(a);
                 }
             for (const auto& a : after)
                 if (!std::binary_search(before.begin(), before.end(), a)) {
-                    if (full_diff) note(fmt::format("alias {} -> {}", a, row.key), false);
-                    ++plan.counts.aliases_added;
+                    if (diff.full()) diff.note(fmt::format("alias {} -> {}", a, row.key), false);
+                    ++counts.aliases_added;
                 }
             same_aliases = before == after;
         }
-        if (!old) ++plan.counts.added;
-        else if (same_record && same_aliases) ++plan.counts.unchanged;
-        else ++plan.counts.changed;
-    }
-
-    for (const auto& key : plan.prune) {
-        const auto r = t.user(key);
-        note(fmt::format("remove {}: {} (not in the file)", key, describe_record(*r)), true);
-        ++plan.counts.removed;
-        for (const auto& a : t.aliases_of(key)) {
-            note(fmt::format("unalias {} (of {})", a, key), true);
-            ++plan.counts.aliases_removed;
-        }
-    }
-    return plan;
+        if (!old) ++counts.added;
+        else if (same_record && same_aliases) ++counts.unchanged;
+        else ++counts.changed;
+        if (writing) t.put_user(row.key, record, old);
+    });
 }
 
-void apply_import(MapTxn& t, const ImportFile& file, const ImportPlan& plan) {
-    // Aliases first leave their old owners (the file's users, then the pruned users), so an
-    // alias can move between two users of the file, and from a pruned user to a kept one.
-    if (file.has_aliases)
-        for (const auto& row : file.rows)
-            for (const auto& a : t.aliases_of(row.key))
-                if (std::find(row.aliases.begin(), row.aliases.end(), a) == row.aliases.end()) t.remove_alias(a);
-    for (const auto& key : plan.prune) t.remove_user(key);  // with its aliases
-    for (const auto& row : file.rows) {
-        const auto old = t.user(row.key);
-        t.put_user(row.key, merged_record(file, row, old), old);
+void finish_import(MapTxn& t, const ImportShape& shape, StagedRows& staged, const PruneScope& prune,
+                   ImportDiff& diff, ImportCounts& counts, bool write) {
+    // The pruned users, in key order, each looked up from where the last one was: the cursor
+    // of a visit does not outlive a removal.
+    std::string from;
+    while (prune.enabled) {
+        std::optional<std::pair<std::string, UserRecord>> next;
+        t.for_each_user(from, [&](std::string_view key, const UserRecord& r) {
+            if (!pruned(prune, staged, key, r)) return true;
+            next.emplace(std::string(key), r);
+            return false;
+        });
+        if (!next) break;
+        const auto& [key, r] = *next;
+        diff.note(fmt::format("remove {}: {} (not in the file)", key, describe_record(r)), true);
+        ++counts.removed;
+        for (const auto& a : t.aliases_of(key)) {
+            diff.note(fmt::format("unalias {} (of {})", a, key), true);
+            ++counts.aliases_removed;
+        }
+        if (write) t.remove_user(key);  // with its aliases
+        from = key;
+        from.push_back('\0');  // the first key after it
     }
-    if (file.has_aliases)
-        for (const auto& row : file.rows)
-            for (const auto& a : row.aliases) t.put_alias(a, row.key);
+    // Last, so that an alias can move between two users of the file, and from a pruned user
+    // to a kept one: its old user has let it go by now.
+    if (write && shape.has_aliases)
+        staged.for_each_alias([&](std::string_view alias, std::string_view primary) { t.put_alias(alias, primary); });
 }
 
 }  // namespace coexist::tool

@@ -1,32 +1,26 @@
-// `coexist-map import`, the map side (design 10 and 13.4): the checked rows of a file compared
-// with the map inside one transaction, as a diff an admin can read (--dry-run prints it all, the
-// real run prints what it removes), then written in that same transaction.
+// `coexist-map import`, the map side (design 10 and 13.4): the staged rows of a file compared
+// with the map inside the one write transaction, as a diff an admin can read (--dry-run prints
+// it all, the real run prints what it removes), and written in that same transaction, row by
+// row in key order.
 #pragma once
 
 #include <cstddef>
+#include <cstdio>
+#include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
-#include <vector>
+#include <string_view>
 
 #include "coexist/map_store.hpp"
 #include "import_errors.hpp"
+#include "import_stage.hpp"
 
 namespace coexist::tool {
 
-struct ImportRow {
-    std::size_t line = 0;
-    std::string key;
-    UserRecord record;
-    std::vector<std::string> aliases;  // keys; the user's whole list when the file has the column
-};
-
-// A file after the decode, CSV, header and row stages: its good rows in key order.
-struct ImportFile {
+// What the file's header says about its rows.
+struct ImportShape {
     std::string name;
-    std::vector<ImportRow> rows;
-    // The keys of the bad rows whose address is valid (so a row with a bad state does not make
-    // its user look "not in the file" to the other checks).
-    std::vector<std::string> bad_row_keys;
     // An `aliases` column is present: each row's list is the user's full alias list. Absent: the
     // users' aliases are left as they are.
     bool has_aliases = false;
@@ -55,28 +49,38 @@ struct ImportCounts {
     std::size_t aliases_added = 0, aliases_removed = 0;
 };
 
-// One line of the diff: "add KEY: ...", "change KEY: state A -> B, ...", "remove KEY: ...",
-// "alias ALIAS -> KEY", "unalias ALIAS (of KEY)".
-struct ImportChange {
-    std::string text;
-    bool removal = false;  // a user or an alias goes away: printed by the real run too
+// The diff, one line a change: "add KEY: ...", "change KEY: state A -> B, ...", "remove KEY:
+// ...", "alias ALIAS -> KEY", "unalias ALIAS (of KEY)". Every line (--dry-run) or the removals
+// only (the real run prints them), in an unnamed temporary file rather than in memory: a
+// million-user diff is printed only once the transaction has come to its end.
+class ImportDiff {
+public:
+    explicit ImportDiff(bool full);
+    bool full() const { return full_; }
+    void note(std::string_view text, bool removal);
+    void clear();                    // a transaction run again from the start
+    void print(std::ostream& out);  // every line noted, in order
+private:
+    bool full_;
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> spool_;
 };
 
-struct ImportPlan {
-    ImportCounts counts;
-    std::vector<ImportChange> changes;
-    std::vector<std::string> prune;  // users to remove, in key order
-};
+// Before anything is written: refuses a prune of more than half of the users in scope (and
+// more than kPruneSafeCount) without --force; the reason, or nothing when the prune may go on.
+std::optional<std::string> prune_refusal(MapTxn& t, StagedRows& staged, const PruneScope& prune);
 
-// Checks the rows against the map (an address that is an alias in the map, an alias that is a
-// user or belongs to a user the file does not restate, a directory-owned user), adding one
-// reason per bad row to `errors`, and works out every change. Reads only.
-// `full_diff`: keep every change (--dry-run); else only the removals, which the real run prints.
-ImportPlan plan_import(MapTxn& t, const ImportFile& file, const PruneScope& prune, ImportErrors& errors,
-                       bool full_diff);
+// Checks each staged row against the map (an address that is an alias in the map, an alias
+// that is a user in the file or in the map or belongs to a user the file does not restate, a
+// directory-owned user), adding one reason per bad row to `errors`; notes each change in
+// `diff`; counts. While `write` holds and no row has failed, writes each row's user and takes
+// away the aliases the row no longer lists (each write audited by MapTxn); the file's aliases
+// are written by finish_import, once every user that gives one up has done so.
+void import_rows(MapTxn& t, const ImportShape& shape, StagedRows& staged, const PruneScope& prune,
+                 ImportErrors& errors, ImportDiff& diff, ImportCounts& counts, bool write);
 
-// Writes `plan` (made by plan_import in this same transaction, with no errors): each write is
-// audited by MapTxn, removals as `remove` audits them.
-void apply_import(MapTxn& t, const ImportFile& file, const ImportPlan& plan);
+// After import_rows, with no bad row: the prune's removals (noted; removed with their aliases
+// when `write`, audited as `remove` audits them), then the file's aliases written.
+void finish_import(MapTxn& t, const ImportShape& shape, StagedRows& staged, const PruneScope& prune,
+                   ImportDiff& diff, ImportCounts& counts, bool write);
 
 }  // namespace coexist::tool

@@ -418,3 +418,36 @@ TEST_CASE("--state names the state of rows without one: a batch imported as sour
     CHECK(r.status == 0);
     CHECK_THAT(m.export_text(), Catch::Contains("ann@contoso.com,source,,w4,\n"));
 }
+
+// The rows stream into the write transaction (design 13.4): a bad row at the very end still
+// leaves the map as it was, and a user or an alias listed twice is caught however far apart.
+TEST_CASE("a 50,000-row file: duplicates far apart and a bad last row are named; nothing is imported") {
+    BatchMap m;
+    m.import_text(kBase);
+    const std::string before = m.export_text();
+    std::string csv = "address,state,batch,aliases\n";
+    for (int i = 0; i < 50000; ++i)
+        csv += fmt::format("user{}@contoso.com,migrated,big,{}\n", i, i == 3 ? "far@contoso.com" : "");
+    const std::string good = csv;
+    csv += "user7@contoso.com,source,big,\n";                   // line 50002
+    csv += "late@contoso.com,migrated,big,far@contoso.com\n";   // line 50003
+    csv += "stranger@example.org,migrated,big,\n";              // line 50004
+    const auto r = m.import_text(csv);
+    const std::string f = m.dir.file("in.csv");
+    CHECK(r.error == f + ":50002: user7@contoso.com is listed twice (first on line 9)\n" +
+                         f + ":50003: alias far@contoso.com is listed twice (first on line 5)\n" +
+                         f + ":50004: 'stranger@example.org' is not in a managed domain\n" +
+                         f + ": 3 bad rows, nothing imported");
+    CHECK(r.out == "");
+    CHECK(m.export_text() == before);
+    CHECK(m.history("user0@contoso.com").empty());
+    // The dry run names the same rows and prints no diff.
+    const auto dry = m.import_text(csv, opts(std::nullopt, true, false));
+    CHECK(dry.error == r.error);
+    CHECK(dry.out == "");
+    // Without those rows the file imports whole.
+    const auto ok = m.import_text(good);
+    REQUIRE(ok.error == "");
+    CHECK(ok.out == "imported 50000 rows from " + f + ": 50000 added, 0 changed, 0 unchanged, 0 removed; aliases +1 -0\n");
+    CHECK_THAT(m.export_text(), Catch::Contains("user3@contoso.com,migrated,,big,far@contoso.com\n"));
+}

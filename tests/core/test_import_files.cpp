@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "coexist/csv.hpp"
 #include "coexist/map_store.hpp"
 #include "coexist/text_decode.hpp"
 #include "commands.hpp"
@@ -152,4 +153,51 @@ TEST_CASE("decode_text: UTF-16 surrogate pairs become 4-byte UTF-8; offsets poin
     CHECK(std::get<DecodeError>(bad).line == 2);
     CHECK(std::get<DecodeError>(bad).offset == 5);
     CHECK(std::get<DecodedText>(decode_text("")).utf8.empty());
+}
+
+// What import reads a piece at a time must come out as from the whole file, wherever the
+// pieces split it: inside a UTF-8 sequence, a UTF-16 surrogate pair, a quoted field, a CRLF.
+TEST_CASE("TextDecoder and CsvReader in pieces of 4096, 128, 16 and 1 byte give what the whole text gives") {
+    const std::string utf8 = "address,aliases\r\n\"ann@contoso.com\",\"anna@contoso.com;\"\"q\"\"@contoso.com\"\r\n"
+                             "b\xC3\xA9" "b@contoso.com,\"multi\nline\"\r\n\xF0\x9F\x98\x80@contoso.com,\n";
+    const std::u16string wide = std::u16string(u"a,b\r\n") + char16_t(0xD83D) + char16_t(0xDE00) + u",\"x\ny\"\r\n";
+    const std::size_t piece_size = GENERATE(4096, 128, 16, 1);
+    for (const std::string& bytes : {utf8, "\xEF\xBB\xBF" + utf8, utf16(wide, true), utf16(wide, false)}) {
+        const auto whole = decode_text(bytes);
+        REQUIRE(std::holds_alternative<DecodedText>(whole));
+        TextDecoder decoder;
+        std::size_t pos = 0;
+        auto more = [&](std::string& out) {
+            const std::string_view piece = std::string_view(bytes).substr(pos, piece_size);
+            pos += piece.size();
+            REQUIRE_FALSE(decoder.feed(piece, pos >= bytes.size(), out));
+            return pos < bytes.size();
+        };
+        std::string text;
+        while (more(text)) {
+        }
+        CHECK(text == std::get<DecodedText>(whole).utf8);
+        CHECK(decoder.encoding() == std::get<DecodedText>(whole).encoding);
+
+        CsvReader all(std::get<DecodedText>(whole).utf8);
+        pos = 0;
+        decoder = TextDecoder{};
+        CsvReader pieces(std::string(), more, ',');
+        CsvRecord a, b;
+        while (all.next(a)) {
+            REQUIRE(pieces.next(b));
+            CHECK(a.fields == b.fields);
+            CHECK(a.line == b.line);
+        }
+        CHECK_FALSE(pieces.next(b));
+        CHECK(pieces.error() == all.error());
+    }
+    // An error's line and offset count from the start of the file, not of the piece.
+    TextDecoder decoder;
+    std::string out;
+    CHECK_FALSE(decoder.feed("ok\na", false, out));
+    const auto e = decoder.feed("b\xFF", true, out);
+    REQUIRE(e);
+    CHECK(e->line == 2);
+    CHECK(e->offset == 5);
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,21 +20,37 @@ struct CsvRecord {
     std::vector<std::string> fields;
 };
 
-// Splits `text` into records. Quoted fields may hold commas, quotes ("") and line breaks;
+// Splits text into records. Quoted fields may hold commas, quotes ("") and line breaks;
 // CRLF and LF both end a record; a trailing newline does not make an empty record; blank lines
 // are skipped. On malformed input returns the error as "LINE: reason" in `error`.
 class CsvReader {
 public:
+    // Appends the next piece of the text to `buffer`; false when there is no more.
+    using Source = std::function<bool(std::string& buffer)>;
+
     // `delimiter`: ',' for CSV, '\t' for the tab-separated text that Excel saves as "Unicode Text".
     explicit CsvReader(std::string_view text, char delimiter = ',') : text_(text), delimiter_(delimiter) {}
+    // The text a piece at a time (import's file): `first` is what has been read already, `more`
+    // gives the rest. Holds one record plus one piece, never the whole text (records are
+    // bounded by kMaxCsvRecordBytes).
+    CsvReader(std::string first, Source more, char delimiter)
+        : buffer_(std::move(first)), text_(buffer_), delimiter_(delimiter), more_(std::move(more)) {}
+    CsvReader(const CsvReader&) = delete;
+    CsvReader& operator=(const CsvReader&) = delete;
+
     // False at the end or on error (then error() is set).
     bool next(CsvRecord& record);
     const std::optional<std::string>& error() const { return error_; }
     std::size_t error_line() const { return error_line_; }
 
 private:
+    enum class Step { record, end, need_more };
+    Step parse(CsvRecord& record);
+
+    std::string buffer_;  // the unread text of a Source
     std::string_view text_;
     char delimiter_;
+    Source more_;  // empty when all the text is in text_
     std::size_t pos_ = 0;
     std::size_t line_ = 1;
     std::optional<std::string> error_;

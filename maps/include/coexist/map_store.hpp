@@ -75,6 +75,9 @@ public:
 
     // Visits users (and aliases) in key order; stop early by returning false.
     void for_each_user(const std::function<bool(std::string_view, const UserRecord&)>& visit);
+    // The same from the first user whose key is >= `from`: a caller that removes users as it
+    // goes starts again where it stopped.
+    void for_each_user(std::string_view from, const std::function<bool(std::string_view, const UserRecord&)>& visit);
     void for_each_alias(const std::function<bool(std::string_view, std::string_view)>& visit);
     std::vector<AuditEntry> history(std::string_view address);
     // Every audit entry, in key order (by address, then sequence); stop early by returning false.
@@ -95,6 +98,26 @@ public:
     // each audited at its own time. MapStore::write() calls it first in every write transaction.
     // Returns how many it applied.
     std::size_t apply_due_changes(std::int64_t now);
+
+    // Scratch space for the command running this write transaction (import's staged rows, the
+    // keys a file has named): named databases of their own, created on first use and dropped
+    // before the commit, so no reader ever sees them and memory holds nothing but their pages.
+    // Two, so that a command can empty one as it goes while it keeps the other. Throw
+    // std::logic_error in a read transaction. A value read is valid until the next write in
+    // this transaction.
+    enum class Scratch { index, rows };
+    // Adds `key` unless it is there: then returns its value and writes nothing.
+    std::optional<std::string_view> scratch_insert(Scratch s, std::string_view key, std::string_view value);
+    void scratch_put(Scratch s, std::string_view key, std::string_view value);
+    bool scratch_del(Scratch s, std::string_view key);  // false if it was not there
+    std::optional<std::string_view> scratch_get(Scratch s, std::string_view key);
+    // Visits the entries whose key starts with `prefix`, in key order; stop early by returning false.
+    void for_each_scratch(Scratch s, std::string_view prefix,
+                          const std::function<bool(std::string_view, std::string_view)>& visit);
+    // Visits every entry in key order, each removed just before its visit (which may write):
+    // LMDB reuses the pages emptied in the same transaction, so the scratch's pages serve the
+    // writes that follow instead of growing the file.
+    void drain_scratch(Scratch s, const std::function<void(std::string_view, std::string_view)>& visit);
 
     std::size_t user_count();
     std::size_t alias_count();

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -27,5 +28,29 @@ struct DecodeError {
 // U+10FFFF, truncated sequences), unpaired UTF-16 surrogates or an odd byte count, UTF-32, UTF-16
 // without a byte order mark (recognised by its NUL bytes), and NUL characters in any encoding.
 std::variant<DecodedText, DecodeError> decode_text(std::string_view bytes);
+
+// The same decoding a piece at a time, so that `coexist-map import` holds a chunk of the file,
+// not the file: feed() takes the file's next bytes in order and appends their UTF-8 to `out`.
+// A character split between two pieces is held back (at most 3 bytes) until the next one.
+// Errors and offsets are decode_text's, counted from the start of the file.
+class TextDecoder {
+public:
+    // `last`: these bytes end the file (a sequence still open there is an error). After an
+    // error, returns it again and appends nothing.
+    std::optional<DecodeError> feed(std::string_view bytes, bool last, std::string& out);
+    // "UTF-8", "UTF-8 with BOM", ...; "" until the first bytes have been seen.
+    std::string_view encoding() const { return encoding_; }
+
+private:
+    enum class Form { unknown, utf8, utf16le, utf16be };
+    std::optional<DecodeError> decode(std::string_view bytes, bool last, std::string& out);
+
+    Form form_ = Form::unknown;
+    std::string_view encoding_;
+    std::string held_;         // the bytes of a character split by the end of the last piece
+    std::size_t offset_ = 0;   // file offset of held_[0] (of the next byte, when held_ is empty)
+    std::size_t line_ = 1;
+    std::optional<DecodeError> error_;
+};
 
 }  // namespace coexist

@@ -8,6 +8,7 @@ add_executable(core_tests
   core/test_import_files.cpp
   core/test_import_batches.cpp
   core/test_concurrency.cpp
+  core/test_reader_handles.cpp
   core/test_socket_spec.cpp
   core/test_map_faults.cpp
   core/test_map_growth.cpp

@@ -149,13 +149,15 @@ MDB_dbi Transaction::open_db(const char* name, bool create) {
     return dbi;
 }
 
-std::optional<std::string_view> Transaction::get(MDB_dbi dbi, std::string_view key) {
+std::optional<std::string_view> get(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
     MDB_val k = to_val(key), v{};
-    const int rc = mdb_get(txn_, dbi, &k, &v);
+    const int rc = mdb_get(txn, dbi, &k, &v);
     if (rc == MDB_NOTFOUND) return std::nullopt;
     check_mdb(rc, "mdb_get");
     return to_view(v);
 }
+
+std::optional<std::string_view> Transaction::get(MDB_dbi dbi, std::string_view key) { return coexist::get(txn_, dbi, key); }
 
 void Transaction::put(MDB_dbi dbi, std::string_view key, std::string_view value, unsigned flags) {
     MDB_val k = to_val(key), v = to_val(value);
@@ -170,10 +172,37 @@ bool Transaction::del(MDB_dbi dbi, std::string_view key) {
     return true;
 }
 
-std::size_t Transaction::entries(MDB_dbi dbi) {
+std::size_t entries(MDB_txn* txn, MDB_dbi dbi) {
     MDB_stat st{};
-    check_mdb(mdb_stat(txn_, dbi, &st), "mdb_stat");
+    check_mdb(mdb_stat(txn, dbi, &st), "mdb_stat");
     return st.ms_entries;
+}
+
+std::size_t Transaction::entries(MDB_dbi dbi) { return coexist::entries(txn_, dbi); }
+
+int ReadHandle::start(Environment& env) noexcept {
+    if (txn_) {
+        // A reset handle under MDB_NOTLS owns its reader slot: mdb_txn_renew only publishes the
+        // newest transaction id in it. MDB_MAP_RESIZED leaves the handle reset, to be closed
+        // before the resize; any other failure (MDB_BAD_RSLOT) gets a fresh handle.
+        const int rc = mdb_txn_renew(txn_);
+        if (rc == 0 || rc == MDB_MAP_RESIZED) return rc;
+        close();
+    }
+    int rc = mdb_txn_begin(env.get(), nullptr, MDB_RDONLY, &txn_);
+    // Every slot taken: some may belong to readers that died; reclaim them and try once more.
+    if (rc == MDB_READERS_FULL && env.clear_stale_readers() > 0) rc = mdb_txn_begin(env.get(), nullptr, MDB_RDONLY, &txn_);
+    if (rc != 0) txn_ = nullptr;
+    return rc;
+}
+
+void ReadHandle::reset() noexcept {
+    if (txn_) mdb_txn_reset(txn_);
+}
+
+void ReadHandle::close() noexcept {
+    if (txn_) mdb_txn_abort(txn_);
+    txn_ = nullptr;
 }
 
 Cursor::Cursor(Transaction& txn, MDB_dbi dbi) {

@@ -32,7 +32,16 @@ inline std::string_view to_view(const MDB_val& v) {
 
 // users, aliases, user_aliases, meta, audit, schedule, and a writer's two scratch databases
 inline constexpr unsigned kMaxNamedDatabases = 10;
-inline constexpr unsigned kMaxReaders = 1024;  // reader slots: milter workers + policyd + tools
+// Reader slots in lock.mdb, fixed by whoever creates it (every coexist program asks the same): a
+// daemon keeps one slot per thread that reads the map (map_reader.cpp caps that at a quarter of
+// these per process), each coexist-map command takes one or two while it runs.
+inline constexpr unsigned kMaxReaders = 1024;
+
+// The value of `key` in `dbi`, nullopt when it is not there; the view points into the map and
+// lives as long as the transaction. Throws MdbError.
+std::optional<std::string_view> get(MDB_txn* txn, MDB_dbi dbi, std::string_view key);
+// Number of entries in `dbi`. Throws MdbError.
+std::size_t entries(MDB_txn* txn, MDB_dbi dbi);
 
 class Environment {
 public:
@@ -87,6 +96,32 @@ public:
     void put(MDB_dbi dbi, std::string_view key, std::string_view value, unsigned flags = 0);
     bool del(MDB_dbi dbi, std::string_view key);  // false if it was not there
     std::size_t entries(MDB_dbi dbi);
+
+private:
+    MDB_txn* txn_ = nullptr;
+};
+
+// A read-only transaction handle kept across many snapshots (design 13.3): started for one
+// decision, reset after it, renewed for the next. A reset handle pins no snapshot (the writer
+// may reuse every page it saw, and never waits for it) but keeps its reader slot, so renewing
+// it takes no lock, allocates nothing and makes no syscall. The owner must close() it before
+// its environment is closed or its map size changed.
+class ReadHandle {
+public:
+    ReadHandle() = default;
+    ~ReadHandle() { close(); }
+    ReadHandle(const ReadHandle&) = delete;
+    ReadHandle& operator=(const ReadHandle&) = delete;
+
+    MDB_txn* get() const { return txn_; }
+    // Starts a snapshot of the newest commit: renews the reset handle, or begins one. Returns
+    // LMDB's code (0 = started) rather than throwing: the caller answers MDB_MAP_RESIZED by
+    // adopting the new size once. A handle LMDB will not renew is replaced by a new one.
+    int start(Environment& env) noexcept;
+    // Ends the snapshot, keeping the handle and its reader slot for the next start().
+    void reset() noexcept;
+    // Aborts: frees the handle and gives its reader slot back.
+    void close() noexcept;
 
 private:
     MDB_txn* txn_ = nullptr;

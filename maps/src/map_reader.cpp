@@ -1,18 +1,17 @@
 #include "coexist/map_reader.hpp"
 
-#include <pthread.h>
 #include <sys/stat.h>
-
-#include <optional>
-#include <utility>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
-#include <shared_mutex>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "lmdb.hpp"
 #include "schema.hpp"
@@ -25,34 +24,16 @@ namespace {
 // data.mdb cut short in place, is noticed within this long; at once after any LMDB error.
 constexpr std::chrono::seconds kRecheckInterval{1};
 
+// Threads of one process that keep a transaction handle (and so a reader slot in lock.mdb)
+// between decisions. More threads than this still read, each beginning and aborting a
+// transaction per decision, so that a milter with very many workers leaves slots for the
+// other daemon and for coexist-map.
+constexpr std::size_t kMaxKeptHandles = kMaxReaders / 4;
+
 std::int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
-
-// A reader/writer lock that lets a waiting writer in: lookups of many threads overlap
-// endlessly, and glibc's default (reader preference) could starve the re-open or the resize
-// for as long as the load lasts. The shared side is a futex operation, no syscall uncontended.
-class RwLock {
-public:
-    RwLock() {
-        pthread_rwlockattr_t attr;
-        pthread_rwlockattr_init(&attr);
-        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-        pthread_rwlock_init(&lock_, &attr);
-        pthread_rwlockattr_destroy(&attr);
-    }
-    ~RwLock() { pthread_rwlock_destroy(&lock_); }
-    RwLock(const RwLock&) = delete;
-    RwLock& operator=(const RwLock&) = delete;
-    void lock_shared() { pthread_rwlock_rdlock(&lock_); }
-    void lock() { pthread_rwlock_wrlock(&lock_); }
-    void unlock() { pthread_rwlock_unlock(&lock_); }
-    void unlock_shared() { pthread_rwlock_unlock(&lock_); }
-
-private:
-    pthread_rwlock_t lock_;
-};
 
 // The device and inode of lock.mdb as it is now; nullopt when it is not there.
 std::optional<std::pair<dev_t, ino_t>> lock_file_identity(const std::string& dir) {
@@ -96,134 +77,332 @@ struct OpenMap {
 
 }  // namespace
 
+// One thread's way into one SharedMap. Its mutex is taken by that thread for one decision
+// (uncontended: a futex word on a cache line of its own, no syscall) and by the map's refresher,
+// which takes every slot's mutex before it closes, resizes or replaces the environment. So no
+// lookup shares a lock's cache line with another thread, and the refresher still knows that
+// no transaction of the process is open while it holds them all.
+struct alignas(64) ReaderSlot {
+    std::mutex mutex;
+    ReadHandle handle;     // reset between decisions; guarded by mutex
+    bool keep = true;      // false: one of more than kMaxKeptHandles threads, aborts after each decision
+    bool discard = false;  // an LMDB error in this decision: abort the handle rather than reset it
+    int depth = 0;         // views of the owning thread open on it; only that thread touches it
+};
+
 // The one environment a process keeps on a map directory, shared by every MapReader of that
 // path and every thread. LMDB forbids opening the same environment twice in a process: closing
 // the second drops all of the process's fcntl locks on lock.mdb, and the next coexist-map then
 // believes it is alone and resets the reader table under live readers. So the environment is
-// only ever closed, resized or replaced under the exclusive side of `lock_`, when no lookup of
-// this process has a transaction open, and a replacement is opened only after the old one is
-// closed (a data.mdb replaced by `mv` keeps the same lock.mdb inode).
+// only ever closed, resized or replaced with every thread's slot held (Exclusive), when no
+// lookup of this process has a transaction open and every kept handle has been aborted, and a
+// replacement is opened only after the old one is closed (a data.mdb replaced by `mv` keeps
+// the same lock.mdb inode). SharedMaps are made and destroyed under the registry's mutex, so
+// two never exist for one path.
 class SharedMap {
 public:
-    explicit SharedMap(std::string path) : path_(std::move(path)) {}
-
-    // Runs f(OpenMap&, Transaction&) in a read transaction. Throws MapUnavailable.
-    template <typename F>
-    auto with_read_txn(F&& f) {
-        for (int attempt = 0;; ++attempt) {
-            if (now_ns() >= next_check_ns_.load(std::memory_order_relaxed)) refresh();
-            int code = 0;
-            std::string error;
-            {
-                std::shared_lock<RwLock> lookup(lock_);
-                if (!map_) throw MapUnavailable(unavailable_);
-                try {
-                    Transaction txn(map_->env, Transaction::Mode::read);
-                    return f(*map_, txn);
-                } catch (const MdbError& e) {
-                    code = e.code();
-                    error = e.what();
-                }
-            }
-            // MDB_MAP_RESIZED: a writer grew the map beyond our mapping.
-            if (code == MDB_MAP_RESIZED && attempt == 0) {
-                readopt_size();
-                continue;
-            }
-            next_check_ns_ = 0;  // any LMDB error: look at the files again before the next lookup
-            throw MapUnavailable(error);
-        }
+    SharedMap(std::string path, std::uint64_t id) : path_(std::move(path)), id_(id) {}
+    ~SharedMap() {
+        // No MapReader is left, so no view: abort every handle before the environment closes.
+        std::lock_guard guard(mutex_);
+        for (auto& slot : slots_) slot->handle.close();
     }
+    SharedMap(const SharedMap&) = delete;
+    SharedMap& operator=(const SharedMap&) = delete;
+
+    std::uint64_t id() const { return id_; }
+    const std::string& path() const { return path_; }
+    std::size_t readers = 0;  // MapReaders on it; guarded by the registry's mutex
+
+    // Opens a view for the calling thread: its slot locked, its handle on a fresh snapshot.
+    // Throws MapUnavailable.
+    ReaderSlot& enter();
+    // Ends the calling thread's view (the outermost one resets or aborts the handle).
+    void leave(ReaderSlot& slot) noexcept;
+    // The open map; only while the caller holds a slot's mutex (in a view).
+    OpenMap& open_map() { return *map_; }
+
+    // Gives back the slot of a thread that exits (called with the registry's mutex held).
+    void release(ReaderSlot* slot) noexcept;
 
     void recheck() noexcept { next_check_ns_ = 0; }
 
 private:
-    // Looks at data.mdb: opens it, re-opens it when it or lock.mdb was replaced or removed
-    // (another inode, or none: the new environment makes a lock.mdb of its own), closes it
-    // when it is gone or damaged. A data.mdb cut short in place is caught here, before the next
-    // lookup touches the missing pages, but only if this check runs first: a lookup within
-    // kRecheckInterval after the truncation can still meet SIGBUS. Checking the size at every
-    // lookup would cost a syscall each and still leave the window between check and read; a
-    // SIGBUS handler cannot safely unwind out of LMDB. Truncating a live map in place is not
-    // something coexist does (it writes only through LMDB); replacing it by rename is safe.
-    void refresh() {
-        std::unique_lock<RwLock> exclusive(lock_);
-        const std::int64_t now = now_ns();
-        if (now < next_check_ns_.load()) return;  // another thread just did
-        try {
-            struct stat st{};
-            const std::string file = path_ + "/data.mdb";
-            if (::stat(file.c_str(), &st) != 0) throw MapUnavailable("cannot open map " + path_ + ": " + std::strerror(errno));
-            if (map_ && (map_->device != st.st_dev || map_->inode != st.st_ino ||
-                         map_->lock_file != lock_file_identity(path_)))
-                map_.reset();  // close first (data.mdb or lock.mdb replaced or removed)
-            if (map_) map_->env.check_data_file();
-            else map_ = std::make_unique<OpenMap>(path_, st);
-            map_->env.clear_stale_readers();
-            unavailable_.clear();
-            next_check_ns_ = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kRecheckInterval).count();
-        } catch (const std::exception& e) {
-            map_.reset();
-            unavailable_ = e.what();
-            next_check_ns_ = 0;  // unavailable: look again at every lookup
+    // Holds every slot's mutex while alive; the caller holds mutex_ (so the list stays put).
+    // Lookups that see `exclusive_wanted_` wait on mutex_ instead of re-taking their slot
+    // between two of the refresher's steps: the refresher is never starved.
+    class Exclusive {
+    public:
+        explicit Exclusive(SharedMap& m) : m_(m) {
+            m_.exclusive_wanted_.store(true);
+            for (auto& slot : m_.slots_) slot->mutex.lock();
         }
-    }
+        ~Exclusive() {
+            for (auto& slot : m_.slots_) slot->mutex.unlock();
+            m_.exclusive_wanted_.store(false);
+        }
+        Exclusive(const Exclusive&) = delete;
+        Exclusive& operator=(const Exclusive&) = delete;
 
-    // Takes the size the writer committed, on the same environment (design 13.3).
-    void readopt_size() {
-        std::unique_lock<RwLock> exclusive(lock_);
-        if (!map_) return;
-        try {
-            map_->env.check_data_file();  // set_map_size reads the meta pages through the mapping
-            map_->env.set_map_size(0);
-        } catch (const std::exception& e) {
-            map_.reset();
-            unavailable_ = e.what();
-            next_check_ns_ = 0;
-        }
+    private:
+        SharedMap& m_;
+    };
+
+    ReaderSlot& slot_of_this_thread();
+    void refresh();
+    void readopt_size();
+    // With Exclusive held: aborts every kept handle, then closes the environment and says why.
+    void close_map(std::string why) noexcept;
+    void close_handles() noexcept {
+        for (auto& slot : slots_) slot->handle.close();
     }
 
     const std::string path_;
-    RwLock lock_;  // shared: one lookup's transaction; exclusive: open, close, resize
-    std::unique_ptr<OpenMap> map_;            // guarded by lock_
-    std::string unavailable_;                 // why map_ is null; guarded by lock_
+    const std::uint64_t id_;  // unique in the process: a thread's cache tells a new map at a dead one's address
+    // Guards slots_ and the refresher's work; map_ and unavailable_ change only with it and
+    // Exclusive held, and are read with either it or one slot's mutex held.
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<ReaderSlot>> slots_;  // guarded by mutex_
+    std::size_t kept_ = 0;                            // slots with keep set; guarded by mutex_
+    std::unique_ptr<OpenMap> map_;
+    std::string unavailable_;  // why map_ is null
     std::atomic<std::int64_t> next_check_ns_{0};  // steady clock; 0 = at the next lookup
+    std::atomic<bool> exclusive_wanted_{false};
 };
 
 namespace {
 
-// One SharedMap per map path in the process, alive while any MapReader uses it.
-std::shared_ptr<SharedMap> shared_map_for(const std::string& path) {
-    static std::mutex registry_mutex;
-    static std::map<std::string, std::weak_ptr<SharedMap>> registry;
-    std::lock_guard guard(registry_mutex);
-    auto& slot = registry[path];
-    auto shared = slot.lock();
-    if (!shared) {
-        shared = std::make_shared<SharedMap>(path);
-        slot = shared;
+// The process's SharedMaps, by path. Never destroyed: threads that exit after static
+// destruction began still give their slots back through it.
+struct Registry {
+    std::mutex mutex;
+    std::map<std::string, SharedMap*> by_path;
+    std::uint64_t next_id = 1;
+
+    SharedMap* by_id(std::uint64_t id) {
+        for (auto& [path, map] : by_path)
+            if (map->id() == id) return map;
+        return nullptr;
     }
-    return shared;
+};
+
+Registry& registry() {
+    static Registry* r = new Registry;
+    return *r;
+}
+
+// The calling thread's slots, one per SharedMap it has read. Its destructor runs when the thread
+// exits (libmilter's workers come and go) and gives the slots back, aborting their handles.
+struct ThreadSlots {
+    struct Entry {
+        std::uint64_t map_id;
+        ReaderSlot* slot;
+    };
+    std::vector<Entry> entries;
+    Entry last{0, nullptr};  // the one used most recently: the lookup's fast path
+
+    ~ThreadSlots() {
+        Registry& r = registry();
+        std::lock_guard guard(r.mutex);
+        for (const Entry& e : entries)
+            if (SharedMap* map = r.by_id(e.map_id)) map->release(e.slot);
+    }
+    // Forgets the slots of maps that are gone (their SharedMap freed them).
+    void prune() {
+        Registry& r = registry();
+        std::lock_guard guard(r.mutex);
+        std::erase_if(entries, [&](const Entry& e) { return r.by_id(e.map_id) == nullptr; });
+        last = {0, nullptr};
+    }
+};
+
+thread_local ThreadSlots t_slots;
+
+}  // namespace
+
+ReaderSlot& SharedMap::slot_of_this_thread() {
+    ThreadSlots& mine = t_slots;
+    if (mine.last.map_id == id_) return *mine.last.slot;
+    for (const auto& e : mine.entries)
+        if (e.map_id == id_) {
+            mine.last = e;
+            return *e.slot;
+        }
+    mine.prune();
+    std::lock_guard guard(mutex_);
+    auto& slot = slots_.emplace_back(std::make_unique<ReaderSlot>());
+    slot->keep = kept_ < kMaxKeptHandles;
+    if (slot->keep) ++kept_;
+    mine.entries.push_back({id_, slot.get()});
+    mine.last = mine.entries.back();
+    return *slot;
+}
+
+void SharedMap::release(ReaderSlot* slot) noexcept {
+    std::lock_guard guard(mutex_);
+    {
+        std::lock_guard own(slot->mutex);
+        slot->handle.close();
+    }
+    if (slot->keep) --kept_;
+    std::erase_if(slots_, [&](const auto& s) { return s.get() == slot; });
+}
+
+ReaderSlot& SharedMap::enter() {
+    ReaderSlot& slot = slot_of_this_thread();
+    if (slot.depth > 0) {  // this thread's view is open: share its snapshot
+        ++slot.depth;
+        return slot;
+    }
+    for (int attempt = 0;; ++attempt) {
+        if (now_ns() >= next_check_ns_.load(std::memory_order_relaxed)) refresh();
+        if (exclusive_wanted_.load(std::memory_order_relaxed)) {
+            std::lock_guard wait(mutex_);  // until the refresher is done
+        }
+        std::unique_lock own(slot.mutex);
+        if (!map_) throw MapUnavailable(unavailable_);
+        const int rc = slot.handle.start(map_->env);
+        if (rc == 0) {
+            own.release();  // held until leave()
+            slot.depth = 1;
+            slot.discard = false;
+            return slot;
+        }
+        const std::string error = MdbError("mdb_txn_begin", rc).what();
+        own.unlock();
+        // MDB_MAP_RESIZED: a writer grew the map beyond our mapping.
+        if (rc == MDB_MAP_RESIZED && attempt == 0) {
+            readopt_size();
+            continue;
+        }
+        next_check_ns_ = 0;  // any LMDB error: look at the files again before the next lookup
+        throw MapUnavailable(error);
+    }
+}
+
+void SharedMap::leave(ReaderSlot& slot) noexcept {
+    if (--slot.depth > 0) return;
+    if (slot.keep && !slot.discard) slot.handle.reset();
+    else slot.handle.close();
+    slot.mutex.unlock();
+}
+
+// Looks at data.mdb: opens it, re-opens it when it or lock.mdb was replaced or removed
+// (another inode, or none: the new environment makes a lock.mdb of its own), closes it
+// when it is gone or damaged. Lookups go on meanwhile unless the environment must change.
+// A data.mdb cut short in place is caught here, before the next lookup touches the missing
+// pages, but only if this check runs first: a lookup within kRecheckInterval after the
+// truncation can still meet SIGBUS. Checking the size at every lookup would cost a syscall
+// each and still leave the window between check and read; a SIGBUS handler cannot safely
+// unwind out of LMDB. Truncating a live map in place is not something coexist does (it writes
+// only through LMDB); replacing it by rename is safe.
+void SharedMap::refresh() {
+    std::lock_guard guard(mutex_);
+    const std::int64_t now = now_ns();
+    if (now < next_check_ns_.load()) return;  // another thread just did
+    try {
+        struct stat st{};
+        const std::string file = path_ + "/data.mdb";
+        if (::stat(file.c_str(), &st) != 0) throw MapUnavailable("cannot open map " + path_ + ": " + std::strerror(errno));
+        const bool replaced = map_ && (map_->device != st.st_dev || map_->inode != st.st_ino ||
+                                       map_->lock_file != lock_file_identity(path_));
+        if (map_ && !replaced) {
+            map_->env.check_data_file();  // pread: safe beside running lookups
+        } else {
+            Exclusive all(*this);
+            if (map_) close_map({});  // close first (data.mdb or lock.mdb replaced or removed)
+            map_ = std::make_unique<OpenMap>(path_, st);
+            unavailable_.clear();
+        }
+        map_->env.clear_stale_readers();
+        next_check_ns_ = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kRecheckInterval).count();
+    } catch (const std::exception& e) {
+        Exclusive all(*this);
+        close_map(e.what());
+        next_check_ns_ = 0;  // unavailable: look again at every lookup
+    }
+}
+
+// Takes the size the writer committed, on the same environment (design 13.3).
+void SharedMap::readopt_size() {
+    std::lock_guard guard(mutex_);
+    if (!map_) return;
+    Exclusive all(*this);
+    close_handles();  // mdb_env_set_mapsize: with no transaction of the process open
+    try {
+        map_->env.check_data_file();  // set_map_size reads the meta pages through the mapping
+        map_->env.set_map_size(0);
+    } catch (const std::exception& e) {
+        close_map(e.what());
+        next_check_ns_ = 0;
+    }
+}
+
+void SharedMap::close_map(std::string why) noexcept {
+    close_handles();
+    map_.reset();
+    unavailable_ = std::move(why);
+}
+
+namespace {
+
+SharedMap* acquire_shared_map(const std::string& path) {
+    Registry& r = registry();
+    std::lock_guard guard(r.mutex);
+    SharedMap*& map = r.by_path[path];
+    if (!map) map = new SharedMap(path, r.next_id++);
+    ++map->readers;
+    return map;
+}
+
+// The last MapReader of a path closes the environment, under the registry's mutex: a MapReader
+// made meanwhile for the same path waits, and opens its environment only after this one closed.
+void release_shared_map(SharedMap* map) noexcept {
+    Registry& r = registry();
+    std::lock_guard guard(r.mutex);
+    if (--map->readers > 0) return;
+    r.by_path.erase(map->path());
+    delete map;
 }
 
 }  // namespace
 
-MapReader::MapReader(std::string path) : path_(std::move(path)), shared_(shared_map_for(path_)) {}
-MapReader::~MapReader() = default;
+MapReader::MapReader(std::string path) : path_(std::move(path)), shared_(acquire_shared_map(path_)) {}
+MapReader::~MapReader() { release_shared_map(shared_); }
 
-UserLookup MapReader::find(std::string_view key) {
-    return shared_->with_read_txn([&](OpenMap& m, Transaction& txn) {
+MapView::MapView(MapReader& reader) : shared_(reader.shared_), slot_(&shared_->enter()) {}
+MapView::~MapView() { shared_->leave(*slot_); }
+
+namespace {
+
+// Runs f(OpenMap&, MDB_txn*) on the view's snapshot; an LMDB error becomes MapUnavailable and
+// has the map's files looked at again before the next lookup.
+template <typename F>
+auto in_view(SharedMap& shared, ReaderSlot& slot, F&& f) {
+    try {
+        return f(shared.open_map(), slot.handle.get());
+    } catch (const MdbError& e) {
+        slot.discard = true;
+        shared.recheck();
+        throw MapUnavailable(e.what());
+    }
+}
+
+}  // namespace
+
+UserLookup MapView::find(std::string_view key) {
+    return in_view(*shared_, *slot_, [&](OpenMap& m, MDB_txn* txn) {
         UserLookup result;
         result.primary = std::string(key);
-        auto value = txn.get(m.users, key);
+        auto value = get(txn, m.users, key);
         if (!value) {
-            const auto alias = txn.get(m.aliases, key);
+            const auto alias = get(txn, m.aliases, key);
             if (alias) {
                 const auto primary = schema::decode_alias(*alias);
                 if (!primary) throw MapUnavailable("unreadable alias record for " + std::string(key));
                 result.primary = std::string(*primary);
                 result.via_alias = true;
-                value = txn.get(m.users, *primary);
+                value = get(txn, m.users, *primary);
             }
         }
         // Unknown (a dangling alias too: coexist-map removes a user's aliases with it).
@@ -236,26 +415,36 @@ UserLookup MapReader::find(std::string_view key) {
     });
 }
 
-std::optional<std::size_t> MapReader::domain_user_count(std::string_view domain) {
-    return shared_->with_read_txn([&](OpenMap& m, Transaction& txn) -> std::optional<std::size_t> {
-        if (!txn.get(m.meta, schema::kDomainCountsKey)) return std::nullopt;
-        const auto n = txn.get(m.meta, schema::domain_users_key(domain));
+std::optional<std::size_t> MapView::domain_user_count(std::string_view domain) {
+    return in_view(*shared_, *slot_, [&](OpenMap& m, MDB_txn* txn) -> std::optional<std::size_t> {
+        if (!get(txn, m.meta, schema::kDomainCountsKey)) return std::nullopt;
+        const auto n = get(txn, m.meta, schema::domain_users_key(domain));
         return n ? static_cast<std::size_t>(schema::parse_counter(*n)) : 0;
     });
 }
 
-std::optional<std::int64_t> MapReader::directory_synced_at() {
-    return shared_->with_read_txn([&](OpenMap& m, Transaction& txn) -> std::optional<std::int64_t> {
-        const auto t = txn.get(m.meta, meta::kDirectorySyncedAt);
+std::optional<std::int64_t> MapView::directory_synced_at() {
+    return in_view(*shared_, *slot_, [&](OpenMap& m, MDB_txn* txn) -> std::optional<std::int64_t> {
+        const auto t = get(txn, m.meta, meta::kDirectorySyncedAt);
         if (!t) return std::nullopt;
         return static_cast<std::int64_t>(schema::parse_counter(*t));
     });
 }
 
+std::size_t MapView::user_count() {
+    return in_view(*shared_, *slot_, [](OpenMap& m, MDB_txn* txn) { return entries(txn, m.users); });
+}
+
+UserLookup MapReader::find(std::string_view key) { return MapView(*this).find(key); }
+
+std::optional<std::size_t> MapReader::domain_user_count(std::string_view domain) {
+    return MapView(*this).domain_user_count(domain);
+}
+
+std::optional<std::int64_t> MapReader::directory_synced_at() { return MapView(*this).directory_synced_at(); }
+
 void MapReader::recheck() noexcept { shared_->recheck(); }
 
-std::size_t MapReader::user_count() {
-    return shared_->with_read_txn([](OpenMap& m, Transaction& txn) { return txn.entries(m.users); });
-}
+std::size_t MapReader::user_count() { return MapView(*this).user_count(); }
 
 }  // namespace coexist

@@ -61,7 +61,7 @@ private:
 // first, so that mary-ann is herself even with recipient_delimiter = -; only when that finds
 // nothing, the local part cut at the first delimiter character (strip_addr.c). `extension` is
 // set to what was cut off when that second lookup found the user.
-UserLookup find_user(const Config& config, MapReader& map, const Address& address,
+UserLookup find_user(const Config& config, MapView& map, const Address& address,
                      const DomainConfig& domain, std::string_view& extension, Trace& trace) {
     const std::string key = canonical_key(address.local, domain.name);
     UserLookup found = map.find(key);
@@ -81,7 +81,7 @@ UserLookup find_user(const Config& config, MapReader& map, const Address& addres
     return base;
 }
 
-RoutingDecision unknown_user(const Config& config, MapReader& map, const Address& address,
+RoutingDecision unknown_user(const Config& config, MapView& map, const Address& address,
                              const DomainConfig& domain, std::int64_t now, Trace& trace) {
     const UnknownRecipient policy = config.unknown_policy(domain);
     if (trace)
@@ -138,9 +138,12 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
                        ? ", mode transport: migrated users keep their address, next hop " + domain->new_system_nexthop
                        : std::string());
 
+    // Every lookup of this decision in one snapshot of the map: the whole local part, the part
+    // before the delimiter, the alias hop and the counts behind a refusal see the same commit.
+    MapView view(map);
     std::string_view extension;
-    const UserLookup found = find_user(config, map, *address, *domain, extension, trace);
-    if (!found.record) return unknown_user(config, map, *address, *domain, now, trace);
+    const UserLookup found = find_user(config, view, *address, *domain, extension, trace);
+    if (!found.record) return unknown_user(config, view, *address, *domain, now, trace);
 
     const UserRecord& record = *found.record;
     if (trace) {

@@ -1,6 +1,8 @@
 // Read-only access to the LMDB map for the daemons and `coexist-map route`. Thread-safe: one
-// MapReader is shared by all worker threads; each lookup runs in its own short read transaction,
-// so a change committed by coexist-map is seen by the next lookup, with no reload.
+// MapReader is shared by all worker threads. Each thread reads through a transaction handle of
+// its own, renewed for every decision (a MapView) and reset after it, so a change committed by
+// coexist-map is seen by the next decision, with no reload, and a lookup takes no shared lock,
+// allocates no transaction and makes no syscall (design 13.3).
 #pragma once
 
 #include <cstdint>
@@ -26,7 +28,8 @@ inline constexpr std::string_view kDirectoryHeldRemovals = "directory_held_remov
 inline constexpr std::string_view kDirectoryFollowing = "directory_following";   // "refreshAndPersist" or "poll", with the time
 }  // namespace meta
 
-class SharedMap;  // the process's one environment on a map directory (map_reader.cpp)
+class SharedMap;     // the process's one environment on a map directory (map_reader.cpp)
+struct ReaderSlot;   // one thread's read transaction handle on it (map_reader.cpp)
 
 // Anything that stops us from reading the map: missing directory, permissions, a damaged or
 // truncated data.mdb, corrupt record, LMDB error. Callers answer with a temporary failure.
@@ -75,8 +78,32 @@ public:
     const std::string& path() const { return path_; }
 
 private:
+    friend class MapView;
     std::string path_;
-    std::shared_ptr<SharedMap> shared_;
+    SharedMap* shared_;  // counted in the process's registry of maps (map_reader.cpp)
+};
+
+// One snapshot of the map for the lookups of one decision (route(): the whole local part, the
+// part before the delimiter, the alias hop, the counts behind a refusal all see the same
+// commit). It holds the calling thread's transaction handle, so it belongs to that thread: keep
+// it for one decision, not across waits, as a re-open or resize of the map waits for it. A view made while the
+// same thread already holds one on the same map shares that one's snapshot. The methods are
+// MapReader's, with the same errors (MapUnavailable).
+class MapView {
+public:
+    explicit MapView(MapReader& reader);  // Throws MapUnavailable.
+    ~MapView();
+    MapView(const MapView&) = delete;
+    MapView& operator=(const MapView&) = delete;
+
+    UserLookup find(std::string_view key);
+    std::optional<std::size_t> domain_user_count(std::string_view domain);
+    std::optional<std::int64_t> directory_synced_at();
+    std::size_t user_count();
+
+private:
+    SharedMap* shared_;
+    ReaderSlot* slot_;
 };
 
 }  // namespace coexist

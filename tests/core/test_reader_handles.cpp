@@ -1,0 +1,218 @@
+// The read transaction handles the daemons keep per thread (design 13.3): a thread that exits
+// gives its reader slot back, a replaced map is followed by threads old and new, and many more
+// threads than LMDB's default reader table (126) read while coexist-map writes.
+#include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <sstream>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "coexist/map_reader.hpp"
+#include "coexist/route.hpp"
+#include "commands.hpp"
+#include "fixture.hpp"
+
+using namespace coexist;
+
+namespace {
+
+// Reader slots this process holds in the map's lock.mdb, as `mdb_stat -r` (another process)
+// lists them; -1 when it cannot run.
+int reader_slots_of_this_process(const std::string& map_dir) {
+    FILE* p = ::popen(("mdb_stat -r '" + map_dir + "' 2>/dev/null").c_str(), "r");
+    if (!p) return -1;
+    const std::string me = std::to_string(::getpid());
+    int slots = 0;
+    bool listed = false;
+    char line[512];
+    while (std::fgets(line, sizeof line, p)) {
+        listed = listed || std::string_view(line).starts_with("Reader Table Status");
+        std::istringstream fields(line);
+        std::string pid;
+        fields >> pid;
+        if (pid == me) ++slots;
+    }
+    ::pclose(p);  // mdb_stat -r exits 1 after a good listing when no database is named
+    return listed ? slots : -1;
+}
+
+struct Map {
+    test::TempDir dir;
+    std::string config_file = dir.write("c.ini", test::standard_config_text(dir.file("map")));
+    Config config = load_config(config_file);
+    Map() {
+        std::ostringstream out;
+        tool::init(config, out);
+        tool::set(config, "ann@contoso.com", "migrated", std::nullopt, std::nullopt, out);
+        tool::set(config, "bob@contoso.com", "source", std::nullopt, std::nullopt, out);
+    }
+    void set(const std::string& address, const std::string& state) {
+        std::ostringstream out;
+        tool::set(config, address, state, std::nullopt, std::nullopt, out);
+    }
+};
+
+// A copy of `m`'s data.mdb with ann rolled back to source, beside the map: what `mv` puts in
+// place of data.mdb. Written in this process, so before any MapReader of it is made.
+std::string rolled_back_copy(Map& m) {
+    const std::string saved = m.dir.file("saved.mdb"), other = m.dir.file("other.mdb");
+    std::filesystem::copy_file(m.config.map_path + "/data.mdb", saved);
+    m.set("ann@contoso.com", "source");
+    std::filesystem::copy_file(m.config.map_path + "/data.mdb", other);
+    std::filesystem::rename(saved, m.config.map_path + "/data.mdb");
+    return other;
+}
+
+}  // namespace
+
+TEST_CASE("threads that read and exit give their reader slots back; the map replaced later is followed") {
+    Map m;
+    const std::string other = rolled_back_copy(m);  // before the reader: one environment per process
+    MapReader reader(m.config.map_path);
+    REQUIRE(route(m.config, reader, "ann@contoso.com").action == Action::rewrite);
+    const int before = reader_slots_of_this_process(m.config.map_path);
+    REQUIRE(before == 1);  // this thread's kept handle
+
+    // Twenty threads, one decision each, then gone (as libmilter's idle workers go).
+    for (int round = 0; round < 20; ++round) {
+        Action a = Action::tempfail;
+        std::thread([&] { a = route(m.config, reader, "ann@contoso.com").action; }).join();
+        CHECK(a == Action::rewrite);
+    }
+    CHECK(reader_slots_of_this_process(m.config.map_path) == before);
+
+    // A thread that read the map, then exits after it was replaced: its handle was aborted with
+    // the old environment, and every thread sees the new map.
+    std::promise<void> read, replaced;
+    Action first = Action::tempfail;
+    std::thread exiting([&, go = replaced.get_future()]() mutable {
+        first = route(m.config, reader, "ann@contoso.com").action;
+        read.set_value();
+        go.wait();
+    });
+    read.get_future().wait();
+    CHECK(reader_slots_of_this_process(m.config.map_path) == before + 1);
+    std::filesystem::rename(other, m.config.map_path + "/data.mdb");
+    reader.recheck();  // as if the second had passed
+    CHECK(route(m.config, reader, "ann@contoso.com").action == Action::relay);  // re-opened here
+    replaced.set_value();
+    exiting.join();
+    CHECK(first == Action::rewrite);
+    Action later = Action::tempfail;
+    std::thread([&] { later = route(m.config, reader, "ann@contoso.com").action; }).join();
+    CHECK(later == Action::relay);
+    CHECK(reader_slots_of_this_process(m.config.map_path) == before);
+}
+
+TEST_CASE("a thread keeping a handle while the map is replaced follows the new map at its next decision") {
+    Map m;
+    const std::string other = rolled_back_copy(m);
+    MapReader reader(m.config.map_path);
+    std::promise<void> first_done, replaced;
+    Action before = Action::tempfail, after = Action::tempfail;
+    std::thread worker([&, go = replaced.get_future()]() mutable {
+        before = route(m.config, reader, "ann@contoso.com").action;  // keeps a reset handle
+        first_done.set_value();
+        go.wait();
+        after = route(m.config, reader, "ann@contoso.com").action;  // on the new environment
+    });
+    first_done.get_future().wait();
+    std::filesystem::rename(other, m.config.map_path + "/data.mdb");
+    reader.recheck();
+    CHECK(route(m.config, reader, "ann@contoso.com").action == Action::relay);
+    replaced.set_value();
+    worker.join();
+    CHECK(before == Action::rewrite);
+    CHECK(after == Action::relay);
+}
+
+TEST_CASE("more threads than LMDB's default reader table read while coexist-map writes: no error, no half change") {
+    Map m;
+    MapReader reader(m.config.map_path);
+    REQUIRE(route(m.config, reader, "ann@contoso.com").action == Action::rewrite);
+    constexpr int kThreads = 150;  // LMDB's default maxreaders is 126
+    std::atomic<bool> measured{false}, done{false};
+    std::atomic<int> started{0};
+    std::atomic<long> lookups{0}, errors{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&] {
+            // Bounded: each thread stops when the writer is done or at 1M decisions.
+            for (long n = 0; n == 0 || (!done && n < 500000); ++n) {
+                const RoutingDecision a = route(m.config, reader, "ann@contoso.com");
+                const RoutingDecision b = route(m.config, reader, "bob@contoso.com");
+                lookups += 2;
+                if (a.action != Action::rewrite && a.action != Action::relay) ++errors;
+                if (b.action != Action::rewrite && b.action != Action::relay) ++errors;
+                if (n == 0) {  // every thread holds its handle while the slots are counted
+                    ++started;
+                    while (!measured) std::this_thread::yield();
+                }
+            }
+        });
+    while (started < kThreads) std::this_thread::yield();
+    const int slots_in_use = reader_slots_of_this_process(m.config.map_path);
+    measured = true;
+    // The writer: another process, ten commits flipping both users, none waiting on the readers.
+    int writes = 0;
+    for (int i = 0; i < 10; ++i) {
+        const auto r = test::run_tool(m.config_file, {"set", i % 2 ? "ann@contoso.com" : "bob@contoso.com",
+                                                      i % 4 < 2 ? "migrated" : "source"});
+        INFO(r.out);
+        CHECK(r.status == 0);
+        writes += r.status == 0;
+    }
+    done = true;
+    for (auto& t : threads) t.join();
+    CHECK(writes == 10);
+    CHECK(errors == 0);
+    CHECK(lookups >= 2L * kThreads);
+    CHECK(slots_in_use >= kThreads);
+    CHECK(slots_in_use <= kThreads + 1);
+    // The last commits' states (both migrated), seen by the next decision.
+    CHECK(route(m.config, reader, "ann@contoso.com").action == Action::rewrite);
+    CHECK(route(m.config, reader, "bob@contoso.com").action == Action::rewrite);
+    CHECK(reader_slots_of_this_process(m.config.map_path) == 1);
+}
+
+TEST_CASE("a map replaced by rename again and again while threads decide: only whole answers, then the last map") {
+    Map m;
+    const std::string other = rolled_back_copy(m);  // ann: source
+    const std::string original = m.dir.file("original.mdb");  // ann: migrated
+    std::filesystem::copy_file(m.config.map_path + "/data.mdb", original);
+    MapReader reader(m.config.map_path);
+    std::atomic<bool> done{false};
+    std::atomic<long> lookups{0}, errors{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&] {
+            for (long n = 0; !done && n < 2000000; ++n) {  // bounded
+                const Action a = route(m.config, reader, "ann@contoso.com").action;
+                ++lookups;
+                if (a != Action::rewrite && a != Action::relay) ++errors;
+            }
+        });
+    // Forty replacements, each followed by a recheck (the second passing) and decisions of this
+    // thread, so that the environment is closed and re-opened under the others' lookups.
+    for (int i = 0; i < 40; ++i) {
+        const std::string tmp = m.dir.file("next.mdb");
+        std::filesystem::copy_file(i % 2 ? original : other, tmp);
+        std::filesystem::rename(tmp, m.config.map_path + "/data.mdb");
+        reader.recheck();
+        const Action expected = i % 2 ? Action::rewrite : Action::relay;
+        CHECK(route(m.config, reader, "ann@contoso.com").action == expected);
+    }
+    done = true;
+    for (auto& t : threads) t.join();
+    CHECK(errors == 0);
+    CHECK(lookups > 0);
+    CHECK(route(m.config, reader, "ann@contoso.com").action == Action::rewrite);
+}

@@ -125,7 +125,12 @@ public:
     // Gives back the slot of a thread that exits (called with the registry's mutex held).
     void release(ReaderSlot* slot) noexcept;
 
-    void recheck() noexcept { next_check_ns_ = 0; }
+    // Bumps the generation first: a refresh that stat()ed before this call then cannot push the
+    // next check a second away over it (it compares generations after storing its deadline).
+    void recheck() noexcept {
+        recheck_generation_.fetch_add(1);
+        next_check_ns_ = 0;
+    }
 
 private:
     // Holds every slot's mutex while alive; the caller holds mutex_ (so the list stays put).
@@ -167,6 +172,7 @@ private:
     std::unique_ptr<OpenMap> map_;
     std::string unavailable_;  // why map_ is null
     std::atomic<std::int64_t> next_check_ns_{0};  // steady clock; 0 = at the next lookup
+    std::atomic<std::uint64_t> recheck_generation_{0};  // recheck() calls so far
     std::atomic<bool> exclusive_wanted_{false};
 };
 
@@ -300,6 +306,7 @@ void SharedMap::refresh() {
     std::lock_guard guard(mutex_);
     const std::int64_t now = now_ns();
     if (now < next_check_ns_.load()) return;  // another thread just did
+    const std::uint64_t generation = recheck_generation_.load();  // before the stat()
     try {
         struct stat st{};
         const std::string file = path_ + "/data.mdb";
@@ -316,6 +323,8 @@ void SharedMap::refresh() {
         }
         map_->env.clear_stale_readers();
         next_check_ns_ = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kRecheckInterval).count();
+        // A recheck() since our stat(): what it asked for may be newer than what we saw.
+        if (recheck_generation_.load() != generation) next_check_ns_ = 0;
     } catch (const std::exception& e) {
         Exclusive all(*this);
         close_map(e.what());

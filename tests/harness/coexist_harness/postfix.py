@@ -209,7 +209,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         self.write_config()
         if quick:
             open(os.path.join(self.queue_dir, "quick-start"), "w").close()
-        self._postfix("start")
+        # `postfix start` now includes the integrity checks that a separate `postfix check` used
+        # to run under its own 30 s: on a loaded CI machine (integration tests two at a time,
+        # under ASan) the two together can take longer. A bound on a wait, not a timing assertion.
+        self._postfix("start", timeout=120)
         self.running = True
         wait_listening(LOOPBACK4, self.smtpd_port, timeout, f"postfix {self.name} smtpd",)
         if self.smtpd_port6:

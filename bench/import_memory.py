@@ -29,6 +29,8 @@ import time
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
 from coexist_harness import Lab, SmtpSession, tool_config_dir, wait_listening, wait_until  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_map import migrated, new_map  # noqa: E402
 
 MIB = 1024 * 1024
 TIME_TARGET = 2.0          # import wall time <= 2x postmap's
@@ -37,10 +39,6 @@ SMALL_MAP = 1000
 WARMUP_LOOKUPS = 20000     # per policyd protocol
 WARMUP_MESSAGES = 200      # through the milter
 COMMAND_TIMEOUT = 900      # seconds, for one import or postmap
-
-
-def migrated(n):
-    return n % 10 == 0
 
 
 def timed(lab, argv):
@@ -92,12 +90,9 @@ socketmap_socket = inet:{ports['socketmap']}@127.0.0.1
 
 
 def fresh_map(lab, build, name, ports):
-    tool = os.path.join(build, "maps", "coexist-map")
     ini = write_ini(lab, name, ports)
     subprocess.run(["rm", "-rf", lab.path(name)], check=True)
-    subprocess.run([tool, "-c", ini, "init"], check=True, capture_output=True)
-    subprocess.run(["chgrp", "-R", "nogroup", lab.path(name)], check=True)
-    return tool, ini
+    return new_map(build, ini, lab.path(name)), ini
 
 
 def measure_import(lab, build, csv, table, rounds):

@@ -30,6 +30,8 @@ import time
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
 from coexist_harness import Lab, wait_listening  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_map import new_map, write_users_csv  # noqa: E402
 
 CONNECTIONS = (1, 8, 64)
 PROTOCOLS = ("socketmap", "policy")
@@ -37,10 +39,6 @@ SERVERS = ("null", "coexist")
 RPS_TARGET = 0.8      # coexist req/s >= 0.8x null
 P99_TARGET = 1.25     # coexist p99 at 64 connections <= 1.25x null
 CLIENT_TIMEOUT = 60   # seconds without an answer before the client gives up
-
-
-def migrated(n):
-    return n % 10 == 0
 
 
 def pinning():
@@ -71,14 +69,9 @@ socketmap_socket = inet:{ports['socketmap']}@127.0.0.1
 def build_map(lab, build, ini, users):
     """Imports the users; returns the import's wall time in seconds."""
     csv = lab.path("users.csv")
-    with open(csv, "w") as f:
-        f.write("address,state\n")
-        f.writelines(f"user{i}@contoso.com,{'migrated' if migrated(i) else 'source'}\n" for i in range(users))
-    tool = os.path.join(build, "maps", "coexist-map")
-    subprocess.run([tool, "-c", ini, "init"], check=True, capture_output=True)
-    # The daemon runs as nobody: the map's group is its, as the deploy kit sets it up.
-    os.chmod(lab.path(), 0o755)
-    subprocess.run(["chgrp", "-R", "nogroup", lab.path("map")], check=True)
+    write_users_csv(csv, users)
+    os.chmod(lab.path(), 0o755)  # the daemon runs as nobody
+    tool = new_map(build, ini, lab.path("map"))
     start = time.monotonic()
     subprocess.run([tool, "-c", ini, "import", csv], check=True, capture_output=True)
     elapsed = time.monotonic() - start

@@ -44,6 +44,8 @@ SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
 from coexist_harness import Lab, postmap, tool_config_dir, wait_listening  # noqa: E402
 from coexist_harness.ports import is_listening_unix, wait_until  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_map import migrated, new_map, write_users_csv  # noqa: E402
 
 DOMAIN = "contoso.com"
 ROUTING_DOMAIN = "o365.contoso.com"
@@ -52,11 +54,6 @@ MX_SESSIONS = 20        # parallel SMTP sessions, one message each (an MX)
 SMARTHOST_SESSIONS = 4  # parallel SMTP sessions, many messages each (a smart host)
 RUN_TIMEOUT = 600       # seconds a run may take before it fails (sending and delivering)
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def migrated(i):
-    """The shared rule of issue 13's benchmarks (bench-shared): user i is migrated iff i % 10 == 0."""
-    return i % 10 == 0
 
 
 # ---- the map and the daemons --------------------------------------------------------------
@@ -85,14 +82,8 @@ socketmap_socket = inet:{ports['socketmap']}@127.0.0.1
 def build_map(lab, build, ini, users):
     """coexist's map and the same routing as a plain Postfix lmdb: table; returns the table spec."""
     csv = lab.path("users.csv")
-    with open(csv, "w") as f:
-        f.write("address,state\n")
-        for i in range(users):
-            f.write(f"user{i}@{DOMAIN},{'migrated' if migrated(i) else 'source'}\n")
-    tool = os.path.join(build, "maps", "coexist-map")
-    subprocess.run([tool, "-c", ini, "init"], check=True, capture_output=True)
-    # The daemons run as nobody: the map's group is theirs, as the deploy kit sets it up.
-    subprocess.run(["chgrp", "-R", "nogroup", lab.path("map")], check=True)
+    write_users_csv(csv, users)
+    tool = new_map(build, ini, lab.path("map"))
     r = subprocess.run([tool, "-c", ini, "import", csv], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"coexist-map import: {r.stderr}")

@@ -1,6 +1,7 @@
 #include "coexist/address.hpp"
 
 #include <algorithm>
+#include <array>
 
 namespace coexist {
 
@@ -52,11 +53,15 @@ std::optional<std::string_view> drop_source_route(std::string_view raw) {
 }
 
 // Outside a quoted string, a local part is atoms and dots (RFC 5321 Dot-string; RFC 6531 adds
-// UTF-8). These specials, or a space, make it no address at all.
-bool is_unquoted_special(char c) {
-    return c == ' ' || c == '\t' || c == '<' || c == '>' || c == '(' || c == ')' || c == '[' ||
-           c == ']' || c == ',' || c == ';' || c == ':' || c == '@' || c == '\\';
-}
+// UTF-8). These specials, or a space, make it no address at all. A table: every lookup of the
+// daemons checks its local part byte by byte.
+constexpr std::array<bool, 256> kUnquotedSpecial = [] {
+    std::array<bool, 256> table{};
+    for (const char c : std::string_view(" \t<>()[],;:@\\")) table[static_cast<unsigned char>(c)] = true;
+    return table;
+}();
+
+bool is_unquoted_special(char c) { return kUnquotedSpecial[static_cast<unsigned char>(c)]; }
 
 }  // namespace
 
@@ -80,27 +85,39 @@ std::optional<Address> parse_address(std::string_view raw) {
     std::string local;
     bool in_quote = false;
     std::size_t i = 0;
-    for (; i < mailbox->size(); ++i) {
-        const char c = (*mailbox)[i];
-        if (c == '"') {
-            in_quote = !in_quote;
-            continue;
-        }
-        if (in_quote) {
-            if (c == '\\') {
-                if (++i == mailbox->size()) return std::nullopt;
-                local.push_back((*mailbox)[i]);
-            } else {
-                local.push_back(c);
+    if (mailbox->find('"') == std::string_view::npos) {
+        // No quotes (almost every address): the same rules as the loop below, in one pass and
+        // one allocation. The last '@' starts the domain; an '@' before it is part of the local
+        // part (see below), any other special makes it no address.
+        i = mailbox->rfind('@');
+        if (i == std::string_view::npos) return std::nullopt;
+        const std::string_view unquoted = mailbox->substr(0, i);
+        if (std::any_of(unquoted.begin(), unquoted.end(), [](char c) { return c != '@' && is_unquoted_special(c); }))
+            return std::nullopt;
+        local.assign(unquoted);
+    } else {
+        for (; i < mailbox->size(); ++i) {
+            const char c = (*mailbox)[i];
+            if (c == '"') {
+                in_quote = !in_quote;
+                continue;
             }
-            continue;
+            if (in_quote) {
+                if (c == '\\') {
+                    if (++i == mailbox->size()) return std::nullopt;
+                    local.push_back((*mailbox)[i]);
+                } else {
+                    local.push_back(c);
+                }
+                continue;
+            }
+            if (c == '@' && mailbox->find('@', i + 1) == std::string_view::npos) break;
+            // An unquoted '@' before the last one belongs to the local part: Postfix's smtpd takes
+            // RCPT TO:<a@b@contoso.com> (strict_rfc821_envelopes = no) and looks it up and delivers
+            // it as "a@b"@contoso.com, so a reject domain must see it as that user, not as foreign.
+            if (c != '@' && is_unquoted_special(c)) return std::nullopt;
+            local.push_back(c);
         }
-        if (c == '@' && mailbox->find('@', i + 1) == std::string_view::npos) break;
-        // An unquoted '@' before the last one belongs to the local part: Postfix's smtpd takes
-        // RCPT TO:<a@b@contoso.com> (strict_rfc821_envelopes = no) and looks it up and delivers
-        // it as "a@b"@contoso.com, so a reject domain must see it as that user, not as foreign.
-        if (c != '@' && is_unquoted_special(c)) return std::nullopt;
-        local.push_back(c);
     }
     if (in_quote || i >= mailbox->size() || local.empty()) return std::nullopt;
     std::string_view domain = mailbox->substr(i + 1);

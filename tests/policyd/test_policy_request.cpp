@@ -92,6 +92,18 @@ TEST_CASE("protocol violations are errors at every read size") {
     CHECK(parsed.requests.empty());
 }
 
+TEST_CASE("a NUL byte in a later request leaves the requests before it whole") {
+    // The parser looks for a NUL once per read, across requests: only the line that holds it fails.
+    const std::string stream = rcpt_request("ann@contoso.com") + std::string("recipient=b\0b@contoso.com\n\n", 27);
+    const auto read_size = GENERATE(from_range(kReadSizes));
+    CAPTURE(read_size);
+    const auto parsed = parse_stream(stream, read_size);
+    CHECK(parsed.failed);
+    CHECK_THAT(parsed.error, Catch::Contains("NUL"));
+    REQUIRE(parsed.requests.size() == 1);
+    CHECK(parsed.requests[0].recipient == "ann@contoso.com");
+}
+
 TEST_CASE("the line bound counts the line, not the request") {
     // 100 lines of 50 bytes is fine with a 64-byte line limit.
     std::string stream;

@@ -19,10 +19,17 @@ std::string decision_fields(const RoutingDecision& d) {
 }
 
 // ", shadow=yes" and what the reply would have been, when shadow mode changed it.
+// A socketmap reply as logged: without the space that ends an empty one ("NOTFOUND "), which
+// would otherwise stand before the next field's comma.
+std::string_view logged_reply(std::string_view reply) {
+    while (!reply.empty() && reply.back() == ' ') reply.remove_suffix(1);
+    return reply;
+}
+
 std::string shadow_fields(bool shadow, std::string_view reply, std::string_view would_reply) {
     if (!shadow) return {};
     if (reply == would_reply) return ", shadow=yes";
-    return fmt::format(", shadow=yes, would_reply=\"{}\"", printable(would_reply));
+    return fmt::format(", shadow=yes, would_reply=\"{}\"", printable(logged_reply(would_reply)));
 }
 
 void count(const SessionServices& services, std::string_view service, Action action) {
@@ -124,13 +131,13 @@ void SocketmapSession::answer(std::string_view payload) {
     if (!services_.shadow) {
         if (logged)
             services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}", to_string(*table),
-                                      printable(query->key), decision_fields(decision), printable(reply_)));
+                                      printable(query->key), decision_fields(decision), printable(logged_reply(reply_))));
         return;
     }
     std::string reply = socketmap_shadow_reply(*table, decision);
     if (logged)
         services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}{}", to_string(*table), printable(query->key),
-                                  decision_fields(decision), printable(reply),
+                                  decision_fields(decision), printable(logged_reply(reply)),
                                   shadow_fields(services_.shadow, reply, reply_)));
     reply_ = std::move(reply);
 }

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -164,6 +165,11 @@ void Server::accept_from(Listener& listener, Clock::time_point now) {
             close_connection(connections_.begin(), "");
             ++evicted_since_log_;
         }
+        // Replies go out at once: one small reply per request, and the client sends nothing more
+        // until it has it, so Nagle's algorithm (and autocorking) could only hold it back.
+        // A unix socket refuses the option; nothing to do there.
+        const int one = 1;
+        (void)::setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         std::unique_ptr<Session> session;
         if (listener.protocol == Protocol::policy)
             session = std::make_unique<PolicySession>(services_, session_limits_);

@@ -570,22 +570,6 @@ void MapTxn::for_each_scratch(Scratch s, std::string_view prefix,
         if (!visit(k, v)) return;
 }
 
-void MapTxn::drain_scratch(Scratch s, const std::function<void(std::string_view, std::string_view)>& visit) {
-    std::string key, value;
-    for (;;) {
-        {
-            // A fresh cursor each time: the visit's writes may take the pages the removal freed.
-            Cursor c(impl_.txn, impl_.scratch_dbi(s));
-            std::string_view k, v;
-            if (!c.seek("", k, v)) return;
-            key.assign(k);
-            value.assign(v);
-            c.del_current();
-        }
-        visit(key, value);
-    }
-}
-
 std::size_t MapTxn::user_count() { return impl_.txn.entries(impl_.h.users); }
 std::size_t MapTxn::alias_count() { return impl_.txn.entries(impl_.h.aliases); }
 std::size_t MapTxn::audit_count() { return impl_.txn.entries(impl_.h.audit); }

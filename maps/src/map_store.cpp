@@ -53,18 +53,35 @@ void put_field(std::string& out, std::string_view f) {
     out.append(f.substr(0, n));
 }
 
-// Audit encoding v1: 0x01, be64 time, then who, command, old, new, batch as length-prefixed fields.
+void append_be64(std::string& out, std::uint64_t v) {
+    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// Audit encoding v1: 0x01, be64 time, then who, command, old, new, batch as length-prefixed
+// fields. Into `out` (cleared first): a writer of many entries reuses one buffer.
+void encode_audit_into(std::string& out, std::int64_t time, std::string_view who, std::string_view command,
+                       std::string_view old_value, std::string_view new_value, std::string_view batch) {
+    out.clear();
+    out.push_back('\x01');
+    append_be64(out, static_cast<std::uint64_t>(time));
+    for (const std::string_view f : {who, command, old_value, new_value, batch}) put_field(out, f);
+}
+
 std::string encode_audit(const AuditEntry& e) {
-    std::string out(1, '\x01');
-    out += be64(static_cast<std::uint64_t>(e.time));
-    for (const auto* f : {&e.who, &e.command, &e.old_value, &e.new_value, &e.batch}) put_field(out, *f);
+    std::string out;
+    encode_audit_into(out, e.time, e.who, e.command, e.old_value, e.new_value, e.batch);
     return out;
 }
 
-std::string audit_key(std::string_view address, std::uint64_t sequence) {
-    std::string key(address);
+void audit_key_into(std::string& key, std::string_view address, std::uint64_t sequence) {
+    key.assign(address);
     key.push_back('\0');
-    key += be64(sequence);
+    append_be64(key, sequence);
+}
+
+std::string audit_key(std::string_view address, std::uint64_t sequence) {
+    std::string key;
+    audit_key_into(key, address, sequence);
     return key;
 }
 
@@ -274,16 +291,17 @@ public:
     MapTxnImpl(MapStore::Handles& h, Transaction& txn, const ChangeContext* context)
         : h(h), txn(txn), context(context) {}
 
-    void audit(std::string_view address, std::string old_value, std::string new_value, std::string batch) {
+    void audit(std::string_view address, std::string_view old_value, std::string_view new_value,
+               std::string_view batch) {
         if (!context) throw std::logic_error("change outside a write transaction");
         if (!sequence) {
             const auto s = txn.get(h.meta, schema::kAuditSequenceKey);
             sequence = s ? schema::parse_counter(*s) : 0;
         }
         ++*sequence;
-        AuditEntry e{context->time, std::string(address), context->who, context->command,
-                     std::move(old_value), std::move(new_value), std::move(batch)};
-        txn.put(h.audit, audit_key(address, *sequence), encode_audit(e));
+        audit_key_into(audit_key_buf, address, *sequence);
+        encode_audit_into(audit_value_buf, context->time, context->who, context->command, old_value, new_value, batch);
+        txn.put(h.audit, audit_key_buf, audit_value_buf);
         dirty_sequence = true;
     }
 
@@ -324,6 +342,8 @@ public:
     bool dirty_sequence = false;
     std::map<std::string, long, std::less<>> domain_deltas;
     std::optional<MDB_dbi> scratch[2];
+    // audit()'s key and value, built in place: an import audits a million users.
+    std::string audit_key_buf, audit_value_buf;
 };
 
 std::optional<UserRecord> MapTxn::user(std::string_view key) {
@@ -366,8 +386,8 @@ void MapTxn::put_user(std::string_view key, UserRecord record, const std::option
     if (!old) impl_.count_user(key, +1);
     // A change of the entry's DN alone (a rename in the directory) does not change routing:
     // written, not audited.
-    if (!old || describe(old) != describe(record) || old->batch != record.batch)
-        impl_.audit(key, describe(old), describe(record), record.batch);
+    const std::string before = describe(old), after = describe(record);
+    if (!old || before != after || old->batch != record.batch) impl_.audit(key, before, after, record.batch);
 }
 
 std::optional<std::string> MapTxn::meta(std::string_view key) {

@@ -301,7 +301,7 @@ public:
         ++*sequence;
         audit_key_into(audit_key_buf, address, *sequence);
         encode_audit_into(audit_value_buf, context->time, context->who, context->command, old_value, new_value, batch);
-        txn.put(h.audit, audit_key_buf, audit_value_buf);
+        audit_cursor().put(audit_key_buf, audit_value_buf);
         dirty_sequence = true;
     }
 
@@ -321,7 +321,21 @@ public:
         return *dbi;
     }
 
+    // Cursors on users and audit, kept for the transaction: a write in key order (an import's)
+    // lands next to the last one, where LMDB finds the page without a descent from the root.
+    Cursor& users_cursor() {
+        if (!users_at) users_at.emplace(txn, h.users);
+        return *users_at;
+    }
+    Cursor& audit_cursor() {
+        if (!audit_at) audit_at.emplace(txn, h.audit);
+        return *audit_at;
+    }
+
     void finish() {
+        // Closed before the commit, which frees a write transaction's cursors itself.
+        users_at.reset();
+        audit_at.reset();
         // Gone before the commit: its pages return to the free list, its name to nobody.
         for (const auto& dbi : scratch)
             if (dbi) check_mdb(mdb_drop(txn.get(), *dbi, 1), "mdb_drop");
@@ -344,10 +358,13 @@ public:
     std::optional<MDB_dbi> scratch[2];
     // audit()'s key and value, built in place: an import audits a million users.
     std::string audit_key_buf, audit_value_buf;
+    // `txn` outlives this object (MapStore::write and read declare it first): these close before
+    // it ends, if finish() has not closed them already.
+    std::optional<Cursor> users_at, audit_at;
 };
 
 std::optional<UserRecord> MapTxn::user(std::string_view key) {
-    const auto v = impl_.txn.get(impl_.h.users, key);
+    const auto v = impl_.users_cursor().find(key);
     if (!v) return std::nullopt;
     auto r = decode_user(*v);
     if (!r) throw MapUnavailable("unreadable user record for " + std::string(key));
@@ -381,7 +398,7 @@ void MapTxn::put_user(std::string_view key, UserRecord record, const std::option
         if (same == *old) return;  // nothing changes: no write, no audit line
     }
     record.changed = impl_.context ? impl_.context->time : 0;
-    impl_.txn.put(impl_.h.users, key, encode(record));
+    impl_.users_cursor().put(key, encode(record));
     if ((old && old->pending_state) || record.pending_state) impl_.index_schedule(key, old, &record);
     if (!old) impl_.count_user(key, +1);
     // A change of the entry's DN alone (a rename in the directory) does not change routing:
@@ -488,6 +505,8 @@ void MapTxn::for_each_meta(const std::function<bool(std::string_view, std::strin
 
 void MapTxn::clear() {
     if (!impl_.context) throw std::logic_error("change outside a write transaction");
+    impl_.users_at.reset();  // on the databases about to be emptied
+    impl_.audit_at.reset();
     for (MDB_dbi dbi : {impl_.h.users, impl_.h.aliases, impl_.h.user_aliases, impl_.h.audit, impl_.h.meta})
         check_mdb(mdb_drop(impl_.txn.get(), dbi, 0), "mdb_drop");
     if (impl_.h.has_schedule) check_mdb(mdb_drop(impl_.txn.get(), impl_.h.schedule, 0), "mdb_drop");

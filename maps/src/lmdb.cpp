@@ -247,4 +247,12 @@ void Cursor::put(std::string_view key, std::string_view value) {
     check_mdb(mdb_cursor_put(cursor_, &mk, &mv, 0), "mdb_cursor_put");
 }
 
+std::optional<std::string_view> Cursor::insert(std::string_view key, std::string_view value) {
+    MDB_val mk = to_val(key), mv = to_val(value);
+    const int rc = mdb_cursor_put(cursor_, &mk, &mv, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) return to_view(mv);  // LMDB returns the value that is there
+    check_mdb(rc, "mdb_cursor_put");
+    return std::nullopt;
+}
+
 }  // namespace coexist

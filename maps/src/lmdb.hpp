@@ -145,6 +145,8 @@ public:
     // the database while the cursor is on the last page, is placed without descending the tree
     // from its root: writes in key order through one cursor skip most of the search.
     void put(std::string_view key, std::string_view value);
+    // Likewise, but only when `key` is not there: otherwise returns its value, writing nothing.
+    std::optional<std::string_view> insert(std::string_view key, std::string_view value);
 
 private:
     MDB_cursor* cursor_ = nullptr;

@@ -332,10 +332,20 @@ public:
         return *audit_at;
     }
 
+    // A scratch's own kept cursor, for its writes: a file sorted (or in runs) stages each row
+    // next to the last one.
+    Cursor& scratch_cursor(MapTxn::Scratch s) {
+        auto& at = scratch_at[static_cast<int>(s)];
+        if (!at) at.emplace(txn, scratch_dbi(s));
+        return *at;
+    }
+
     void finish() {
-        // Closed before the commit, which frees a write transaction's cursors itself.
+        // Closed before the commit, which frees a write transaction's cursors itself, and before
+        // their databases are dropped.
         users_at.reset();
         audit_at.reset();
+        for (auto& at : scratch_at) at.reset();
         // Gone before the commit: its pages return to the free list, its name to nobody.
         for (const auto& dbi : scratch)
             if (dbi) check_mdb(mdb_drop(txn.get(), *dbi, 1), "mdb_drop");
@@ -360,7 +370,7 @@ public:
     std::string audit_key_buf, audit_value_buf;
     // `txn` outlives this object (MapStore::write and read declare it first): these close before
     // it ends, if finish() has not closed them already.
-    std::optional<Cursor> users_at, audit_at;
+    std::optional<Cursor> users_at, audit_at, scratch_at[2];
 };
 
 std::optional<UserRecord> MapTxn::user(std::string_view key) {
@@ -584,15 +594,11 @@ std::size_t MapTxn::apply_due_changes(std::int64_t now) {
 }
 
 std::optional<std::string_view> MapTxn::scratch_insert(Scratch s, std::string_view key, std::string_view value) {
-    MDB_val k = to_val(key), v = to_val(value);
-    const int rc = mdb_put(impl_.txn.get(), impl_.scratch_dbi(s), &k, &v, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) return to_view(v);  // LMDB returns the value that is there
-    check_mdb(rc, "mdb_put");
-    return std::nullopt;
+    return impl_.scratch_cursor(s).insert(key, value);
 }
 
 void MapTxn::scratch_put(Scratch s, std::string_view key, std::string_view value) {
-    impl_.txn.put(impl_.scratch_dbi(s), key, value);
+    impl_.scratch_cursor(s).put(key, value);
 }
 
 bool MapTxn::scratch_del(Scratch s, std::string_view key) { return impl_.txn.del(impl_.scratch_dbi(s), key); }

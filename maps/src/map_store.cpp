@@ -312,7 +312,12 @@ public:
     }
 
     // A user added (+1) or removed (-1): the domain's count changes in finish().
-    void count_user(std::string_view key, long delta) { domain_deltas[std::string(schema::domain_of_key(key))] += delta; }
+    void count_user(std::string_view key, long delta) {
+        const std::string_view domain = schema::domain_of_key(key);
+        auto at = domain_deltas.find(domain);  // a string made only for a domain not seen yet
+        if (at == domain_deltas.end()) at = domain_deltas.emplace(std::string(domain), 0).first;
+        at->second += delta;
+    }
 
     MDB_dbi scratch_dbi(MapTxn::Scratch s) {
         if (!context) throw std::logic_error("scratch outside a write transaction");

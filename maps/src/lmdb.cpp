@@ -234,4 +234,25 @@ bool Cursor::next(std::string_view& k, std::string_view& v) {
 
 void Cursor::del_current() { check_mdb(mdb_cursor_del(cursor_, 0), "mdb_cursor_del"); }
 
+std::optional<std::string_view> Cursor::find(std::string_view key) {
+    MDB_val mk = to_val(key), mv{};
+    const int rc = mdb_cursor_get(cursor_, &mk, &mv, MDB_SET_KEY);
+    if (rc == MDB_NOTFOUND) return std::nullopt;
+    check_mdb(rc, "mdb_cursor_get");
+    return to_view(mv);
+}
+
+void Cursor::put(std::string_view key, std::string_view value) {
+    MDB_val mk = to_val(key), mv = to_val(value);
+    check_mdb(mdb_cursor_put(cursor_, &mk, &mv, 0), "mdb_cursor_put");
+}
+
+std::optional<std::string_view> Cursor::insert(std::string_view key, std::string_view value) {
+    MDB_val mk = to_val(key), mv = to_val(value);
+    const int rc = mdb_cursor_put(cursor_, &mk, &mv, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) return to_view(mv);  // LMDB returns the value that is there
+    check_mdb(rc, "mdb_cursor_put");
+    return std::nullopt;
+}
+
 }  // namespace coexist

@@ -138,6 +138,15 @@ public:
     bool seek(std::string_view key, std::string_view& k, std::string_view& v);
     bool next(std::string_view& k, std::string_view& v);
     void del_current();
+    // The value of exactly `key`, or nothing; the cursor is left at or near it. Valid until the
+    // next write in the transaction.
+    std::optional<std::string_view> find(std::string_view key);
+    // Writes key -> value (mdb_cursor_put). A key on the cursor's page, or past the last key of
+    // the database while the cursor is on the last page, is placed without descending the tree
+    // from its root: writes in key order through one cursor skip most of the search.
+    void put(std::string_view key, std::string_view value);
+    // Likewise, but only when `key` is not there: otherwise returns its value, writing nothing.
+    std::optional<std::string_view> insert(std::string_view key, std::string_view value);
 
 private:
     MDB_cursor* cursor_ = nullptr;

@@ -53,18 +53,35 @@ void put_field(std::string& out, std::string_view f) {
     out.append(f.substr(0, n));
 }
 
-// Audit encoding v1: 0x01, be64 time, then who, command, old, new, batch as length-prefixed fields.
+void append_be64(std::string& out, std::uint64_t v) {
+    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// Audit encoding v1: 0x01, be64 time, then who, command, old, new, batch as length-prefixed
+// fields. Into `out` (cleared first): a writer of many entries reuses one buffer.
+void encode_audit_into(std::string& out, std::int64_t time, std::string_view who, std::string_view command,
+                       std::string_view old_value, std::string_view new_value, std::string_view batch) {
+    out.clear();
+    out.push_back('\x01');
+    append_be64(out, static_cast<std::uint64_t>(time));
+    for (const std::string_view f : {who, command, old_value, new_value, batch}) put_field(out, f);
+}
+
 std::string encode_audit(const AuditEntry& e) {
-    std::string out(1, '\x01');
-    out += be64(static_cast<std::uint64_t>(e.time));
-    for (const auto* f : {&e.who, &e.command, &e.old_value, &e.new_value, &e.batch}) put_field(out, *f);
+    std::string out;
+    encode_audit_into(out, e.time, e.who, e.command, e.old_value, e.new_value, e.batch);
     return out;
 }
 
-std::string audit_key(std::string_view address, std::uint64_t sequence) {
-    std::string key(address);
+void audit_key_into(std::string& key, std::string_view address, std::uint64_t sequence) {
+    key.assign(address);
     key.push_back('\0');
-    key += be64(sequence);
+    append_be64(key, sequence);
+}
+
+std::string audit_key(std::string_view address, std::uint64_t sequence) {
+    std::string key;
+    audit_key_into(key, address, sequence);
     return key;
 }
 
@@ -274,16 +291,17 @@ public:
     MapTxnImpl(MapStore::Handles& h, Transaction& txn, const ChangeContext* context)
         : h(h), txn(txn), context(context) {}
 
-    void audit(std::string_view address, std::string old_value, std::string new_value, std::string batch) {
+    void audit(std::string_view address, std::string_view old_value, std::string_view new_value,
+               std::string_view batch) {
         if (!context) throw std::logic_error("change outside a write transaction");
         if (!sequence) {
             const auto s = txn.get(h.meta, schema::kAuditSequenceKey);
             sequence = s ? schema::parse_counter(*s) : 0;
         }
         ++*sequence;
-        AuditEntry e{context->time, std::string(address), context->who, context->command,
-                     std::move(old_value), std::move(new_value), std::move(batch)};
-        txn.put(h.audit, audit_key(address, *sequence), encode_audit(e));
+        audit_key_into(audit_key_buf, address, *sequence);
+        encode_audit_into(audit_value_buf, context->time, context->who, context->command, old_value, new_value, batch);
+        audit_cursor().put(audit_key_buf, audit_value_buf);
         dirty_sequence = true;
     }
 
@@ -294,7 +312,12 @@ public:
     }
 
     // A user added (+1) or removed (-1): the domain's count changes in finish().
-    void count_user(std::string_view key, long delta) { domain_deltas[std::string(schema::domain_of_key(key))] += delta; }
+    void count_user(std::string_view key, long delta) {
+        const std::string_view domain = schema::domain_of_key(key);
+        auto at = domain_deltas.find(domain);  // a string made only for a domain not seen yet
+        if (at == domain_deltas.end()) at = domain_deltas.emplace(std::string(domain), 0).first;
+        at->second += delta;
+    }
 
     MDB_dbi scratch_dbi(MapTxn::Scratch s) {
         if (!context) throw std::logic_error("scratch outside a write transaction");
@@ -303,7 +326,31 @@ public:
         return *dbi;
     }
 
+    // Cursors on users and audit, kept for the transaction: a write in key order (an import's)
+    // lands next to the last one, where LMDB finds the page without a descent from the root.
+    Cursor& users_cursor() {
+        if (!users_at) users_at.emplace(txn, h.users);
+        return *users_at;
+    }
+    Cursor& audit_cursor() {
+        if (!audit_at) audit_at.emplace(txn, h.audit);
+        return *audit_at;
+    }
+
+    // A scratch's own kept cursor, for its writes: a file sorted (or in runs) stages each row
+    // next to the last one.
+    Cursor& scratch_cursor(MapTxn::Scratch s) {
+        auto& at = scratch_at[static_cast<int>(s)];
+        if (!at) at.emplace(txn, scratch_dbi(s));
+        return *at;
+    }
+
     void finish() {
+        // Closed before the commit, which frees a write transaction's cursors itself, and before
+        // their databases are dropped.
+        users_at.reset();
+        audit_at.reset();
+        for (auto& at : scratch_at) at.reset();
         // Gone before the commit: its pages return to the free list, its name to nobody.
         for (const auto& dbi : scratch)
             if (dbi) check_mdb(mdb_drop(txn.get(), *dbi, 1), "mdb_drop");
@@ -324,10 +371,15 @@ public:
     bool dirty_sequence = false;
     std::map<std::string, long, std::less<>> domain_deltas;
     std::optional<MDB_dbi> scratch[2];
+    // audit()'s key and value, built in place: an import audits a million users.
+    std::string audit_key_buf, audit_value_buf;
+    // `txn` outlives this object (MapStore::write and read declare it first): these close before
+    // it ends, if finish() has not closed them already.
+    std::optional<Cursor> users_at, audit_at, scratch_at[2];
 };
 
 std::optional<UserRecord> MapTxn::user(std::string_view key) {
-    const auto v = impl_.txn.get(impl_.h.users, key);
+    const auto v = impl_.users_cursor().find(key);
     if (!v) return std::nullopt;
     auto r = decode_user(*v);
     if (!r) throw MapUnavailable("unreadable user record for " + std::string(key));
@@ -361,13 +413,13 @@ void MapTxn::put_user(std::string_view key, UserRecord record, const std::option
         if (same == *old) return;  // nothing changes: no write, no audit line
     }
     record.changed = impl_.context ? impl_.context->time : 0;
-    impl_.txn.put(impl_.h.users, key, encode(record));
+    impl_.users_cursor().put(key, encode(record));
     if ((old && old->pending_state) || record.pending_state) impl_.index_schedule(key, old, &record);
     if (!old) impl_.count_user(key, +1);
     // A change of the entry's DN alone (a rename in the directory) does not change routing:
     // written, not audited.
-    if (!old || describe(old) != describe(record) || old->batch != record.batch)
-        impl_.audit(key, describe(old), describe(record), record.batch);
+    const std::string before = describe(old), after = describe(record);
+    if (!old || before != after || old->batch != record.batch) impl_.audit(key, before, after, record.batch);
 }
 
 std::optional<std::string> MapTxn::meta(std::string_view key) {
@@ -468,6 +520,8 @@ void MapTxn::for_each_meta(const std::function<bool(std::string_view, std::strin
 
 void MapTxn::clear() {
     if (!impl_.context) throw std::logic_error("change outside a write transaction");
+    impl_.users_at.reset();  // on the databases about to be emptied
+    impl_.audit_at.reset();
     for (MDB_dbi dbi : {impl_.h.users, impl_.h.aliases, impl_.h.user_aliases, impl_.h.audit, impl_.h.meta})
         check_mdb(mdb_drop(impl_.txn.get(), dbi, 0), "mdb_drop");
     if (impl_.h.has_schedule) check_mdb(mdb_drop(impl_.txn.get(), impl_.h.schedule, 0), "mdb_drop");
@@ -545,15 +599,11 @@ std::size_t MapTxn::apply_due_changes(std::int64_t now) {
 }
 
 std::optional<std::string_view> MapTxn::scratch_insert(Scratch s, std::string_view key, std::string_view value) {
-    MDB_val k = to_val(key), v = to_val(value);
-    const int rc = mdb_put(impl_.txn.get(), impl_.scratch_dbi(s), &k, &v, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) return to_view(v);  // LMDB returns the value that is there
-    check_mdb(rc, "mdb_put");
-    return std::nullopt;
+    return impl_.scratch_cursor(s).insert(key, value);
 }
 
 void MapTxn::scratch_put(Scratch s, std::string_view key, std::string_view value) {
-    impl_.txn.put(impl_.scratch_dbi(s), key, value);
+    impl_.scratch_cursor(s).put(key, value);
 }
 
 bool MapTxn::scratch_del(Scratch s, std::string_view key) { return impl_.txn.del(impl_.scratch_dbi(s), key); }
@@ -568,22 +618,6 @@ void MapTxn::for_each_scratch(Scratch s, std::string_view prefix,
     std::string_view k, v;
     for (bool ok = c.seek(prefix, k, v); ok && k.starts_with(prefix); ok = c.next(k, v))
         if (!visit(k, v)) return;
-}
-
-void MapTxn::drain_scratch(Scratch s, const std::function<void(std::string_view, std::string_view)>& visit) {
-    std::string key, value;
-    for (;;) {
-        {
-            // A fresh cursor each time: the visit's writes may take the pages the removal freed.
-            Cursor c(impl_.txn, impl_.scratch_dbi(s));
-            std::string_view k, v;
-            if (!c.seek("", k, v)) return;
-            key.assign(k);
-            value.assign(v);
-            c.del_current();
-        }
-        visit(key, value);
-    }
 }
 
 std::size_t MapTxn::user_count() { return impl_.txn.entries(impl_.h.users); }

@@ -46,7 +46,7 @@ std::string target_or_throw(const Config& c, const std::string& t) {
 std::string user_key_or_throw(const Config& c, const std::string& address) {
     auto r = admin_user_key(c, address);
     if (auto* e = std::get_if<KeyError>(&r)) throw DataError(e->reason);
-    return std::get<std::string>(r);
+    return std::move(std::get<std::string>(r));
 }
 
 std::string checked_batch(const std::string& batch) {

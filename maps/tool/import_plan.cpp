@@ -124,7 +124,7 @@ void import_rows(MapTxn& t, const ImportShape& shape, StagedRows& staged, const 
         return r && pruned(prune, staged, key, *r);
     };
 
-    staged.drain_rows([&](const ImportRow& row) {
+    staged.for_each_row([&](const ImportRow& row) {
         std::optional<std::string> bad;
         for (const auto& a : row.aliases)
             if (const auto line = staged.user_line(a)) {

@@ -1,9 +1,11 @@
 // `coexist-map import`, the rows of a file staged inside the write transaction (design 13.4):
-// each checked row under its user's address, and every address the file names, kept in the
-// transaction's scratch database (MapTxn::scratch_*), not in memory. So a user or an alias
-// listed twice is found however far apart the two rows are, the rows come back in key order
-// (LMDB writes fastest in order, and the diff reads best sorted), and the map-side checks can
-// ask whether a user is in the file, while memory holds one row at a time.
+// each checked row under its user's address, and every other address the file names (a bad
+// row's user, a claimed alias), kept in the transaction's scratch databases (MapTxn::scratch_*),
+// not in memory. So a user or an alias listed twice is found however far apart the two rows
+// are, the rows come back in key order (LMDB writes fastest in order, and the diff reads best
+// sorted), and the map-side checks can ask whether a user is in the file, while memory holds
+// one row at a time. One scratch insert a row: the staged row itself answers user_line and
+// in_file, so it stays to the end of the transaction.
 #pragma once
 
 #include <cstddef>
@@ -48,9 +50,9 @@ public:
     // Rows staged and not taken back.
     std::size_t rows() const { return rows_; }
 
-    // The staged rows in key order (taken back ones left out), once: each leaves the scratch
-    // as it is visited, and its pages serve the map's writes. `visit` may write to the map.
-    void drain_rows(const std::function<void(const ImportRow&)>& visit);
+    // The staged rows in key order, taken back ones left out. `visit` may write to the map (not
+    // stage rows): the rows stay staged, so user_line and in_file still answer during the visit.
+    void for_each_row(const std::function<void(const ImportRow&)>& visit);
     // The claimed aliases in key order, with the user of the row that claimed them.
     void for_each_alias(const std::function<void(std::string_view alias, std::string_view primary)>& visit);
 

@@ -451,3 +451,53 @@ TEST_CASE("a 50,000-row file: duplicates far apart and a bad last row are named;
     CHECK(ok.out == "imported 50000 rows from " + f + ": 50000 added, 0 changed, 0 unchanged, 0 removed; aliases +1 -0\n");
     CHECK_THAT(m.export_text(), Catch::Contains("user3@contoso.com,migrated,,big,far@contoso.com\n"));
 }
+
+// A row taken back (its alias was claimed first) is not imported, but its user is still in the
+// file: a later row of that user is listed twice, and an alias naming it is a user.
+TEST_CASE("a row taken back for a duplicate alias still names its user, for the rows after it") {
+    BatchMap m;
+    std::string csv = "address,state,aliases\n";
+    csv += "ann@contoso.com,migrated,far@contoso.com\n";  // line 2
+    for (int i = 0; i < 300; ++i) csv += fmt::format("user{}@contoso.com,migrated,\n", i);
+    csv += "late@contoso.com,migrated,far@contoso.com\n";  // line 303: taken back
+    csv += "late@contoso.com,source,\n";                   // line 304
+    csv += "cid@contoso.com,source,late@contoso.com\n";    // line 305
+    const auto r = m.import_text(csv);
+    const std::string f = m.dir.file("in.csv");
+    CHECK(r.error == f + ":303: alias far@contoso.com is listed twice (first on line 2)\n" +
+                         f + ":304: late@contoso.com is listed twice (first on line 303)\n" +
+                         f + ":305: alias late@contoso.com is also a user (line 303)\n" +
+                         f + ": 3 bad rows, nothing imported");
+    CHECK(m.export_text() == "address,state,target,batch,aliases\n");
+}
+
+// The staged row keeps every field the file sets: a target, a batch, a scheduled change, aliases.
+TEST_CASE("every field of a row survives staging: target, batch, pending change, aliases") {
+    BatchMap m;
+    const auto r = m.import_text("address,state,target,batch,aliases,pending_state,pending_at\n"
+                                 "ann@contoso.com,source,ann@o365.contoso.com,wave1,"
+                                 "\"anna@contoso.com;a.lee@contoso.com\",migrated,2099-01-02T03:04:05Z\n"
+                                 "bob@contoso.com,dual,,,,,\n");
+    REQUIRE(r.error == "");
+    CHECK(r.out == "imported 2 rows from " + m.dir.file("in.csv") +
+                       ": 2 added, 0 changed, 0 unchanged, 0 removed; aliases +2 -0\n");
+    MapStore store(m.config.map_path, m.config.map_size, MapStore::Mode::read_only);
+    store.read([&](MapTxn& t) {
+        const auto ann = t.user("ann@contoso.com");
+        REQUIRE(ann);
+        CHECK(ann->state == State::source);
+        CHECK(ann->target == "ann@o365.contoso.com");
+        CHECK(ann->batch == "wave1");
+        REQUIRE(ann->pending_state);
+        CHECK(*ann->pending_state == State::migrated);
+        CHECK(ann->pending_at == 4071006245);
+        CHECK(t.alias_primary("anna@contoso.com") == std::optional<std::string>("ann@contoso.com"));
+        CHECK(t.alias_primary("a.lee@contoso.com") == std::optional<std::string>("ann@contoso.com"));
+        const auto bob = t.user("bob@contoso.com");
+        REQUIRE(bob);
+        CHECK(bob->state == State::dual);
+        CHECK(bob->target == "");
+        CHECK(bob->batch == "");
+        CHECK_FALSE(bob->pending_state);
+    });
+}

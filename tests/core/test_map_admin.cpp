@@ -1,6 +1,7 @@
 // coexist-map's commands: import validation (all rows or nothing), export round trip, single
 // changes, aliases, the audit trail, exit statuses of the real binary.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -290,4 +291,38 @@ TEST_CASE("an import that only changes aliases counts and shows the change (dry 
     std::ostringstream again;
     tool::import_csv(m.config, file, std::nullopt, false, again);
     CHECK(again.str() == "imported 2 rows from " + file + ": 0 added, 0 changed, 2 unchanged, 0 removed; aliases +0 -0\n");
+}
+
+// A write transaction keeps cursors on users and audit (MapTxnImpl): removals and restores
+// through other handles in the same transaction (merging and splitting the pages under them)
+// must leave every later read and write of the kept cursors right.
+TEST_CASE("one write transaction mixing put_user, remove_user and restore_user over thousands of users") {
+    AdminMap m;
+    MapStore store(m.config.map_path, m.config.map_size, MapStore::Mode::read_write);
+    auto key = [](int i) { return fmt::format("u{:05}@contoso.com", i); };
+    store.write(ChangeContext{"test", "mixed", 1}, [&](MapTxn& t) {
+        UserRecord r;
+        for (int i = 0; i < 6000; i += 2) t.put_user(key(i), r);          // in key order
+        for (int i = 0; i < 6000; i += 4) CHECK(t.remove_user(key(i)));  // every other one again
+        for (int i = 5999; i > 0; i -= 2) t.put_user(key(i), r);          // between, backwards
+        for (int i = 0; i < 6000; i += 8) t.restore_user(key(i), r);      // some removed ones back
+        r.state = State::source;
+        for (int i = 1; i < 6000; i += 6) t.put_user(key(i), r);          // changed
+    });
+    store.read([&](MapTxn& t) {
+        std::size_t users = 0;
+        for (int i = 0; i < 6000; ++i) {
+            const auto u = t.user(key(i));
+            const bool present = i % 2 == 1 || i % 4 == 2 || i % 8 == 0;
+            CHECK(u.has_value() == present);
+            if (!u) continue;
+            ++users;
+            CHECK(u->state == (i % 6 == 1 ? State::source : State::migrated));
+        }
+        CHECK(t.user_count() == users);
+        // Audited: 3000 adds, 1500 removals, 3000 adds, 1000 changes (restore_user is not audited).
+        CHECK(t.audit_count() == 8500);
+        CHECK(t.history(key(1)).size() == 2);
+        CHECK(t.history(key(4)).size() == 2);
+    });
 }

@@ -112,6 +112,12 @@ TEST_CASE("CSV reader errors carry the line") {
     CHECK(error_of("a\nb\"c\n").first == 2);
     CHECK(error_of("a\n\"b\"c\n").first == 2);
     CHECK(error_of("a\n" + std::string(70000, 'x')).second == "record longer than 64 KiB");
+    // The first byte in error decides: a quote within the limit, the length past it.
+    CHECK(error_of("a\nb,c\"d\n").second == "quote inside an unquoted field");
+    CHECK(error_of("a\n" + std::string(1000, 'x') + "\"" + std::string(70000, 'x')).second ==
+          "quote inside an unquoted field");
+    CHECK(error_of("a\n" + std::string(70000, 'x') + "\"").second == "record longer than 64 KiB");
+    CHECK(error_of("a\n" + std::string(70000, 'x') + ",b").second == "record longer than 64 KiB");
     CHECK(error_of(std::string(kMaxCsvFields, ',')).second == "more than 1024 fields");
     {
         const std::string text = std::string(kMaxCsvFields - 1, ',') + "\n";  // GAM's allfields: hundreds of columns

@@ -102,22 +102,20 @@ public:
     // Scratch space for the command running this write transaction (import's staged rows, the
     // keys a file has named): named databases of their own, created on first use and dropped
     // before the commit, so no reader ever sees them and memory holds nothing but their pages.
-    // Two, so that a command can empty one as it goes while it keeps the other. Throw
-    // std::logic_error in a read transaction. A value read is valid until the next write in
-    // this transaction.
+    // Two, so that a command can keep its large entries apart from the few it scans by prefix.
+    // Throw std::logic_error in a read transaction. A value read is valid until the next write
+    // in this transaction.
     enum class Scratch { index, rows };
     // Adds `key` unless it is there: then returns its value and writes nothing.
     std::optional<std::string_view> scratch_insert(Scratch s, std::string_view key, std::string_view value);
     void scratch_put(Scratch s, std::string_view key, std::string_view value);
     bool scratch_del(Scratch s, std::string_view key);  // false if it was not there
     std::optional<std::string_view> scratch_get(Scratch s, std::string_view key);
-    // Visits the entries whose key starts with `prefix`, in key order; stop early by returning false.
+    // Visits the entries whose key starts with `prefix` ("": all), in key order; stop early by
+    // returning false. The visit may write to the map and read any scratch, but not write to
+    // `s`; the views it gets last until its first write.
     void for_each_scratch(Scratch s, std::string_view prefix,
                           const std::function<bool(std::string_view, std::string_view)>& visit);
-    // Visits every entry in key order, each removed just before its visit (which may write):
-    // LMDB reuses the pages emptied in the same transaction, so the scratch's pages serve the
-    // writes that follow instead of growing the file.
-    void drain_scratch(Scratch s, const std::function<void(std::string_view, std::string_view)>& visit);
 
     std::size_t user_count();
     std::size_t alias_count();

@@ -29,10 +29,8 @@ Connection::Next Connection::on_readable(std::span<char> scratch, Clock::time_po
         close_reason_ = std::string(session_->error());
     }
     if (pending_replies_.size() > replies_before) last_activity_ = now;
-    return flush();
+    return Next::read;
 }
-
-Connection::Next Connection::on_writable() { return flush(); }
 
 Connection::Next Connection::flush() {
     while (!pending_replies_.empty()) {

@@ -27,11 +27,17 @@ public:
     Connection(FileDescriptor socket, std::unique_ptr<Session> session, std::uint64_t id, std::string peer,
                Clock::time_point now);
 
-    // One read of at most `scratch.size()` bytes, fed to the session, then as much of the
-    // replies as the socket takes. One read per wake-up keeps the loop fair: a client that
+    // One read of at most `scratch.size()` bytes, fed to the session, whose replies wait in
+    // the connection until flush(). One read per wake-up keeps the loop fair: a client that
     // pipelines a flood of requests gets no more turns than one that sends a single request.
+    // close on EOF or a read error; otherwise read, and has_output() says whether to flush().
     Next on_readable(std::span<char> scratch, Clock::time_point now);
-    Next on_writable();
+    Next on_writable() { return flush(); }
+    // Sends as much of the waiting replies as the socket takes: read when all went, write when
+    // some wait for room, close after an error or a final reply.
+    Next flush();
+    // Replies wait, or the session ended with a final one to send.
+    bool has_output() const { return !pending_replies_.empty() || close_after_flush_; }
 
     int fd() const { return socket_.get(); }
     std::uint64_t id() const { return id_; }
@@ -49,8 +55,6 @@ public:
     void set_armed(Next interest) { armed_ = interest; }
 
 private:
-    Next flush();
-
     FileDescriptor socket_;
     std::unique_ptr<Session> session_;
     std::uint64_t id_;

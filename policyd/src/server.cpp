@@ -78,6 +78,7 @@ Server::Server(const PolicydConfig& limits, const SessionServices& services, std
     watch(signals_.get(), kSignalKey, EPOLLIN);
 
     for (std::size_t i = 0; i < listeners_.size(); ++i) watch(listeners_[i].socket.get(), i, EPOLLIN);
+    answered_.reserve(kEventsPerWait);  // at most one entry per event of a turn
 }
 
 Server::~Server() = default;
@@ -113,6 +114,7 @@ void Server::run() {
                 on_connection_event(key, events[i].events, now);
             }
         }
+        flush_answered();
         if (now >= next_tick) {
             close_idle(now);
             if (accept_paused_until_ && now >= *accept_paused_until_) resume_accepting(now);
@@ -236,7 +238,28 @@ void Server::serve_connection(std::uint64_t id, std::uint32_t events, Clock::tim
     else return;
     // Most recently active last: the idle sweep and the eviction both start at the front.
     if (it->last_activity() == now) connections_.splice(connections_.end(), connections_, it);
+    // Answered: the replies go with the others at the end of this turn, and what the socket
+    // waits for next is settled then.
+    if (next == Connection::Next::read && it->has_output()) {
+        answered_.push_back(id);
+        return;
+    }
     apply(it, next);
+}
+
+void Server::flush_answered() noexcept {
+    for (const std::uint64_t id : answered_) {
+        try {
+            const auto found = by_id_.find(id);
+            if (found == by_id_.end()) continue;  // closed later in this turn
+            apply(found->second, found->second->flush());
+        } catch (const std::exception& e) {
+            close_after_internal_error(id, e.what());
+        } catch (...) {
+            close_after_internal_error(id, "unknown exception");
+        }
+    }
+    answered_.clear();
 }
 
 void Server::apply(ConnectionList::iterator it, Connection::Next next) {

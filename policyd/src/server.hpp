@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <list>
 #include <unordered_map>
+#include <vector>
 
 #include "coexist/config.hpp"
 #include "coexist/system_error.hpp"
@@ -60,6 +61,8 @@ private:
     void accept_from(Listener& listener, Clock::time_point now);
     void on_connection_event(std::uint64_t id, std::uint32_t events, Clock::time_point now);  // never throws
     void serve_connection(std::uint64_t id, std::uint32_t events, Clock::time_point now);
+    // Sends the replies of every connection answered in this turn of the loop (answered_).
+    void flush_answered() noexcept;
     void close_after_internal_error(std::uint64_t id, std::string_view what) noexcept;
     void apply(ConnectionList::iterator it, Connection::Next next);
     void close_connection(ConnectionList::iterator it, std::string_view why);
@@ -79,6 +82,13 @@ private:
     std::unordered_map<std::uint64_t, ConnectionList::iterator> by_id_;
     std::uint64_t next_id_;
     std::array<char, kReadChunkBytes> scratch_{};
+    // Connections with replies computed in this turn of the loop, sent together at its end
+    // (flush_answered), as Redis writes its replies before it sleeps: a client waiting for
+    // several replies wakes once for all that are ready, not once for each. A reply sent the
+    // moment it was computed woke the client (an IPI to its core) for each one when it waited
+    // faster than the lookups came: 7,000-24,000 wake-ups per 100,000 requests in the bench,
+    // about 100 with the bench's null server.
+    std::vector<std::uint64_t> answered_;
     // Set when accept() ran out of file descriptors: listeners are unwatched until then, so a
     // readable listener we cannot serve doesn't spin the loop.
     std::optional<Clock::time_point> accept_paused_until_;

@@ -303,8 +303,12 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
     // The dry run too reads the file into a write transaction (its scratch database holds the
     // staged rows), and then aborts it.
     MapStore store(c.map_path, c.map_size, MapStore::Mode::read_write);
-    const ChangeContext ctx{current_user_name(), fmt::format("import {}{}", file, prune.enabled ? " --prune" : ""),
-                            static_cast<std::int64_t>(std::time(nullptr))};
+    // The command as history shows it: the options that decide what the import did.
+    std::string command = fmt::format("import {}", file);
+    if (options.batch) command += fmt::format(" --batch {}", *options.batch);
+    if (options.state) command += fmt::format(" --state {}", *options.state);
+    if (prune.enabled) command += prune.force ? " --prune --force" : " --prune";
+    const ChangeContext ctx{current_user_name(), std::move(command), static_cast<std::int64_t>(std::time(nullptr))};
     ImportDiff diff(options.dry_run);
     ImportCounts counts;
     std::size_t rows = 0;

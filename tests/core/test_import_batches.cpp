@@ -295,6 +295,13 @@ TEST_CASE("--prune removes the admin's users not in the file, with their aliases
                                  "carol@contoso.com,migrated,,wave1,caz@contoso.com\n"
                                  "dora@contoso.com,migrated,,wave1,\n"
                                  "new@contoso.com,migrated,,wave2,\n");
+        // History names the options that decided it: the batch pruned, and --force when given.
+        CHECK(m.history("bob@contoso.com").back().command == "import " + wave2 + " --batch wave2 --prune");
+        auto forced = opts(std::string("wave2"), false, true);
+        forced.force = true;
+        REQUIRE(m.import(m.dir.write("none.csv", "address\nnew@contoso.com\nzed@contoso.com\n"), forced).error == "");
+        CHECK(m.history("zed@contoso.com").back().command ==
+              "import " + m.dir.file("none.csv") + " --batch wave2 --prune --force");
     }
     SECTION("an alias of a pruned user may go to a user of the file") {
         const std::string moved = m.dir.write("moved.csv", "address,state,batch,aliases\nbob@contoso.com,source,wave2,caz@contoso.com\n");

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential clang libclang-rt-14-dev cmake pkg-config git ca-certificates
   liblmdb-dev lmdb-utils libinih-dev libicu-dev libcli11-dev libfmt-dev catch2 libmilter-dev
-  prometheus-cpp-dev
+  prometheus-cpp-dev liburing-dev
   postfix postfix-lmdb python3 time
   slapd ldap-utils libldap-dev nettle-dev nlohmann-json3-dev
   dpkg-dev man-db groff-base file debootstrap systemd-container libsystemd-dev

@@ -12,7 +12,7 @@ set_tests_properties(policyd_tests PROPERTIES LABELS unit TIMEOUT 120)
 
 # The event loop over real unix sockets, with services that fail on purpose.
 if(TARGET coexist_policyd_server)
-  add_executable(policyd_server_tests policyd/test_server.cpp)
+  add_executable(policyd_server_tests policyd/test_server.cpp policyd/test_batch_io.cpp)
   target_link_libraries(policyd_server_tests PRIVATE coexist_policyd_server coexist_daemon coexist_catch_main)
   # fixture.hpp (the temporary directory) also knows coexist-map.
   target_compile_definitions(policyd_server_tests PRIVATE COEXIST_MAP_BINARY="$<TARGET_FILE:coexist-map>")

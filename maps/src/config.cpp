@@ -290,6 +290,7 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
             {"max_attributes", [&p](auto v) { return parse_number<unsigned>(v, p.max_attributes, 1, 10000); }},
             {"idle_timeout", [&p](auto v) { return parse_number<unsigned>(v, p.idle_timeout_seconds, 1, 86400); }},
             {"metrics_listen", [&p](auto v) { return parse_metrics_listen(v, p.metrics_listen); }},
+            {"io_uring", [&p](auto v) { return parse_bool(v, p.io_uring); }},
         };
     }
     if (section == "directory") {

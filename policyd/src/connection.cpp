@@ -1,7 +1,5 @@
 #include "connection.hpp"
 
-#include <sys/socket.h>
-
 #include <cerrno>
 #include <cstring>
 
@@ -12,19 +10,18 @@ Connection::Connection(FileDescriptor socket, std::unique_ptr<Session> session, 
     : socket_(std::move(socket)), session_(std::move(session)), id_(id), peer_(std::move(peer)),
       last_activity_(now) {}
 
-Connection::Next Connection::on_readable(std::span<char> scratch, Clock::time_point now) {
-    const ssize_t n = ::recv(socket_.get(), scratch.data(), scratch.size(), 0);
-    if (n == 0) {
+Connection::Next Connection::received(long result, std::string_view data, Clock::time_point now) {
+    if (result == 0) {
         if (session_->mid_request()) close_reason_ = "client closed the connection in the middle of a request";
         return Next::close;
     }
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Next::read;
-        close_reason_ = std::string("read error: ") + std::strerror(errno);
+    if (result < 0) {
+        if (result == -EAGAIN || result == -EWOULDBLOCK || result == -EINTR) return Next::read;
+        close_reason_ = std::string("read error: ") + std::strerror(static_cast<int>(-result));
         return Next::close;
     }
     const std::size_t replies_before = pending_replies_.size();
-    if (!session_->consume(std::string_view(scratch.data(), static_cast<std::size_t>(n)), pending_replies_)) {
+    if (!session_->consume(data.substr(0, static_cast<std::size_t>(result)), pending_replies_)) {
         close_after_flush_ = true;
         close_reason_ = std::string(session_->error());
     }
@@ -32,23 +29,18 @@ Connection::Next Connection::on_readable(std::span<char> scratch, Clock::time_po
     return Next::read;
 }
 
-Connection::Next Connection::flush() {
-    while (!pending_replies_.empty()) {
-        // MSG_NOSIGNAL: a client that went away is an EPIPE here, not a SIGPIPE for the daemon.
-        const ssize_t n = ::send(socket_.get(), pending_replies_.data(), pending_replies_.size(),
-                                 MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return Next::write;
-            if (close_reason_.empty()) close_reason_ = std::string("write error: ") + std::strerror(errno);
-            return Next::close;
-        }
-        if (static_cast<std::size_t>(n) == pending_replies_.size()) {
-            pending_replies_.clear();  // the usual case: all of it went, the capacity stays
-            break;
-        }
-        pending_replies_.erase(0, static_cast<std::size_t>(n));
+Connection::Next Connection::sent(long result) {
+    if (result < 0) {
+        if (result == -EAGAIN || result == -EWOULDBLOCK || result == -EINTR) return Next::write;
+        if (close_reason_.empty()) close_reason_ = std::string("write error: ") + std::strerror(static_cast<int>(-result));
+        return Next::close;
     }
+    if (static_cast<std::size_t>(result) < pending_replies_.size()) {
+        // The socket is full: the rest goes when epoll says it has room again.
+        pending_replies_.erase(0, static_cast<std::size_t>(result));
+        return Next::write;
+    }
+    pending_replies_.clear();  // the usual case: all of it went, the capacity stays
     return close_after_flush_ ? Next::close : Next::read;
 }
 

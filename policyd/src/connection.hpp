@@ -1,12 +1,13 @@
 // One accepted client connection: its socket, its protocol session, and the replies waiting to
-// be written. Non-blocking throughout; the event loop (server.cpp) decides when to call it.
+// be written. It makes no system call: the event loop (server.cpp) reads and writes the socket,
+// the reads and the writes of one turn together (batch_io.hpp), and tells it what came of them.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <span>
+#include <string_view>
 #include <string>
 
 #include "coexist/system_error.hpp"
@@ -27,15 +28,17 @@ public:
     Connection(FileDescriptor socket, std::unique_ptr<Session> session, std::uint64_t id, std::string peer,
                Clock::time_point now);
 
-    // One read of at most `scratch.size()` bytes, fed to the session, whose replies wait in
-    // the connection until flush(). One read per wake-up keeps the loop fair: a client that
-    // pipelines a flood of requests gets no more turns than one that sends a single request.
-    // close on EOF or a read error; otherwise read, and has_output() says whether to flush().
-    Next on_readable(std::span<char> scratch, Clock::time_point now);
-    Next on_writable() { return flush(); }
-    // Sends as much of the waiting replies as the socket takes: read when all went, write when
-    // some wait for room, close after an error or a final reply.
-    Next flush();
+    // What one receive on the socket brought (server.cpp does the reads, a turn's together):
+    // `result` is the byte count of `data`, 0 for end of file, or -errno. The bytes are fed to
+    // the session, whose replies wait in the connection until sent. close on EOF or a read
+    // error; otherwise read, and has_output() says whether there is something to send.
+    Next received(long result, std::string_view data, Clock::time_point now);
+    // The replies waiting to be sent, all of them: send what the socket takes, then sent().
+    std::string_view output() const { return pending_replies_; }
+    // What one send of output() did (`result`: bytes taken, or -errno): read when all of it
+    // went, write when some waits for room (the socket was full), close after a send error or
+    // once a final reply is out.
+    Next sent(long result);
     // Replies wait, or the session ended with a final one to send.
     bool has_output() const { return !pending_replies_.empty() || close_after_flush_; }
 
@@ -60,7 +63,7 @@ private:
     std::uint64_t id_;
     std::string peer_;
     Clock::time_point last_activity_;
-    // Replies are appended here by the session and sent from here: one send() for all the
+    // Replies are appended here by the session and sent from here: one send for all the
     // replies of one read, and no allocation once the buffer has grown to a reply's size.
     std::string pending_replies_;
     bool close_after_flush_ = false;

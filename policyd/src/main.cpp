@@ -120,6 +120,7 @@ int serve(const Config& config) {
     };
     try {
         policyd::Server server(p, services, std::move(listeners));
+        log_info("socket I/O: {}", server.socket_io());
         // The listeners were open before the privilege drop; from here on they are served.
         notify_ready();
         server.run();

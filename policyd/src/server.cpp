@@ -10,6 +10,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
@@ -67,7 +69,8 @@ sigset_t stop_signals() {
 Server::Server(const PolicydConfig& limits, const SessionServices& services, std::vector<Listener> listeners)
     : limits_(limits), services_(services),
       session_limits_{limits.max_request_bytes, limits.max_attributes}, listeners_(std::move(listeners)),
-      next_id_(kFirstConnectionKey) {
+      next_id_(kFirstConnectionKey), io_(limits.io_uring, kEventsPerWait),
+      read_buffer_(std::make_unique_for_overwrite<char[]>(kReadsPerBatch * kReadChunkBytes)) {
     epoll_ = FileDescriptor(::epoll_create1(EPOLL_CLOEXEC));
     if (!epoll_) throw SystemError("epoll_create1", errno);
 
@@ -78,7 +81,15 @@ Server::Server(const PolicydConfig& limits, const SessionServices& services, std
     watch(signals_.get(), kSignalKey, EPOLLIN);
 
     for (std::size_t i = 0; i < listeners_.size(); ++i) watch(listeners_[i].socket.get(), i, EPOLLIN);
-    answered_.reserve(kEventsPerWait);  // at most one entry per event of a turn
+    // At most one entry per event of a turn: no allocation while serving.
+    answered_.reserve(kEventsPerWait);
+    readable_.reserve(kEventsPerWait);
+    in_batch_.reserve(kEventsPerWait);
+}
+
+std::string Server::socket_io() const {
+    if (io_.uses_io_uring()) return "io_uring";
+    return "system calls (no io_uring: " + io_.unavailable_reason() + ")";
 }
 
 Server::~Server() = default;
@@ -110,10 +121,13 @@ void Server::run() {
                 if (!on_signal()) return;
             } else if (key < listeners_.size()) {
                 accept_one_batch(listeners_[key], now);
-            } else {
-                on_connection_event(key, events[i].events, now);
+            } else if (events[i].events & EPOLLOUT) {
+                answered_.push_back(key);  // room again for the replies it waits to send
+            } else if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+                readable_.push_back(key);
             }
         }
+        serve_readable(now);
         flush_answered();
         if (now >= next_tick) {
             close_idle(now);
@@ -204,13 +218,14 @@ void Server::accept_one_batch(Listener& listener, Clock::time_point now) {
     }
 }
 
-void Server::on_connection_event(std::uint64_t id, std::uint32_t events, Clock::time_point now) {
+template <typename F>
+void Server::guarded(std::uint64_t id, F&& f) noexcept {
     // Whatever goes wrong while serving one connection (an allocation that fails, a bug in a
     // session) ends that connection, never the daemon and the hundreds of others it serves.
     // Postfix reconnects; the request in flight gets the client's own temporary failure
     // (smtpd_policy_service_default_action, or a socketmap lookup error: 451/deferred).
     try {
-        serve_connection(id, events, now);
+        f();
     } catch (const std::exception& e) {
         close_after_internal_error(id, e.what());
     } catch (...) {
@@ -228,14 +243,28 @@ void Server::close_after_internal_error(std::uint64_t id, std::string_view what)
     }
 }
 
-void Server::serve_connection(std::uint64_t id, std::uint32_t events, Clock::time_point now) {
+void Server::serve_readable(Clock::time_point now) noexcept {
+    for (std::size_t first = 0; first < readable_.size(); first += kReadsPerBatch) {
+        const std::size_t end = std::min(readable_.size(), first + kReadsPerBatch);
+        in_batch_.clear();
+        for (std::size_t i = first; i < end; ++i) {
+            const auto found = by_id_.find(readable_[i]);
+            if (found == by_id_.end()) continue;  // closed earlier in this turn (evicted)
+            io_.receive(found->second->fd(), read_slot(in_batch_.size()));
+            in_batch_.push_back(readable_[i]);
+        }
+        const std::span<const long> results = io_.run();
+        for (std::size_t j = 0; j < in_batch_.size(); ++j)
+            guarded(in_batch_[j], [&] { serve_received(in_batch_[j], results[j], read_slot(j), now); });
+    }
+    readable_.clear();
+}
+
+void Server::serve_received(std::uint64_t id, long result, std::span<char> data, Clock::time_point now) {
     const auto found = by_id_.find(id);
-    if (found == by_id_.end()) return;  // closed earlier in this batch
+    if (found == by_id_.end()) return;
     const auto it = found->second;
-    Connection::Next next;
-    if (events & EPOLLOUT) next = it->on_writable();
-    else if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) next = it->on_readable(scratch_, now);
-    else return;
+    const Connection::Next next = it->received(result, std::string_view(data.data(), data.size()), now);
     // Most recently active last: the idle sweep and the eviction both start at the front.
     if (it->last_activity() == now) connections_.splice(connections_.end(), connections_, it);
     // Answered: the replies go with the others at the end of this turn, and what the socket
@@ -248,16 +277,21 @@ void Server::serve_connection(std::uint64_t id, std::uint32_t events, Clock::tim
 }
 
 void Server::flush_answered() noexcept {
-    for (const std::uint64_t id : answered_) {
-        try {
-            const auto found = by_id_.find(id);
+    for (std::size_t first = 0; first < answered_.size(); first += io_.max_batch()) {
+        const std::size_t end = std::min(answered_.size(), first + std::size_t{io_.max_batch()});
+        in_batch_.clear();
+        for (std::size_t i = first; i < end; ++i) {
+            const auto found = by_id_.find(answered_[i]);
             if (found == by_id_.end()) continue;  // closed later in this turn
-            apply(found->second, found->second->flush());
-        } catch (const std::exception& e) {
-            close_after_internal_error(id, e.what());
-        } catch (...) {
-            close_after_internal_error(id, "unknown exception");
+            io_.send(found->second->fd(), found->second->output());
+            in_batch_.push_back(answered_[i]);
         }
+        const std::span<const long> results = io_.run();
+        for (std::size_t j = 0; j < in_batch_.size(); ++j)
+            guarded(in_batch_[j], [&] {
+                const auto found = by_id_.find(in_batch_[j]);
+                if (found != by_id_.end()) apply(found->second, found->second->sent(results[j]));
+            });
     }
     answered_.clear();
 }

@@ -62,6 +62,7 @@ struct PolicydConfig {
     unsigned max_attributes = 100;         // policy: attributes in one request
     unsigned idle_timeout_seconds = 300;   // a connection with no complete request for this long is closed
     std::string metrics_listen;            // Prometheus metrics, "HOST:PORT" (design 12, 13.6); empty = off
+    bool io_uring = true;                  // read and write sockets through io_uring where the kernel allows it
 };
 
 // [directory] (design sections 9 and 13.5): the LDAP directory that feeds the map. Absent

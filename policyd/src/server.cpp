@@ -32,10 +32,9 @@ constexpr int kEventsPerWait = 256;
 // After accept() fails for want of file descriptors, listeners rest this long.
 constexpr std::chrono::seconds kAcceptPause{1};
 
-std::string describe_peer(int fd) {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof addr;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "unknown";
+// The client as log lines name it, from the address accept() gave: taken then, it survives a
+// client that resets the connection before its first read (getpeername() would fail by then).
+std::string describe_peer(int fd, const sockaddr_storage& addr) {
     char host[INET6_ADDRSTRLEN] = "";
     if (addr.ss_family == AF_INET) {
         const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
@@ -48,6 +47,7 @@ std::string describe_peer(int fd) {
         // fmt, not `"[" + std::string`: GCC 12 -O3 gives a false -Wrestrict for that form.
         return fmt::format("[{}]:{}", host, ntohs(in6->sin6_port));
     }
+    // A unix socket's client has no address; the kernel keeps its credentials from connect().
     ucred cred{};
     socklen_t cred_len = sizeof cred;
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0)
@@ -161,7 +161,10 @@ bool Server::on_signal() {
 
 void Server::accept_from(Listener& listener, Clock::time_point now) {
     for (int i = 0; i < kAcceptsPerTurn; ++i) {
-        FileDescriptor client(::accept4(listener.socket.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        sockaddr_storage peer_address{};
+        socklen_t peer_length = sizeof peer_address;
+        FileDescriptor client(::accept4(listener.socket.get(), reinterpret_cast<sockaddr*>(&peer_address),
+                                        &peer_length, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!client) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -192,7 +195,7 @@ void Server::accept_from(Listener& listener, Clock::time_point now) {
         else
             session = std::make_unique<SocketmapSession>(services_, session_limits_);
         const std::uint64_t id = next_id_++;
-        std::string peer = describe_peer(client.get());
+        std::string peer = describe_peer(client.get(), peer_address);
         const int fd = client.get();
         connections_.emplace_back(std::move(client), std::move(session), id, std::move(peer), now);
         auto it = std::prev(connections_.end());

@@ -7,8 +7,10 @@ clients). Python stdlib only. Every wait is bounded; every daemon is stopped in 
 
 import os
 import pwd
+import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -390,6 +392,25 @@ class AbuseTest(DaemonTestCase):
         # Draining lets the daemon answer what it had queued first, then idle out; a sanitizer
         # build on a loaded machine takes seconds for that, hence the generous bound.
         self.assertTrue(closed_by_peer(hog, 30))
+
+    def test_a_client_that_resets_before_its_first_read_is_named_in_the_log(self):
+        # Stopped, the daemon accepts the connection only after the reset: the peer's address
+        # must come from accept() itself, as getpeername() fails by then.
+        os.kill(self.daemon.process.pid, signal.SIGSTOP)
+        try:
+            s = self.daemon.socketmap_socket()
+            port = s.getsockname()[1]
+            s.sendall(b"23:virtual ann@con")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # RST
+        finally:
+            os.kill(self.daemon.process.pid, signal.SIGCONT)
+        self.assert_still_serving()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "closing connection from 127.0.0.1:%d" % port not in self.daemon.log():
+            time.sleep(0.05)
+        self.assertIn("closing connection from 127.0.0.1:%d" % port, self.daemon.log())
+        self.assertNotIn("from unknown", self.daemon.log())
 
     def test_connect_and_disconnect_storm(self):
         for i in range(300):

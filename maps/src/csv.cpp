@@ -51,7 +51,8 @@ CsvReader::Step CsvReader::parse(CsvRecord& record) {
             for (;;) {
                 if (cut()) return need_more();
                 if (pos_ >= text_.size()) return fail("quoted field not closed");
-                if (pos_ - start > kMaxCsvRecordBytes) return fail("record longer than 64 KiB");
+                // Consuming the byte at pos_ makes the record pos_ - start + 1 bytes long.
+                if (pos_ - start >= kMaxCsvRecordBytes) return fail("record longer than 64 KiB");
                 const char c = text_[pos_++];
                 if (c == '"') {
                     if (cut()) return need_more();  // "" or the closing quote: the next byte says
@@ -67,15 +68,16 @@ CsvReader::Step CsvReader::parse(CsvRecord& record) {
                 }
             }
             if (pos_ < text_.size() && text_[pos_] != delimiter_ && text_[pos_] != '\n' && text_[pos_] != '\r')
-                return fail("text after a closing quote");
+                return fail(pos_ - start >= kMaxCsvRecordBytes ? "record longer than 64 KiB"
+                                                               : "text after a closing quote");
         } else {
             // The field's bytes appended at once (a push_back a byte was most of the parse's
             // instructions); the error is that of the first byte that has one, quote first.
             std::size_t end = pos_;
             while (end < text_.size() && text_[end] != delimiter_ && text_[end] != '\n' && text_[end] != '\r') ++end;
-            const std::size_t too_long = start + kMaxCsvRecordBytes + 1;  // the first byte past the limit
+            const std::size_t too_long = start + kMaxCsvRecordBytes;  // the first byte past the limit
             const std::string_view run = text_.substr(pos_, end - pos_);
-            if (const auto quote = run.find('"'); quote != std::string_view::npos && pos_ + quote <= too_long)
+            if (const auto quote = run.find('"'); quote != std::string_view::npos && pos_ + quote < too_long)
                 return fail("quote inside an unquoted field");
             if (too_long < end) return fail("record longer than 64 KiB");
             field.append(run);

@@ -119,6 +119,29 @@ TEST_CASE("CSV reader errors carry the line") {
     CHECK(error_of("a\n" + std::string(70000, 'x') + "\"").second == "record longer than 64 KiB");
     CHECK(error_of("a\n" + std::string(70000, 'x') + ",b").second == "record longer than 64 KiB");
     CHECK(error_of(std::string(kMaxCsvFields, ',')).second == "more than 1024 fields");
+    // 64 KiB exactly is a record (its line break not counted); one byte more is not, whether
+    // the last byte is in an unquoted field, a quoted one, or a field after a comma.
+    auto reads_whole = [](const std::string& record) {
+        const std::string text = "a\n" + record + "\n";
+        CsvReader r(text);
+        CsvRecord rec;
+        bool read = r.next(rec) && r.next(rec);
+        return read && !r.error();
+    };
+    const std::string quoted = "\"" + std::string(kMaxCsvRecordBytes - 2, 'q') + "\"";
+    const std::string two_fields = std::string(kMaxCsvRecordBytes - 2, 'x') + ",y";
+    CHECK(reads_whole(std::string(kMaxCsvRecordBytes, 'x')));
+    CHECK(reads_whole(quoted));
+    CHECK(reads_whole(two_fields));
+    CHECK(error_of("a\n" + std::string(kMaxCsvRecordBytes + 1, 'x') + "\n").second == "record longer than 64 KiB");
+    CHECK(error_of("a\n" + quoted + "z\n").second == "record longer than 64 KiB");
+    CHECK(error_of("a\n\"q\"z\n").second == "text after a closing quote");
+    CHECK(error_of("a\n\"" + std::string(kMaxCsvRecordBytes - 1, 'q') + "\"\n").second == "record longer than 64 KiB");
+    CHECK(error_of("a\n" + two_fields + "y\n").second == "record longer than 64 KiB");
+    // A quote as the limit's last byte is the quote's error; one byte later, the length's.
+    CHECK(error_of("a\n" + std::string(kMaxCsvRecordBytes - 1, 'x') + "\"x\n").second ==
+          "quote inside an unquoted field");
+    CHECK(error_of("a\n" + std::string(kMaxCsvRecordBytes, 'x') + "\"\n").second == "record longer than 64 KiB");
     {
         const std::string text = std::string(kMaxCsvFields - 1, ',') + "\n";  // GAM's allfields: hundreds of columns
         CsvReader wide(text);

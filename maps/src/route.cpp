@@ -7,6 +7,7 @@
 
 #include "coexist/address.hpp"
 #include "coexist/canonical_address.hpp"
+#include "coexist/log_text.hpp"
 #include "coexist/utc_time.hpp"
 
 namespace coexist {
@@ -22,6 +23,13 @@ std::string_view to_string(Action a) {
         case Action::transport: return "transport";
     }
     return "?";
+}
+
+std::string decision_log_fields(const RoutingDecision& d) {
+    std::string out = fmt::format("action={}", to_string(d.action));
+    if (!d.address.empty()) out += fmt::format(", new=<{}>", printable(d.address));
+    if (!d.detail.empty()) out += fmt::format(", detail=\"{}\"", printable(d.detail));
+    return out;
 }
 
 namespace {

@@ -54,11 +54,7 @@ Reply loop_reply(unsigned trace_count, unsigned loop_limit) {
 
 std::string decision_log_line(std::string_view queue_id, std::string_view as_received,
                               const RoutingDecision& decision) {
-    std::string line = fmt::format("{}: rcpt={}, action={}", queue_id, bracketed(as_received),
-                                   to_string(decision.action));
-    if (!decision.address.empty()) line += fmt::format(", address=<{}>", decision.address);
-    if (!decision.detail.empty()) line += fmt::format(", detail={}", decision.detail);
-    return line;
+    return fmt::format("{}: to={}, {}", queue_id, bracketed(as_received), decision_log_fields(decision));
 }
 
 }  // namespace coexist::milter

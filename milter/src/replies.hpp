@@ -25,8 +25,9 @@ Reply message_tempfail_reply(std::string_view why);
 // 554 5.4.6 mail forwarding loop: ...
 Reply loop_reply(unsigned trace_count, unsigned loop_limit);
 
-// "QUEUEID: rcpt=<as received>, action=rewrite, address=<routing address>, detail=..." — one
-// line per decision, in Postfix's "QUEUEID: key=value" style.
+// "QUEUEID: to=<as received>, action=rewrite, new=<routing address>, detail=\"...\"": one line
+// per decision, in Postfix's "QUEUEID: key=value" style, with the fields coexist-policyd logs
+// (decision_log_fields()).
 std::string decision_log_line(std::string_view queue_id, std::string_view as_received,
                               const RoutingDecision& decision);
 

@@ -10,14 +10,6 @@ namespace coexist::policyd {
 
 namespace {
 
-// ", new=<addr>" for the actions that have an address, plus the route's own explanation.
-std::string decision_fields(const RoutingDecision& d) {
-    std::string out = fmt::format("action={}", to_string(d.action));
-    if (!d.address.empty()) out += fmt::format(", new=<{}>", printable(d.address));
-    if (!d.detail.empty()) out += fmt::format(", detail=\"{}\"", printable(d.detail));
-    return out;
-}
-
 // ", shadow=yes" and what the reply would have been, when shadow mode changed it.
 // A socketmap reply as logged: without the space that ends an empty one ("NOTFOUND "), which
 // would otherwise stand before the next field's comma.
@@ -71,7 +63,7 @@ void PolicySession::answer(const PolicyRequest& request, std::string& replies) {
         // Postfix style: the queue id when smtpd has one (not at the first RCPT), else NOQUEUE.
         services_.log(fmt::format("{}: to=<{}>, {}, reply={}{}",
                                   request.queue_id.empty() ? "NOQUEUE" : printable(request.queue_id),
-                                  printable(request.recipient), decision_fields(decision), action,
+                                  printable(request.recipient), decision_log_fields(decision), action,
                                   shadow_fields(services_.shadow, action, would)));
     }
     append_policy_reply(replies, action);
@@ -131,13 +123,13 @@ void SocketmapSession::answer(std::string_view payload) {
     if (!services_.shadow) {
         if (logged)
             services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}", to_string(*table),
-                                      printable(query->key), decision_fields(decision), printable(logged_reply(reply_))));
+                                      printable(query->key), decision_log_fields(decision), printable(logged_reply(reply_))));
         return;
     }
     std::string reply = socketmap_shadow_reply(*table, decision);
     if (logged)
         services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}{}", to_string(*table), printable(query->key),
-                                  decision_fields(decision), printable(logged_reply(reply)),
+                                  decision_log_fields(decision), printable(logged_reply(reply)),
                                   shadow_fields(services_.shadow, reply, reply_)));
     reply_ = std::move(reply);
 }

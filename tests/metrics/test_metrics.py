@@ -220,9 +220,9 @@ class MilterMetricsAndShadow(LabTestCase):
         self.assertEqual(len(google), 1)
         self.assertEqual(google[0].header_values("X-Coexist-Trace"), [], "shadow mode adds no header")
         log = self.shadow_milter.log()
-        self.assertRegex(log, r"rcpt=<ann@contoso\.com>, action=rewrite, address=<ann@o365\.contoso\.com>.*, shadow=yes")
-        self.assertRegex(log, r"rcpt=<dave@contoso\.com>, action=dual, .*shadow=yes")
-        self.assertRegex(log, r"rcpt=<ghost@northwind\.com>, action=reject, .*shadow=yes")
+        self.assertRegex(log, r"to=<ann@contoso\.com>, action=rewrite, new=<ann@o365\.contoso\.com>.*, shadow=yes")
+        self.assertRegex(log, r"to=<dave@contoso\.com>, action=dual, .*shadow=yes")
+        self.assertRegex(log, r"to=<ghost@northwind\.com>, action=reject, .*shadow=yes")
         samples = scrape(self.shadow_metrics_port)
         self.assertEqual(decisions(samples, "milter", "coexist_shadow_decisions_total"),
                          {"rewrite": 1, "dual": 1, "reject": 1})

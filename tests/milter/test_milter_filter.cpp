@@ -300,9 +300,9 @@ TEST_CASE("shadow mode: every decision logged, nothing changed, nothing refused"
     CHECK_FALSE(ctx.reply);
     std::fflush(stderr);
     const std::string text = log.text();
-    CHECK_THAT(text, Catch::Contains("4QID1: rcpt=<ann@contoso.com>, action=rewrite, address=<ann@o365.contoso.com>, shadow=yes"));
-    CHECK_THAT(text, Catch::Contains("4QID1: rcpt=<dana@contoso.com>, action=dual, address=<dana@o365.contoso.com>, shadow=yes"));
-    CHECK_THAT(text, Catch::Contains("4QID1: rcpt=<nobody@fabrikam.com>, action=reject"));
+    CHECK_THAT(text, Catch::Contains("4QID1: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, shadow=yes"));
+    CHECK_THAT(text, Catch::Contains("4QID1: to=<dana@contoso.com>, action=dual, new=<dana@o365.contoso.com>, shadow=yes"));
+    CHECK_THAT(text, Catch::Contains("4QID1: to=<nobody@fabrikam.com>, action=reject"));
     f.close(ctx);
 }
 
@@ -318,7 +318,7 @@ TEST_CASE("shadow mode: an unreadable map defers nothing either") {
     CHECK(ctx.added.empty());
     CHECK_FALSE(ctx.reply);
     std::fflush(stderr);
-    CHECK_THAT(log.text(), Catch::Contains("rcpt=<ann@contoso.com>, action=tempfail") &&
+    CHECK_THAT(log.text(), Catch::Contains("to=<ann@contoso.com>, action=tempfail") &&
                                Catch::Contains("shadow=yes"));
     f.close(ctx);
 }
@@ -403,11 +403,11 @@ TEST_CASE("lookups that change nothing are logged only with log_lookups = yes; d
     REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
     std::fflush(stderr);
     const std::string text = log.text();
-    CHECK_THAT(text, Catch::Contains("4QID1: rcpt=<ann@contoso.com>, action=rewrite, address=<ann@o365.contoso.com>"));
-    CHECK_THAT(text, Catch::Contains("4QID1: rcpt=<dana@contoso.com>, action=dual, address=<dana@o365.contoso.com>"));
-    CHECK_THAT(text, Catch::Contains("rcpt=<nobody@fabrikam.com>, action=reject"));
-    CHECK((text.find("rcpt=<bob@contoso.com>, action=relay") != std::string::npos) == log_lookups);
-    CHECK((text.find("rcpt=<carol@contoso.com>, action=relay") != std::string::npos) == log_lookups);
+    CHECK_THAT(text, Catch::Contains("4QID1: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>"));
+    CHECK_THAT(text, Catch::Contains("4QID1: to=<dana@contoso.com>, action=dual, new=<dana@o365.contoso.com>"));
+    CHECK_THAT(text, Catch::Contains("to=<nobody@fabrikam.com>, action=reject"));
+    CHECK((text.find("to=<bob@contoso.com>, action=relay") != std::string::npos) == log_lookups);
+    CHECK((text.find("to=<carol@contoso.com>, action=relay") != std::string::npos) == log_lookups);
     CHECK(text.find("someone@example.org") == std::string::npos);  // foreign: never the milter's business
     CHECK(has_trace_header(ctx));
     f.close(ctx);

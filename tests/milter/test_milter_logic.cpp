@@ -142,9 +142,9 @@ TEST_CASE("replies: codes, and text made safe for libmilter") {
 
 TEST_CASE("one decision log line in QUEUEID: key=value style") {
     CHECK(decision_log_line("4AbC", "<Ann@contoso.com>", {Action::rewrite, "ann@o365.contoso.com", "alias of a@b"}) ==
-          "4AbC: rcpt=<Ann@contoso.com>, action=rewrite, address=<ann@o365.contoso.com>, detail=alias of a@b");
+          "4AbC: to=<Ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, detail=\"alias of a@b\"");
     CHECK(decision_log_line("NOQUEUE", "bob@contoso.com", {Action::relay, "", ""}) ==
-          "NOQUEUE: rcpt=<bob@contoso.com>, action=relay");
+          "NOQUEUE: to=<bob@contoso.com>, action=relay");
 }
 
 namespace {

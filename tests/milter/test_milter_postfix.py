@@ -81,8 +81,8 @@ class MilterThroughPostfix(unittest.TestCase):
         self.assertTrue(r.queued, r)
         self.assertEqual(self.where(r), {"newsys": ["ann@o365.contoso.com"]})
         # decision logged at end of message, with Postfix's queue id
-        self.milter.wait_log(rf"{r.queue_id}: rcpt=<ann@contoso.com>, action=rewrite, "
-                             rf"address=<ann@o365\.contoso\.com>")
+        self.milter.wait_log(rf"{r.queue_id}: to=<ann@contoso.com>, action=rewrite, "
+                             rf"new=<ann@o365\.contoso\.com>")
 
     def test_explicit_target(self):
         r = self.deliver(["carol@contoso.com"])
@@ -94,7 +94,7 @@ class MilterThroughPostfix(unittest.TestCase):
         # Passed on unchanged: no log line with log_lookups = no (the default). The line would
         # have been written before the end-of-message reply, so before Postfix's 250: its
         # absence now is final.
-        self.assertNotIn(f"{r.queue_id}: rcpt=<bob@contoso.com>", self.milter.log())
+        self.assertNotIn(f"{r.queue_id}: to=<bob@contoso.com>", self.milter.log())
 
     def test_unknown_user_relayed_to_google_where_domain_relays(self):
         r = self.deliver(["zoe@contoso.com"])
@@ -160,10 +160,10 @@ class MilterThroughPostfix(unittest.TestCase):
         self.assertEqual(msg.rcpt_params("ann@o365.contoso.com")["ORCPT"], "rfc822;ann@contoso.com")
         self.assertEqual(msg.rcpt_params("dave@o365.contoso.com")["ORCPT"], "rfc822;dave@contoso.com")
         qid = ds[0].queue_id
-        self.milter.wait_log(rf"^\S+ {qid}: rcpt=<ann@contoso\.com>, action=rewrite, "
-                             rf"address=<ann@o365\.contoso\.com>$")
-        self.milter.wait_log(rf"^\S+ {qid}: rcpt=<Ann\+News@CONTOSO\.com>, action=rewrite, "
-                             rf"address=<ann\+News@o365\.contoso\.com>$")
+        self.milter.wait_log(rf"^\S+ {qid}: to=<ann@contoso\.com>, action=rewrite, "
+                             rf"new=<ann@o365\.contoso\.com>$")
+        self.milter.wait_log(rf"^\S+ {qid}: to=<Ann\+News@CONTOSO\.com>, action=rewrite, "
+                             rf"new=<ann\+News@o365\.contoso\.com>$")
 
     def test_sender_notify_and_orcpt_are_kept(self):
         r = self.deliver([("ann@contoso.com", ["NOTIFY=SUCCESS,FAILURE",
@@ -256,7 +256,7 @@ class MilterThroughPostfix(unittest.TestCase):
             self.assertEqual(r.rcpt["zed@fabrikam.example"][0], 250)
             self.relay.wait_queue_empty()
             self.assertEqual(self.where(r), {"internet": ["zed@fabrikam.example"]})
-            self.milter.wait_log(r"rcpt=<ann@contoso\.com>, action=tempfail")
+            self.milter.wait_log(r"to=<ann@contoso\.com>, action=tempfail")
         finally:
             os.rename(moved, self.map_dir)
         # the sender retries later: now it goes where it should

@@ -27,6 +27,13 @@ struct RoutingDecision {
     std::string detail;
 };
 
+// A decision's fields in a log line, in Postfix's "key=value, ..." style, the same in every
+// program: `action=rewrite, new=<ann@o365.contoso.com>, detail="alias of a@contoso.com"`. new=
+// only for an action with an address (rewrite, dual: the routing address; transport: the next
+// hop), detail= only when there is one. The address and the detail pass through printable().
+// Throws std::bad_alloc.
+std::string decision_log_fields(const RoutingDecision& d);
+
 // Never throws: an internal error or an unreadable map is Action::tempfail; so is an unknown
 // user of a `reject` domain while the map holds no user of that domain (never reject on doubt).
 // `recipient` is the envelope address as received (angle brackets allowed).

@@ -12,9 +12,9 @@ void open_log(const char* ident, bool also_stderr) {
 
 void log_line(int priority, std::string_view line) {
     // The last guard: a line may carry addresses from the network that no caller made
-    // printable; they must not forge a second line or grow one without bound.
+    // loggable; they must not forge a second line or grow one without bound.
     constexpr std::size_t kMaxLogLine = 2048;
-    syslog(priority, "%s", printable(line, kMaxLogLine).c_str());
+    syslog(priority, "%s", loggable(line, kMaxLogLine).c_str());
 }
 
 }  // namespace coexist

@@ -215,7 +215,7 @@ void Server::accept_one_batch(Listener& listener, Clock::time_point now) {
     } catch (const std::exception& e) {
         // Out of memory, most likely: the connections already served go on, the next turn of
         // the loop accepts again.
-        log_error("accept on {}: internal error: {}", listener.spec, printable(e.what()));
+        log_error("accept on {}: internal error: {}", listener.spec, loggable(e.what()));
     } catch (...) {
         log_error("accept on {}: internal error", listener.spec);
     }
@@ -240,7 +240,7 @@ void Server::close_after_internal_error(std::uint64_t id, std::string_view what)
     try {
         const auto found = by_id_.find(id);  // the failure may have closed it already
         log_error("closing connection from {}: internal error: {}",
-                  found == by_id_.end() ? std::string("a client") : found->second->peer(), printable(what));
+                  found == by_id_.end() ? std::string("a client") : found->second->peer(), loggable(what));
         if (found != by_id_.end()) close_connection(found->second, "");
     } catch (...) {
     }
@@ -326,7 +326,7 @@ void Server::apply(ConnectionList::iterator it, Connection::Next next) {
 }
 
 void Server::close_connection(ConnectionList::iterator it, std::string_view why) {
-    if (!why.empty()) log_warning("closing connection from {}: {}", it->peer(), printable(why));
+    if (!why.empty()) log_warning("closing connection from {}: {}", it->peer(), loggable(why));
     // Closing the descriptor removes it from the epoll set.
     by_id_.erase(it->id());
     connections_.erase(it);

@@ -1,11 +1,12 @@
-// printable(): the one sanitizer every program puts untrusted text through before a log line or
-// a reply (maps/include/coexist/log_text.hpp).
+// printable() and loggable(): the sanitizers every program puts untrusted text through before a
+// reply or a log line (maps/include/coexist/log_text.hpp).
 #include <catch2/catch.hpp>
 #include <string>
 
 #include "coexist/log_text.hpp"
 
 using coexist::kMaxLoggedFieldBytes;
+using coexist::loggable;
 using coexist::printable;
 
 TEST_CASE("printable ASCII passes unchanged") {
@@ -25,4 +26,34 @@ TEST_CASE("long text is cut at the bound and marked") {
     CHECK(printable(std::string(kMaxLoggedFieldBytes, 'x')) == std::string(kMaxLoggedFieldBytes, 'x'));
     CHECK(printable("abcdef", 3) == "abc...");
     CHECK(printable("abc", 0) == "...");
+}
+
+TEST_CASE("loggable keeps well-formed UTF-8 as Postfix logs it, and nothing that forges or hides") {
+    CHECK(loggable("j\xc3\xbcrgen@contoso.com") == "j\xc3\xbcrgen@contoso.com");         // U+00FC
+    CHECK(loggable("\xe5\xb1\xb1\xe7\x94\xb0@contoso.com") == "\xe5\xb1\xb1\xe7\x94\xb0@contoso.com");  // CJK
+    CHECK(loggable("\xf0\x9f\x93\xa7") == "\xf0\x9f\x93\xa7");                             // U+1F4E7
+    // As printable(): control characters and DEL.
+    CHECK(loggable("a\r\nfake: line") == "a??fake: line");
+    CHECK(loggable(std::string("\x00\x1b[31m\x7f", 7)) == "??[31m?");
+    // Not well-formed: each byte a '?'.
+    CHECK(loggable("\xff\xfe") == "??");
+    CHECK(loggable("\xc0\xaf") == "??");              // overlong '/'
+    CHECK(loggable("\xe0\x80\xaf") == "???");        // overlong, three bytes
+    CHECK(loggable("\xed\xa0\x80") == "???");        // a surrogate
+    CHECK(loggable("\xf4\x90\x80\x80") == "????");  // beyond U+10FFFF
+    CHECK(loggable("ab\xc3") == "ab?");              // cut short at the end
+    CHECK(loggable("\xc3(") == "?(");                // cut short by ASCII
+    // Well-formed but hiding: one '?' a character.
+    CHECK(loggable("\xc2\x85") == "?");                             // NEL, a C1 control
+    CHECK(loggable("a\xe2\x80\xae" "b") == "a?b");                     // RIGHT-TO-LEFT OVERRIDE
+    CHECK(loggable("a\xe2\x81\xa6" "b") == "a?b");                     // LEFT-TO-RIGHT ISOLATE
+    CHECK(loggable("a\xe2\x80\xa8" "b\xe2\x80\xa9") == "a?b?");        // line, paragraph separators
+}
+
+TEST_CASE("loggable cuts at the bound without splitting a character") {
+    CHECK(loggable("abcd\xc3\xbc", 5) == "abcd...");
+    CHECK(loggable("abc\xc3\xbc", 5) == "abc\xc3\xbc");
+    CHECK(loggable("abcdef", 3) == "abc...");
+    CHECK(loggable("abc", 0) == "...");
+    CHECK(loggable(std::string(kMaxLoggedFieldBytes + 1, 'x')) == std::string(kMaxLoggedFieldBytes, 'x') + "...");
 }

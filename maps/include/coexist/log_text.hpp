@@ -1,7 +1,8 @@
 // Untrusted text on its way into a log line or a reply: an address, a key or a reason that came
 // from the network or from a file may carry control characters (a forged second log line, a
 // broken SMTP reply), bytes a terminal interprets, or be very long. Every program passes such
-// text through printable() and nothing else, so there is one rule for what reaches a log.
+// text through printable() (a reply, a terminal: ASCII only) or loggable() (a log line: UTF-8
+// too) and nothing else, so there is one rule for what reaches each.
 #pragma once
 
 #include <cstddef>
@@ -18,5 +19,17 @@ inline constexpr std::size_t kMaxLoggedFieldBytes = 256;
 // `max_bytes`, the first `max_bytes` are kept and "..." appended, so the result is at most
 // max_bytes + 3 bytes. Throws only std::bad_alloc.
 std::string printable(std::string_view untrusted, std::size_t max_bytes = kMaxLoggedFieldBytes);
+
+// printable() for a log line, which may carry UTF-8 where a reply may not: a well-formed UTF-8
+// character outside ASCII is kept as it is, as Postfix logs an SMTPUTF8 address
+// (smtputf8_enable = yes; src/util/printable.c), so that a grep for "jürgen@" finds it. Still
+// '?', one for each byte or character: C0 and C1 control characters and DEL; bytes that are
+// not well-formed UTF-8 (RFC 3629 section 4: overlong forms, surrogates, beyond U+10FFFF, a
+// sequence cut short); and the characters that would make a terminal show the line otherwise
+// than it is: U+2028 and U+2029 (line and paragraph separators) and the bidirectional
+// embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069). Longer than
+// `max_bytes`: cut before the first character that does not fit whole, and "..." appended.
+// Throws only std::bad_alloc.
+std::string loggable(std::string_view untrusted, std::size_t max_bytes = kMaxLoggedFieldBytes);
 
 }  // namespace coexist

@@ -23,8 +23,13 @@ import time
 def stop_postfix(config_dir, timeout=10):
     """Stops a private instance: `postfix stop`, then SIGKILL its master if it lingers."""
     pid = _master_pid(config_dir)
-    subprocess.run(["postfix", "-c", config_dir, "stop"], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+    try:
+        subprocess.run(["postfix", "-c", config_dir, "stop"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        # A loaded machine (seen at load average 45: `postfix stop` still running after 10 s).
+        # Cleaning up must not fail a test whose checks passed: the master is killed below.
+        pass
     if pid:
         _wait_gone(pid, timeout)
         _kill_hard(pid)

@@ -35,6 +35,7 @@ depends=$(field Depends)
 echo "Depends: $depends"
 want_deps=(adduser postfix libc6 libstdc++6 liblmdb0 libinih1 libfmt9)
 [ "$have_milter" = 1 ] && want_deps+=(libmilter1.0.1)
+[ "$have_policyd" = 1 ] && want_deps+=(liburing2)
 for dep in "${want_deps[@]}"; do
   # A package name in the comma-separated list, with or without a version.
   tr ',' '\n' <<<"$depends" | sed 's/^ *//; s/ .*//' | grep -qxF "$dep" || fail "Depends lacks $dep (dpkg-shlibdeps?)"

@@ -29,7 +29,8 @@ Connection::Next Connection::received(long result, std::string_view data, Clock:
     return Next::read;
 }
 
-Connection::Next Connection::sent(long result) {
+Connection::Next Connection::sent(long result, Clock::time_point now) {
+    if (result > 0) last_activity_ = now;
     if (result < 0) {
         if (result == -EAGAIN || result == -EWOULDBLOCK || result == -EINTR) return Next::write;
         if (close_reason_.empty()) close_reason_ = std::string("write error: ") + std::strerror(static_cast<int>(-result));

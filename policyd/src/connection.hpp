@@ -37,16 +37,17 @@ public:
     std::string_view output() const { return pending_replies_; }
     // What one send of output() did (`result`: bytes taken, or -errno): read when all of it
     // went, write when some waits for room (the socket was full), close after a send error or
-    // once a final reply is out.
-    Next sent(long result);
+    // once a final reply is out. Bytes taken count as activity: a client that reads its replies
+    // slowly is not idle, though no request of its completes while it holds the daemon back.
+    Next sent(long result, Clock::time_point now);
     // Replies wait, or the session ended with a final one to send.
     bool has_output() const { return !pending_replies_.empty() || close_after_flush_; }
 
     int fd() const { return socket_.get(); }
     std::uint64_t id() const { return id_; }
     const std::string& peer() const { return peer_; }
-    // Last time a request was completed (or the connection was accepted): what idle_timeout
-    // and the connection limit's eviction order look at.
+    // Last time a request was completed, the socket took replies, or the connection was
+    // accepted: what idle_timeout and the connection limit's eviction order look at.
     Clock::time_point last_activity() const { return last_activity_; }
     bool mid_request() const { return session_->mid_request(); }
     // Why the connection ends, for the log; empty for a plain EOF.

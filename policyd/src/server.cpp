@@ -128,7 +128,7 @@ void Server::run() {
             }
         }
         serve_readable(now);
-        flush_answered();
+        flush_answered(now);
         if (now >= next_tick) {
             close_idle(now);
             if (accept_paused_until_ && now >= *accept_paused_until_) resume_accepting(now);
@@ -189,6 +189,8 @@ void Server::accept_from(Listener& listener, Clock::time_point now) {
         // A unix socket refuses the option; nothing to do there.
         const int one = 1;
         (void)::setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        // Not fatal if refused: the kernel's default then bounds it.
+        (void)::setsockopt(client.get(), SOL_SOCKET, SO_SNDBUF, &kSendBufferBytes, sizeof kSendBufferBytes);
         std::unique_ptr<Session> session;
         if (listener.protocol == Protocol::policy)
             session = std::make_unique<PolicySession>(services_, session_limits_);
@@ -279,7 +281,7 @@ void Server::serve_received(std::uint64_t id, long result, std::span<char> data,
     apply(it, next);
 }
 
-void Server::flush_answered() noexcept {
+void Server::flush_answered(Clock::time_point now) noexcept {
     for (std::size_t first = 0; first < answered_.size(); first += io_.max_batch()) {
         const std::size_t end = std::min(answered_.size(), first + std::size_t{io_.max_batch()});
         in_batch_.clear();
@@ -293,7 +295,11 @@ void Server::flush_answered() noexcept {
         for (std::size_t j = 0; j < in_batch_.size(); ++j)
             guarded(in_batch_[j], [&] {
                 const auto found = by_id_.find(in_batch_[j]);
-                if (found != by_id_.end()) apply(found->second, found->second->sent(results[j]));
+                if (found == by_id_.end()) return;
+                const auto it = found->second;
+                const Connection::Next next = it->sent(results[j], now);
+                if (it->last_activity() == now) connections_.splice(connections_.end(), connections_, it);
+                apply(it, next);
             });
     }
     answered_.clear();

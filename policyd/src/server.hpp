@@ -38,6 +38,11 @@ inline constexpr std::size_t kReadChunkBytes = 16 * 1024;
 // Reads done together (one io_uring_enter), each into its own kReadChunkBytes of the read
 // buffer: 1 MiB of address space, of which a turn touches what the clients sent.
 inline constexpr std::size_t kReadsPerBatch = 64;
+// The kernel's send buffer of each client socket (SO_SNDBUF; Linux doubles it). A reply is tens
+// of bytes, so this only matters to a client that pipelines requests and reads late: it bounds
+// what the kernel holds for it (autotuned TCP buffers grow to megabytes, times max_connections)
+// and lets the daemon see a slow reader's progress often enough for idle_timeout.
+inline constexpr int kSendBufferBytes = 64 * 1024;
 // Most connections accepted from one listener per turn, so a connect flood cannot starve the
 // established clients.
 inline constexpr int kAcceptsPerTurn = 64;
@@ -77,7 +82,7 @@ private:
     void serve_readable(Clock::time_point now) noexcept;
     void serve_received(std::uint64_t id, long result, std::span<char> data, Clock::time_point now);
     // Sends the replies of every connection answered in this turn of the loop (answered_).
-    void flush_answered() noexcept;
+    void flush_answered(Clock::time_point now) noexcept;
     // Runs f() for connection `id`: whatever f throws closes that connection and nothing else.
     template <typename F>
     void guarded(std::uint64_t id, F&& f) noexcept;

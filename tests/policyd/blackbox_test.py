@@ -421,6 +421,36 @@ class AbuseTest(DaemonTestCase):
         self.assert_still_serving()
 
 
+class SlowReaderTest(DaemonTestCase):
+    daemon_options = {"idle_timeout": 2}
+
+    def test_a_client_that_reads_its_replies_slowly_is_not_idle(self):
+        # Pipelined requests, replies read at about 100 KB/s for about 7 s: three idle_timeouts
+        # in which the daemon, held back, completes no request, but the socket takes replies.
+        # Before, it closed such a client at idle_timeout ("request incomplete").
+        count = 25000
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(s.close)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect((self.daemon.socketmap_host, self.daemon.socketmap_port))
+        flood = netstring("virtual ann@contoso.com") * count
+        threading.Thread(target=lambda: s.sendall(flood), daemon=True).start()
+        expected = netstring("OK ann@o365.contoso.com") * count
+        got = bytearray()
+        deadline = time.monotonic() + 60
+        while len(got) < len(expected) and time.monotonic() < deadline:
+            chunk = s.recv(2048)
+            if not chunk:
+                break
+            got += chunk
+            time.sleep(0.02)
+        self.assertEqual(len(got), len(expected), self.daemon.log()[-2000:])
+        self.assertEqual(bytes(got), expected)
+        self.assertNotIn("idle_timeout", self.daemon.log())
+        self.assert_still_serving()
+
+
 class ConnectionLimitTest(DaemonTestCase):
     daemon_options = {"max_connections": 50, "idle_timeout": 60}
 

@@ -10,13 +10,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
-#include <chrono>
 
 #include "coexist/listen.hpp"
 #include "server.hpp"
@@ -178,4 +180,39 @@ TEST_CASE("a flood of pipelined requests read late gets every reply in order, th
     CHECK(replies.size() == expected.size());
     CHECK(replies == expected);
     CHECK(server.stop());
+}
+
+TEST_CASE("a connection is active when a request completes or the socket takes replies") {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+    const FileDescriptor client(fds[1]);
+    const SessionServices services{
+        [](std::string_view) -> RoutingDecision { return {Action::reject, {}, "unknown user"}; },
+        [](const std::string&) {},
+    };
+    const SessionLimits limits{4096, 100};
+    const Clock::time_point accepted{};
+    Connection c(FileDescriptor(fds[0]), std::make_unique<PolicySession>(services, limits), 1, "test", accepted);
+    const auto later = accepted + std::chrono::seconds(5);
+    const auto latest = accepted + std::chrono::seconds(9);
+
+    // Half a request is no activity; the rest of it is.
+    const std::string request = rcpt_request("a@contoso.com");
+    const std::string first = request.substr(0, 10), rest = request.substr(10);
+    CHECK(c.received(static_cast<long>(first.size()), first, later) == Connection::Next::read);
+    CHECK(c.last_activity() == accepted);
+    CHECK(c.received(static_cast<long>(rest.size()), rest, later) == Connection::Next::read);
+    CHECK(c.last_activity() == later);
+    REQUIRE(c.output() == "action=550 5.1.1 User unknown\n\n");
+
+    // A full socket (EAGAIN) is no activity; a socket that takes part of the replies is.
+    CHECK(c.sent(-EAGAIN, latest) == Connection::Next::write);
+    CHECK(c.last_activity() == later);
+    CHECK(c.sent(4, latest) == Connection::Next::write);
+    CHECK(c.last_activity() == latest);
+    CHECK(c.output() == "on=550 5.1.1 User unknown\n\n");
+    CHECK(c.sent(static_cast<long>(c.output().size()), latest) == Connection::Next::read);
+    CHECK(c.output().empty());
+    CHECK(c.sent(-EPIPE, latest) == Connection::Next::close);
+    CHECK(c.close_reason() == "write error: Broken pipe");
 }

@@ -18,6 +18,7 @@
 #include "coexist/preflight.hpp"
 #include "coexist/route.hpp"
 #include "coexist/service_manager.hpp"
+#include "batch_io.hpp"
 #include "server.hpp"
 
 namespace {
@@ -167,6 +168,11 @@ int main(int argc, char** argv) {
         if (!problems.empty()) return kExitStart;
         fmt::print("{}: configuration {} is valid, user {} exists, map {} readable\n", kProgram, config_path,
                    config.policyd.user, config.map_path);
+        // As the daemon would set it up, here; a sandbox of its unit can still refuse it.
+        const policyd::BatchIo io(config.policyd.io_uring, 1);
+        fmt::print("{}: socket I/O: {}\n", kProgram,
+                   io.uses_io_uring() ? std::string("io_uring")
+                                      : "system calls (no io_uring: " + io.unavailable_reason() + ")");
         return 0;
     }
     return serve(config);

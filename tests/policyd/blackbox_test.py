@@ -292,7 +292,12 @@ class CommandLineTest(unittest.TestCase):
         r = self.run_policyd("-c", daemon.config, "-n")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("is valid", r.stdout)
+        self.assertRegex(r.stdout, r"socket I/O: (io_uring|system calls \(no io_uring: .+\))\n")
         self.assertFalse(os.path.exists(daemon.policy_path))  # -n opens no socket
+        with open(daemon.config, "a") as f:
+            f.write("io_uring = no\n")
+        r = self.run_policyd("-c", daemon.config, "-n")
+        self.assertIn("socket I/O: system calls (no io_uring: io_uring = no in the configuration)", r.stdout)
         with open(daemon.config, "a") as f:
             f.write("max_conections = 5\n")
         r = self.run_policyd("-c", daemon.config, "-n")

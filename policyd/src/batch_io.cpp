@@ -64,7 +64,9 @@ std::span<const long> BatchIo::run() noexcept {
     // An operation whose fate is unknown (a ring that failed while it was in flight) reads as
     // an I/O error: the caller closes that connection, and Postfix asks again on a new one.
     results_.assign(queued_.size(), -EIO);
-    if (ring_ready_) run_on_ring();
+    // A batch of one gains nothing from the ring, and io_uring_enter() costs a little more than
+    // the recv() or send() it would stand for (an idle relay's lookups come one at a time).
+    if (ring_ready_ && queued_.size() > 1) run_on_ring();
     else run_by_system_calls(0);
     queued_.clear();
     return results_;

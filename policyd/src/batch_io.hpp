@@ -47,8 +47,8 @@ public:
     void receive(int fd, std::span<char> buffer);
     void send(int fd, std::string_view data);
 
-    // Performs the queued operations and empties the queue. Returns each one's result, in the
-    // order they were queued: bytes received or sent (0 for a receive: end of file), or -errno.
+    // Performs the queued operations and empties the queue (a single one by a system call, the
+    // ring gaining nothing there). Returns each one's result, in the order they were queued: bytes received or sent (0 for a receive: end of file), or -errno.
     // The span is valid until the next receive(), send() or run(). Never throws: when a ring
     // fails, what it did not do is done by system calls and the ring is given up (logged once).
     std::span<const long> run() noexcept;

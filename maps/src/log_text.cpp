@@ -44,11 +44,23 @@ std::size_t utf8_sequence(std::string_view text, std::size_t i, char32_t& code_p
     return length;
 }
 
+// False for what a terminal would not show as itself: control characters, the separators and
+// bidirectional controls, the default-ignorable code points (Unicode's
+// DerivedCoreProperties.txt: zero-width spaces and joiners, direction marks, soft hyphen,
+// variation selectors, fillers, tags) and the noncharacters.
 bool shown_as_is(char32_t c) {
-    if (c <= 0x9f) return false;                   // C1 control characters
-    if (c == 0x2028 || c == 0x2029) return false;  // line and paragraph separators
-    if (c >= 0x202a && c <= 0x202e) return false;  // bidirectional embeddings and overrides
-    if (c >= 0x2066 && c <= 0x2069) return false;  // bidirectional isolates
+    if (c <= 0x9f) return false;  // C1 control characters
+    if (c == 0x00ad || c == 0x034f || c == 0x061c || c == 0x3164 || c == 0xfeff || c == 0xffa0) return false;
+    if ((c >= 0x115f && c <= 0x1160) || (c >= 0x17b4 && c <= 0x17b5) || (c >= 0x180b && c <= 0x180f)) return false;
+    if (c >= 0x200b && c <= 0x200f) return false;  // zero-width space, joiners, direction marks
+    if (c >= 0x2028 && c <= 0x202e) return false;  // line and paragraph separators, embeddings, overrides
+    if (c >= 0x2060 && c <= 0x206f) return false;  // word joiner, invisible operators, isolates
+    if (c >= 0xfe00 && c <= 0xfe0f) return false;  // variation selectors
+    if (c >= 0xfdd0 && c <= 0xfdef) return false;  // noncharacters
+    if (c >= 0xfff0 && c <= 0xfffb) return false;  // unassigned ignorables, interlinear annotation
+    if ((c & 0xfffe) == 0xfffe) return false;      // U+xFFFE and U+xFFFF of every plane
+    if ((c >= 0x1bca0 && c <= 0x1bca3) || (c >= 0x1d173 && c <= 0x1d17a)) return false;
+    if (c >= 0xe0000 && c <= 0xe0fff) return false;  // tags, variation selectors supplement
     return true;
 }
 

@@ -48,6 +48,19 @@ TEST_CASE("loggable keeps well-formed UTF-8 as Postfix logs it, and nothing that
     CHECK(loggable("a\xe2\x80\xae" "b") == "a?b");                     // RIGHT-TO-LEFT OVERRIDE
     CHECK(loggable("a\xe2\x81\xa6" "b") == "a?b");                     // LEFT-TO-RIGHT ISOLATE
     CHECK(loggable("a\xe2\x80\xa8" "b\xe2\x80\xa9") == "a?b?");        // line, paragraph separators
+    // Invisible: a name with one must not show as the name without it.
+    CHECK(loggable("zw\xe2\x80\x8b" "ann") == "zw?ann");     // ZERO WIDTH SPACE
+    CHECK(loggable("\xef\xbb\xbf" "ann") == "?ann");         // BYTE ORDER MARK
+    CHECK(loggable("a\xe2\x80\x8e" "b") == "a?b");           // LEFT-TO-RIGHT MARK
+    CHECK(loggable("a\xd8\x9c" "b") == "a?b");                // ARABIC LETTER MARK
+    CHECK(loggable("a\xc2\xad" "b") == "a?b");                // SOFT HYPHEN
+    CHECK(loggable("a\xe2\x81\xa0" "b") == "a?b");           // WORD JOINER
+    CHECK(loggable("a\xef\xb8\x8f" "b") == "a?b");           // VARIATION SELECTOR-16
+    CHECK(loggable("a\xef\xbf\xb9" "b") == "a?b");           // INTERLINEAR ANNOTATION ANCHOR
+    CHECK(loggable("a\xf3\xa0\x81\x81" "b") == "a?b");       // TAG LATIN CAPITAL LETTER A
+    CHECK(loggable("a\xef\xb7\x90" "b") == "a?b");           // U+FDD0, a noncharacter
+    CHECK(loggable("a\xf4\x8f\xbf\xbf" "b") == "a?b");       // U+10FFFF, a noncharacter
+    CHECK(loggable("caf\xc3\xa9 \xe4\xb8\xad") == "caf\xc3\xa9 \xe4\xb8\xad");  // visible ones stay
 }
 
 TEST_CASE("loggable cuts at the bound without splitting a character") {

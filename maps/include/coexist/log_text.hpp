@@ -26,8 +26,11 @@ std::string printable(std::string_view untrusted, std::size_t max_bytes = kMaxLo
 // '?', one for each byte or character: C0 and C1 control characters and DEL; bytes that are
 // not well-formed UTF-8 (RFC 3629 section 4: overlong forms, surrogates, beyond U+10FFFF, a
 // sequence cut short); and the characters that would make a terminal show the line otherwise
-// than it is: U+2028 and U+2029 (line and paragraph separators) and the bidirectional
-// embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069). Longer than
+// than it is: U+2028 and U+2029 (line and paragraph separators), the bidirectional
+// embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069), the default-ignorable
+// code points (zero-width space and joiners, direction marks, soft hyphen, byte order mark,
+// variation selectors, tags: a name with one shows as a name without) and the noncharacters.
+// Longer than
 // `max_bytes`: cut before the first character that does not fit whole, and "..." appended.
 // Throws only std::bad_alloc.
 std::string loggable(std::string_view untrusted, std::size_t max_bytes = kMaxLoggedFieldBytes);

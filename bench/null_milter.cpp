@@ -2,7 +2,7 @@
 // of any libmilter design (issue 13). bench/relay.py runs it beside coexist-milter in the same
 // Postfix, so the difference between the two is coexist's own work, not libmilter's.
 //
-//   bench_null_milter --socket inet:PORT@127.0.0.1|unix:/path [--no-reply]
+//   bench_null_milter --socket inet:PORT@127.0.0.1|unix:/path [--no-reply] [--add-header]
 //
 // It registers the callbacks coexist-milter registers (envfrom, envrcpt, data, header, eom,
 // abort, close), opens its socket through coexist-milter's own open_milter_socket (so an inet
@@ -11,16 +11,25 @@
 // Without --no-reply it has no xxfi_negotiate: libmilter's default negotiation (Postfix skips
 // the stages that have no callback, and waits for a reply at every other one), as coexist-milter
 // did before issue 13. With --no-reply it negotiates as coexist-milter does (below).
+//
+// --add-header: at end of message it adds one X-Coexist-Trace header, built as coexist-milter
+// builds its own (trace_header_value), and changes nothing else. That is the one change
+// coexist-milter makes to every message of a managed domain (design: the loop guard, "whatever
+// the action"), so this floor separates what Postfix's cleanup spends on inserting a header from
+// what coexist-milter's own callbacks cost. The recipient changes of a rewrite are not
+// imitated: in the null configurations virtual_alias_maps does that routing.
 #include <libmilter/mfapi.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <string>
 
 #include "milter_socket.hpp"
 #include "negotiation.hpp"
+#include "trace_header.hpp"
 
 namespace {
 
@@ -55,7 +64,17 @@ sfsistat on_envfrom(SMFICTX*, char**) { return answer(SMFIP_NR_MAIL); }
 sfsistat on_envrcpt(SMFICTX*, char**) { return answer(SMFIP_NR_RCPT); }  // never ACCEPT: it would skip eom
 sfsistat on_data(SMFICTX*) { return answer(SMFIP_NR_DATA); }
 sfsistat on_header(SMFICTX*, char*, char*) { return answer(SMFIP_NR_HDR); }
-sfsistat on_eom(SMFICTX*) { return SMFIS_CONTINUE; }
+bool g_add_header = false;  // --add-header (set in main, before smfi_main)
+
+sfsistat on_eom(SMFICTX* ctx) {
+    if (!g_add_header) return SMFIS_CONTINUE;
+    const char* id = smfi_getsymval(ctx, const_cast<char*>("i"));
+    const std::string value = coexist::milter::trace_header_value("bench.test", id ? id : "NOQUEUE", std::time(nullptr));
+    if (smfi_addheader(ctx, const_cast<char*>(coexist::milter::kTraceHeaderName.data()),
+                       const_cast<char*>(value.c_str())) != MI_SUCCESS)
+        return SMFIS_TEMPFAIL;  // the run then fails its delivery check: never a silent difference
+    return SMFIS_CONTINUE;
+}
 sfsistat on_abort(SMFICTX*) { return SMFIS_CONTINUE; }
 sfsistat on_close(SMFICTX*) { return SMFIS_CONTINUE; }
 
@@ -81,7 +100,8 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned
 }
 
 int usage() {
-    std::fprintf(stderr, "usage: bench_null_milter --socket inet:PORT@127.0.0.1|unix:/path [--no-reply]\n");
+    std::fprintf(stderr, "usage: bench_null_milter --socket inet:PORT@127.0.0.1|unix:/path [--no-reply] "
+                 "[--add-header]\n");
     return 1;
 }
 
@@ -93,6 +113,7 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--socket") == 0 && i + 1 < argc) socket = argv[++i];
         else if (std::strcmp(argv[i], "--no-reply") == 0) no_reply = true;
+        else if (std::strcmp(argv[i], "--add-header") == 0) g_add_header = true;
         else return usage();
     }
     if (socket.empty()) return usage();
@@ -120,7 +141,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bench_null_milter: %s\n", e.what());
         return 2;
     }
-    std::fprintf(stderr, "bench_null_milter: listening on %s (%s)\n", socket.c_str(),
-                 no_reply ? "no-reply negotiation" : "default negotiation");
+    std::fprintf(stderr, "bench_null_milter: listening on %s (%s%s)\n", socket.c_str(),
+                 no_reply ? "no-reply negotiation" : "default negotiation", g_add_header ? ", adds a header" : "");
     return smfi_main() == MI_SUCCESS ? 0 : 3;
 }

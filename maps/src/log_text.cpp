@@ -94,4 +94,22 @@ std::string loggable(std::string_view untrusted, std::size_t max_bytes) {
     return out;
 }
 
+std::string loggable_bracketed(std::string_view untrusted, std::size_t max_bytes) {
+    std::string out = loggable(untrusted, max_bytes);
+    for (char& c : out)
+        if (c == '<' || c == '>') c = '?';
+    return out;
+}
+
+std::string loggable_quoted(std::string_view untrusted, std::size_t max_bytes) {
+    const std::string shown = loggable(untrusted, max_bytes);
+    std::string out;
+    out.reserve(shown.size() + 8);
+    for (const char c : shown) {
+        if (c == '"' || c == '\\') out.push_back('\\');
+        out.push_back(c);
+    }
+    return out;
+}
+
 }  // namespace coexist

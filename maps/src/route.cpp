@@ -27,8 +27,8 @@ std::string_view to_string(Action a) {
 
 std::string decision_log_fields(const RoutingDecision& d) {
     std::string out = fmt::format("action={}", to_string(d.action));
-    if (!d.address.empty()) out += fmt::format(", new=<{}>", loggable(d.address));
-    if (!d.detail.empty()) out += fmt::format(", detail=\"{}\"", loggable(d.detail));
+    if (!d.address.empty()) out += fmt::format(", new=<{}>", loggable_bracketed(d.address));
+    if (!d.detail.empty()) out += fmt::format(", detail=\"{}\"", loggable_quoted(d.detail));
     return out;
 }
 

@@ -174,12 +174,12 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         for (int i = 1; i <= kMaxRcptParams && argv[i] != nullptr; ++i) args.emplace_back(argv[i]);
         if (!session(ctx).message.add({std::string(as_received), parse_rcpt_params(args), std::move(d)})) {
             if (shadow) {
-                log_warning("{}: to=<{}>: more than {} managed recipients, not logged, shadow=yes",
-                            queue_id(ctx), as_received, MessagePlan::kMaxRecipients);
+                log_warning("{}: {}: more than {} managed recipients, not logged, shadow=yes",
+                            queue_id(ctx), logged_recipient(as_received), MessagePlan::kMaxRecipients);
                 return SMFIS_CONTINUE;
             }
-            log_warning("{}: to=<{}>: more than {} managed recipients, deferring", queue_id(ctx),
-                        as_received, MessagePlan::kMaxRecipients);
+            log_warning("{}: {}: more than {} managed recipients, deferring", queue_id(ctx),
+                        logged_recipient(as_received), MessagePlan::kMaxRecipients);
             set_reply(ctx, {"452", "4.5.3", "Too many recipients"});
             return SMFIS_TEMPFAIL;
         }

@@ -52,9 +52,13 @@ Reply loop_reply(unsigned trace_count, unsigned loop_limit) {
                         trace_count, loop_limit)};
 }
 
+std::string logged_recipient(std::string_view as_received) {
+    return fmt::format("to=<{}>", loggable_bracketed(strip_brackets(as_received), kMaxShownAddress));
+}
+
 std::string decision_log_line(std::string_view queue_id, std::string_view as_received,
                               const RoutingDecision& decision) {
-    return fmt::format("{}: to={}, {}", queue_id, bracketed(as_received), decision_log_fields(decision));
+    return fmt::format("{}: {}, {}", queue_id, logged_recipient(as_received), decision_log_fields(decision));
 }
 
 }  // namespace coexist::milter

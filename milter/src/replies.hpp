@@ -25,6 +25,11 @@ Reply message_tempfail_reply(std::string_view why);
 // 554 5.4.6 mail forwarding loop: ...
 Reply loop_reply(unsigned trace_count, unsigned loop_limit);
 
+// "to=<address>" for a log line: the RCPT TO address without its angle brackets, through
+// loggable_bracketed() (a '<' or '>' inside becomes '?', so the field cannot be ended early and
+// others forged after it), at most 300 bytes.
+std::string logged_recipient(std::string_view as_received);
+
 // "QUEUEID: to=<as received>, action=rewrite, new=<routing address>, detail=\"...\"": one line
 // per decision, in Postfix's "QUEUEID: key=value" style, with the fields coexist-policyd logs
 // (decision_log_fields()).

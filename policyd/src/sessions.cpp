@@ -21,7 +21,7 @@ std::string_view logged_reply(std::string_view reply) {
 std::string shadow_fields(bool shadow, std::string_view reply, std::string_view would_reply) {
     if (!shadow) return {};
     if (reply == would_reply) return ", shadow=yes";
-    return fmt::format(", shadow=yes, would_reply=\"{}\"", loggable(logged_reply(would_reply)));
+    return fmt::format(", shadow=yes, would_reply=\"{}\"", loggable_quoted(logged_reply(would_reply)));
 }
 
 void count(const SessionServices& services, std::string_view service, Action action) {
@@ -63,7 +63,7 @@ void PolicySession::answer(const PolicyRequest& request, std::string& replies) {
         // Postfix style: the queue id when smtpd has one (not at the first RCPT), else NOQUEUE.
         services_.log(fmt::format("{}: to=<{}>, {}, reply={}{}",
                                   request.queue_id.empty() ? "NOQUEUE" : loggable(request.queue_id),
-                                  loggable(request.recipient), decision_log_fields(decision), action,
+                                  loggable_bracketed(request.recipient), decision_log_fields(decision), action,
                                   shadow_fields(services_.shadow, action, would)));
     }
     append_policy_reply(replies, action);
@@ -93,14 +93,14 @@ void SocketmapSession::answer(std::string_view payload) {
     const auto query = split_socketmap_request(payload);
     if (!query) {
         // Framed correctly, so the stream is still in step: answer and keep the connection.
-        services_.log(fmt::format("socketmap: request \"{}\" is not \"name key\", reply=PERM", loggable(payload)));
+        services_.log(fmt::format("socketmap: request \"{}\" is not \"name key\", reply=PERM", loggable_quoted(payload)));
         reply_ = socketmap_perm("request is not \"name key\"");
         return;
     }
     const auto table = parse_table_name(query->table);
     if (!table) {
         // A Postfix configured with a name we don't serve: say so in its log, keep talking.
-        services_.log(fmt::format("socketmap: unknown table \"{}\", reply=PERM", loggable(query->table)));
+        services_.log(fmt::format("socketmap: unknown table \"{}\", reply=PERM", loggable_quoted(query->table)));
         reply_ = socketmap_perm(fmt::format("unknown table \"{}\"; this server has virtual, recipients and transport",
                                             loggable(query->table)));
         return;
@@ -109,7 +109,7 @@ void SocketmapSession::answer(std::string_view payload) {
         // Postfix's own probes (bare domains, parent domains, "*"): routine, never a decision.
         if (services_.log_lookups)
             services_.log(fmt::format("socketmap {}: key=<{}>, not an address, reply=NOTFOUND", to_string(*table),
-                                      loggable(query->key)));
+                                      loggable_bracketed(query->key)));
         reply_ = kSocketmapNotFound;
         return;
     }
@@ -123,12 +123,12 @@ void SocketmapSession::answer(std::string_view payload) {
     if (!services_.shadow) {
         if (logged)
             services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}", to_string(*table),
-                                      loggable(query->key), decision_log_fields(decision), loggable(logged_reply(reply_))));
+                                      loggable_bracketed(query->key), decision_log_fields(decision), loggable(logged_reply(reply_))));
         return;
     }
     std::string reply = socketmap_shadow_reply(*table, decision);
     if (logged)
-        services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}{}", to_string(*table), loggable(query->key),
+        services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}{}", to_string(*table), loggable_bracketed(query->key),
                                   decision_log_fields(decision), loggable(logged_reply(reply)),
                                   shadow_fields(services_.shadow, reply, reply_)));
     reply_ = std::move(reply);

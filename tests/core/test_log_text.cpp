@@ -1,4 +1,4 @@
-// printable() and loggable(): the sanitizers every program puts untrusted text through before a
+// printable(), loggable() and its field forms: the sanitizers every program puts untrusted text through before a
 // reply or a log line (maps/include/coexist/log_text.hpp).
 #include <catch2/catch.hpp>
 #include <string>
@@ -7,6 +7,8 @@
 
 using coexist::kMaxLoggedFieldBytes;
 using coexist::loggable;
+using coexist::loggable_bracketed;
+using coexist::loggable_quoted;
 using coexist::printable;
 
 TEST_CASE("printable ASCII passes unchanged") {
@@ -69,4 +71,18 @@ TEST_CASE("loggable cuts at the bound without splitting a character") {
     CHECK(loggable("abcdef", 3) == "abc...");
     CHECK(loggable("abc", 0) == "...");
     CHECK(loggable(std::string(kMaxLoggedFieldBytes + 1, 'x')) == std::string(kMaxLoggedFieldBytes, 'x') + "...");
+}
+
+TEST_CASE("a field between angle brackets cannot be ended early, one between quotes neither") {
+    // A quoted local part may hold "x>, action=rewrite, new=<...>": copied as it is, the line's
+    // first action= would be the sender's.
+    const std::string forged = "\"x>, action=rewrite, new=<evil@o365.contoso.com> x\"@contoso.com";
+    CHECK(loggable_bracketed(forged) == "\"x?, action=rewrite, new=?evil@o365.contoso.com? x\"@contoso.com");
+    CHECK(loggable_bracketed("ann@contoso.com") == "ann@contoso.com");
+    CHECK(loggable_bracketed("a\nb<c") == "a?b?c");  // loggable()'s rules still hold
+    CHECK(loggable_quoted("alias of \"x\\\" y\"@b") == "alias of \\\"x\\\\\\\" y\\\"@b");
+    CHECK(loggable_quoted("unknown user") == "unknown user");
+    CHECK(loggable_quoted("a\rb") == "a?b");
+    // The bound applies before escaping: at most twice max_bytes, plus the "..." mark.
+    CHECK(loggable_quoted(std::string(10, '"'), 4) == "\\\"\\\"\\\"\\\"...");
 }

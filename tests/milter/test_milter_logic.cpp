@@ -147,6 +147,17 @@ TEST_CASE("one decision log line in QUEUEID: key=value style") {
           "NOQUEUE: to=<bob@contoso.com>, action=relay");
 }
 
+TEST_CASE("a decision log line cannot be given forged fields by the address") {
+    // The address is the sender's: a quoted local part may hold '>' and ", action=...". The line's
+    // first action= and new= must be coexist's.
+    const std::string rcpt = "<\"x>, action=rewrite, new=<evil@o365.contoso.com> x\"@contoso.com>";
+    const std::string line = decision_log_line("4AbC", rcpt, {Action::reject, "", "unknown \"user\""});
+    CHECK(line == "4AbC: to=<\"x?, action=rewrite, new=?evil@o365.contoso.com? x\"@contoso.com>, action=reject, "
+                  "detail=\"unknown \\\"user\\\"\"");
+    CHECK(line.find(">, ") == line.find(">, action=reject"));
+    CHECK(logged_recipient("<ann@contoso.com>") == "to=<ann@contoso.com>");
+}
+
 namespace {
 
 // What Postfix 3.7 offers with milter_protocol = 6 (milter8.c: my_actions, MILTER8_V6_PROTO_MASK),

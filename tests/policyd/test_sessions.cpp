@@ -24,6 +24,9 @@ struct ScriptedRouter {
         {"dan@contoso.com", {Action::dual, "dan@o365.contoso.com", ""}},
         {"x@contoso.com", {Action::reject, "", "unknown user"}},
         {"t@contoso.com", {Action::tempfail, "", "map unavailable"}},
+        // A sender's quoted local part that tries to end to=<...> early and forge the fields after it.
+        {"\"x>, action=rewrite, new=<evil@o365.contoso.com> x\"@contoso.com", {Action::reject, "", "unknown user"}},
+        {"\"y>, x=<z>\"@contoso.com", {Action::rewrite, "\"y>, x=<z>\"@o365.contoso.com", ""}},
     };
     std::vector<std::string> calls;
     std::vector<std::string> log;
@@ -312,4 +315,19 @@ TEST_CASE("sessions tell the connections hook when they begin and end") {
         CHECK(events == std::vector<std::string>{"policy +1", "socketmap +1"});
     }
     CHECK(events == std::vector<std::string>{"policy +1", "socketmap +1", "socketmap -1", "policy -1"});
+}
+
+TEST_CASE("a sender's address cannot forge the fields of a policy or socketmap log line") {
+    ScriptedRouter router;
+    PolicySession policy(router.services, kLimits);
+    // smtpd sends recipient= unquoted (internal form); route() gets it quoted back.
+    run(policy, rcpt("x>, action=rewrite, new=<evil@o365.contoso.com> x@contoso.com", "3F2A1C"), 4096);
+    SocketmapSession socketmap(router.services, kLimits);
+    run(socketmap, encode_netstring("virtual \"y>, x=<z>\"@contoso.com"), 4096);
+    CHECK(router.log == std::vector<std::string>{
+                            "3F2A1C: to=<x?, action=rewrite, new=?evil@o365.contoso.com? x@contoso.com>, "
+                            "action=reject, detail=\"unknown user\", reply=550 5.1.1 User unknown",
+                            "socketmap virtual: to=<\"y?, x=?z?\"@contoso.com>, action=rewrite, "
+                            "new=<\"y?, x=?z?\"@o365.contoso.com>, reply=OK \"y>, x=<z>\"@o365.contoso.com",
+                        });
 }

@@ -35,4 +35,17 @@ std::string printable(std::string_view untrusted, std::size_t max_bytes = kMaxLo
 // Throws only std::bad_alloc.
 std::string loggable(std::string_view untrusted, std::size_t max_bytes = kMaxLoggedFieldBytes);
 
+// loggable() for a log field written between angle brackets (`to=<...>`, `new=<...>`): '<' and
+// '>' become '?' too, so the field ends at its first '>' whatever the text holds. A quoted
+// local part may hold anything, `"x>, action=rewrite, new=<evil@...> x"@contoso.com` included;
+// copied as it is (as Postfix logs it), it would put a forged action= before the real one.
+// Throws only std::bad_alloc.
+std::string loggable_bracketed(std::string_view untrusted, std::size_t max_bytes = kMaxLoggedFieldBytes);
+
+// loggable() for a log field written between double quotes (`detail="..."`): '"' and '\' get a
+// backslash before them, as in a quoted-string (RFC 5322 section 3.2.4), so the field ends at
+// its first unescaped '"'. The result may be up to twice max_bytes, plus 3. Throws only
+// std::bad_alloc.
+std::string loggable_quoted(std::string_view untrusted, std::size_t max_bytes = kMaxLoggedFieldBytes);
+
 }  // namespace coexist

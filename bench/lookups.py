@@ -124,8 +124,11 @@ def markdown(args, command, results, mdb, import_seconds, load_start, elapsed, p
         "or a full RCPT policy request as Postfix 3.7's smtpd sends it. "
         + ("Servers pinned to core 0, the client to core 1 (`taskset`). " if pinned else
            "Not pinned (fewer than 2 cores or no taskset). ")
-        + f"Medians of {args.rounds} interleaved round(s); p50/p99 are per-request latencies, send to "
-        "whole answer.",
+        + f"Medians of {args.rounds} interleaved round(s); p50/p99 are per-request latencies, from "
+        "just before the send to the return of the client's `epoll_wait` that reported the answer "
+        "whole (since 2026-12-06; before, to the moment the client's loop reached that connection, "
+        "which added the client's handling of every other answer of the same wake-up: Postfix's "
+        "clients are separate processes, one connection each).",
         "",
         "| protocol | conns | null req/s | coexist req/s | ratio (>= 0.8) | null p50 / p99 us "
         "| coexist p50 / p99 us | p99 ratio | target |",

@@ -1,7 +1,8 @@
 // The policyd event loop over real sockets, with io_uring and with plain system calls: a failure
 // while serving one client closes that client's connection and nothing else (before, the
 // exception ended the whole daemon); a flood of pipelined requests from a client that reads its
-// replies late gets every reply, in order, and the others are served meanwhile.
+// replies late gets every reply, in order, and the others are served meanwhile; with several
+// clients at once, every decision line comes out, each client's in order.
 #include <catch2/catch.hpp>
 
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -180,6 +182,68 @@ TEST_CASE("a flood of pipelined requests read late gets every reply in order, th
     CHECK(replies.size() == expected.size());
     CHECK(replies == expected);
     CHECK(server.stop());
+}
+
+// The recipient of a decision line, "... to=<R>, ...".
+std::string logged_to(const std::string& line) {
+    const auto from = line.find("to=<");
+    if (from == std::string::npos) return {};
+    return line.substr(from + 4, line.find('>', from) - from - 4);
+}
+
+TEST_CASE("with several clients at once every decision is logged, each client's in order") {
+    const bool io_uring = GENERATE(true, false);
+    test::TempDir dir;
+    const std::string path = dir.file("policy.sock");
+    const PolicydConfig limits = limits_with(io_uring);
+    std::vector<std::string> lines;  // written on the server's thread, read after stop()
+    const SessionServices services{
+        [](std::string_view) -> RoutingDecision { return {Action::reject, {}, "unknown user"}; },
+        [&lines](const std::string& line) { lines.push_back(line); },
+    };
+    ServerThread server(limits, services, path);
+
+    // 4 clients at once, each 2,000 refused recipients in one stream: a 16 KiB read holds about
+    // 200 requests, and a turn reads from several clients.
+    constexpr int kClients = 4;
+    constexpr int kRequests = 2000;
+    const std::string reply = "action=550 5.1.1 User unknown\n\n";
+    std::vector<std::thread> clients;
+    std::vector<std::size_t> replied(kClients);
+    for (int c = 0; c < kClients; ++c)
+        clients.emplace_back([&, c] {
+            const FileDescriptor fd = connect_to(path);
+            std::string stream;
+            for (int i = 0; i < kRequests; ++i)
+                stream += rcpt_request("c" + std::to_string(c) + "u" + std::to_string(i) + "@contoso.com");
+            std::thread writer([&] {
+                for (std::size_t off = 0; off < stream.size();) {
+                    const ssize_t n = ::send(fd.get(), stream.data() + off, stream.size() - off, MSG_NOSIGNAL);
+                    if (n <= 0) break;
+                    off += static_cast<std::size_t>(n);
+                }
+            });
+            char buffer[65536];
+            while (replied[c] < reply.size() * kRequests) {
+                const ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
+                if (n <= 0) break;  // the receive timeout bounds the wait
+                replied[c] += static_cast<std::size_t>(n);
+            }
+            writer.join();
+        });
+    for (auto& t : clients) t.join();
+    CHECK(server.stop());
+
+    for (int c = 0; c < kClients; ++c) CHECK(replied[c] == reply.size() * kRequests);
+    REQUIRE(lines.size() == std::size_t{kClients} * kRequests);
+    std::map<std::string, int> next;  // client prefix -> the request number its next line must have
+    for (const std::string& line : lines) {
+        const std::string to = logged_to(line);
+        const auto u = to.find('u');
+        REQUIRE(u != std::string::npos);
+        const std::string client = to.substr(0, u);
+        CHECK(to == client + "u" + std::to_string(next[client]++) + "@contoso.com");
+    }
 }
 
 TEST_CASE("a connection is active when a request completes or the socket takes replies") {

@@ -342,8 +342,11 @@ void Server::close_idle(Clock::time_point now) {
     const auto limit = std::chrono::seconds(limits_.idle_timeout_seconds);
     while (!connections_.empty() && now - connections_.front().last_activity() >= limit) {
         auto it = connections_.begin();
-        // An idle Postfix connection is routine (Postfix reconnects); a half-sent request is not.
-        close_connection(it, it->mid_request() ? "request incomplete at idle_timeout" : "");
+        // An idle Postfix connection is routine (Postfix reconnects); a half-sent request is not,
+        // nor a client that left its replies unread for idle_timeout (the socket took none).
+        close_connection(it, it->has_output()    ? "replies unread at idle_timeout (the client stopped reading)"
+                             : it->mid_request() ? "request incomplete at idle_timeout"
+                                                 : "");
     }
 }
 

@@ -397,6 +397,8 @@ class AbuseTest(DaemonTestCase):
         # Draining lets the daemon answer what it had queued first, then idle out; a sanitizer
         # build on a loaded machine takes seconds for that, hence the generous bound.
         self.assertTrue(closed_by_peer(hog, 30))
+        # Named for what it did: it stopped reading (before, "request incomplete").
+        self.assertIn("replies unread at idle_timeout (the client stopped reading)", self.daemon.log())
 
     def test_a_client_that_resets_before_its_first_read_is_named_in_the_log(self):
         # Stopped, the daemon accepts the connection only after the reset: the peer's address

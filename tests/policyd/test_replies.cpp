@@ -180,6 +180,16 @@ TEST_CASE("bare domains, '*' and partial keys are not addresses") {
     CHECK_FALSE(is_address_key("ann"));
 }
 
+// Postfix asks for "\" ann\"@contoso.com" first, then for its internal form " ann@contoso.com";
+// read as an address, the second (parse_address() trims) was ann@contoso.com: rewritten to ann's
+// mailbox, while the policy service refused the same recipient as unknown.
+TEST_CASE("the internal form of a quoted local part with a blank at either end is not an address") {
+    CHECK_FALSE(is_address_key(" ann@contoso.com"));
+    CHECK_FALSE(is_address_key("\tann@contoso.com"));
+    CHECK_FALSE(is_address_key("ann@contoso.com "));
+    CHECK(is_address_key("\" ann\"@contoso.com"));
+}
+
 // Before, any key with an '@' inside counted: route() then called an unparseable one "foreign"
 // and the recipients table answered OK, even for a reject domain.
 TEST_CASE("keys the address parser refuses are not addresses either") {

@@ -6,9 +6,13 @@
 #include <string_view>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "coexist/log.hpp"
+#include "coexist/log_text.hpp"
 #include "coexist/route.hpp"
 #include "coexist/socket_spec.hpp"
+#include "esmtp_params.hpp"
 #include "message_plan.hpp"
 #include "negotiation.hpp"
 #include "replies.hpp"
@@ -198,9 +202,12 @@ void apply(SMFICTX* ctx, const EnvelopeEdit& e) {
     const int rc = e.kind == EnvelopeEdit::Kind::delete_recipient
         ? smfi_delrcpt(ctx, const_cast<char*>(e.address.c_str()))
         : smfi_addrcpt_par(ctx, const_cast<char*>(e.address.c_str()), const_cast<char*>(e.params.c_str()));
+    // The address goes into the error's log line: bracketed as a decision line's fields are,
+    // so that it cannot forge an action= there either.
     if (rc != MI_SUCCESS)
-        throw std::runtime_error(std::string(e.kind == EnvelopeEdit::Kind::delete_recipient
-                                                 ? "smfi_delrcpt " : "smfi_addrcpt_par ") + e.address + " failed");
+        throw std::runtime_error(fmt::format("{} <{}> failed",
+                                             e.kind == EnvelopeEdit::Kind::delete_recipient ? "smfi_delrcpt" : "smfi_addrcpt_par",
+                                             loggable_bracketed(strip_brackets(e.address))));
 }
 
 sfsistat finish_message(SMFICTX* ctx, MessagePlan& plan) {

@@ -61,9 +61,10 @@ void PolicySession::answer(const PolicyRequest& request, std::string& replies) {
     // (log_lookups), as a line per recipient would cost more than the decision itself.
     if (services_.log_lookups || policy_changes_mail(decision)) {
         // Postfix style: the queue id when smtpd has one (not at the first RCPT), else NOQUEUE.
-        services_.log(fmt::format("{}: to=<{}>, {}, reply={}{}",
+        services_.log(fmt::format("{}: to=<{}>, {}, reply=\"{}\"{}",
                                   request.queue_id.empty() ? "NOQUEUE" : loggable(request.queue_id),
-                                  loggable_bracketed(request.recipient), decision_log_fields(decision), action,
+                                  loggable_bracketed(request.recipient), decision_log_fields(decision),
+                                  loggable_quoted(action),
                                   shadow_fields(services_.shadow, action, would)));
     }
     append_policy_reply(replies, action);
@@ -93,14 +94,14 @@ void SocketmapSession::answer(std::string_view payload) {
     const auto query = split_socketmap_request(payload);
     if (!query) {
         // Framed correctly, so the stream is still in step: answer and keep the connection.
-        services_.log(fmt::format("socketmap: request \"{}\" is not \"name key\", reply=PERM", loggable_quoted(payload)));
+        services_.log(fmt::format("socketmap: request \"{}\" is not \"name key\", reply=\"PERM\"", loggable_quoted(payload)));
         reply_ = socketmap_perm("request is not \"name key\"");
         return;
     }
     const auto table = parse_table_name(query->table);
     if (!table) {
         // A Postfix configured with a name we don't serve: say so in its log, keep talking.
-        services_.log(fmt::format("socketmap: unknown table \"{}\", reply=PERM", loggable_quoted(query->table)));
+        services_.log(fmt::format("socketmap: unknown table \"{}\", reply=\"PERM\"", loggable_quoted(query->table)));
         reply_ = socketmap_perm(fmt::format("unknown table \"{}\"; this server has virtual, recipients and transport",
                                             loggable(query->table)));
         return;
@@ -108,7 +109,7 @@ void SocketmapSession::answer(std::string_view payload) {
     if (!is_address_key(query->key)) {
         // Postfix's own probes (bare domains, parent domains, "*"): routine, never a decision.
         if (services_.log_lookups)
-            services_.log(fmt::format("socketmap {}: key=<{}>, not an address, reply=NOTFOUND", to_string(*table),
+            services_.log(fmt::format("socketmap {}: key=<{}>, not an address, reply=\"NOTFOUND\"", to_string(*table),
                                       loggable_bracketed(query->key)));
         reply_ = kSocketmapNotFound;
         return;
@@ -122,14 +123,16 @@ void SocketmapSession::answer(std::string_view payload) {
     const bool logged = services_.log_lookups || socketmap_changes_mail(*table, decision);
     if (!services_.shadow) {
         if (logged)
-            services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}", to_string(*table),
-                                      loggable_bracketed(query->key), decision_log_fields(decision), loggable(logged_reply(reply_))));
+            services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply=\"{}\"", to_string(*table),
+                                      loggable_bracketed(query->key), decision_log_fields(decision),
+                                      loggable_quoted(logged_reply(reply_))));
         return;
     }
     std::string reply = socketmap_shadow_reply(*table, decision);
     if (logged)
-        services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply={}{}", to_string(*table), loggable_bracketed(query->key),
-                                  decision_log_fields(decision), loggable(logged_reply(reply)),
+        services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply=\"{}\"{}", to_string(*table),
+                                  loggable_bracketed(query->key), decision_log_fields(decision),
+                                  loggable_quoted(logged_reply(reply)),
                                   shadow_fields(services_.shadow, reply, reply_)));
     reply_ = std::move(reply);
 }

@@ -340,11 +340,11 @@ class PolicydMetricsAndShadow(LabTestCase):
         self.assertEqual(self.lab.where(u.message_id), {"google": [UNKNOWN_IN_REJECT_DOMAIN]})
         log = self.daemon.log()
         self.assertRegex(log, r"socketmap virtual: to=<ann@contoso\.com>, action=rewrite, "
-                              r"new=<ann@o365\.contoso\.com>, reply=NOTFOUND, shadow=yes, "
+                              r"new=<ann@o365\.contoso\.com>, reply=\"NOTFOUND\", shadow=yes, "
                               r"would_reply=\"OK ann@o365\.contoso\.com\"")
         self.assertRegex(log, r"socketmap recipients: to=<ghost@northwind\.com>, action=reject, .*"
-                              r"reply=OK shadow, shadow=yes, would_reply=\"NOTFOUND\"")
-        self.assertRegex(log, r"to=<ghost@northwind\.com>, action=reject, .*reply=DUNNO, shadow=yes, "
+                              r"reply=\"OK shadow\", shadow=yes, would_reply=\"NOTFOUND\"")
+        self.assertRegex(log, r"to=<ghost@northwind\.com>, action=reject, .*reply=\"DUNNO\", shadow=yes, "
                               r"would_reply=\"550 5\.1\.1 User unknown\"")
         samples = scrape(self.metrics_port)
         self.assertEqual(decisions(samples, "policy", "coexist_shadow_decisions_total"),

@@ -142,7 +142,7 @@ class ProtocolTest(DaemonTestCase):
         # from virtual, the refusals from recipients; not NOTFOUND for a user who stays, nor
         # OK from recipients, nor Postfix's probes for bare domains and '*'.
         self.assertIn("socketmap virtual: to=<Ann+News@contoso.net>, action=rewrite, "
-                      "new=<ann+News@o365.contoso.com>, reply=OK ann+News@o365.contoso.com", log)
+                      "new=<ann+News@o365.contoso.com>, reply=\"OK ann+News@o365.contoso.com\"", log)
         self.assertIn("socketmap recipients: to=<x@contoso.com>, action=reject", log)
         self.assertNotIn("socketmap virtual: to=<bob@contoso.com>", log)
         self.assertNotIn("socketmap recipients: to=<bob@contoso.com>", log)
@@ -240,11 +240,11 @@ class LogLookupsTest(DaemonTestCase):
         self.assertEqual(self.daemon.ask_socketmap("virtual", "contoso.com"), "NOTFOUND ")
         log = self.daemon.log()
         self.assertIn("log_lookups=yes", log)
-        self.assertIn("NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=DUNNO", log)
+        self.assertIn("NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=\"DUNNO\"", log)
         self.assertIn("3F2A1C: to=<x@contoso.com>, action=reject", log)
-        self.assertIn("socketmap virtual: to=<bob@contoso.com>, action=relay, reply=NOTFOUND", log)
-        self.assertIn("socketmap recipients: to=<bob@contoso.com>, action=relay, reply=OK relay", log)
-        self.assertIn("socketmap virtual: key=<contoso.com>, not an address, reply=NOTFOUND", log)
+        self.assertIn("socketmap virtual: to=<bob@contoso.com>, action=relay, reply=\"NOTFOUND\"", log)
+        self.assertIn("socketmap recipients: to=<bob@contoso.com>, action=relay, reply=\"OK relay\"", log)
+        self.assertIn("socketmap virtual: key=<contoso.com>, not an address, reply=\"NOTFOUND\"", log)
         # Still one line per decision: none for the DATA request, which is not decided.
         self.assertEqual(log.count("to=<x@contoso.com>"), 1, log)
 

@@ -88,9 +88,9 @@ TEST_CASE("policy session answers a pipelined stream the same at every read size
                                                    "dan@contoso.com", "t@contoso.com", "foo@example.com"});
     REQUIRE(router.log.size() == 2);
     CHECK(router.log[0] ==
-          "3F2A1C: to=<x@contoso.com>, action=reject, detail=\"unknown user\", reply=550 5.1.1 User unknown");
+          "3F2A1C: to=<x@contoso.com>, action=reject, detail=\"unknown user\", reply=\"550 5.1.1 User unknown\"");
     CHECK(router.log[1] == "NOQUEUE: to=<t@contoso.com>, action=tempfail, detail=\"map unavailable\", "
-                           "reply=DEFER_IF_PERMIT 4.3.0 Temporary routing failure, try again later");
+                           "reply=\"DEFER_IF_PERMIT 4.3.0 Temporary routing failure, try again later\"");
     CHECK_FALSE(session.mid_request());
 }
 
@@ -107,11 +107,11 @@ TEST_CASE("policy session: log_lookups = yes logs every decided RCPT, DUNNO incl
                         "action=DUNNO\n\n");
     // One line per decision (route() called), none for CONNECT.
     CHECK(router.log == std::vector<std::string>{
-                            "NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=DUNNO",
+                            "NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=\"DUNNO\"",
                             "3F2A1C: to=<x@contoso.com>, action=reject, detail=\"unknown user\", "
-                            "reply=550 5.1.1 User unknown",
-                            "NOQUEUE: to=<bob@contoso.com>, action=relay, reply=DUNNO",
-                            "NOQUEUE: to=<foo@example.com>, action=foreign, reply=DUNNO",
+                            "reply=\"550 5.1.1 User unknown\"",
+                            "NOQUEUE: to=<bob@contoso.com>, action=relay, reply=\"DUNNO\"",
+                            "NOQUEUE: to=<foo@example.com>, action=foreign, reply=\"DUNNO\"",
                         });
 }
 
@@ -193,9 +193,9 @@ TEST_CASE("socketmap session answers a pipelined stream the same at every read s
                              "socketmap: request \"nospace\" is not \"name key\"",
                          });
     CHECK(router.log[0] == "socketmap virtual: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, "
-                           "reply=OK ann@o365.contoso.com");
+                           "reply=\"OK ann@o365.contoso.com\"");
     CHECK(router.log[4] == "socketmap recipients: to=<x@contoso.com>, action=reject, detail=\"unknown user\", "
-                           "reply=NOTFOUND");
+                           "reply=\"NOTFOUND\"");
 }
 
 TEST_CASE("socketmap session: log_lookups = yes logs every request, the probes included") {
@@ -209,11 +209,11 @@ TEST_CASE("socketmap session: log_lookups = yes logs every request, the probes i
     CHECK(ex.replies == encode_netstring("NOTFOUND ") + encode_netstring("NOTFOUND ") + encode_netstring("OK relay") +
                             encode_netstring("OK ann@o365.contoso.com"));
     CHECK(router.log == std::vector<std::string>{
-                            "socketmap virtual: to=<bob@contoso.com>, action=relay, reply=NOTFOUND",
-                            "socketmap virtual: key=<contoso.com>, not an address, reply=NOTFOUND",
-                            "socketmap recipients: to=<bob@contoso.com>, action=relay, reply=OK relay",
+                            "socketmap virtual: to=<bob@contoso.com>, action=relay, reply=\"NOTFOUND\"",
+                            "socketmap virtual: key=<contoso.com>, not an address, reply=\"NOTFOUND\"",
+                            "socketmap recipients: to=<bob@contoso.com>, action=relay, reply=\"OK relay\"",
                             "socketmap virtual: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, "
-                            "reply=OK ann@o365.contoso.com",
+                            "reply=\"OK ann@o365.contoso.com\"",
                         });
 }
 
@@ -269,7 +269,7 @@ TEST_CASE("shadow mode: the policy service refuses and defers nothing, logs and 
     // Logged as the decision would have been without shadow mode: the refusal and the deferral
     // (ann's DUNNO only with log_lookups), each with what it would have answered.
     REQUIRE(router.log.size() == 2);
-    CHECK(router.log[0] == R"(ABC: to=<x@contoso.com>, action=reject, detail="unknown user", reply=DUNNO, shadow=yes, )"
+    CHECK(router.log[0] == R"(ABC: to=<x@contoso.com>, action=reject, detail="unknown user", reply="DUNNO", shadow=yes, )"
                            R"(would_reply="550 5.1.1 User unknown")");
     CHECK_THAT(router.log[1], Catch::Contains("action=tempfail") && Catch::Contains("would_reply=\"DEFER_IF_PERMIT 4.3.0"));
     CHECK(counted == std::vector<std::string>{"policy reject", "policy tempfail", "policy rewrite"});
@@ -279,7 +279,7 @@ TEST_CASE("shadow mode: the policy service refuses and defers nothing, logs and 
     PolicySession verbose(router.services, kLimits);
     run(verbose, rcpt("ann@contoso.com"), 4096);
     CHECK(router.log == std::vector<std::string>{
-                            "NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=DUNNO, "
+                            "NOQUEUE: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, reply=\"DUNNO\", "
                             "shadow=yes"});
 }
 
@@ -298,8 +298,8 @@ TEST_CASE("shadow mode: the socketmap rewrites nothing and accepts every recipie
     CHECK(ex.replies == encode_netstring("NOTFOUND ") + encode_netstring("OK shadow") + encode_netstring("OK shadow"));
     REQUIRE(router.log.size() == 3);
     CHECK(router.log[0] == R"(socketmap virtual: to=<ann@contoso.com>, action=rewrite, new=<ann@o365.contoso.com>, )"
-                           R"(reply=NOTFOUND, shadow=yes, would_reply="OK ann@o365.contoso.com")");
-    CHECK_THAT(router.log[1], Catch::EndsWith(R"(reply=OK shadow, shadow=yes, would_reply="NOTFOUND")"));
+                           R"(reply="NOTFOUND", shadow=yes, would_reply="OK ann@o365.contoso.com")");
+    CHECK_THAT(router.log[1], Catch::EndsWith(R"(reply="OK shadow", shadow=yes, would_reply="NOTFOUND")"));
     CHECK(counted == std::vector<std::string>{"virtual rewrite", "recipients reject", "recipients tempfail"});
 }
 
@@ -326,8 +326,8 @@ TEST_CASE("a sender's address cannot forge the fields of a policy or socketmap l
     run(socketmap, encode_netstring("virtual \"y>, x=<z>\"@contoso.com"), 4096);
     CHECK(router.log == std::vector<std::string>{
                             "3F2A1C: to=<x?, action=rewrite, new=?evil@o365.contoso.com? x@contoso.com>, "
-                            "action=reject, detail=\"unknown user\", reply=550 5.1.1 User unknown",
+                            "action=reject, detail=\"unknown user\", reply=\"550 5.1.1 User unknown\"",
                             "socketmap virtual: to=<\"y?, x=?z?\"@contoso.com>, action=rewrite, "
-                            "new=<\"y?, x=?z?\"@o365.contoso.com>, reply=OK \"y>, x=<z>\"@o365.contoso.com",
+                            "new=<\"y?, x=?z?\"@o365.contoso.com>, reply=\"OK \\\"y>, x=<z>\\\"@o365.contoso.com\"",
                         });
 }

@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "coexist/listen.hpp"
 #include "server.hpp"
 #include "../core/fixture.hpp"
@@ -215,7 +217,8 @@ TEST_CASE("with several clients at once every decision is logged, each client's 
             const FileDescriptor fd = connect_to(path);
             std::string stream;
             for (int i = 0; i < kRequests; ++i)
-                stream += rcpt_request("c" + std::to_string(c) + "u" + std::to_string(i) + "@contoso.com");
+                // fmt, not "c" + std::string: GCC 12 -O3 gives a false -Wrestrict for that form.
+                stream += rcpt_request(fmt::format("c{}u{}@contoso.com", c, i));
             std::thread writer([&] {
                 for (std::size_t off = 0; off < stream.size();) {
                     const ssize_t n = ::send(fd.get(), stream.data() + off, stream.size() - off, MSG_NOSIGNAL);
@@ -242,7 +245,7 @@ TEST_CASE("with several clients at once every decision is logged, each client's 
         const auto u = to.find('u');
         REQUIRE(u != std::string::npos);
         const std::string client = to.substr(0, u);
-        CHECK(to == client + "u" + std::to_string(next[client]++) + "@contoso.com");
+        CHECK(to == fmt::format("{}u{}@contoso.com", client, next[client]++));
     }
 }
 

@@ -65,9 +65,13 @@ bool is_unquoted_special(char c) { return kUnquotedSpecial[static_cast<unsigned 
 
 }  // namespace
 
+std::string_view trim_blanks(std::string_view text) {
+    while (!text.empty() && is_space(text.front())) text.remove_prefix(1);
+    while (!text.empty() && is_space(text.back())) text.remove_suffix(1);
+    return text;
+}
+
 std::optional<Address> parse_address(std::string_view raw) {
-    while (!raw.empty() && is_space(raw.front())) raw.remove_prefix(1);
-    while (!raw.empty() && is_space(raw.back())) raw.remove_suffix(1);
     if (!raw.empty() && raw.front() == '<') {
         if (raw.size() < 2 || raw.back() != '>') return std::nullopt;
         raw = raw.substr(1, raw.size() - 2);

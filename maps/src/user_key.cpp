@@ -12,6 +12,7 @@ std::string make_user_key(std::string_view internal_local, const DomainConfig& d
 }
 
 std::variant<std::string, KeyError> admin_user_key(const Config& config, std::string_view address) {
+    address = trim_blanks(address);  // an admin's input: a padded cell or value is still the address
     const auto a = parse_address(address);
     // Messages are built with fmt, not `"literal" + std::string`: GCC 12 at -O3 reports a false
     // -Wrestrict inside libstdc++'s basic_string insert for that form.
@@ -30,6 +31,7 @@ std::variant<std::string, KeyError> admin_user_key(const Config& config, std::st
 }
 
 std::variant<std::string, KeyError> admin_target(const Config& config, std::string_view address) {
+    address = trim_blanks(address);
     const auto a = parse_address(address);
     if (!a) return KeyError{fmt::format("target '{}' is not a valid address", address)};
     if (config.find_domain(a->domain))

@@ -17,6 +17,7 @@
 #include <memory>
 #include <variant>
 
+#include "coexist/address.hpp"
 #include "coexist/csv.hpp"
 #include "coexist/map_store.hpp"
 #include "coexist/text_decode.hpp"
@@ -35,15 +36,9 @@ namespace {
 constexpr std::size_t kMaxImportFileBytes = std::size_t{2} << 30;  // 2 GiB, ~20M users
 
 // Spreadsheets pad cells with spaces; every cell is trimmed alike, quoted or not.
-std::string_view trim(std::string_view v) {
-    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-    return v;
-}
-
 void trim_fields(CsvRecord& rec) {
     for (auto& f : rec.fields) {
-        const std::string_view t = trim(f);
+        const std::string_view t = trim_blanks(f);
         if (t.size() != f.size()) f = std::string(t);
     }
 }

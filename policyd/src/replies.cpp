@@ -78,12 +78,8 @@ bool is_address_key(std::string_view key) {
     // and the recipients table would answer OK for it, even in a reject domain. Postfix asks
     // the external (quoted) form first and the internal form only when that finds nothing
     // (mail_addr_find.c, find_addr(), MA_FORM_EXTERNAL_FIRST); an internal form that is not an
-    // address in its own right ("john doe@x") is NOTFOUND, the answer the first query had.
-    // So is one that begins or ends with a space or tab: the internal form of a quoted local
-    // part (" ann"@x is " ann@x"), which parse_address(), trimming as it does for a CSV field,
-    // would read as ann@x and route to ann's mailbox.
-    const auto blank = [](char c) { return c == ' ' || c == '\t'; };
-    if (!key.empty() && (blank(key.front()) || blank(key.back()))) return false;
+    // address in its own right ("john doe@x", " ann@x") is NOTFOUND, the answer the first query
+    // had.
     return parse_address(key).has_value();
 }
 

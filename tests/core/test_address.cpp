@@ -9,9 +9,23 @@ TEST_CASE("parse_address strips brackets and lowercases the domain only") {
     REQUIRE(a);
     CHECK(a->local == "Ann.Lee");
     CHECK(a->domain == "contoso.com");
-    a = parse_address("  bob@contoso.com.  ");
+    a = parse_address("bob@contoso.com.");
     REQUIRE(a);
     CHECK(a->domain == "contoso.com");
+}
+
+// A key Postfix asks for is taken as it is: " ann@x" is the internal form of "\" ann\""@x, not ann.
+// What an admin typed is trimmed by its reader, with trim_blanks().
+TEST_CASE("parse_address trims no blank; trim_blanks is for an admin's input") {
+    CHECK_FALSE(parse_address(" ann@contoso.com"));
+    CHECK_FALSE(parse_address("ann@contoso.com\t"));
+    CHECK_FALSE(parse_address(" <ann@contoso.com> "));
+    CHECK(trim_blanks(" \tann@contoso.com \t") == "ann@contoso.com");
+    CHECK(trim_blanks("\"ann \"@contoso.com") == "\"ann \"@contoso.com");
+    CHECK(trim_blanks(" \t ").empty());
+    const auto a = parse_address(trim_blanks("  bob@contoso.com.  "));
+    REQUIRE(a);
+    CHECK(a->local == "bob");
 }
 
 TEST_CASE("parse_address gives Postfix's internal (unquoted) form and splits at the last @ outside quotes") {

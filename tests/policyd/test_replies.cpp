@@ -181,7 +181,7 @@ TEST_CASE("bare domains, '*' and partial keys are not addresses") {
 }
 
 // Postfix asks for "\" ann\"@contoso.com" first, then for its internal form " ann@contoso.com";
-// read as an address, the second (parse_address() trims) was ann@contoso.com: rewritten to ann's
+// read as an address, the second (parse_address() trimmed blanks then) was ann@contoso.com: rewritten to ann's
 // mailbox, while the policy service refused the same recipient as unknown.
 TEST_CASE("the internal form of a quoted local part with a blank at either end is not an address") {
     CHECK_FALSE(is_address_key(" ann@contoso.com"));

@@ -21,14 +21,20 @@ struct Address {
     std::string domain;  // lowercased, trailing dot removed
 };
 
-// Strips surrounding whitespace and one pair of <>, drops a source route ("@a,@b:"), splits at
-// the last '@' outside quotes and unquotes the local part as Postfix does.
+// Strips one pair of <>, drops a source route ("@a,@b:"), splits at the last '@' outside quotes
+// and unquotes the local part as Postfix does. No blank is trimmed: a key Postfix asks for is
+// taken as it is (the internal form of " ann"@x is " ann@x", not ann@x); what an admin typed is
+// trimmed by its reader first (trim_blanks()).
 // Returns nullopt for: empty, no '@', empty local part or domain, longer than
 // kMaxAddressLength, NUL/CR/LF or other control bytes, unbalanced brackets or quotes, unquoted
 // spaces or specials in the local part, a domain with characters outside [A-Za-z0-9.-]
 // (8-bit / UTF-8 domains are not routable by us; they pass as unparseable, never crash). 8-bit
 // bytes in the local part are accepted (RFC 6531).
 std::optional<Address> parse_address(std::string_view raw);
+
+// `text` without the spaces and tabs at either end: for what an admin typed (a CSV cell, a
+// command-line argument, a directory value) before it is parsed, never for a key Postfix asks.
+std::string_view trim_blanks(std::string_view text);
 
 // ASCII-only lowercase (bytes >= 0x80 unchanged): what Postfix does for table lookups.
 std::string lowercase_ascii(std::string_view s);

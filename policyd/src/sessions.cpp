@@ -121,20 +121,14 @@ void SocketmapSession::answer(std::string_view payload) {
     // (log_lookups). Postfix asks two or three times per recipient, so a line each would cost
     // more than the lookups; the metrics count every one.
     const bool logged = services_.log_lookups || socketmap_changes_mail(*table, decision);
-    if (!services_.shadow) {
-        if (logged)
-            services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply=\"{}\"", to_string(*table),
-                                      loggable_bracketed(query->key), decision_log_fields(decision),
-                                      loggable_quoted(logged_reply(reply_))));
-        return;
-    }
-    std::string reply = socketmap_shadow_reply(*table, decision);
+    // Shadow mode: Postfix gets what changes nothing; reply_ keeps what would have been sent.
+    std::string reply = services_.shadow ? socketmap_shadow_reply(*table, decision) : std::string();
+    const std::string_view sent = services_.shadow ? std::string_view(reply) : std::string_view(reply_);
     if (logged)
         services_.log(fmt::format("socketmap {}: to=<{}>, {}, reply=\"{}\"{}", to_string(*table),
                                   loggable_bracketed(query->key), decision_log_fields(decision),
-                                  loggable_quoted(logged_reply(reply)),
-                                  shadow_fields(services_.shadow, reply, reply_)));
-    reply_ = std::move(reply);
+                                  loggable_quoted(logged_reply(sent)), shadow_fields(services_.shadow, sent, reply_)));
+    if (services_.shadow) reply_ = std::move(reply);
 }
 
 bool SocketmapSession::consume(std::string_view input, std::string& replies) {

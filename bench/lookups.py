@@ -9,7 +9,9 @@ per connection as Postfix's clients do. Every answer is checked; one wrong answe
 Rounds are interleaved (each round runs every case on both servers, back to back, the null
 server first in odd rounds and second in even ones) and the tables give medians; a ratio is the
 median of the per-round ratios, as the two servers of one round meet the same phase of the VM.
-Raw mdb_get of the same keys (bench_mdb_get) is given beside them: LMDB's own floor.
+Raw mdb_get of the same keys (bench_mdb_get) is given beside them: LMDB's own floor. Last, a
+newcomer's wait for one socketmap answer while 300 clients pipeline 20,000 lookups each without
+reading (bench/flood.py), for both servers: not a speed target, the bound on one turn's work.
 
 The servers are pinned to one core and the client to another (taskset), so they do not take
 turns on one core; the client's CPU share is reported to show it is not the bottleneck.
@@ -34,6 +36,7 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
 from coexist_harness import Lab, wait_listening  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_map import new_map, write_users_csv  # noqa: E402
+import flood  # noqa: E402
 
 CONNECTIONS = (1, 8, 64)
 PROTOCOLS = ("socketmap", "policy")
@@ -117,7 +120,20 @@ def paired_ratio(results, protocol, connections, key):
     return statistics.median(per_round), per_round
 
 
-def markdown(args, command, results, mdb, import_seconds, load_start, elapsed, pinned):
+def flood_summary(waits, clients, requests):
+    """The flood paragraph of the results."""
+    def figures(server):
+        w = waits[server]
+        return f"median {statistics.median(w) * 1000:,.0f} ms, longest {max(w) * 1000:,.0f} ms"
+    return (f"A newcomer's wait for one socketmap answer while {clients} other clients each pipeline "
+            f"{requests:,} lookups and read no reply (`bench/flood.py`, {len(waits['coexist'])} newcomers "
+            f"one after another, every answer checked): coexist-policyd {figures('coexist')}; the null "
+            f"server {figures('null')} (it serves a connection's whole read, up to 64 KiB, in one go). "
+            "Not a target: it shows that one turn of coexist-policyd's loop is bounded per "
+            "connection, so that a client that floods it delays the others by a turn, not by its backlog.")
+
+
+def markdown(args, command, results, mdb, import_seconds, load_start, elapsed, pinned, flood_text):
     today = datetime.date.today().isoformat()
     lines = [
         "## Lookup servers without Postfix (`bench/lookups.py`)",
@@ -178,6 +194,8 @@ def markdown(args, command, results, mdb, import_seconds, load_start, elapsed, p
         f"{', '.join(format(r['ops_per_second'], ',.0f') for r in mdb)}).",
         f"The load client's CPU share peaked at {client_cpu:.0%} of its core"
         + (" (it may be the bottleneck there)." if client_cpu > 0.9 else ", so it is not the bottleneck."),
+        "",
+        flood_text,
         "",
     ]
     if not os.path.exists("/dev/log"):
@@ -245,11 +263,20 @@ def main():
                               f"client cpu {res['cpu_share']:.0%}", file=sys.stderr)
                 # The daemon logs each decision: keep its log from filling the disk.
                 os.truncate(policyd.log_path, 0)
+        # The flood last: its backlog must not slow the figures above.
+        clients, requests = (100, 5000) if args.quick else (flood.FLOOD_CLIENTS, flood.FLOOD_REQUESTS)
+        waits = {}
+        for server, key in (("null", "null_socketmap"), ("coexist", "socketmap")):
+            waits[server] = flood.newcomer_waits(ports[key], clients, requests)
+            print(f"flood: {server}: newcomer waits {', '.join(f'{w:.3f}' for w in waits[server])} s",
+                  file=sys.stderr)
+            flood.wait_until_served_promptly(ports[key])
+        os.truncate(policyd.log_path, 0)
         if not policyd.alive():
             raise RuntimeError("coexist-policyd exited during the run")
         elapsed = time.monotonic() - started
         text = markdown(args, command, results, mdb, import_seconds, load_start, elapsed,
-                        bool(server_pin))
+                        bool(server_pin), flood_summary(waits, clients, requests))
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:

@@ -33,10 +33,14 @@
 namespace coexist::policyd {
 
 // The most one read() takes from one client per turn of the loop. Together with "read nothing
-// while replies are pending" it also bounds the replies buffered per connection.
-inline constexpr std::size_t kReadChunkBytes = 16 * 1024;
+// while replies are pending" it also bounds the replies buffered per connection, and it bounds
+// the work one client's pipelined backlog adds to a turn, which everyone else waits for: with
+// 300 clients flooding, a newcomer waited 1.2-1.9 s at 16 KiB, 0.25-0.35 s at 4 KiB
+// (bench/flood.py). Postfix sends one request at a time, well under 4 KiB; a longer one is
+// simply read over several turns.
+inline constexpr std::size_t kReadChunkBytes = 4 * 1024;
 // Reads done together (one io_uring_enter), each into its own kReadChunkBytes of the read
-// buffer: 1 MiB of address space, of which a turn touches what the clients sent.
+// buffer: 256 KiB of address space, of which a turn touches what the clients sent.
 inline constexpr std::size_t kReadsPerBatch = 64;
 // The kernel's send buffer of each client socket (SO_SNDBUF; Linux doubles it). A reply is tens
 // of bytes, so this only matters to a client that pipelines requests and reads late: it bounds

@@ -56,6 +56,7 @@ from coexist_harness import Lab, postmap, tool_config_dir, wait_listening  # noq
 from coexist_harness.ports import is_listening_unix, wait_until  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_map import migrated, new_map, write_users_csv  # noqa: E402
+from machine import machine_busy_seconds, settle  # noqa: E402
 
 DOMAIN = "contoso.com"
 ROUTING_DOMAIN = "o365.contoso.com"
@@ -114,29 +115,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14 and 15 of proc(5)
-
-
-def machine_busy_seconds():
-    """CPU time spent by every core on anything but idle and I/O wait since boot (/proc/stat's
-    first line, proc(5)), in seconds: the whole machine's work, Postfix's processes included."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle, iowait = fields[3], fields[4]
-    return (sum(fields[:8]) - idle - iowait) / TICKS  # user..steal; guest is inside user
-
-
-def settle(limit=10.0, quiet=0.1, window=0.25):
-    """Before a run: sync(2) the last run's queue files and maillog, then wait (at most `limit`
-    seconds) until every core is idle but for `quiet` of its time over `window` seconds. Without
-    it, a run starts while the one before is still written out (the kernel's writeback comes
-    every 5 s) and pays for it: always the same configuration, in a fixed order."""
-    os.sync()
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        before = machine_busy_seconds()
-        time.sleep(window)
-        if (machine_busy_seconds() - before) / window / os.cpu_count() <= quiet:
-            return
 
 
 def milter_negotiation(port):
@@ -435,14 +413,15 @@ def paired_ratio(ours, floor):
 def done_when(summaries, negotiation, missing):
     out = ["### Done when (issue 13)", "",
            "The ratio is the median of the per-round ratios (each round measures both configurations, "
-           "back to back or nearly); the per-round ratios are given beside it.", "",
-           "| target | load | coexist (median) | floor (median) | ratio | per round | target | |",
+           "back to back or nearly), given to 3 decimals, as it is judged; the per-round ratios are "
+           "beside it. The two medians need not divide to it: they may come from different rounds.", "",
+           "| figure | load | coexist (median) | floor (median) | ratio | per round | wanted | verdict |",
            "|---|---|---|---|---|---|---|---|"]
     same = "null-milter-nr" if negotiation.get("coexist-milter", ("default",))[0] == "no-reply" else "null-milter"
 
     def row(title, load_key, ours, floor, ratio, per_round, target, ok):
         rounds = ", ".join(f"{x:.2f}" for x in per_round)
-        out.append(f"| {title} | {load_key} | {ours} | {floor} | {ratio:.2f} | {rounds} | {target} | "
+        out.append(f"| {title} | {load_key} | {ours} | {floor} | {ratio:.3f} | {rounds} | {target} | "
                    f"{verdict(ok) if ok is not None else 'not a target'} |")
 
     for load_key, s in summaries.items():

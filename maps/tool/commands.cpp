@@ -242,7 +242,13 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
         if (!parse_address(a)) {
             // An error, not `foreign`: a typo would otherwise read as "not ours, untouched".
             out.flush();
-            std::cerr << fmt::format("coexist-map: route: '{}' is not an email address\n", a);
+            // A blank at either end is the one refusal the parser alone does not explain: the
+            // daemons take a key as Postfix sends it, untrimmed, and so does route.
+            const bool blank_at_end = trim_blanks(a).size() != a.size();
+            std::cerr << fmt::format("coexist-map: route: '{}' is not an email address{}\n", a,
+                                     blank_at_end ? ": a space or tab at either end, as the daemons read it (a local "
+                                                    "part with blanks is quoted: \" ann\"@contoso.com)"
+                                                  : "");
             invalid = true;
             return;
         }

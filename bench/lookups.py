@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_map import new_map, write_users_csv  # noqa: E402
 import flood  # noqa: E402
 from machine import settle  # noqa: E402
+from rounds import paired_ratio  # noqa: E402
 
 CONNECTIONS = (1, 8, 64)
 PROTOCOLS = ("socketmap", "policy")
@@ -113,12 +114,10 @@ def load_average():
         return f.read().split()[0]
 
 
-def paired_ratio(results, protocol, connections, key):
+def coexist_over_null(results, protocol, connections, key):
     """(median, per-round list) of coexist's figure over the null server's in the same round."""
-    per_round = [ours[key] / floor[key] if floor[key] > 0 else float("inf")
-                 for ours, floor in zip(results[(protocol, connections, "coexist")],
-                                        results[(protocol, connections, "null")])]
-    return statistics.median(per_round), per_round
+    return paired_ratio([r[key] for r in results[(protocol, connections, "coexist")]],
+                        [r[key] for r in results[(protocol, connections, "null")]])
 
 
 def flood_summary(waits, clients, requests):
@@ -177,8 +176,8 @@ def markdown(args, command, results, mdb, import_seconds, load_start, elapsed, p
                 med[server] = {k: statistics.median(r[k] for r in runs)
                                for k in ("requests_per_second", "p50_us", "p99_us")}
                 client_cpu = max(client_cpu, max(r["cpu_share"] for r in runs))
-            ratio, rps_rounds = paired_ratio(results, protocol, c, "requests_per_second")
-            p99_ratio, per_round = paired_ratio(results, protocol, c, "p99_us")
+            ratio, rps_rounds = coexist_over_null(results, protocol, c, "requests_per_second")
+            p99_ratio, per_round = coexist_over_null(results, protocol, c, "p99_us")
             if c == 64:
                 p99_rounds.append(f"{protocol} {', '.join(f'{x:.2f}' for x in per_round)}")
             met = ratio >= RPS_TARGET and (c != 64 or p99_ratio <= P99_TARGET)

@@ -57,6 +57,7 @@ from coexist_harness.ports import is_listening_unix, wait_until  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_map import migrated, new_map, write_users_csv  # noqa: E402
 from machine import machine_busy_seconds, settle  # noqa: E402
+from rounds import paired_ratio  # noqa: E402
 
 DOMAIN = "contoso.com"
 ROUTING_DOMAIN = "o365.contoso.com"
@@ -400,14 +401,6 @@ def markdown(args, command, setup, loads, summaries, negotiation, runtime, missi
         lines.append("")
     lines += done_when(summaries, negotiation, missing)
     return "\n".join(lines) + "\n"
-
-
-def paired_ratio(ours, floor):
-    """(median, per-round list) of ours[i] / floor[i]: the two configurations of one round ran
-    minutes apart at most, so a slow or fast phase of the VM moves both (a ratio of the two
-    medians would pair figures of different rounds)."""
-    per_round = [a / b if b > 0 else float("inf") for a, b in zip(ours, floor)]
-    return statistics.median(per_round), per_round
 
 
 def done_when(summaries, negotiation, missing):

@@ -10,7 +10,9 @@
 #include <variant>
 
 #include "coexist/address.hpp"
+#include "coexist/canonical_address.hpp"
 #include "coexist/csv.hpp"
+#include "coexist/log_text.hpp"
 #include "coexist/map_reader.hpp"
 #include "coexist/map_store.hpp"
 #include "coexist/route.hpp"
@@ -243,12 +245,17 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
             // An error, not `foreign`: a typo would otherwise read as "not ours, untouched".
             out.flush();
             // A blank at either end is the one refusal the parser alone does not explain: the
-            // daemons take a key as Postfix sends it, untrimmed, and so does route.
-            const bool blank_at_end = trim_blanks(a).size() != a.size();
-            std::cerr << fmt::format("coexist-map: route: '{}' is not an email address{}\n", a,
-                                     blank_at_end ? ": a space or tab at either end, as the daemons read it (a local "
-                                                    "part with blanks is quoted: \" ann\"@contoso.com)"
-                                                  : "");
+            // daemons take a key as Postfix sends it, untrimmed, and so does route. A leading
+            // space is what Postfix's internal form of a quoted local part looks like, so the
+            // address the admin may have meant is that form, quoted. Shown loggable: a tab or
+            // other control byte as '?', not invisible.
+            std::string why;
+            if (trim_blanks(a).size() != a.size()) {
+                why = ": a space or tab at either end, as the daemons read it";
+                const std::string quoted = external_form(a);
+                if (a.front() == ' ' && parse_address(quoted)) why += fmt::format(" (quoted, it is {})", loggable(quoted));
+            }
+            std::cerr << fmt::format("coexist-map: route: '{}' is not an email address{}\n", loggable(a), why);
             invalid = true;
             return;
         }

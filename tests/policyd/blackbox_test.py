@@ -40,10 +40,13 @@ def route_lines(test, config, keys):
     blank_at_end = [k for k in keys if k != k.strip(" \t")]
     invalid = [k for k in keys if "@" not in k] + blank_at_end
     test.assertEqual(r.returncode, 2 if invalid else 0, r.stderr)
-    for key in invalid:
-        test.assertIn(f"'{key}' is not an email address", r.stderr)
+    for key in invalid:  # a tab is shown as '?'
+        test.assertIn(f"'{key.replace(chr(9), '?')}' is not an email address", r.stderr)
     for key in blank_at_end:
-        test.assertIn(f"'{key}' is not an email address: a space or tab at either end", r.stderr)
+        test.assertIn(f"'{key.replace(chr(9), '?')}' is not an email address: a space or tab at either end",
+                      r.stderr)
+    if " ann@contoso.com" in keys:
+        test.assertIn('(quoted, it is " ann"@contoso.com)', r.stderr)
     answered = {line.split()[0]: line for line in r.stdout.splitlines()}
     test.assertEqual(sorted(answered), sorted(k for k in keys if k not in invalid))
     return [answered.get(key, f"{key} invalid") for key in keys]

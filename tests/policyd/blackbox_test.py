@@ -27,9 +27,11 @@ KEYS = [
     "anna@contoso.com", "bob@contoso.com", "bob+x@contoso.com", "dan@contoso.com", "Dan+x@contoso.com",
     "joe@contoso.com", "x@contoso.com", "x+y@contoso.net", "foo@example.com", "ann@o365.contoso.com",
     "dan@o365.contoso.com", "jsmith@contoso.onmicrosoft.com", "contoso.com", "o365.contoso.com", "*",
-    # The internal form of "\" ann\""@contoso.com and a trailing tab: no address, for both.
-    " ann@contoso.com", "ann@contoso.com\t",
 ]
+# A blank at either end: the socketmap key " ann@contoso.com" is Postfix's internal form of
+# " ann"@contoso.com. No address, for the daemon and for `coexist-map route` alike. Kept out of
+# KEYS, which the tests through Postfix (postmap, transport) share.
+PADDED_KEYS = [" ann@contoso.com", "ann@contoso.com\t"]
 
 
 def route_lines(test, config, keys):
@@ -127,9 +129,9 @@ class ProtocolTest(DaemonTestCase):
             self.assertEqual(read_policy_reply(s), "DUNNO")
 
     def test_socketmap_agrees_with_coexist_map_route(self):
-        routes = route_lines(self, self.daemon.config, KEYS)
+        routes = route_lines(self, self.daemon.config, KEYS + PADDED_KEYS)
         with self.daemon.socketmap_socket() as s:  # one persistent connection, as Postfix does
-            for key, route_line in zip(KEYS, routes):
+            for key, route_line in zip(KEYS + PADDED_KEYS, routes):
                 self.assertTrue(route_line.startswith(key + " "), (key, route_line))
                 s.sendall(netstring(f"virtual {key}"))
                 self.assertEqual(read_netstring(s), expected_virtual(key, route_line), route_line)

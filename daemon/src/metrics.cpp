@@ -297,12 +297,27 @@ void FollowerMetrics::held(std::size_t removals) noexcept { held_->Set(static_ca
 
 void FollowerMetrics::reconnect() noexcept { reconnects_->Increment(); }
 
-RoutingDecision route_counted(const Config& config, MapReader& map, std::string_view recipient,
-                              Metrics& metrics) noexcept {
+namespace {
+
+template <typename Recipient>
+RoutingDecision timed_route(const Config& config, MapReader& map, const Recipient& recipient,
+                            Metrics& metrics) noexcept {
     const auto start = std::chrono::steady_clock::now();
     RoutingDecision d = route(config, map, recipient);
     metrics.lookup(d, std::chrono::steady_clock::now() - start);
     return d;
+}
+
+}  // namespace
+
+RoutingDecision route_counted(const Config& config, MapReader& map, std::string_view recipient,
+                              Metrics& metrics) noexcept {
+    return timed_route(config, map, recipient, metrics);
+}
+
+RoutingDecision route_counted(const Config& config, MapReader& map, const Address& recipient,
+                              Metrics& metrics) noexcept {
+    return timed_route(config, map, recipient, metrics);
 }
 
 }  // namespace coexist

@@ -129,18 +129,16 @@ RoutingDecision unknown_user(const Config& config, MapView& map, const Address& 
     return {Action::reject, {}, "unknown user"};
 }
 
-RoutingDecision decide(const Config& config, MapReader& map, std::string_view recipient, std::int64_t now,
+RoutingDecision decide(const Config& config, MapReader& map, const Address& address, std::int64_t now,
                        Trace& trace) {
-    const auto address = parse_address(recipient);
-    if (!address) return {Action::foreign, {}, "not a routable address"};
-    const DomainConfig* domain = config.find_domain(address->domain);
+    const DomainConfig* domain = config.find_domain(address.domain);
     if (!domain) {
-        trace.step("domain {}: not a managed domain", address->domain);
+        trace.step("domain {}: not a managed domain", address.domain);
         return {Action::foreign, {}, {}};
     }
     if (trace)
-        trace.step("domain {}: managed{}, routing domain {}{}", address->domain,
-                   address->domain == domain->name ? std::string() : " (an alias of " + domain->name + ")",
+        trace.step("domain {}: managed{}, routing domain {}{}", address.domain,
+                   address.domain == domain->name ? std::string() : " (an alias of " + domain->name + ")",
                    domain->routing_domain,
                    domain->mode == DomainMode::transport
                        ? ", mode transport: migrated users keep their address, next hop " + domain->new_system_nexthop
@@ -150,8 +148,8 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
     // before the delimiter, the alias hop and the counts behind a refusal see the same commit.
     MapView view(map);
     std::string_view extension;
-    const UserLookup found = find_user(config, view, *address, *domain, extension, trace);
-    if (!found.record) return unknown_user(config, view, *address, *domain, now, trace);
+    const UserLookup found = find_user(config, view, address, *domain, extension, trace);
+    if (!found.record) return unknown_user(config, view, address, *domain, now, trace);
 
     const UserRecord& record = *found.record;
     if (trace) {
@@ -189,7 +187,7 @@ RoutingDecision decide(const Config& config, MapReader& map, std::string_view re
     return {Action::tempfail, {}, "unknown state in map"};
 }
 
-RoutingDecision decide_safely(const Config& config, MapReader& map, std::string_view recipient, std::int64_t now,
+RoutingDecision decide_safely(const Config& config, MapReader& map, const Address& recipient, std::int64_t now,
                               Trace& trace) noexcept {
     try {
         return decide(config, map, recipient, now, trace);
@@ -203,6 +201,21 @@ RoutingDecision decide_safely(const Config& config, MapReader& map, std::string_
     return {Action::tempfail, {}, {}};
 }
 
+// decide_safely() for the recipient as received. Never throws: std::bad_alloc while parsing
+// is a tempfail, as in deciding.
+RoutingDecision decide_received(const Config& config, MapReader& map, std::string_view recipient, std::int64_t now,
+                                Trace& trace) noexcept {
+    try {
+        const auto address = parse_address(recipient);
+        if (!address) return {Action::foreign, {}, std::string(kNotAnAddress)};
+        return decide_safely(config, map, *address, now, trace);
+    } catch (...) {
+    }
+    return {Action::tempfail, {}, {}};
+}
+
+std::int64_t unix_now() noexcept { return static_cast<std::int64_t>(::time(nullptr)); }
+
 }  // namespace
 
 std::optional<std::string> routing_address(const Config& config, std::string_view primary, const UserRecord& record) {
@@ -215,7 +228,12 @@ std::optional<std::string> routing_address(const Config& config, std::string_vie
 
 RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept {
     Trace none(nullptr);
-    return decide_safely(config, map, recipient, static_cast<std::int64_t>(::time(nullptr)), none);
+    return decide_received(config, map, recipient, unix_now(), none);
+}
+
+RoutingDecision route(const Config& config, MapReader& map, const Address& recipient) noexcept {
+    Trace none(nullptr);
+    return decide_safely(config, map, recipient, unix_now(), none);
 }
 
 RouteExplanation explain_route(const Config& config, MapReader& map, std::string_view recipient,
@@ -223,7 +241,7 @@ RouteExplanation explain_route(const Config& config, MapReader& map, std::string
     RouteExplanation out;
     try {
         Trace trace(&out.steps);
-        out.decision = decide_safely(config, map, recipient, now, trace);
+        out.decision = decide_received(config, map, recipient, now, trace);
     } catch (...) {  // std::bad_alloc from a step: the decision alone still stands
         out.decision = route(config, map, recipient);
     }

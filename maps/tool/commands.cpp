@@ -241,7 +241,8 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
     MapReader reader(c.map_path);
     bool invalid = false, tempfail = false;
     const auto answer = [&](const std::string& a) {
-        if (!parse_address(a)) {
+        const auto parsed = parse_address(a);
+        if (!parsed) {
             // An error, not `foreign`: a typo would otherwise read as "not ours, untouched".
             out.flush();
             // A blank at either end is the one refusal the parser alone does not explain: the
@@ -252,15 +253,17 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
             std::string why;
             if (trim_blanks(a).size() != a.size()) {
                 why = ": a space or tab at either end, as the daemons read it";
-                const std::string quoted = external_form(a);
-                if (a.front() == ' ' && parse_address(quoted)) why += fmt::format(" (quoted, it is {})", loggable(quoted));
+                if (a.front() == ' ') {
+                    const std::string quoted = external_form(a);
+                    if (parse_address(quoted)) why += fmt::format(" (quoted, it is {})", loggable(quoted));
+                }
             }
             std::cerr << fmt::format("coexist-map: route: '{}' is not an email address{}\n", loggable(a), why);
             invalid = true;
             return;
         }
         const auto now = static_cast<std::int64_t>(std::time(nullptr));
-        const RouteExplanation e = explain ? explain_route(c, reader, a, now) : RouteExplanation{coexist::route(c, reader, a), {}};
+        const RouteExplanation e = explain ? explain_route(c, reader, a, now) : RouteExplanation{coexist::route(c, reader, *parsed), {}};
         const RoutingDecision& d = e.decision;
         out << a << ' ' << to_string(d.action);
         if (!d.address.empty()) out << ' ' << d.address;

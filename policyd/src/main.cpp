@@ -97,14 +97,14 @@ int serve(const Config& config) {
     // Without metrics_listen nobody can read the counters: lookups are not timed or counted
     // (two clock reads and four counter updates a lookup), as coexist-milter does.
     const bool counted = !p.metrics_listen.empty();
-    using Route = std::function<RoutingDecision(std::string_view)>;
+    using Route = std::function<RoutingDecision(const Address&)>;
     using Count = std::function<void(std::string_view, Action)>;
     using Connections = std::function<void(std::string_view, int)>;
     const policyd::SessionServices services{
-        counted ? Route([&config, &map, &metrics](std::string_view recipient) {
+        counted ? Route([&config, &map, &metrics](const Address& recipient) {
             return route_counted(config, map, recipient, metrics);
         })
-                : Route([&config, &map](std::string_view recipient) { return route(config, map, recipient); }),
+                : Route([&config, &map](const Address& recipient) { return route(config, map, recipient); }),
         [](const std::string& line) { log_line(LOG_INFO, line); },
         config.shadow,
         counted ? Count([&](std::string_view service, Action action) {

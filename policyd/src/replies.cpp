@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "coexist/address.hpp"
 #include "coexist/log_text.hpp"
 
 namespace coexist::policyd {
@@ -71,16 +70,6 @@ std::optional<SocketmapQuery> split_socketmap_request(std::string_view payload) 
     const auto space = payload.find(' ');
     if (space == std::string_view::npos || space == 0) return std::nullopt;
     return SocketmapQuery{payload.substr(0, space), payload.substr(space + 1)};
-}
-
-bool is_address_key(std::string_view key) {
-    // The one address parser decides: what route() could not parse it would call "foreign",
-    // and the recipients table would answer OK for it, even in a reject domain. Postfix asks
-    // the external (quoted) form first and the internal form only when that finds nothing
-    // (mail_addr_find.c, find_addr(), MA_FORM_EXTERNAL_FIRST); an internal form that is not an
-    // address in its own right ("john doe@x", " ann@x") is NOTFOUND, the answer the first query
-    // had.
-    return parse_address(key).has_value();
 }
 
 namespace {

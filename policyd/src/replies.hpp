@@ -48,13 +48,6 @@ struct SocketmapQuery {
 // "NAME KEY": split at the first space. nullopt when there is no space or the name is empty.
 std::optional<SocketmapQuery> split_socketmap_request(std::string_view payload);
 
-// Postfix also asks a virtual_alias_maps socketmap for bare domains (virtual_alias_domains
-// defaults to $virtual_alias_maps) and a transport_maps one for "*": those are not addresses,
-// route() is not consulted and the answer is NOTFOUND. So is every key parse_address() refuses
-// (control bytes, unbalanced brackets, a domain that is not a host name), as virtual(5) finds
-// no entry for them: a key we cannot read is never accepted by relay_recipient_maps.
-bool is_address_key(std::string_view key);
-
 inline constexpr std::string_view kSocketmapNotFound = "NOTFOUND ";
 
 // The reply payload (without netstring framing) for `key` in `table`, decided by `decision`.

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "coexist/address.hpp"
 #include "coexist/canonical_address.hpp"
 #include "coexist/log_text.hpp"
 #include "replies.hpp"
@@ -52,7 +53,9 @@ void PolicySession::answer(const PolicyRequest& request, std::string& replies) {
     // smtpd sends recipient= in Postfix's internal (unquoted) form (smtpd.c, extract_addr():
     // tok822_internalize), "john doe@contoso.com" for RCPT TO:<"john doe"@contoso.com>; route()
     // reads the external form every other caller gives, so quote it back first.
-    const RoutingDecision decision = services_.route(external_form(request.recipient));
+    const auto recipient = parse_address(external_form(request.recipient));
+    const RoutingDecision decision =
+        recipient ? services_.route(*recipient) : RoutingDecision{Action::foreign, {}, std::string(kNotAnAddress)};
     count(services_, "policy", decision.action);
     const std::string_view would = policy_action(decision);
     // Shadow mode: neither a refusal nor a deferral (DUNNO is what every other decision gets).
@@ -106,7 +109,17 @@ void SocketmapSession::answer(std::string_view payload) {
                                             loggable(query->table)));
         return;
     }
-    if (!is_address_key(query->key)) {
+    // Postfix also asks a virtual_alias_maps socketmap for bare domains (virtual_alias_domains
+    // defaults to $virtual_alias_maps) and a transport_maps one for "*": no addresses, route()
+    // is not consulted and the answer is NOTFOUND. So is every key the one address parser
+    // refuses (control bytes, unbalanced brackets, a domain that is not a host name), as
+    // virtual(5) finds no entry for them: route() would call it foreign, and the recipients
+    // table would answer OK, even in a reject domain. Postfix asks the external (quoted) form
+    // first and the internal form only when that finds nothing (mail_addr_find.c, find_addr(),
+    // MA_FORM_EXTERNAL_FIRST); an internal form that is not an address in its own right
+    // ("john doe@x", " ann@x") is NOTFOUND, the answer the first query had.
+    const auto recipient = parse_address(query->key);
+    if (!recipient) {
         // Postfix's own probes (bare domains, parent domains, "*"): routine, never a decision.
         if (services_.log_lookups)
             services_.log(fmt::format("socketmap {}: key=<{}>, not an address, reply=\"NOTFOUND\"", to_string(*table),
@@ -114,7 +127,7 @@ void SocketmapSession::answer(std::string_view payload) {
         reply_ = kSocketmapNotFound;
         return;
     }
-    const RoutingDecision decision = services_.route(query->key);
+    const RoutingDecision decision = services_.route(*recipient);
     count(services_, to_string(*table), decision.action);
     append_socketmap_reply(reply_, *table, query->key, decision);
     // NOTFOUND for a user who stays where they are, OK from recipients: logged only on request

@@ -16,7 +16,9 @@ namespace coexist::policyd {
 // What a session needs from the daemon: the one routing decision, somewhere to log it, and
 // (optional) where to count it.
 struct SessionServices {
-    std::function<RoutingDecision(std::string_view recipient)> route;
+    // route() of a parsed recipient (route.hpp): the sessions parse what they receive once, and
+    // answer for what is no address themselves.
+    std::function<RoutingDecision(const Address& recipient)> route;
     std::function<void(const std::string& line)> log;  // one line per logged decision
     // [routing] shadow (design 13.6): decide, log and count, answer what changes nothing.
     bool shadow = false;

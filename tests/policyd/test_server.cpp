@@ -114,8 +114,8 @@ TEST_CASE("an exception while serving one connection closes it and the server go
     const std::string path = dir.file("policy.sock");
     const PolicydConfig limits = limits_with(io_uring);
     const SessionServices services{
-        [](std::string_view recipient) -> RoutingDecision {
-            if (recipient == "boom@contoso.com") throw std::runtime_error("injected failure");
+        [](const Address& recipient) -> RoutingDecision {
+            if (recipient.local == "boom") throw std::runtime_error("injected failure");
             return {Action::reject, {}, "unknown user"};
         },
         [](const std::string&) {},
@@ -143,8 +143,8 @@ TEST_CASE("a flood of pipelined requests read late gets every reply in order, th
     const PolicydConfig limits = limits_with(io_uring);
     // Every tenth recipient is rejected, so that the order of the replies shows.
     const SessionServices services{
-        [](std::string_view recipient) -> RoutingDecision {
-            if (recipient.ends_with("0@contoso.com")) return {Action::reject, {}, "unknown user"};
+        [](const Address& recipient) -> RoutingDecision {
+            if (recipient.local.ends_with("0")) return {Action::reject, {}, "unknown user"};
             return {Action::relay, {}, {}};
         },
         [](const std::string&) {},
@@ -200,7 +200,7 @@ TEST_CASE("with several clients at once every decision is logged, each client's 
     const PolicydConfig limits = limits_with(io_uring);
     std::vector<std::string> lines;  // written on the server's thread, read after stop()
     const SessionServices services{
-        [](std::string_view) -> RoutingDecision { return {Action::reject, {}, "unknown user"}; },
+        [](const Address&) -> RoutingDecision { return {Action::reject, {}, "unknown user"}; },
         [&lines](const std::string& line) { lines.push_back(line); },
     };
     ServerThread server(limits, services, path);
@@ -254,7 +254,7 @@ TEST_CASE("a connection is active when a request completes or the socket takes r
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
     const FileDescriptor client(fds[1]);
     const SessionServices services{
-        [](std::string_view) -> RoutingDecision { return {Action::reject, {}, "unknown user"}; },
+        [](const Address&) -> RoutingDecision { return {Action::reject, {}, "unknown user"}; },
         [](const std::string&) {},
     };
     const SessionLimits limits{4096, 100};

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "coexist/canonical_address.hpp"
 #include "netstring.hpp"
 #include "sessions.hpp"
 #include "../fuzz/chunked_feed.hpp"
@@ -19,7 +20,7 @@ namespace {
 struct ScriptedRouter {
     std::map<std::string, RoutingDecision> table{
         {"ann@contoso.com", {Action::rewrite, "ann@o365.contoso.com", ""}},
-        {"Ann+news@Contoso.com", {Action::rewrite, "ann+news@o365.contoso.com", ""}},
+        {"Ann+news@contoso.com", {Action::rewrite, "ann+news@o365.contoso.com", ""}},
         {"bob@contoso.com", {Action::relay, "", ""}},
         {"dan@contoso.com", {Action::dual, "dan@o365.contoso.com", ""}},
         {"x@contoso.com", {Action::reject, "", "unknown user"}},
@@ -31,9 +32,11 @@ struct ScriptedRouter {
     std::vector<std::string> calls;
     std::vector<std::string> log;
     SessionServices services{
-        [this](std::string_view r) {
-            calls.emplace_back(r);
-            const auto it = table.find(std::string(r));
+        [this](const Address& a) {
+            // Keyed by the external form, as route() is asked for it (the domain lowercased).
+            const std::string r = external_form(a.local + "@" + a.domain);
+            calls.push_back(r);
+            const auto it = table.find(r);
             return it == table.end() ? RoutingDecision{Action::foreign, "", ""} : it->second;
         },
         [this](const std::string& line) { log.push_back(line); },
@@ -196,6 +199,35 @@ TEST_CASE("socketmap session answers a pipelined stream the same at every read s
                            "reply=\"OK ann@o365.contoso.com\"");
     CHECK(router.log[4] == "socketmap recipients: to=<x@contoso.com>, action=reject, detail=\"unknown user\", "
                            "reply=\"NOTFOUND\"");
+}
+
+// Postfix's own probes (bare domains, "*") and every key the address parser refuses: NOTFOUND
+// from every table, without asking route(). route() would call an unreadable key "foreign", and
+// the recipients table would answer OK for it, even in a reject domain.
+TEST_CASE("socketmap session: a key that is no address is NOTFOUND and never routed") {
+    const std::vector<std::string> keys{
+        "contoso.com", "*", "@contoso.com", "ann@", "ann",
+        // Postfix asks for "\" ann\"@contoso.com" first, then for its internal form
+        // " ann@contoso.com", which must not be read as ann@contoso.com (rewritten to ann's
+        // mailbox, where the policy service refuses the same recipient as unknown).
+        " ann@contoso.com", "\tann@contoso.com", "ann@contoso.com ",
+        "ann@contoso.com>", "<ann@contoso.com", "ann\x01@contoso.com", "ann@conto so.com", "ann@contoso_com!",
+        std::string(2000, 'a') + "@contoso.com"};
+    ScriptedRouter router;
+    SocketmapSession session(router.services, kLimits);
+    std::string stream, expected;
+    for (const std::string table : {"virtual", "recipients", "transport"})
+        for (const auto& key : keys) {
+            stream += encode_netstring(table + " " + key);
+            expected += encode_netstring("NOTFOUND ");
+        }
+    // The addresses among the look-alikes are routed: a quoted blank, a quoted '@'.
+    stream += encode_netstring("recipients \" ann\"@contoso.com") + encode_netstring("recipients \"a@b\"@contoso.com");
+    expected += encode_netstring("OK foreign") + encode_netstring("OK foreign");
+    const auto ex = run(session, stream, 4096);
+    CHECK(ex.open);
+    CHECK(ex.replies == expected);
+    CHECK(router.calls == std::vector<std::string>{"\" ann\"@contoso.com", "\"a@b\"@contoso.com"});
 }
 
 TEST_CASE("socketmap session: log_lookups = yes logs every request, the probes included") {

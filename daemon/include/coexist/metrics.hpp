@@ -152,5 +152,8 @@ private:
 // Never throws (route() never does, nor does Metrics::lookup()).
 RoutingDecision route_counted(const Config& config, MapReader& map, std::string_view recipient,
                               Metrics& metrics) noexcept;
+// The same for a recipient already parsed (route.hpp).
+RoutingDecision route_counted(const Config& config, MapReader& map, const Address& recipient,
+                              Metrics& metrics) noexcept;
 
 }  // namespace coexist

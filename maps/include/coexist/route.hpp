@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "coexist/address.hpp"
 #include "coexist/config.hpp"
 #include "coexist/map_reader.hpp"
 
@@ -38,6 +39,14 @@ std::string decision_log_fields(const RoutingDecision& d);
 // user of a `reject` domain while the map holds no user of that domain (never reject on doubt).
 // `recipient` is the envelope address as received (angle brackets allowed).
 RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept;
+
+// The same for a recipient the caller has parsed already (parse_address()): the socketmap server
+// must tell a key that is no address (NOTFOUND) from an address of a domain it does not manage,
+// and the policy service decides on what smtpd sent; neither parses twice. Never throws.
+RoutingDecision route(const Config& config, MapReader& map, const Address& recipient) noexcept;
+
+// The detail of the foreign decision for a recipient parse_address() cannot read.
+inline constexpr std::string_view kNotAnAddress = "not a routable address";
 
 // route()'s answer with the steps behind it, for `coexist-map route --explain`: the domain and
 // its defaults, each key looked up, the alias hop, the record (owner, override), and the

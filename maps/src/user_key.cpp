@@ -11,8 +11,20 @@ std::string make_user_key(std::string_view internal_local, const DomainConfig& d
     return canonical_key(internal_local, domain.name);
 }
 
+namespace {
+
+// What an admin gave that holds nothing but blanks: named as given (the trimmed value would read
+// '', as if nothing had been given at all).
+KeyError blank_input(std::string_view what, std::string_view given) {
+    return KeyError{fmt::format("{}'{}' is blank, not an address", what, given)};
+}
+
+}  // namespace
+
 std::variant<std::string, KeyError> admin_user_key(const Config& config, std::string_view address) {
+    const std::string_view given = address;
     address = trim_blanks(address);  // an admin's input: a padded cell or value is still the address
+    if (address.empty() && !given.empty()) return blank_input("", given);
     const auto a = parse_address(address);
     // Messages are built with fmt, not `"literal" + std::string`: GCC 12 at -O3 reports a false
     // -Wrestrict inside libstdc++'s basic_string insert for that form.
@@ -31,7 +43,9 @@ std::variant<std::string, KeyError> admin_user_key(const Config& config, std::st
 }
 
 std::variant<std::string, KeyError> admin_target(const Config& config, std::string_view address) {
+    const std::string_view given = address;
     address = trim_blanks(address);
+    if (address.empty() && !given.empty()) return blank_input("target ", given);
     const auto a = parse_address(address);
     if (!a) return KeyError{fmt::format("target '{}' is not a valid address", address)};
     if (config.find_domain(a->domain))

@@ -25,6 +25,7 @@ struct ScriptUser {
     std::string key;                         // the map's key: the user's primary address
     State state = State::source;             // the state it is heading to: a pending change, else the effective one
     std::int64_t scheduled_at = 0;           // non-zero: `state` is a scheduled change for that time
+    bool schedule_passed = false;            // scheduled_at is not after the script's time: in effect
     std::optional<std::string> routing;      // nullopt: the domain is no longer managed
     bool explicit_target = false;            // routing comes from the record's target
 };
@@ -51,6 +52,7 @@ std::vector<ScriptUser> select_users(const Config& c, const std::optional<std::s
     std::vector<ScriptUser> users;
     bool batch_seen = false;
     std::size_t skipped_source = 0;
+    const std::int64_t now = generated_at();  // the time the header states, once for every user
     store.read([&](MapTxn& t) {
         t.for_each_user([&](std::string_view key, const UserRecord& r) {
             if (batch && r.batch != *batch) return true;
@@ -66,7 +68,8 @@ std::vector<ScriptUser> select_users(const Config& c, const std::optional<std::s
                 ++skipped_source;
                 return true;
             }
-            users.push_back({std::string(key), effective, r.pending_state ? r.pending_at : 0,
+            const std::int64_t scheduled_at = r.pending_state ? r.pending_at : 0;
+            users.push_back({std::string(key), effective, scheduled_at, scheduled_at != 0 && scheduled_at <= now,
                              routing_address(c, key, r), !r.target.empty()});
             return true;
         });
@@ -94,20 +97,29 @@ void write_header(std::ostream& out, std::string_view title, const std::optional
                        state ? std::string(to_string(*state)) : std::string("migrated and dual"), users.size(),
                        by_state[State::migrated], by_state[State::dual], by_state[State::source],
                        utc_timestamp(generated_at()));
-    std::map<std::int64_t, std::size_t> scheduled;
+    std::map<std::pair<std::int64_t, bool>, std::size_t> scheduled;  // (time, passed) -> users
     for (const auto& u : users)
-        if (u.scheduled_at) ++scheduled[u.scheduled_at];
-    for (const auto& [at, n] : scheduled)
-        out << fmt::format("# SCHEDULED: {} of these users change at {}: run this script at that time, not before\n"
-                           "# (Gmail forwards at once; the relays route them to the new system only from then on).\n",
-                           n, utc_timestamp(at));
+        if (u.scheduled_at) ++scheduled[{u.scheduled_at, u.schedule_passed}];
+    for (const auto& [when, n] : scheduled) {
+        const auto& [at, passed] = when;
+        if (passed)  // a weekend's script made after the instant: nothing to wait for
+            out << fmt::format("# SCHEDULED: {} of these users changed at {}, before this script was made: the\n"
+                               "# relays already route them to the new system, so run it now.\n",
+                               n, utc_timestamp(at));
+        else
+            out << fmt::format("# SCHEDULED: {} of these users change at {}: run this script at that time, not before\n"
+                               "# (Gmail forwards at once; the relays route them to the new system only from then on).\n",
+                               n, utc_timestamp(at));
+    }
 }
 
 // The comment line before a user's commands. Addresses in comments go through printable(): a
 // comment is not quoted, so nothing but plain ASCII may reach it.
 std::string user_comment(const ScriptUser& u, std::string_view note = {}) {
     return fmt::format("# {}: {}{}{}\n", printable(u.key), to_string(u.state),
-                       u.scheduled_at ? fmt::format(" (scheduled for {})", utc_timestamp(u.scheduled_at)) : std::string(),
+                       u.scheduled_at ? fmt::format(" (scheduled for {}{})", utc_timestamp(u.scheduled_at),
+                                                    u.schedule_passed ? ", in effect" : "")
+                                      : std::string(),
                        note);
 }
 

@@ -159,6 +159,19 @@ TEST_CASE("set keeps target and batch unless given; remove takes the aliases alo
     CHECK_THROWS_AS(tool::set(m.config, "x@contoso.com", "moved", std::nullopt, std::nullopt, out), tool::DataError);
 }
 
+// Trimmed first, an address of blanks read '' in the error, as if none had been given.
+TEST_CASE("an address or target of blanks only is named as given, and changes nothing") {
+    AdminMap m;
+    m.import_text(kSample);
+    const std::string before = m.export_text();
+    std::ostringstream out;
+    CHECK_THROWS_WITH(tool::set(m.config, " ", "migrated", std::nullopt, std::nullopt, out),
+                      "' ' is blank, not an address");
+    CHECK_THROWS_WITH(tool::set(m.config, "ann@contoso.com", "migrated", std::string(" \t"), std::nullopt, out),
+                      "target ' \t' is blank, not an address");
+    CHECK(m.export_text() == before);
+}
+
 TEST_CASE("set on an alias, alias to a missing user, and alias of a user are refused") {
     AdminMap m;
     m.import_text(kSample);

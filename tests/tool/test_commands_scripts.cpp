@@ -2,6 +2,7 @@
 // the selection (batch, state, a directory override's effective state, errors). The whole
 // output of a sample batch against a reviewed file is tests/tool/test_map_scripts.py.
 #include <catch2/catch.hpp>
+#include <cstdlib>
 
 #include <sstream>
 
@@ -95,10 +96,23 @@ TEST_CASE("commands: a batch scheduled for the weekend is scripted for the state
     r.pending_state = State::migrated;
     r.pending_at = 1796508000;  // 2026-12-05T22:00:00Z
     m.put("ann@contoso.com", r);
+    // The script's time (the header's "generated:") decides whether the instant has passed.
+    ::setenv("SOURCE_DATE_EPOCH", "1796500000", 1);  // 2026-12-05T19:46:40Z: before it
     const auto gam = m.run(ScriptSystem::gam, "wave1");
+    ::setenv("SOURCE_DATE_EPOCH", "1796508001", 1);  // a second after it
+    const auto after = m.run(ScriptSystem::gam, "wave1");
+    ::unsetenv("SOURCE_DATE_EPOCH");
     CHECK_THAT(gam, Catch::Contains("# ann@contoso.com: migrated (scheduled for 2026-12-05T22:00:00Z)\n"));
+    CHECK_THAT(gam, Catch::Contains("# SCHEDULED: 1 of these users change at 2026-12-05T22:00:00Z: run this script "
+                                    "at that time, not before\n"));
     CHECK_THAT(gam, Catch::Contains("forward on archive 'ann@o365.contoso.com'"));
     CHECK_THAT(gam, !Catch::Contains("forward off"));
+    // Made after the instant, the script says the change is in effect and is to be run now.
+    CHECK_THAT(after, Catch::Contains("# ann@contoso.com: migrated (scheduled for 2026-12-05T22:00:00Z, in effect)\n"));
+    CHECK_THAT(after, Catch::Contains("# SCHEDULED: 1 of these users changed at 2026-12-05T22:00:00Z, before this "
+                                      "script was made: the\n# relays already route them to the new system, so run it now.\n"));
+    CHECK_THAT(after, !Catch::Contains("not before"));
+    CHECK_THAT(after, Catch::Contains("forward on archive 'ann@o365.contoso.com'"));
 }
 
 TEST_CASE("commands: selection errors are data errors naming what") {

@@ -259,7 +259,19 @@ sfsistat on_eom(SMFICTX* ctx) {
 // holds with SMFIP_NR_DATA: smtpd flushes DATA when it hands the connection to cleanup
 // (milter8_send), and cleanup's headers and end of message wait behind it. So DATA is answered
 // over inet and inet6; over a unix socket (no Nagle) it is negotiated without a reply.
-sfsistat on_data(SMFICTX* ctx) noexcept { return continue_or_no_reply(existing_session(ctx), SMFIP_NR_DATA); }
+//
+// Where DATA is answered, a message without a recipient of a managed domain (all of them
+// foreign: a smart host's outbound mail) is accepted here: the milter has nothing to do at its
+// end (no trace header, no loop guard, no edit), and SMFIS_ACCEPT spares the rest of its milter
+// conversation. Postfix then sends this milter none of its headers and no end of message
+// (milter8.c: MILTER8_STAT_ACCEPT_MSG, "No more events for this message"), only an ABORT when
+// the transaction ends, and the next MAIL starts afresh. A session that could not be made
+// holds no recipient either (RCPT defers those it cannot store).
+sfsistat on_data(SMFICTX* ctx) noexcept {
+    const Session* s = existing_session(ctx);
+    if (s && (s->no_reply & SMFIP_NR_DATA)) return SMFIS_NOREPLY;
+    return s && s->message.managed() ? SMFIS_CONTINUE : SMFIS_ACCEPT;
+}
 
 sfsistat on_abort(SMFICTX* ctx) noexcept {
     if (Session* s = existing_session(ctx)) s->message.clear();
@@ -286,7 +298,8 @@ smfiDesc filter_description() {
     d.xxfi_version = SMFI_VERSION;
     d.xxfi_flags = SMFIF_ADDHDRS | SMFIF_DELRCPT | SMFIF_ADDRCPT_PAR;
     // MAIL only to reset per-message state (two messages in one session), RCPT to decide,
-    // DATA only to keep the TCP exchange in lock-step (see on_data), headers to count trace
+    // DATA to keep the TCP exchange in lock-step and to let go of a message with no managed
+    // recipient (see on_data), headers to count trace
     // headers, end of message to apply; abort/close to clean up. connect, helo, eoh, body and
     // unknown stay NULL: libmilter then asks Postfix not to send them (SMFIP_NO*). negotiate
     // asks for no reply where the answer is always "continue" (negotiation.hpp).

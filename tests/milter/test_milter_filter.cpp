@@ -375,6 +375,56 @@ TEST_CASE("negotiated: MAIL, headers (and DATA over a unix socket) get no reply;
     CHECK(ctx.priv == nullptr);
 }
 
+TEST_CASE("DATA lets go of a message with no managed recipient where it is answered; the next one is kept") {
+    FilterFixture f;
+    Ctx ctx;
+    unsigned long steps = 0;
+    REQUIRE(f.negotiate(ctx, "inet:8890@127.0.0.1", &steps) == SMFIS_CONTINUE);
+    REQUIRE((steps & SMFIP_NR_DATA) == 0);
+    // Only foreign recipients, and a managed one refused at RCPT: nothing to do at the end.
+    CHECK(f.mail(ctx) == SMFIS_NOREPLY);
+    CHECK(f.rcpt(ctx, "<zed@external.example>") == SMFIS_CONTINUE);
+    CHECK(f.rcpt(ctx, "<nobody@fabrikam.com>") == SMFIS_REJECT);
+    CHECK(f.data(ctx) == SMFIS_ACCEPT);
+    f.filter.xxfi_abort(&ctx);  // Postfix's milter8_abort when that transaction ends
+    // The next message of the session has a managed recipient: kept, and routed at its end.
+    CHECK(f.mail(ctx) == SMFIS_NOREPLY);
+    CHECK(f.rcpt(ctx, "<zed@external.example>") == SMFIS_CONTINUE);
+    CHECK(f.rcpt(ctx, "<ann@contoso.com>") == SMFIS_CONTINUE);
+    CHECK(f.data(ctx) == SMFIS_CONTINUE);
+    CHECK(f.header(ctx, "Subject") == SMFIS_NOREPLY);
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    CHECK(ctx.deleted == std::vector<std::string>{"<ann@contoso.com>"});
+    CHECK(has_trace_header(ctx));
+    f.close(ctx);
+}
+
+TEST_CASE("DATA without a reply (unix socket) or without negotiation") {
+    FilterFixture f;
+    SECTION("over a unix socket DATA has no reply, so it cannot accept: end of message does nothing") {
+        Ctx ctx;
+        REQUIRE(f.negotiate(ctx, "unix:/run/coexist/milter.sock") == SMFIS_CONTINUE);
+        CHECK(f.mail(ctx) == SMFIS_NOREPLY);
+        CHECK(f.rcpt(ctx, "<zed@external.example>") == SMFIS_CONTINUE);
+        CHECK(f.data(ctx) == SMFIS_NOREPLY);
+        CHECK(f.eom(ctx) == SMFIS_CONTINUE);
+        CHECK(ctx.headers.empty());
+        f.close(ctx);
+    }
+    SECTION("without negotiation (no session yet) a message with no managed recipient is let go") {
+        Ctx ctx;
+        CHECK(f.mail(ctx) == SMFIS_CONTINUE);
+        CHECK(f.rcpt(ctx, "<zed@external.example>") == SMFIS_CONTINUE);
+        CHECK(f.data(ctx) == SMFIS_ACCEPT);
+        CHECK(f.mail(ctx) == SMFIS_CONTINUE);
+        CHECK(f.rcpt(ctx, "<bob@contoso.com>") == SMFIS_CONTINUE);
+        CHECK(f.data(ctx) == SMFIS_CONTINUE);
+        CHECK(f.eom(ctx) == SMFIS_CONTINUE);
+        CHECK(has_trace_header(ctx));
+        f.close(ctx);
+    }
+}
+
 TEST_CASE("negotiation without memory for the session falls back to replying at every stage") {
     FilterFixture f;
     Ctx ctx;

@@ -281,6 +281,30 @@ class MilterThroughPostfix(unittest.TestCase):
         msg = self.sinks["google"].messages(r2.message_id)[0]
         self.assertEqual(len(msg.header_values("X-Coexist-Trace")), 1)
 
+    def test_outbound_message_let_go_at_data_and_the_next_one_routed(self):
+        # A message with no managed recipient is accepted at DATA (the milter is done with
+        # it; Postfix sends it no headers and no end of message, then ABORT). The session's
+        # next messages must still be routed, and the outbound one delivered unchanged.
+        trace = ("X-Coexist-Trace", "other.relay; id=1; Thu, 01 Jan 1970 00:00:00 +0000")
+        with self.relay.session() as s:
+            r1 = s.send(SENDER, ["zed@fabrikam.example"], extra_headers=[trace] * 3)
+            r2 = s.send(SENDER, ["ann@contoso.com"])
+            r3 = s.send(SENDER, ["yan@fabrikam.example", "bob@contoso.com"])
+            r4 = s.send(SENDER, ["xia@fabrikam.example"])
+            r5 = s.send(SENDER, ["ann@contoso.com"], extra_headers=[trace] * 3)  # a loop: refused
+        self.assertEqual(r5.data[0], 554, r5)
+        self.relay.wait_queue_empty()
+        self.assertEqual(self.where(r1), {"internet": ["zed@fabrikam.example"]})
+        self.assertEqual(self.where(r2), {"newsys": ["ann@o365.contoso.com"]})
+        self.assertEqual(self.where(r3), {"internet": ["yan@fabrikam.example"], "google": ["bob@contoso.com"]})
+        self.assertEqual(self.where(r4), {"internet": ["xia@fabrikam.example"]})
+        self.assertEqual(self.where(r5), {})
+        # The outbound messages pass as sent: their own trace headers, none added.
+        self.assertEqual(len(self.sinks["internet"].messages(r1.message_id)[0].header_values("X-Coexist-Trace")), 3)
+        self.assertEqual(self.sinks["internet"].messages(r4.message_id)[0].header_values("X-Coexist-Trace"), [])
+        self.assertEqual(len(self.sinks["newsys"].messages(r2.message_id)[0].header_values("X-Coexist-Trace")), 1)
+        self.assertEqual(len(self.sinks["google"].messages(r3.message_id)[0].header_values("X-Coexist-Trace")), 1)
+
     def test_startup_summary(self):
         self.assertRegex(self.milter.log(),
                          r"starting coexist-milter \S+: config=\S+coexist\.ini, map=\S+/map, "

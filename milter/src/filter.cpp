@@ -299,10 +299,10 @@ smfiDesc filter_description() {
     d.xxfi_flags = SMFIF_ADDHDRS | SMFIF_DELRCPT | SMFIF_ADDRCPT_PAR;
     // MAIL only to reset per-message state (two messages in one session), RCPT to decide,
     // DATA to keep the TCP exchange in lock-step and to let go of a message with no managed
-    // recipient (see on_data), headers to count trace
-    // headers, end of message to apply; abort/close to clean up. connect, helo, eoh, body and
-    // unknown stay NULL: libmilter then asks Postfix not to send them (SMFIP_NO*). negotiate
-    // asks for no reply where the answer is always "continue" (negotiation.hpp).
+    // recipient (see on_data), headers to count trace headers, end of message to apply;
+    // abort/close to clean up. connect, helo, eoh, body and unknown stay NULL: libmilter then
+    // asks Postfix not to send them (SMFIP_NO*). negotiate asks for no reply where the answer
+    // is always "continue" (negotiation.hpp).
     d.xxfi_negotiate = on_negotiate;
     d.xxfi_envfrom = on_envfrom;
     d.xxfi_envrcpt = on_envrcpt;

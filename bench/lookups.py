@@ -6,6 +6,8 @@ the shared rule of bench/), runs coexist-policyd (socketmap and policy listeners
 nobody`) and bench_null_lookup_server (the same protocols and answers from the key alone: the
 floor), and drives each with bench_load_client at 1, 8 and 64 connections, one request in flight
 per connection as Postfix's clients do. Every answer is checked; one wrong answer fails the run.
+Before anything is timed, coexist-policyd must tell a user of its map from one who is not
+(check_reads_map): the timed policy requests are all answered DUNNO, as the null server does.
 Rounds are interleaved (each round runs every case on both servers, back to back, the null
 server first in odd rounds and second in even ones) and the tables give medians; a ratio is the
 median of the per-round ratios, as the two servers of one round meet the same phase of the VM.
@@ -26,6 +28,7 @@ import argparse
 import datetime
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -65,6 +68,9 @@ path = {lab.path('map')}
 unknown_recipient = relay
 [domain contoso.com]
 routing_domain = o365.contoso.com
+[domain fabrikam.com]
+routing_domain = fabrikam.onmicrosoft.com
+unknown_recipient = reject
 [policyd]
 user = nobody
 policy_socket = inet:{ports['policy']}@127.0.0.1
@@ -84,6 +90,52 @@ def build_map(lab, build, ini, users):
     elapsed = time.monotonic() - start
     os.unlink(csv)
     return elapsed
+
+
+# Answers that only a server that reads the map can give (check_reads_map): every timed request
+# is for a known contoso.com user, which the policy service answers DUNNO whatever its state.
+KNOWN, UNKNOWN = "anna@fabrikam.com", "ghost@fabrikam.com"  # fabrikam.com: unknown_recipient = reject
+
+
+def add_known_user(build, ini):
+    tool = os.path.join(build, "maps", "coexist-map")
+    subprocess.run([tool, "-c", ini, "set", KNOWN, "migrated"], check=True, capture_output=True)
+
+
+def ask(port, request, complete):
+    """One request on its own connection; the reply once complete(reply) holds (10 s at most)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        reply = b""
+        while not complete(reply):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return reply.decode("ascii", "replace")
+
+
+def check_reads_map(policy_port, socketmap_port):
+    """coexist-policyd must tell a user of its map from one who is not, before anything is timed:
+    the timed policy requests all get DUNNO, which a server that never read the map would give too.
+    Raises RuntimeError on any other answer."""
+    def policy(rcpt):
+        return ask(policy_port, f"request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient={rcpt}\n\n".encode(),
+                   lambda r: r.endswith(b"\n\n"))
+
+    def netstring(text):
+        return f"{len(text)}:{text},"
+
+    def socketmap(key):
+        return ask(socketmap_port, netstring(f"virtual {key}").encode(), lambda r: r.endswith(b","))
+    answers = {("policy", KNOWN): policy(KNOWN), ("policy", UNKNOWN): policy(UNKNOWN),
+               ("socketmap", KNOWN): socketmap(KNOWN), ("socketmap", UNKNOWN): socketmap(UNKNOWN)}
+    wanted = {("policy", KNOWN): "action=DUNNO\n\n", ("policy", UNKNOWN): "action=550 ",
+              ("socketmap", KNOWN): netstring("OK anna@fabrikam.onmicrosoft.com"),
+              ("socketmap", UNKNOWN): netstring("NOTFOUND ")}
+    wrong = {k: v for k, v in answers.items() if not v.startswith(wanted[k])}
+    if wrong:
+        raise RuntimeError(f"coexist-policyd does not answer from its map: {wrong} (wanted {wanted})")
 
 
 def run_client(build, client_pin, protocol, address, connections, requests, users):
@@ -235,6 +287,7 @@ def main():
         ports = {k: lab.free_port() for k in ("policy", "socketmap", "null_policy", "null_socketmap")}
         ini = write_config(lab, ports)
         import_seconds = build_map(lab, args.build, ini, args.users)
+        add_known_user(args.build, ini)
         print(f"map: {args.users} users imported in {import_seconds:.1f} s", file=sys.stderr)
         policyd = lab.spawn("policyd", server_pin + [os.path.join(args.build, "policyd", "coexist-policyd"),
                                                      "-c", ini])
@@ -249,6 +302,7 @@ def main():
             ("null", "socketmap"): f"inet:127.0.0.1:{ports['null_socketmap']}",
             ("null", "policy"): f"inet:127.0.0.1:{ports['null_policy']}",
         }
+        check_reads_map(ports["policy"], ports["socketmap"])
         # Warm-up: every page of the map in the page cache, both servers' code paths once.
         run_mdb_get(args.build, client_pin, lab.path("map"), args.users, args.users)
         for (server, protocol), addr in address.items():

@@ -16,7 +16,8 @@ inline constexpr unsigned long kRequiredActions = SMFIF_ADDHDRS | SMFIF_DELRCPT 
 // The stages whose answer can be "continue" (MAIL only resets the message, headers are only
 // counted, DATA at most lets go of a message with no managed recipient, which only saves
 // work): with these flags Postfix sends them without waiting for a reply (milter8.c,
-// skip_reply), so a message costs one round trip per recipient and one at end of message.
+// skip_reply), so a message costs one round trip per recipient, one at end of message and,
+// over TCP, one for DATA (filter.cpp, on_data).
 // RCPT (reject, tempfail) and end of message (the edits) keep their replies.
 inline constexpr unsigned long kNoReplyStages = SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_DATA;
 

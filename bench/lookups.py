@@ -123,11 +123,11 @@ def check_reads_map(policy_port, socketmap_port):
         return ask(policy_port, f"request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient={rcpt}\n\n".encode(),
                    lambda r: r.endswith(b"\n\n"))
 
-    def netstring(text):
-        return f"{len(text)}:{text},"
+    def netstring(text):  # as the answer is compared: text
+        return flood.netstring(text).decode()
 
     def socketmap(key):
-        return ask(socketmap_port, netstring(f"virtual {key}").encode(), lambda r: r.endswith(b","))
+        return ask(socketmap_port, flood.netstring(f"virtual {key}"), lambda r: r.endswith(b","))
     answers = {("policy", KNOWN): policy(KNOWN), ("policy", UNKNOWN): policy(UNKNOWN),
                ("socketmap", KNOWN): socketmap(KNOWN), ("socketmap", UNKNOWN): socketmap(UNKNOWN)}
     wanted = {("policy", KNOWN): "action=DUNNO\n\n", ("policy", UNKNOWN): "action=550 ",

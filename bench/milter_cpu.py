@@ -199,6 +199,11 @@ CONFIGS = ("coexist", "null-nr", "null-nr-header")
 LOADS = (("managed", False), ("managed", True), ("outbound", False), ("outbound", True))
 
 
+def load_key(load, paced):
+    """A load's name in the results and the table: "managed", "managed, paced", ..."""
+    return f"{load}, paced" if paced else load
+
+
 def markdown(command, setup, results, elapsed):
     def us(seconds):
         return f"{seconds * 1e6:.0f}"
@@ -220,7 +225,7 @@ def markdown(command, setup, results, elapsed):
              "coexist / null | per round | coexist / null + header |",
              "|---|---|---|---|---|---|---|"]
     for load, paced in LOADS:
-        key = f"{load}{', paced' if paced else ''}"
+        key = load_key(load, paced)
         r = results[key]
         ratio, per_round = paired_ratio(r["coexist"], r["null-nr"])
         ratio_h, _ = paired_ratio(r["coexist"], r["null-nr-header"])
@@ -272,14 +277,14 @@ def main():
         steps = {c: MilterConnection(ports[c]).steps for c in CONFIGS}
         if len(set(steps.values())) != 1:
             raise WrongAnswer(f"the milters negotiate differently: {steps}")
-        results = {f"{load}{', paced' if paced else ''}": {c: [] for c in CONFIGS} for load, paced in LOADS}
+        results = {load_key(load, paced): {c: [] for c in CONFIGS} for load, paced in LOADS}
         first_user = 0
         for r in range(rounds):
             for load, paced in LOADS:
                 order = CONFIGS[r % 3:] + CONFIGS[:r % 3]  # each configuration first in turn
                 for c in order:
                     cpu = run(c, pids[c], ports[c], load, paced, messages, first_user)
-                    results[f"{load}{', paced' if paced else ''}"][c].append(cpu)
+                    results[load_key(load, paced)][c].append(cpu)
                     print(f"round {r + 1}, {load}{' paced' if paced else ''}: {c} {cpu * 1e6:.0f} us/msg",
                           file=sys.stderr, flush=True)
                 first_user += messages

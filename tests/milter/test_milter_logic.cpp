@@ -2,6 +2,10 @@
 // plan of envelope edits, replies and log lines, the protocol negotiated with the MTA.
 #include <catch2/catch.hpp>
 
+#include <ctime>
+#include <string>
+#include <vector>
+
 #include "esmtp_params.hpp"
 #include "message_plan.hpp"
 #include "negotiation.hpp"
@@ -88,6 +92,23 @@ TEST_CASE("trace headers are counted case-insensitively, other headers not") {
 
 TEST_CASE("trace header value names host, queue id and time") {
     CHECK(trace_header_value("relay.example", "4AbC", 0) == "relay.example; id=4AbC; Thu, 01 Jan 1970 00:00:00 +0000");
+}
+
+TEST_CASE("trace header date reads as strftime writes it in the C locale") {
+    // The value is formatted by hand (no locale lookups per message); strftime is the reference.
+    // Every 61 hours and 7 seconds from 1970 to 2100, and the edges of the years 9999 and 10000.
+    std::vector<std::time_t> times;
+    for (std::time_t t = 0; t < 4102444800; t += 61 * 3600 + 7) times.push_back(t);
+    for (std::time_t t : {std::time_t{951782400}, std::time_t{253402300799}, std::time_t{253402300800}})
+        times.push_back(t);
+    for (const std::time_t t : times) {
+        std::tm tm{};
+        REQUIRE(::gmtime_r(&t, &tm) != nullptr);
+        char date[64];
+        const std::size_t n = std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+        INFO("time " << t);
+        REQUIRE(trace_header_value("h", "q", t) == "h; id=q; " + std::string(date, n));
+    }
 }
 
 TEST_CASE("the plan: rewrite deletes as received and adds, dual only adds, relay nothing") {

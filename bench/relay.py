@@ -466,6 +466,11 @@ def done_when(summaries, negotiation, missing):
                 ratio, per_round = paired_ratio(m["runs"], h["runs"])
                 row(f"(reading aid) coexist-milter msgs/s vs {CONFIG_TITLES['null-milter-nr-header']}", load_key,
                     f"{m['rate']:.0f}", f"{h['rate']:.0f}", ratio, per_round, "-", None)
+                ratio, per_round = paired_ratio([r["coexist-milter"] for r in m["cpu_runs"]],
+                                                [r["null-milter-nr-header"] for r in h["cpu_runs"]])
+                row(f"(reading aid) coexist-milter CPU/msg vs {CONFIG_TITLES['null-milter-nr-header']}", load_key,
+                    f"{fmt_ms(m['cpu']['coexist-milter'])} ms", f"{fmt_ms(h['cpu']['null-milter-nr-header'])} ms",
+                    ratio, per_round, "-", None)
         if "socketmap" in s and "null-socketmap" in s:
             m, n = s["socketmap"], s["null-socketmap"]
             ratio, per_round = paired_ratio(m["runs"], n["runs"])

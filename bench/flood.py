@@ -33,17 +33,24 @@ def netstring(text):
     return str(len(data)).encode() + b":" + data + b","
 
 
+def ask(port, request, complete, timeout):
+    """One request on a connection of its own to 127.0.0.1:port; returns the reply (bytes) once
+    complete(reply) holds or the server closes. timeout: seconds, for the connect and each read."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        c.sendall(request)
+        reply = b""
+        while not complete(reply):
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return reply
+
+
 def probe(port):
     """One newcomer: connect, ask, read the whole answer. Returns the wait in seconds."""
     start = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT) as c:
-        c.sendall(netstring(f"virtual {PROBE_KEY}"))
-        answer = b""
-        while len(answer) < len(PROBE_ANSWER):
-            chunk = c.recv(len(PROBE_ANSWER) - len(answer))
-            if not chunk:
-                break
-            answer += chunk
+    answer = ask(port, netstring(f"virtual {PROBE_KEY}"), lambda r: len(r) >= len(PROBE_ANSWER), PROBE_TIMEOUT)
     if answer != PROBE_ANSWER:
         raise RuntimeError(f"newcomer on port {port}: answer {answer!r}, expected {PROBE_ANSWER!r}")
     return time.monotonic() - start

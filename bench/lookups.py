@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -103,16 +102,8 @@ def add_known_user(build, ini):
 
 
 def ask(port, request, complete):
-    """One request on its own connection; the reply once complete(reply) holds (10 s at most)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(request)
-        reply = b""
-        while not complete(reply):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.decode("ascii", "replace")
+    """flood.ask with 10 s a read; the reply as text."""
+    return flood.ask(port, request, complete, 10).decode("ascii", "replace")
 
 
 def check_reads_map(policy_port, socketmap_port):

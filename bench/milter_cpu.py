@@ -285,7 +285,7 @@ def main():
                 for c in order:
                     cpu = run(c, pids[c], ports[c], load, paced, messages, first_user)
                     results[load_key(load, paced)][c].append(cpu)
-                    print(f"round {r + 1}, {load}{' paced' if paced else ''}: {c} {cpu * 1e6:.0f} us/msg",
+                    print(f"round {r + 1}, {load_key(load, paced)}: {c} {cpu * 1e6:.0f} us/msg",
                           file=sys.stderr, flush=True)
                 first_user += messages
     text = markdown(command, setup, results, time.monotonic() - started)

@@ -434,6 +434,12 @@ def markdown(args, command, setup, loads, summaries, negotiation, runtime, missi
     return "\n".join(lines) + "\n"
 
 
+def cpu_ratio(milter, floor, floor_daemon):
+    """coexist-milter's CPU per message against floor_daemon's, paired round by round."""
+    return paired_ratio([r["coexist-milter"] for r in milter["cpu_runs"]],
+                        [r[floor_daemon] for r in floor["cpu_runs"]])
+
+
 def done_when(summaries, negotiation, missing):
     out = ["### Done when (issue 13)", "",
            "The ratio is the median of the per-round ratios (each round runs coexist and its floor "
@@ -454,8 +460,7 @@ def done_when(summaries, negotiation, missing):
             ratio, per_round = paired_ratio(m["runs"], n["runs"])
             row(f"coexist-milter msgs/s vs {CONFIG_TITLES[same]}", load_key, f"{m['rate']:.0f}", f"{n['rate']:.0f}",
                 ratio, per_round, ">= 0.95", ratio >= 0.95)
-            ratio, per_round = paired_ratio([r["coexist-milter"] for r in m["cpu_runs"]],
-                                            [r[same] for r in n["cpu_runs"]])
+            ratio, per_round = cpu_ratio(m, n, same)
             row(f"coexist-milter CPU/msg vs {CONFIG_TITLES[same]}", load_key,
                 f"{fmt_ms(m['cpu']['coexist-milter'])} ms", f"{fmt_ms(n['cpu'][same])} ms", ratio, per_round,
                 "<= 1.1", ratio <= 1.1)
@@ -466,8 +471,7 @@ def done_when(summaries, negotiation, missing):
                 ratio, per_round = paired_ratio(m["runs"], h["runs"])
                 row(f"(reading aid) coexist-milter msgs/s vs {CONFIG_TITLES['null-milter-nr-header']}", load_key,
                     f"{m['rate']:.0f}", f"{h['rate']:.0f}", ratio, per_round, "-", None)
-                ratio, per_round = paired_ratio([r["coexist-milter"] for r in m["cpu_runs"]],
-                                                [r["null-milter-nr-header"] for r in h["cpu_runs"]])
+                ratio, per_round = cpu_ratio(m, h, "null-milter-nr-header")
                 row(f"(reading aid) coexist-milter CPU/msg vs {CONFIG_TITLES['null-milter-nr-header']}", load_key,
                     f"{fmt_ms(m['cpu']['coexist-milter'])} ms", f"{fmt_ms(h['cpu']['null-milter-nr-header'])} ms",
                     ratio, per_round, "-", None)

@@ -96,7 +96,8 @@ TEST_CASE("trace header value names host, queue id and time") {
 
 TEST_CASE("trace header date reads as strftime writes it in the C locale") {
     // The value is formatted by hand (no locale lookups per message); strftime is the reference.
-    // Every 61 hours and 7 seconds from 1970 to 2100, and the edges of the years 9999 and 10000.
+    // Every 61 hours and 7 seconds from 1970 to 2100, 29 February 2000, and the edges of the
+    // years 9999 and 10000.
     std::vector<std::time_t> times;
     for (std::time_t t = 0; t < 4102444800; t += 61 * 3600 + 7) times.push_back(t);
     for (std::time_t t : {std::time_t{951782400}, std::time_t{253402300799}, std::time_t{253402300800}})

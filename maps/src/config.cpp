@@ -14,6 +14,8 @@
 #include <ini.h>
 #include <map>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "coexist/address.hpp"
 #include "coexist/socket_spec.hpp"
@@ -79,7 +81,7 @@ std::optional<std::string> parse_bool(std::string_view v, bool& out) {
     const std::string s = lowercase_ascii(v);
     if (s == "yes" || s == "true" || s == "on" || s == "1") { out = true; return std::nullopt; }
     if (s == "no" || s == "false" || s == "off" || s == "0") { out = false; return std::nullopt; }
-    return "expected yes or no, got '" + std::string(v) + "'";
+    return "expected yes or no (or true/false, on/off, 1/0), got '" + std::string(v) + "'";
 }
 
 template <typename T>
@@ -405,6 +407,12 @@ KeyTable keys_for(ParseState& st, std::string_view section, DomainConfig* domain
     return {};
 }
 
+// The sections with a fixed name; every other must be [domain NAME].
+bool fixed_section(std::string_view section) {
+    return section == "map" || section == "routing" || section == "milter" || section == "policyd" ||
+           section == "directory";
+}
+
 DomainConfig* domain_section(ParseState& st, std::string_view section) {
     constexpr std::string_view prefix = "domain ";
     if (section.substr(0, prefix.size()) != prefix) return nullptr;
@@ -422,9 +430,7 @@ int on_key(void* user, const char* section, const char* name, const char* value)
     try {
         std::string_view sec(section);
         DomainConfig* domain = nullptr;
-        const bool known_section =
-            sec == "map" || sec == "routing" || sec == "milter" || sec == "policyd" || sec == "directory";
-        if (!known_section) {
+        if (!fixed_section(sec)) {
             domain = domain_section(st, sec);
             if (!domain) {
                 st.fail(name, "unknown section [" + std::string(sec) + "]");
@@ -471,6 +477,10 @@ struct LineSource {
     std::size_t pos = 0;
     int* line;
     int* header_line;  // set to the line of every "[section]" line
+    // Every "[section]" line: its line and name. inih tells on_key only of sections that hold
+    // a key, so an empty one (a misspelt [milterr], a [domain] left without its keys) is
+    // checked from here.
+    std::vector<std::pair<int, std::string>>* headers;
 };
 
 char* read_line(char* buf, int size, void* stream) {
@@ -487,7 +497,13 @@ char* read_line(char* buf, int size, void* stream) {
     else if (src.pos + len == src.text.size()) ++*src.line;
     const std::string_view read(buf, len);
     const auto first = read.find_first_not_of(" \t");
-    if (first != std::string_view::npos && read[first] == '[') *src.header_line = *src.line;
+    if (first != std::string_view::npos && read[first] == '[') {
+        *src.header_line = *src.line;
+        // The name as inih takes it: up to the first ']' (a line without one is inih's error).
+        const auto close = read.find(']', first);
+        if (close != std::string_view::npos)
+            src.headers->emplace_back(*src.line, std::string(read.substr(first + 1, close - first - 1)));
+    }
     src.pos += len;
     return buf;
 }
@@ -509,6 +525,22 @@ void validate_directory(ParseState& st) {
     if (!d.state_attribute.empty() && (!d.migrated_group.empty() || !d.dual_group.empty()))
         throw ConfigError(st.file, st.line, "state_attribute",
                           "give either state_attribute or migrated_group/dual_group, not both");
+}
+
+// Sections that hold no key: a fixed one is fine (all defaults), any other is an error, as it
+// would be with a key in it.
+void validate_empty_sections(ParseState& st, const std::vector<std::pair<int, std::string>>& headers) {
+    for (const auto& [line, section] : headers) {
+        if (fixed_section(section)) continue;
+        constexpr std::string_view prefix = "domain ";
+        std::string name;
+        if (std::string_view(section).substr(0, prefix.size()) != prefix ||
+            parse_domain_name(std::string_view(section).substr(prefix.size()), name))
+            throw ConfigError(st.file, line, "", "unknown section [" + section + "]");
+        if (std::none_of(st.config.domains.begin(), st.config.domains.end(),
+                         [&](const DomainConfig& d) { return d.name == name; }))
+            throw ConfigError(st.file, line, "routing_domain", "missing in [" + section + "]");
+    }
 }
 
 void validate(ParseState& st) {
@@ -549,6 +581,7 @@ Config parse_with(LineSource src, ParseState& st) {
     if (st.error) throw *st.error;
     if (rc > 0) throw ConfigError(st.file, rc, "", "syntax error (expected [section] or key = value)");
     if (rc < 0) throw ConfigError(st.file, 0, "", "cannot read the file");
+    validate_empty_sections(st, *src.headers);
     validate(st);
     return std::move(st.config);
 }
@@ -559,7 +592,8 @@ Config parse_config(std::string_view text, const std::string& name) {
     ParseState st;
     st.file = name;
     st.config.source = name;
-    return parse_with(LineSource{text, 0, &st.line, &st.header_line}, st);
+    std::vector<std::pair<int, std::string>> headers;
+    return parse_with(LineSource{text, 0, &st.line, &st.header_line, &headers}, st);
 }
 
 Config load_config(const std::string& path) {

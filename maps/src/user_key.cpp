@@ -19,6 +19,33 @@ KeyError blank_input(std::string_view what, std::string_view given) {
     return KeyError{fmt::format("{}'{}' is blank, not an address", what, given)};
 }
 
+// True when the local part holds an '@' outside quotes. parse_address(), as Postfix, takes the
+// last '@' for the domain's, so "ann@@contoso.com" is the user "ann@": what a recipient's
+// address may be, but from an admin's hand (a CSV cell, a command line) a typo. A local part
+// that really holds an '@' is written quoted ("ann@x"@contoso.com), and export writes it so.
+bool unquoted_at_in_local_part(std::string_view address) {
+    if (!address.empty() && address.front() == '<') address.remove_prefix(1);
+    if (!address.empty() && address.front() == '@') {  // a source route, "@a,@b:ann@contoso.com"
+        const auto colon = address.find(':');
+        if (colon == std::string_view::npos) return false;
+        address.remove_prefix(colon + 1);
+    }
+    int unquoted_ats = 0;
+    bool in_quote = false;
+    for (std::size_t i = 0; i < address.size(); ++i) {
+        const char c = address[i];
+        if (c == '"') in_quote = !in_quote;
+        else if (in_quote && c == '\\') ++i;
+        else if (!in_quote && c == '@') ++unquoted_ats;
+    }
+    return unquoted_ats > 1;
+}
+
+KeyError at_in_local_part(std::string_view what, std::string_view address) {
+    return KeyError{fmt::format("{}'{}' has an '@' in its local part (one that belongs there is quoted: "
+                                "\"local@part\"@domain)", what, address)};
+}
+
 }  // namespace
 
 std::variant<std::string, KeyError> admin_user_key(const Config& config, std::string_view address) {
@@ -29,6 +56,7 @@ std::variant<std::string, KeyError> admin_user_key(const Config& config, std::st
     // Messages are built with fmt, not `"literal" + std::string`: GCC 12 at -O3 reports a false
     // -Wrestrict inside libstdc++'s basic_string insert for that form.
     if (!a) return KeyError{fmt::format("'{}' is not a valid address", address)};
+    if (unquoted_at_in_local_part(address)) return at_in_local_part("", address);
     const DomainConfig* d = config.find_domain(a->domain);
     if (!d) return KeyError{fmt::format("'{}' is not in a managed domain", address)};
     // No check for the recipient delimiter: route() looks the whole local part up first, as
@@ -48,6 +76,7 @@ std::variant<std::string, KeyError> admin_target(const Config& config, std::stri
     if (address.empty() && !given.empty()) return blank_input("target ", given);
     const auto a = parse_address(address);
     if (!a) return KeyError{fmt::format("target '{}' is not a valid address", address)};
+    if (unquoted_at_in_local_part(address)) return at_in_local_part("target ", address);
     if (config.find_domain(a->domain))
         return KeyError{fmt::format("target '{}' is in a managed domain: mail would loop", address)};
     // Stored in external form, as a virtual_alias_maps result is (mail_addr_find(3)).

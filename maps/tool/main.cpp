@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "coexist/config.hpp"
+#include "coexist/log_text.hpp"
 #include "coexist/map_reader.hpp"
 #include "check_command.hpp"
 #include "commands.hpp"
@@ -108,6 +109,16 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
+        // A misspelt command is left over as an extra argument, and CLI11 then says only "A
+        // subcommand is required": name it instead.
+        if (dynamic_cast<const CLI::RequiredError*>(&e)) {
+            const CLI::App& level = batch_cmd->parsed() ? *batch_cmd : app;
+            if (const auto extra = level.remaining(); !extra.empty()) {
+                std::cerr << "unknown " << (&level == &app ? "command" : "batch command") << " '"
+                          << printable(extra.front()) << "'\nRun with --help for more information.\n";
+                return kUsage;
+            }
+        }
         const int rc = app.exit(e);
         return rc == 0 ? kOk : kUsage;
     }

@@ -6,7 +6,9 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <string>
+#include <system_error>
 
 #include "coexist/accounts.hpp"
 #include "coexist/config.hpp"
@@ -61,6 +63,14 @@ std::string domain_summary(const Config& config) {
     return out.empty() ? "(none)" : out;
 }
 
+// The configuration file as the log should name it: absolute, so that a relative -c given from
+// some directory still says which file (the path as given when the directory is unknown).
+std::string absolute_path(const std::string& path) {
+    std::error_code ec;
+    const auto absolute = std::filesystem::absolute(path, ec);
+    return ec ? path : absolute.lexically_normal().string();
+}
+
 // `user`: whom the milter serves as: the run-as user after a drop from root, else the invoking one.
 void log_summary(const Options& options, const Config& config, MapReader& map, const std::string& user) {
     std::string users;
@@ -73,7 +83,7 @@ void log_summary(const Options& options, const Config& config, MapReader& map, c
     }
     log_info("starting coexist-milter {}: config={}, map={}, users={}, domains={}, socket={}, "
              "user={}, loop_limit={}, metrics={}, shadow={} (SIGHUP is ignored: restart to apply "
-             "configuration changes)", COEXIST_VERSION, options.config, config.map_path, users,
+             "configuration changes)", COEXIST_VERSION, absolute_path(options.config), config.map_path, users,
              domain_summary(config), config.milter.socket.spec, user,
              config.loop_limit, config.milter.metrics_listen.empty() ? "off" : config.milter.metrics_listen,
              config.shadow ? "yes" : "no");

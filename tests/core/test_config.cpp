@@ -97,6 +97,19 @@ TEST_CASE("config errors name file, line and key") {
     expect_error(kDomain + "aliases = not_a domain!\n", 3, "aliases", "not a domain");
 }
 
+TEST_CASE("a section without keys is checked too") {
+    // inih reports only keys: an empty misspelt section would otherwise pass unnoticed.
+    expect_error(kDomain + "[milterr]\n", 3, "", "unknown section [milterr]");
+    expect_error(kDomain + "[milterr]\n; only a comment\n[map]\n", 3, "", "unknown section [milterr]");
+    expect_error(kDomain + "[ milter ]\n", 3, "", "unknown section [ milter ]");
+    expect_error(kDomain + "[domain not a domain!]\n", 3, "", "unknown section [domain not a domain!]");
+    // A [domain] left without its keys manages nothing: its routing_domain is missing.
+    expect_error(kDomain + "[domain contoso.net]\n", 3, "routing_domain", "missing in [domain contoso.net]");
+    // Empty sections with fixed names take every default; an empty repeat of a domain is fine.
+    const Config c = parse_config(kDomain + "[milter]\n[policyd]\n[map]\n[routing]\n[domain contoso.com]\n", "ok.ini");
+    CHECK(c.domains.size() == 1);
+}
+
 TEST_CASE("metrics_listen and shadow: defaults, accepted values, errors") {
     const Config d = parse_config(kDomain, "coexist.ini");
     CHECK(d.milter.metrics_listen.empty());  // off by default

@@ -89,6 +89,16 @@ TEST_CASE("export quotes what needs quoting and import reads it back") {
     CHECK(fresh.export_text() == exported);
 }
 
+TEST_CASE("a quoted '@' in a local part is an address, and export writes it quoted again") {
+    AdminMap m;
+    m.import_text("address\n\"\"\"a@b\"\"@contoso.com\"\n");
+    const std::string exported = m.export_text();
+    CHECK(exported == "address,state,target,batch,aliases\n\"\"\"a@b\"\"@contoso.com\",migrated,,,\n");
+    AdminMap fresh;
+    fresh.import_text(exported);
+    CHECK(fresh.export_text() == exported);
+}
+
 TEST_CASE("--batch names rows that have no batch") {
     AdminMap m;
     m.import_text("address\nann@contoso.com\nbob@contoso.com\n", std::string("wave3"));
@@ -111,6 +121,10 @@ TEST_CASE("one bad row fails the whole import with FILE:LINE and leaves the map 
         {"address,state\nnew@contoso.com,gone\n", "bad.csv:2: unknown state 'gone'"},
         {"address,target\nnew@contoso.com,back@contoso.com\n", "bad.csv:2: target 'back@contoso.com' is in a managed domain"},
         {"address,target\nnew@contoso.com,not-an-address\n", "bad.csv:2: target 'not-an-address' is not a valid address"},
+        {"address,state\nnew@contoso.com,migrated\nbad@@contoso.com,migrated\n",
+         "bad.csv:3: 'bad@@contoso.com' has an '@' in its local part"},
+        {"address,target\nnew@contoso.com,new@@contoso.onmicrosoft.com\n",
+         "bad.csv:2: target 'new@@contoso.onmicrosoft.com' has an '@' in its local part"},
         {"address\nnew@contoso.com\nNEW@contoso.com\n", "bad.csv:3: new@contoso.com is listed twice (first on line 2)"},
         {"address\nnew@contoso.com\nnew@contoso.net\n", "bad.csv:3: new@contoso.com is listed twice"},
         {"address,aliases\nnew@contoso.com,n1@contoso.com\nnew2@contoso.com,n1@contoso.com\n", "bad.csv:3: alias n1@contoso.com is listed twice"},

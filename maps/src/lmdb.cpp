@@ -85,12 +85,22 @@ Environment::Environment(const std::string& path, unsigned flags, std::size_t ma
         check_mdb(mdb_env_set_maxdbs(env_, kMaxNamedDatabases), "mdb_env_set_maxdbs");
         check_mdb(mdb_env_set_maxreaders(env_, kMaxReaders), "mdb_env_set_maxreaders");
         if (map_size) check_mdb(mdb_env_set_mapsize(env_, map_size), "mdb_env_set_mapsize");
-        // 0640 for data, lock file created the same; coexist-map fixes group modes afterwards.
-        const int rc = mdb_env_open(env_, path.c_str(), flags | MDB_NOTLS, 0640);
-        // LMDB's own codes are about the data file; errno codes may be about lock.mdb too.
-        const bool data_file_bad = rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED;
-        check_mdb(rc, ("open " + path + (data_file_bad ? "/data.mdb" : "")).c_str());
-        repair_map_files(path);
+        {
+            // As the directory's owner where root would otherwise open files that owner can
+            // replace (map_files.hpp); the two files must be regular, not links to elsewhere.
+            const MapOwnerIdentity as_owner(path);
+            refuse_irregular_map_files(path);
+            // 0640 for data, lock file created the same; coexist-map fixes group modes afterwards.
+            const int rc = mdb_env_open(env_, path.c_str(), flags | MDB_NOTLS, 0640);
+            // LMDB's own codes are about the data file; errno codes may be about lock.mdb too.
+            const bool data_file_bad = rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED;
+            std::string what = "open " + path + (data_file_bad ? "/data.mdb" : "");
+            if (rc == EACCES && as_owner.acting_as())
+                what += " (as its directory's owner, uid " + std::to_string(*as_owner.acting_as()) +
+                        ", as root always does there: the map's files must be that owner's)";
+            check_mdb(rc, what.c_str());
+            repair_map_files(path);
+        }
         check_data_file();
     } catch (...) {
         mdb_env_close(env_);

@@ -1,5 +1,6 @@
 #include "map_files.hpp"
 
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,12 +29,45 @@ void repair_map_files(const std::string& dir) noexcept {
     struct stat d{};
     if (::stat(dir.c_str(), &d) != 0) return;
     for (const auto& [name, mode] : {std::pair{"/data.mdb", 0640}, std::pair{"/lock.mdb", 0660}}) {
+        // By path, not through a descriptor of our own: closing any descriptor of lock.mdb
+        // would drop every fcntl lock this process holds on it, LMDB's included (see
+        // map_reader.cpp). lstat and lchown do not follow a link; chmod would, but a link
+        // swapped in after the lstat is one only the directory's owner can make, and the
+        // caller acts as that owner then (MapOwnerIdentity).
         const std::string file = dir + name;
         struct stat f{};
-        if (::stat(file.c_str(), &f) != 0) continue;
-        if (f.st_gid != d.st_gid && ::chown(file.c_str(), static_cast<uid_t>(-1), d.st_gid) != 0) continue;
+        if (::lstat(file.c_str(), &f) != 0 || !S_ISREG(f.st_mode)) continue;
+        if (f.st_gid != d.st_gid && ::lchown(file.c_str(), static_cast<uid_t>(-1), d.st_gid) != 0) continue;
         if ((f.st_mode & 07777) != static_cast<mode_t>(mode)) (void)::chmod(file.c_str(), static_cast<mode_t>(mode));
     }
+}
+
+void refuse_irregular_map_files(const std::string& dir) {
+    for (const char* name : {"/data.mdb", "/lock.mdb"}) {
+        struct stat f{};
+        if (::lstat((dir + name).c_str(), &f) != 0) continue;
+        if (!S_ISREG(f.st_mode))
+            throw MapUnavailable(dir + name + " is not a regular file" +
+                                 (S_ISLNK(f.st_mode) ? " but a symbolic link" : "") + ": not opened");
+    }
+}
+
+MapOwnerIdentity::MapOwnerIdentity(const std::string& dir) noexcept {
+    if (::geteuid() != 0) return;
+    struct stat d{};
+    if (::stat(dir.c_str(), &d) != 0 || d.st_uid == 0) return;
+    old_gid_ = static_cast<gid_t>(::setfsgid(d.st_gid));
+    old_uid_ = static_cast<uid_t>(::setfsuid(d.st_uid));
+    // setfsuid() returns the previous value whether or not it succeeded: ask again to know.
+    uid_ = d.st_uid;
+    switched_ = static_cast<uid_t>(::setfsuid(static_cast<uid_t>(-1))) == d.st_uid;
+    if (!switched_) (void)::setfsgid(old_gid_);
+}
+
+MapOwnerIdentity::~MapOwnerIdentity() {
+    if (!switched_) return;
+    (void)::setfsuid(old_uid_);
+    (void)::setfsgid(old_gid_);
 }
 
 }  // namespace coexist

@@ -18,8 +18,37 @@ namespace coexist {
 void create_map_directory(const std::string& dir, std::optional<gid_t> group);
 
 // Gives data.mdb (0640) and lock.mdb (0660) the directory's group. Best effort and cheap when
-// nothing is to be done (two stats): only the owner or root may change them, and a failure here
-// must not stop a lookup that may still work. Never throws.
+// nothing is to be done (two lstats): only the owner or root may change them, and a failure
+// here must not stop a lookup that may still work. Changes only regular files, never what a
+// symbolic link points at. Never throws.
 void repair_map_files(const std::string& dir) noexcept;
+
+// Throws MapUnavailable when data.mdb or lock.mdb exists but is not a regular file (a symbolic
+// link, a FIFO, a directory): LMDB would open whatever it points at, and write its lock header
+// into it. A missing file is fine (LMDB creates it).
+void refuse_irregular_map_files(const std::string& dir);
+
+// While alive, the calling thread opens and creates files as the map directory's owner
+// (setfsuid(2), setfsgid(2)) when the process runs as root and that owner is not root: on a
+// directory-fed relay the directory belongs to coexist-sync, which could otherwise swap a
+// symbolic link in for lock.mdb between our check and LMDB's open(2) and have a root
+// coexist-map write into any file. As that user, it reaches only what that user can write.
+// Files LMDB creates meanwhile belong to the owner, as when the owner runs coexist-map.
+class MapOwnerIdentity {
+public:
+    explicit MapOwnerIdentity(const std::string& dir) noexcept;
+    ~MapOwnerIdentity();
+    MapOwnerIdentity(const MapOwnerIdentity&) = delete;
+    MapOwnerIdentity& operator=(const MapOwnerIdentity&) = delete;
+
+    // The owner's uid when the thread acts as the owner (for an error that says so).
+    std::optional<uid_t> acting_as() const { return switched_ ? std::optional<uid_t>(uid_) : std::nullopt; }
+
+private:
+    bool switched_ = false;
+    uid_t uid_ = 0;
+    uid_t old_uid_ = 0;
+    gid_t old_gid_ = 0;
+};
 
 }  // namespace coexist

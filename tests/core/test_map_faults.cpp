@@ -4,15 +4,19 @@
 // daemons' unprivileged user (defect 4).
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "coexist/map_reader.hpp"
 #include "coexist/map_store.hpp"
 #include "coexist/route.hpp"
 #include "map_fault_fixture.hpp"
+#include "map_files.hpp"
 
 using namespace coexist;
 using test::FaultMap;
@@ -203,5 +207,97 @@ TEST_CASE("a lock.mdb deleted under a running reader: the reader follows every l
                   if (route(m.config, reader, "ann@contoso.com").action != expected[i]) return 30 + i;
               }
               return 0;
+          }) == 0);
+}
+
+namespace {
+
+// The map handed to its owner as on a directory-fed relay (chown -R coexist-sync), nobody
+// standing in for coexist-sync; and a root-only file the owner must not be able to reach.
+struct OwnedByNobody {
+    FaultMap m;
+    std::string victim = m.dir.file("victim");
+    OwnedByNobody() {
+        REQUIRE(::chmod(m.dir.path().c_str(), 0755) == 0);
+        REQUIRE(::chmod(m.config_file.c_str(), 0644) == 0);
+        for (const std::string& f : {m.config.map_path, m.data_file(), m.lock_file()})
+            REQUIRE(::chown(f.c_str(), test::kNobody, test::kNogroup) == 0);
+        m.dir.write("victim", "root-secret\n");
+        REQUIRE(::chmod(victim.c_str(), 0600) == 0);
+    }
+    std::string victim_text() const {
+        std::ifstream in(victim, std::ios::binary);
+        return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    }
+};
+
+}  // namespace
+
+TEST_CASE("root never follows a symbolic link the map's owner put in place of data.mdb or lock.mdb") {
+    // Found by a hostile test: coexist-sync owns the map directory, so it can replace lock.mdb by a
+    // link to /etc/shadow; the next root coexist-map (even `stats`) had LMDB write its lock header
+    // into the target and gave it the map's group and mode 0660.
+    if (::geteuid() != 0) {
+        WARN("not root: skipped");
+        return;
+    }
+    OwnedByNobody o;
+    const std::string target = GENERATE(std::string("lock.mdb"), std::string("data.mdb"));
+    INFO(target);
+    const std::string link = o.m.config.map_path + "/" + target;
+    REQUIRE(::unlink(link.c_str()) == 0);
+    REQUIRE(::symlink(o.victim.c_str(), link.c_str()) == 0);
+    for (const std::vector<std::string>& args : {std::vector<std::string>{"stats"},
+                                                 std::vector<std::string>{"set", "ann@contoso.com", "source"}}) {
+        INFO(args[0]);
+        const auto r = test::run_tool(o.m.config_file, args);
+        INFO(r.out);
+        CHECK(r.status == 3);
+        CHECK(r.out.find(target + " is not a regular file but a symbolic link") != std::string::npos);
+        struct stat v{};
+        REQUIRE(::stat(o.victim.c_str(), &v) == 0);
+        CHECK(v.st_uid == 0);
+        CHECK(v.st_gid == 0);
+        CHECK((v.st_mode & 07777) == 0600);
+        CHECK(o.victim_text() == "root-secret\n");
+    }
+    // A daemon's reader refuses it too: a temporary failure, not a lookup in whatever it points at.
+    MapReader reader(o.m.config.map_path);
+    CHECK(route(o.m.config, reader, "ann@contoso.com").action == Action::tempfail);
+}
+
+TEST_CASE("root opens a map directory that another user owns as that user") {
+    // The link checked above could be swapped in between that check and LMDB's open(2); as the
+    // owner, root's open reaches only what the owner could write anyway.
+    if (::geteuid() != 0) {
+        WARN("not root: skipped");
+        return;
+    }
+    OwnedByNobody o;
+    {
+        const MapOwnerIdentity as_owner(o.m.config.map_path);
+        REQUIRE(as_owner.acting_as() == std::optional<uid_t>(test::kNobody));
+        errno = 0;
+        CHECK(::open(o.victim.c_str(), O_WRONLY | O_CLOEXEC) == -1);
+        CHECK(errno == EACCES);
+    }
+    const int fd = ::open(o.victim.c_str(), O_WRONLY | O_CLOEXEC);  // root again, with every capability
+    CHECK(fd >= 0);
+    if (fd >= 0) ::close(fd);
+    // A lock.mdb that LMDB makes for a root coexist-map is the owner's, usable by the daemons' group.
+    REQUIRE(::unlink(o.m.lock_file().c_str()) == 0);
+    const auto r = test::run_tool(o.m.config_file, {"set", "ann@contoso.com", "source"});
+    INFO(r.out);
+    CHECK(r.status == 0);
+    struct stat lock{};
+    REQUIRE(::stat(o.m.lock_file().c_str(), &lock) == 0);
+    CHECK(lock.st_uid == test::kNobody);
+    CHECK(lock.st_gid == test::kNogroup);
+    CHECK((lock.st_mode & 0777) == 0660);
+    // The daemons' user reads the change.
+    CHECK(in_child([&] {
+              if (!test::become_nobody()) return 40;
+              MapReader reader(o.m.config.map_path);
+              return route(o.m.config, reader, "ann@contoso.com").action == Action::relay ? 0 : 41;
           }) == 0);
 }

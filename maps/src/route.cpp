@@ -89,19 +89,26 @@ UserLookup find_user(const Config& config, MapView& map, const Address& address,
     return base;
 }
 
-RoutingDecision unknown_user(const Config& config, MapView& map, const Address& address,
+// An address of `domain` that has no user in the map. `address` is null for a recipient that
+// parse_address() cannot read (unreadable_recipients_domain()): no user can have it.
+RoutingDecision unknown_user(const Config& config, MapView& map, const Address* address,
                              const DomainConfig& domain, std::int64_t now, Trace& trace) {
     const UnknownRecipient policy = config.unknown_policy(domain);
     if (trace)
         trace.step("unknown user: unknown_recipient = {}{}", to_string(policy),
                    domain.unknown_recipient ? " ([domain " + domain.name + "])" : std::string(" ([routing])"));
-    if (policy == UnknownRecipient::relay) return {Action::relay, {}, "unknown user"};
+    const std::string why = address ? "unknown user" : std::string(kNotAnAddress);
+    if (policy == UnknownRecipient::relay) return {Action::relay, {}, why};
+    // No routing address can be made of what is no address: it goes on unchanged, and the old
+    // system answers for it as for any address it does not know.
+    if (policy == UnknownRecipient::new_system && !address)
+        return {Action::relay, {}, why + ", passed on unchanged"};
     if (policy == UnknownRecipient::new_system) {
         if (domain.mode == DomainMode::transport)
             return {Action::transport, domain.new_system_nexthop, "unknown user, sent to the new system"};
         // The whole local part, extension included: the new system decides what it accepts.
         // The canonical key is already in external form (quoted where the local part needs it).
-        const std::string key = canonical_key(address.local, domain.name);
+        const std::string key = canonical_key(address->local, domain.name);
         const std::string_view local = std::string_view(key).substr(0, key.rfind('@'));
         return {Action::rewrite, fmt::format("{}@{}", local, domain.routing_domain),
                 "unknown user, sent to the new system"};
@@ -126,7 +133,7 @@ RoutingDecision unknown_user(const Config& config, MapView& map, const Address& 
                                                       config.directory.max_age_seconds, domain.name)};
         trace.step("directory: last sync {} s ago, within max_age", now - *synced);
     }
-    return {Action::reject, {}, "unknown user"};
+    return {Action::reject, {}, why};
 }
 
 RoutingDecision decide(const Config& config, MapReader& map, const Address& address, std::int64_t now,
@@ -149,7 +156,7 @@ RoutingDecision decide(const Config& config, MapReader& map, const Address& addr
     MapView view(map);
     std::string_view extension;
     const UserLookup found = find_user(config, view, address, *domain, extension, trace);
-    if (!found.record) return unknown_user(config, view, address, *domain, now, trace);
+    if (!found.record) return unknown_user(config, view, &address, *domain, now, trace);
 
     const UserRecord& record = *found.record;
     if (trace) {
@@ -201,13 +208,44 @@ RoutingDecision decide_safely(const Config& config, MapReader& map, const Addres
     return {Action::tempfail, {}, {}};
 }
 
+// The managed domain a recipient that parse_address() cannot read is addressed to (too long,
+// bytes no address has, a local part no quoting rule allows): the text after its last '@', less
+// a closing '>', when that names one. Postfix passes such a recipient on like any other (it
+// only bounds the line), so each caller must answer for it as for an unknown user of that
+// domain (unknown_user()): refused in a reject domain, as the socketmap's NOTFOUND refuses it,
+// never passed on to the old system by one daemon and refused by another.
+const DomainConfig* unreadable_recipients_domain(const Config& config, std::string_view recipient) {
+    if (!recipient.empty() && recipient.back() == '>') recipient.remove_suffix(1);
+    const auto at = recipient.rfind('@');
+    if (at == std::string_view::npos) return nullptr;
+    return config.find_domain(lowercase_ascii(recipient.substr(at + 1)));
+}
+
+RoutingDecision decide_unreadable(const Config& config, MapReader& map, std::string_view recipient,
+                                  std::int64_t now, Trace& trace) noexcept {
+    try {
+        const DomainConfig* domain = unreadable_recipients_domain(config, recipient);
+        if (!domain) return {Action::foreign, {}, std::string(kNotAnAddress)};
+        trace.step("not an address, but of the managed domain {}", domain->name);
+        MapView view(map);  // the counts behind a refusal
+        return unknown_user(config, view, nullptr, *domain, now, trace);
+    } catch (const std::exception& e) {
+        try {
+            return {Action::tempfail, {}, std::string("map unavailable: ") + e.what()};
+        } catch (...) {
+        }
+    } catch (...) {
+    }
+    return {Action::tempfail, {}, {}};
+}
+
 // decide_safely() for the recipient as received. Never throws: std::bad_alloc while parsing
 // is a tempfail, as in deciding.
 RoutingDecision decide_received(const Config& config, MapReader& map, std::string_view recipient, std::int64_t now,
                                 Trace& trace) noexcept {
     try {
         const auto address = parse_address(recipient);
-        if (!address) return {Action::foreign, {}, std::string(kNotAnAddress)};
+        if (!address) return decide_unreadable(config, map, recipient, now, trace);
         return decide_safely(config, map, *address, now, trace);
     } catch (...) {
     }

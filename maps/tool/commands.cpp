@@ -258,6 +258,11 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
                     if (parse_address(quoted)) why += fmt::format(" (quoted, it is {})", loggable(quoted));
                 }
             }
+            // What the daemons answer for it all the same: an unknown user of the managed
+            // domain it names (route.cpp, decide_unreadable()), else nothing of theirs.
+            const RoutingDecision d = coexist::route(c, reader, a);
+            if (d.action != Action::foreign)
+                why += fmt::format("; the daemons answer {} for it ({})", to_string(d.action), loggable(d.detail));
             std::cerr << fmt::format("coexist-map: route: '{}' is not an email address{}\n", loggable(a), why);
             invalid = true;
             return;

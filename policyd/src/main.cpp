@@ -98,6 +98,7 @@ int serve(const Config& config) {
     // (two clock reads and four counter updates a lookup), as coexist-milter does.
     const bool counted = !p.metrics_listen.empty();
     using Route = std::function<RoutingDecision(const Address&)>;
+    using RouteText = std::function<RoutingDecision(std::string_view)>;
     using Count = std::function<void(std::string_view, Action)>;
     using Connections = std::function<void(std::string_view, int)>;
     const policyd::SessionServices services{
@@ -118,6 +119,10 @@ int serve(const Config& config) {
         counted ? Connections([&metrics](std::string_view protocol, int delta) { metrics.connections(protocol, delta); })
                 : Connections(),
         config.log_lookups,
+        counted ? RouteText([&config, &map, &metrics](std::string_view recipient) {
+            return route_counted(config, map, recipient, metrics);
+        })
+                : RouteText([&config, &map](std::string_view recipient) { return route(config, map, recipient); }),
     };
     try {
         policyd::Server server(p, services, std::move(listeners));

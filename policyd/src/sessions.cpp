@@ -54,8 +54,9 @@ void PolicySession::answer(const PolicyRequest& request, std::string& replies) {
     // tok822_internalize), "john doe@contoso.com" for RCPT TO:<"john doe"@contoso.com>; route()
     // reads the external form every other caller gives, so quote it back first.
     const auto recipient = parse_address(external_form(request.recipient));
-    const RoutingDecision decision =
-        recipient ? services_.route(*recipient) : RoutingDecision{Action::foreign, {}, std::string(kNotAnAddress)};
+    const RoutingDecision decision = recipient                   ? services_.route(*recipient)
+                                     : services_.route_unreadable ? services_.route_unreadable(request.recipient)
+                                                                  : RoutingDecision{Action::foreign, {}, std::string(kNotAnAddress)};
     count(services_, "policy", decision.action);
     const std::string_view would = policy_action(decision);
     // Shadow mode: neither a refusal nor a deferral (DUNNO is what every other decision gets).

@@ -29,6 +29,9 @@ struct SessionServices {
     // [routing] log_lookups: log every decided lookup, not only those that change the mail's
     // route or refuse or defer it (policy_changes_mail(), socketmap_changes_mail()).
     bool log_lookups = false;
+    // route() of a policy request's recipient that parse_address() cannot read: an unknown user
+    // of the managed domain it names, as the milter decides (route.hpp). Empty: foreign.
+    std::function<RoutingDecision(std::string_view recipient)> route_unreadable = {};
 };
 
 // Reports a session's life to SessionServices::connections: +1 when made, -1 when destroyed,

@@ -306,3 +306,33 @@ TEST_CASE("an unquoted '@' in the local part is that user, as Postfix takes it, 
     CHECK(route(m.config, m.reader, "\"a@b\"@fabrikam.com").action == Action::reject);
     CHECK(route(m.config, m.reader, "a@b@example.org").action == Action::foreign);
 }
+
+TEST_CASE("a recipient no parser reads, of a managed domain, is that domain's unknown user") {
+    // Found by a hostile test: RCPT TO with a 1,012-byte local part (Postfix bounds only the
+    // line) or bytes that are no UTF-8 was "foreign" to the milter and the policy service, so a
+    // reject domain passed it on to the old system while the socketmap refused it.
+    RoutedMap m;
+    const std::string long_local(1100, 'a');  // over the 1,024 bytes parse_address() reads
+    for (const std::string& unreadable : {long_local + "@fabrikam.com", "<" + long_local + "@FABRIKAM.com>",
+                                          std::string("\xc3\x28@fabrikam.com"), std::string("a b@fabrikam.com")}) {
+        CAPTURE(unreadable);
+        REQUIRE_FALSE(parse_address(unreadable));
+        const RoutingDecision d = route(m.config, m.reader, unreadable);
+        CHECK(d.action == Action::reject);
+        CHECK(d.detail == kNotAnAddress);
+    }
+    // A relay domain passes it on, as any unknown user; new_system cannot make a routing
+    // address of it and passes it on too; another domain's is not ours.
+    CHECK(route(m.config, m.reader, long_local + "@contoso.com").action == Action::relay);
+    m.config.domains[0].unknown_recipient = UnknownRecipient::new_system;
+    const RoutingDecision passed = route(m.config, m.reader, long_local + "@contoso.net");
+    CHECK(passed.action == Action::relay);
+    CHECK(passed.detail == std::string(kNotAnAddress) + ", passed on unchanged");
+    CHECK(route(m.config, m.reader, long_local + "@example.org").action == Action::foreign);
+    CHECK(route(m.config, m.reader, "\xc3\x28@example.org").action == Action::foreign);
+    // Never reject on doubt: a reject domain with no user in the map defers it.
+    RoutedMap empty_fabrikam;
+    std::ostringstream out;
+    for (const char* u : {"erin@fabrikam.com", "frank@fabrikam.com"}) tool::remove(empty_fabrikam.config, u, out);
+    CHECK(route(empty_fabrikam.config, empty_fabrikam.reader, long_local + "@fabrikam.com").action == Action::tempfail);
+}

@@ -363,3 +363,23 @@ TEST_CASE("a sender's address cannot forge the fields of a policy or socketmap l
                             "new=<\"y?, x=?z?\"@o365.contoso.com>, reply=\"OK \\\"y>, x=<z>\\\"@o365.contoso.com\"",
                         });
 }
+
+TEST_CASE("policy session: a recipient no parser reads goes to route_unreadable, as it is") {
+    // The milter decides on such a recipient as an unknown user of the managed domain it names
+    // (route.cpp): the policy service must answer the same, not DUNNO.
+    ScriptedRouter router;
+    const std::string unreadable = std::string(1100, 'a') + "@contoso.com";
+    std::vector<std::string> asked;
+    SessionServices services = router.services;
+    PolicySession without(services, kLimits);  // no hook: not ours, as before
+    CHECK(run(without, rcpt(unreadable), 4096).replies == "action=DUNNO\n\n");
+    services.route_unreadable = [&](std::string_view r) {
+        asked.emplace_back(r);
+        return RoutingDecision{Action::reject, "", std::string(kNotAnAddress)};
+    };
+    PolicySession session(services, kLimits);
+    const auto ex = run(session, rcpt(unreadable) + rcpt("bob@contoso.com"), 4096);
+    CHECK(ex.replies == "action=550 5.1.1 User unknown\n\naction=DUNNO\n\n");
+    CHECK(asked == std::vector<std::string>{unreadable});
+    CHECK(router.calls == std::vector<std::string>{"bob@contoso.com"});
+}

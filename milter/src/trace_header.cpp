@@ -24,7 +24,20 @@ void append_two_digits(std::string& out, int n) {
     out.push_back(static_cast<char>('0' + n % 10));
 }
 
+void append_header_safe_queue_id(std::string& out, std::string_view queue_id) {
+    const auto alphanumeric = [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+    };
+    for (const char c : queue_id.substr(0, kMaxHeaderQueueIdBytes)) out.push_back(alphanumeric(c) ? c : '?');
+}
+
 }  // namespace
+
+std::string header_safe_queue_id(std::string_view queue_id) {
+    std::string out;
+    append_header_safe_queue_id(out, queue_id);
+    return out;
+}
 
 std::string trace_header_value(std::string_view host, std::string_view queue_id, std::time_t when) {
     // RFC 5322 section 3.3 date-time in UTC, written by hand: it is what strftime()'s
@@ -40,8 +53,10 @@ std::string trace_header_value(std::string_view host, std::string_view queue_id,
     const year_month_day date{day};
     const hh_mm_ss clock{time - day};
     std::string out;
-    out.reserve(host.size() + queue_id.size() + 48);
-    out.append(host).append("; id=").append(queue_id).append("; ");
+    out.reserve(host.size() + kMaxHeaderQueueIdBytes + 48);
+    out.append(host).append("; id=");
+    append_header_safe_queue_id(out, queue_id);
+    out.append("; ");
     out.append(kDays[weekday{day}.c_encoding()]).append(", ");
     append_two_digits(out, static_cast<int>(static_cast<unsigned>(date.day())));
     out.push_back(' ');

@@ -48,7 +48,15 @@ void ensure_descriptor_limit(unsigned max_connections) {
                     max_connections, needed, limit.rlim_cur);
 }
 
-int serve(const Config& config) {
+// A failure that stops the daemon before it serves: logged, and on standard error too unless log
+// lines go there already (--stderr, -n), where an admin who started it by hand looks; as
+// coexist-milter does.
+void report_start_failure(const std::string& text, bool log_on_stderr) {
+    log_error("{}", text);
+    if (!log_on_stderr) fmt::print(stderr, "{}: {}\n", kProgram, text);
+}
+
+int serve(const Config& config, bool log_on_stderr) {
     const PolicydConfig& p = config.policyd;
     ensure_descriptor_limit(p.max_connections);
 
@@ -65,7 +73,7 @@ int serve(const Config& config) {
         if (!p.metrics_listen.empty()) metrics.listen(p.metrics_listen);
         drop_privileges(p.user);
     } catch (const std::exception& e) {
-        log_error("cannot start: {}", e.what());
+        report_start_failure(fmt::format("cannot start: {}", e.what()), log_on_stderr);
         return kExitStart;
     }
 
@@ -157,12 +165,13 @@ int main(int argc, char** argv) {
         return status == 0 ? 0 : kExitUsage;
     }
 
-    open_log(kProgram, log_to_stderr || check_only);
+    const bool log_on_stderr = log_to_stderr || check_only;
+    open_log(kProgram, log_on_stderr);
     Config config;
     try {
         config = load_config(config_path);
     } catch (const std::exception& e) {
-        log_error("{}", e.what());
+        report_start_failure(e.what(), log_on_stderr);
         return kExitConfig;
     }
     if (check_only) {
@@ -180,5 +189,5 @@ int main(int argc, char** argv) {
                                       : "system calls (no io_uring: " + io.unavailable_reason() + ")");
         return 0;
     }
-    return serve(config);
+    return serve(config, log_on_stderr);
 }

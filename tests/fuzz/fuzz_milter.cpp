@@ -10,6 +10,8 @@
 //  - the trace header count equals the case-insensitive matches, and the trace header value
 //    carries host, queue id and a date that reads back to the same second;
 //  - replies and log lines stay one bounded line with '%' doubled for libmilter.
+#include <algorithm>
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
@@ -140,13 +142,18 @@ void check_headers(const std::vector<std::string_view>& names, std::uint64_t see
     if (plan.trace_count() != expected) __builtin_trap();
     if (plan.managed() || plan.exceeds_loop_limit(0)) __builtin_trap();  // no recipient yet
 
-    // The trace header value: host and queue id as given, then a date that reads back. Times
-    // from 1970 to 9999, the range a clock can give.
+    // The trace header value: the host as given, the queue id made safe for a header (letters
+    // and digits kept, nothing else, bounded), then a date that reads back. Times from 1970 to
+    // 9999, the range a clock can give.
     const std::string_view host = names.empty() ? "relay.example" : names.front();
     const std::string_view qid = names.size() < 2 ? "4AbC" : names[1];
+    const std::string safe_qid = header_safe_queue_id(qid);
+    if (safe_qid.size() != std::min(qid.size(), kMaxHeaderQueueIdBytes)) __builtin_trap();
+    for (std::size_t i = 0; i < safe_qid.size(); ++i)
+        if (safe_qid[i] != qid[i] && (safe_qid[i] != '?' || std::isalnum(static_cast<unsigned char>(qid[i])))) __builtin_trap();
     const auto when = static_cast<std::time_t>(seed % 253402300800ULL);
     const std::string v = trace_header_value(host, qid, when);
-    const std::string prefix = std::string(host) + "; id=" + std::string(qid) + "; ";
+    const std::string prefix = std::string(host) + "; id=" + safe_qid + "; ";
     if (v.compare(0, prefix.size(), prefix) != 0) __builtin_trap();
     std::tm tm{};
     const char* end = ::strptime(v.c_str() + prefix.size(), "%a, %d %b %Y %H:%M:%S +0000", &tm);

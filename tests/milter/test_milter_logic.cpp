@@ -94,6 +94,13 @@ TEST_CASE("trace header value names host, queue id and time") {
     CHECK(trace_header_value("relay.example", "4AbC", 0) == "relay.example; id=4AbC; Thu, 01 Jan 1970 00:00:00 +0000");
 }
 
+TEST_CASE("a queue id that is not letters and digits cannot add a header or a long line") {
+    // Found by a hostile test: {i} = "ABC\r\nX-Injected: yes" reached the header value as is.
+    CHECK(trace_header_value("h", "ABC\r\nX-Injected: yes", 0) == "h; id=ABC??X?Injected??yes; Thu, 01 Jan 1970 00:00:00 +0000");
+    CHECK(header_safe_queue_id("4bMzRq1ZkGz9vWx") == "4bMzRq1ZkGz9vWx");  // a long queue id, kept
+    CHECK(header_safe_queue_id(std::string(5000, 'A')) == std::string(kMaxHeaderQueueIdBytes, 'A'));
+}
+
 TEST_CASE("trace header date reads as strftime writes it in the C locale") {
     // The value is formatted by hand (no locale lookups per message); strftime is the reference.
     // Every 61 hours and 7 seconds from 1970 to 2100, 29 February 2000, and the edges of the

@@ -246,11 +246,16 @@ std::unique_ptr<prometheus::Exposer> serve(const std::string& address,
     if (auto why = metrics_listen_error(address); why || address.empty())
         throw std::runtime_error("metrics_listen: " + (why ? *why : std::string("empty")));
     SignalsBlocked blocked;
-    // civetweb's listening_ports syntax is ours (127.0.0.1:9187, [::1]:9187). Two threads: one
-    // Prometheus scraping, one spare; nothing here is on the mail path.
+    // civetweb's listening_ports syntax is ours (127.0.0.1:9187, [::1]:9187). Nothing here is on
+    // the mail path. A civetweb worker serves one connection at a time and waits for a request
+    // up to request_timeout_ms (30 s by default): two clients that open a connection and send
+    // half a request kept /metrics from Prometheus for as long (a hostile test). So four
+    // workers, and a request must arrive whole within 5 s, under Prometheus's default scrape
+    // timeout of 10 s.
     std::unique_ptr<prometheus::Exposer> exposer;
     try {
-        exposer = std::make_unique<prometheus::Exposer>(address, 2);
+        exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+            "listening_ports", address, "num_threads", "4", "request_timeout_ms", "5000"});
     } catch (const std::exception& e) {
         throw std::runtime_error(fmt::format("metrics_listen {}: cannot listen: {}", address, e.what()));
     }

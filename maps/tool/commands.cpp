@@ -5,6 +5,7 @@
 #include <ctime>
 #include <fmt/format.h>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <ostream>
 #include <variant>
@@ -292,17 +293,35 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
         }
         // One address a line; blank lines skipped, surrounding blanks and a CR trimmed. Lines
         // are bounded: one longer than an address can be is an error, not a buffer.
-        std::string line;
-        while (std::getline(std::cin, line)) {
-            while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
-            const auto first = line.find_first_not_of(" \t");
-            if (first == std::string::npos) continue;
-            if (line.size() > 4096) {
-                std::cerr << "coexist-map: route: a line of stdin is longer than 4096 bytes\n";
+        // Read into a buffer of that bound, never a whole line of any length: a longer line
+        // is skipped to its end.
+        constexpr std::size_t kMaxLine = 4096;
+        char buffer[kMaxLine + 2];
+        for (;;) {
+            std::cin.getline(buffer, sizeof buffer);
+            const bool at_end = std::cin.eof();
+            const auto extracted = static_cast<std::size_t>(std::cin.gcount());
+            if (std::cin.fail() && !at_end && !std::cin.bad()) {  // sizeof buffer - 1 bytes and no newline yet
+                std::cin.clear();
+                std::cin.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+                std::cerr << "coexist-map: route: a line of stdin is longer than " << kMaxLine << " bytes\n";
                 invalid = true;
+                if (std::cin.eof()) break;
                 continue;
             }
-            answer(line.substr(first));
+            if (extracted == 0 && at_end) break;
+            std::string line(buffer, at_end ? extracted : extracted - 1);  // less the newline
+            while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+            const auto first = line.find_first_not_of(" \t");
+            if (first != std::string::npos) {
+                if (line.size() > kMaxLine) {
+                    std::cerr << "coexist-map: route: a line of stdin is longer than " << kMaxLine << " bytes\n";
+                    invalid = true;
+                } else {
+                    answer(line.substr(first));
+                }
+            }
+            if (at_end || std::cin.bad()) break;
         }
     }
     if (tempfail) return kMapUnavailable;

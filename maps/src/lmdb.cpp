@@ -150,7 +150,14 @@ Transaction::~Transaction() {
 void Transaction::commit() {
     MDB_txn* t = txn_;
     txn_ = nullptr;  // mdb_txn_commit frees the handle even when it fails
-    check_mdb(mdb_txn_commit(t), "mdb_txn_commit");
+    const int rc = mdb_txn_commit(t);
+    // A write that failed part way (LMDB reports a short write as EIO): the meta page that
+    // would have made the transaction visible is written last, so the map is as it was. Say
+    // so, and what usually causes it.
+    if (rc == EIO || rc == ENOSPC)
+        throw MdbError("mdb_txn_commit (nothing of this change was stored, the map is as it was; is the disk "
+                       "full?)", rc);
+    check_mdb(rc, "mdb_txn_commit");
 }
 
 MDB_dbi Transaction::open_db(const char* name, bool create) {

@@ -194,10 +194,12 @@ RoutingDecision decide(const Config& config, MapReader& map, const Address& addr
     return {Action::tempfail, {}, "unknown state in map"};
 }
 
-RoutingDecision decide_safely(const Config& config, MapReader& map, const Address& recipient, std::int64_t now,
-                              Trace& trace) noexcept {
+// decide_it()'s decision; an exception from it (an unreadable map, std::bad_alloc) is a tempfail
+// that says why when it can, never an escape. Never throws.
+template <typename Decide>
+RoutingDecision tempfail_on_exception(Decide&& decide_it) noexcept {
     try {
-        return decide(config, map, recipient, now, trace);
+        return decide_it();
     } catch (const std::exception& e) {
         try {
             return {Action::tempfail, {}, std::string("map unavailable: ") + e.what()};
@@ -206,6 +208,11 @@ RoutingDecision decide_safely(const Config& config, MapReader& map, const Addres
     } catch (...) {
     }
     return {Action::tempfail, {}, {}};
+}
+
+RoutingDecision decide_safely(const Config& config, MapReader& map, const Address& recipient, std::int64_t now,
+                              Trace& trace) noexcept {
+    return tempfail_on_exception([&] { return decide(config, map, recipient, now, trace); });
 }
 
 // The managed domain a recipient that parse_address() cannot read is addressed to (too long,
@@ -223,20 +230,13 @@ const DomainConfig* unreadable_recipients_domain(const Config& config, std::stri
 
 RoutingDecision decide_unreadable(const Config& config, MapReader& map, std::string_view recipient,
                                   std::int64_t now, Trace& trace) noexcept {
-    try {
+    return tempfail_on_exception([&]() -> RoutingDecision {
         const DomainConfig* domain = unreadable_recipients_domain(config, recipient);
         if (!domain) return {Action::foreign, {}, std::string(kNotAnAddress)};
         trace.step("not an address, but of the managed domain {}", domain->name);
         MapView view(map);  // the counts behind a refusal
         return unknown_user(config, view, nullptr, *domain, now, trace);
-    } catch (const std::exception& e) {
-        try {
-            return {Action::tempfail, {}, std::string("map unavailable: ") + e.what()};
-        } catch (...) {
-        }
-    } catch (...) {
-    }
-    return {Action::tempfail, {}, {}};
+    });
 }
 
 // decide_safely() for the recipient as received. Never throws: std::bad_alloc while parsing

@@ -109,6 +109,17 @@ class MilterThroughPostfix(unittest.TestCase):
         self.relay.wait_queue_empty()
         self.assertEqual(self.where(r), {"newsys": ["nina@o365.northwind.com"]})
 
+    def test_recipient_no_parser_reads_refused_where_domain_is_authoritative(self):
+        # Postfix bounds only the line (line_length_limit = 2048): a 1,100-byte local part reaches
+        # the milter, which cannot parse it. It is an unknown user of the domain it names, not
+        # "foreign": refused here, as the socketmap's recipients table refuses it.
+        unreadable = "q" * 1100 + "@northwind.com"
+        r = self.relay.send(SENDER, [unreadable, "nina@northwind.com"])
+        self.assertEqual(r.rcpt[unreadable][0], 550, r.rcpt[unreadable])
+        self.assertEqual(r.rcpt["nina@northwind.com"][0], 250)
+        self.relay.wait_queue_empty()
+        self.assertEqual(self.where(r), {"newsys": ["nina@o365.northwind.com"]})
+
     def test_one_message_split_one_copy_each(self):
         r = self.deliver(["ann@contoso.com", "bob@contoso.com", "zed@fabrikam.example"])
         self.assertEqual(self.where(r), {"newsys": ["ann@o365.contoso.com"],

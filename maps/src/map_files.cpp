@@ -1,12 +1,15 @@
 #include "map_files.hpp"
 
 #include <sys/fsuid.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "coexist/map_reader.hpp"  // MapUnavailable
 
@@ -52,22 +55,51 @@ void refuse_irregular_map_files(const std::string& dir) {
     }
 }
 
-MapOwnerIdentity::MapOwnerIdentity(const std::string& dir) noexcept {
+namespace {
+
+// setgroups(2) for the calling thread only: glibc's setgroups() changes every thread of the
+// process (it signals each to make the call); the system call itself changes the caller's.
+bool set_thread_groups(const std::vector<gid_t>& groups) noexcept {
+    return ::syscall(SYS_setgroups, groups.size(), groups.empty() ? nullptr : groups.data()) == 0;
+}
+
+}  // namespace
+
+MapOwnerIdentity::MapOwnerIdentity(const std::string& dir) {
     if (::geteuid() != 0) return;
     struct stat d{};
     if (::stat(dir.c_str(), &d) != 0 || d.st_uid == 0) return;
+    // Root's supplementary groups go too: a link to a file that group root (or another of
+    // root's groups) may write would otherwise still be written through them.
+    const int count = ::getgroups(0, nullptr);
+    if (count < 0) throw MapUnavailable("getgroups: " + std::string(std::strerror(errno)));
+    saved_groups_.resize(static_cast<std::size_t>(count));
+    if (::getgroups(count, saved_groups_.data()) != count)
+        throw MapUnavailable("getgroups: " + std::string(std::strerror(errno)));
+    if (!set_thread_groups({}))
+        throw MapUnavailable("cannot drop root's groups to open " + dir + " as its owner: " + std::strerror(errno));
     old_gid_ = static_cast<gid_t>(::setfsgid(d.st_gid));
     old_uid_ = static_cast<uid_t>(::setfsuid(d.st_uid));
-    // setfsuid() returns the previous value whether or not it succeeded: ask again to know.
     uid_ = d.st_uid;
-    switched_ = static_cast<uid_t>(::setfsuid(static_cast<uid_t>(-1))) == d.st_uid;
-    if (!switched_) (void)::setfsgid(old_gid_);
+    switched_ = true;  // from here on the destructor restores, whatever succeeded
+    // setfsuid() and setfsgid() return the previous value whether or not they succeeded: ask
+    // again. Without the owner's identity (root without CAP_SETUID) nothing is opened as root.
+    if (static_cast<uid_t>(::setfsuid(static_cast<uid_t>(-1))) != d.st_uid ||
+        static_cast<gid_t>(::setfsgid(static_cast<gid_t>(-1))) != d.st_gid) {
+        restore();
+        throw MapUnavailable("cannot act as the owner (uid " + std::to_string(d.st_uid) + ") of " + dir +
+                             " to open it: not opened as root");
+    }
 }
 
-MapOwnerIdentity::~MapOwnerIdentity() {
+void MapOwnerIdentity::restore() noexcept {
     if (!switched_) return;
+    switched_ = false;
     (void)::setfsuid(old_uid_);
     (void)::setfsgid(old_gid_);
+    (void)set_thread_groups(saved_groups_);
 }
+
+MapOwnerIdentity::~MapOwnerIdentity() { restore(); }
 
 }  // namespace coexist

@@ -9,6 +9,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace coexist {
 
@@ -34,9 +35,11 @@ void refuse_irregular_map_files(const std::string& dir);
 // symbolic link in for lock.mdb between our check and LMDB's open(2) and have a root
 // coexist-map write into any file. As that user, it reaches only what that user can write.
 // Files LMDB creates meanwhile belong to the owner, as when the owner runs coexist-map.
+// Without supplementary groups meanwhile (root's would still reach files of its groups). Throws
+// MapUnavailable when the identity cannot be taken (root without CAP_SETUID): never as root then.
 class MapOwnerIdentity {
 public:
-    explicit MapOwnerIdentity(const std::string& dir) noexcept;
+    explicit MapOwnerIdentity(const std::string& dir);
     ~MapOwnerIdentity();
     MapOwnerIdentity(const MapOwnerIdentity&) = delete;
     MapOwnerIdentity& operator=(const MapOwnerIdentity&) = delete;
@@ -45,6 +48,9 @@ public:
     std::optional<uid_t> acting_as() const { return switched_ ? std::optional<uid_t>(uid_) : std::nullopt; }
 
 private:
+    void restore() noexcept;
+
+    std::vector<gid_t> saved_groups_;
     bool switched_ = false;
     uid_t uid_ = 0;
     uid_t old_uid_ = 0;

@@ -225,7 +225,10 @@ const DomainConfig* unreadable_recipients_domain(const Config& config, std::stri
     if (!recipient.empty() && recipient.back() == '>') recipient.remove_suffix(1);
     const auto at = recipient.rfind('@');
     if (at == std::string_view::npos) return nullptr;
-    return config.find_domain(lowercase_ascii(recipient.substr(at + 1)));
+    std::string_view domain = recipient.substr(at + 1);
+    // A trailing dot, as Postfix drops it (resolve_clnt: "ann@contoso.com." is ann@contoso.com).
+    if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+    return config.find_domain(lowercase_ascii(domain));
 }
 
 RoutingDecision decide_unreadable(const Config& config, MapReader& map, std::string_view recipient,

@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
         // subcommand is required": name it instead.
         if (dynamic_cast<const CLI::RequiredError*>(&e)) {
             const CLI::App& level = batch_cmd->parsed() ? *batch_cmd : app;
-            if (const auto extra = level.remaining(); !extra.empty()) {
+            if (const auto extra = level.remaining(); !extra.empty() && extra.front() != "--") {
                 std::cerr << "unknown " << (&level == &app ? "command" : "batch command") << " '"
                           << printable(extra.front()) << "'\nRun with --help for more information.\n";
                 return kUsage;

@@ -49,9 +49,12 @@ Session& session(SMFICTX* ctx) {
 }
 
 // The queue id as libmilter holds it (valid until the next macros of the session), no copy.
+// It starts log lines ("4B0C1D: to=<...>, action=..."): one that is not Postfix's letters and
+// digits (header_safe_queue_id()'s rule) could forge the fields after it, and is not shown.
 const char* queue_id(SMFICTX* ctx) noexcept {
     const char* id = smfi_getsymval(ctx, const_cast<char*>("i"));
-    return id && *id ? id : "NOQUEUE";
+    if (!id || !*id) return "NOQUEUE";
+    return is_header_safe_queue_id(id) ? id : "BADQUEUEID";
 }
 
 // The answer of a stage whose callback always continues: none at all when it was negotiated

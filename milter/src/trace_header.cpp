@@ -1,5 +1,6 @@
 #include "trace_header.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <chrono>
@@ -24,14 +25,18 @@ void append_two_digits(std::string& out, int n) {
     out.push_back(static_cast<char>('0' + n % 10));
 }
 
+bool alphanumeric(char c) noexcept { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+
 void append_header_safe_queue_id(std::string& out, std::string_view queue_id) {
-    const auto alphanumeric = [](char c) {
-        return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-    };
     for (const char c : queue_id.substr(0, kMaxHeaderQueueIdBytes)) out.push_back(alphanumeric(c) ? c : '?');
 }
 
 }  // namespace
+
+bool is_header_safe_queue_id(std::string_view queue_id) noexcept {
+    return queue_id.size() <= kMaxHeaderQueueIdBytes &&
+           std::all_of(queue_id.begin(), queue_id.end(), [](char c) { return alphanumeric(c); });
+}
 
 std::string header_safe_queue_id(std::string_view queue_id) {
     std::string out;

@@ -19,6 +19,8 @@ bool is_trace_header(std::string_view name) noexcept;
 // kMaxHeaderQueueIdBytes bytes.
 inline constexpr std::size_t kMaxHeaderQueueIdBytes = 64;
 std::string header_safe_queue_id(std::string_view queue_id);
+// True when header_safe_queue_id() would keep `queue_id` as it is (no allocation).
+bool is_header_safe_queue_id(std::string_view queue_id) noexcept;
 
 // "HOST; id=QUEUEID; Sun, 22 Nov 2026 22:41:08 +0000": who routed it, which message, when.
 // The queue id passes through header_safe_queue_id(); the host is this machine's name.

@@ -281,6 +281,19 @@ TEST_CASE("root opens a map directory that another user owns as that user") {
         CHECK(::open(o.victim.c_str(), O_WRONLY | O_CLOEXEC) == -1);
         CHECK(errno == EACCES);
     }
+    // Nor through root's supplementary groups: a file group root may write stays out of reach.
+    REQUIRE(::chmod(o.victim.c_str(), 0660) == 0);
+    CHECK(in_child([&] {
+              const gid_t root_group = 0;
+              if (::setgroups(1, &root_group) != 0) return 50;
+              {
+                  const MapOwnerIdentity as_owner(o.m.config.map_path);
+                  if (::open(o.victim.c_str(), O_WRONLY | O_CLOEXEC) != -1 || errno != EACCES) return 51;
+              }
+              // Root's groups are back afterwards.
+              gid_t groups[4]{};
+              return ::getgroups(4, groups) == 1 && groups[0] == 0 ? 0 : 52;
+          }) == 0);
     const int fd = ::open(o.victim.c_str(), O_WRONLY | O_CLOEXEC);  // root again, with every capability
     CHECK(fd >= 0);
     if (fd >= 0) ::close(fd);

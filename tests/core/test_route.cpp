@@ -314,7 +314,8 @@ TEST_CASE("a recipient no parser reads, of a managed domain, is that domain's un
     RoutedMap m;
     const std::string long_local(1100, 'a');  // over the 1,024 bytes parse_address() reads
     for (const std::string& unreadable : {long_local + "@fabrikam.com", "<" + long_local + "@FABRIKAM.com>",
-                                          std::string("\xc3\x28@fabrikam.com"), std::string("a b@fabrikam.com")}) {
+                                          "<" + long_local + "@FabriKam.Com.>", long_local + "@fabrikam.com.",
+                                          std::string("\xc3\x28@fabrikam.com"), std::string("a b@fabrikam.com.")}) {
         CAPTURE(unreadable);
         REQUIRE_FALSE(parse_address(unreadable));
         const RoutingDecision d = route(m.config, m.reader, unreadable);

@@ -99,6 +99,10 @@ TEST_CASE("a queue id that is not letters and digits cannot add a header or a lo
     CHECK(trace_header_value("h", "ABC\r\nX-Injected: yes", 0) == "h; id=ABC??X?Injected??yes; Thu, 01 Jan 1970 00:00:00 +0000");
     CHECK(header_safe_queue_id("4bMzRq1ZkGz9vWx") == "4bMzRq1ZkGz9vWx");  // a long queue id, kept
     CHECK(header_safe_queue_id(std::string(5000, 'A')) == std::string(kMaxHeaderQueueIdBytes, 'A'));
+    CHECK(is_header_safe_queue_id("4bMzRq1ZkGz9vWx"));
+    CHECK_FALSE(is_header_safe_queue_id("ABC\r\nX"));
+    CHECK_FALSE(is_header_safe_queue_id("ABC: to=<a@b>"));
+    CHECK_FALSE(is_header_safe_queue_id(std::string(kMaxHeaderQueueIdBytes + 1, 'A')));
 }
 
 TEST_CASE("trace header date reads as strftime writes it in the C locale") {

@@ -11,7 +11,7 @@
 
 namespace coexist::milter {
 
-int run_smfi_main_ignoring_sighup(const std::function<void()>& ready) {
+void arrange_signals_for_smfi_main() {
     struct sigaction ignore{};
     ignore.sa_handler = SIG_IGN;
     sigemptyset(&ignore.sa_mask);
@@ -28,7 +28,9 @@ int run_smfi_main_ignoring_sighup(const std::function<void()>& ready) {
         throw SystemError("pthread_sigmask", rc);
     if (int rc = ::pthread_sigmask(SIG_UNBLOCK, &hangup, nullptr); rc != 0)
         throw SystemError("pthread_sigmask", rc);
+}
 
+int run_smfi_main(const std::function<void()>& ready) {
     ready();
     int result = MI_FAILURE;
     std::thread libmilter([&result] { result = smfi_main(); });

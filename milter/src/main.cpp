@@ -93,6 +93,8 @@ void log_summary(const Options& options, const Config& config, MapReader& map, c
 }
 
 int serve(const Options& options, const Config& config) {
+    // Before the socket opens and before the metrics threads start (libmilter_run.hpp).
+    milter::arrange_signals_for_smfi_main();
     MapReader map(config.map_path);
     Metrics metrics(map);
     // Without metrics_listen nobody can read the counters: recipients are not timed or counted
@@ -114,7 +116,7 @@ int serve(const Options& options, const Config& config) {
     // After the drop: a first map open as root could create lock.mdb that the user can't write.
     log_summary(options, config, map, was_root ? config.milter.user : current_user_name());
 
-    const int rc = milter::run_smfi_main_ignoring_sighup(notify_ready);
+    const int rc = milter::run_smfi_main(notify_ready);
     notify_stopping();
     log_info("coexist-milter stopped");
     return rc == MI_SUCCESS ? kExitOk : kExitStart;

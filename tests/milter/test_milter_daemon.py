@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """coexist-milter as a daemon: inet6, a unix socket with owner/group/mode and a stale socket
-file, refusing to remove what is not a stale socket, SIGTERM, and the command line."""
+file, refusing to remove what is not a stale socket, SIGTERM (also while starting), and the
+command line."""
 
 import grp
 import os
@@ -9,6 +10,7 @@ import signal
 import socket
 import stat
 import subprocess
+import time
 import unittest
 
 from milter_lab import (DAEMON_USER, MILTER, SENDER, add_relay, add_sinks, h, make_map,
@@ -71,6 +73,26 @@ class DaemonBasics(unittest.TestCase):
             self.assertIn("in use", second.log())
             milter.signal(signal.SIGINT)
             self.assertEqual(milter.wait(10), 0)
+
+    def test_stop_while_starting(self):
+        # SIGTERM the moment the socket file exists: the milter is still starting (dropping
+        # root, opening the map, logging its summary). The signal must wait for libmilter and
+        # stop the filter cleanly (status 0, "stopped"), not end it by the default action (-15).
+        with h.Lab("milterstart") as lab:
+            path = lab.path("milter.sock")
+            ini = write_ini(lab, "coexist.ini", f"unix:{path}", group="postfix", mode="0660")
+            make_map(lab, ini)
+            for attempt in range(5):
+                if os.path.exists(path):
+                    os.unlink(path)   # left by the previous attempt only if it failed
+                milter = start_milter(lab, ini, name=f"milter{attempt}", wait=False)
+                deadline = time.monotonic() + 15
+                while not os.path.exists(path) and milter.alive() and time.monotonic() < deadline:
+                    pass   # no sleep: the window is a few milliseconds wide
+                self.assertTrue(os.path.exists(path), milter.log())
+                milter.signal(signal.SIGTERM)
+                self.assertEqual(milter.wait(10), 0, f"attempt {attempt}: {milter.log()}")
+                self.assertIn("coexist-milter stopped", milter.log())
 
     def test_refuses_to_remove_a_regular_file(self):
         with h.Lab("milterfile") as lab:

@@ -527,10 +527,17 @@ void validate_directory(ParseState& st) {
                           "give either state_attribute or migrated_group/dual_group, not both");
 }
 
-// Sections that hold no key: a fixed one is fine (all defaults), any other is an error, as it
-// would be with a key in it.
+// Sections that hold no key. A fixed one is fine (all defaults) except [directory], which has
+// no default source: an empty one would let `coexist-map sync` say there is no [directory]
+// section in a file that has one. Any other is an error, as it would be with a key in it; an
+// empty repeat of a [domain] is one as much as a repeat with keys (on_key).
 void validate_empty_sections(ParseState& st, const std::vector<std::pair<int, std::string>>& headers) {
+    const bool directory_keys = st.seen.lower_bound("directory\n") != st.seen.end() &&
+                                st.seen.lower_bound("directory\n")->rfind("directory\n", 0) == 0;
     for (const auto& [line, section] : headers) {
+        if (section == "directory" && !directory_keys)
+            throw ConfigError(st.file, line, "uri", "missing in [directory] (an empty section: give uri and base, "
+                                                    "or remove it)");
         if (fixed_section(section)) continue;
         constexpr std::string_view prefix = "domain ";
         std::string name;
@@ -540,6 +547,11 @@ void validate_empty_sections(ParseState& st, const std::vector<std::pair<int, st
         if (std::none_of(st.config.domains.begin(), st.config.domains.end(),
                          [&](const DomainConfig& d) { return d.name == name; }))
             throw ConfigError(st.file, line, "routing_domain", "missing in [" + section + "]");
+        const auto keyed = st.domain_headers.find(name);
+        if (keyed != st.domain_headers.end() && keyed->second.first != line)
+            throw ConfigError(st.file, line, "",
+                              fmt::format("[{}] repeats [{}] of line {} (domain names are case-insensitive)",
+                                          section, keyed->second.second, keyed->second.first));
     }
 }
 

@@ -105,9 +105,15 @@ TEST_CASE("a section without keys is checked too") {
     expect_error(kDomain + "[domain not a domain!]\n", 3, "", "unknown section [domain not a domain!]");
     // A [domain] left without its keys manages nothing: its routing_domain is missing.
     expect_error(kDomain + "[domain contoso.net]\n", 3, "routing_domain", "missing in [domain contoso.net]");
-    // Empty sections with fixed names take every default; an empty repeat of a domain is fine.
-    const Config c = parse_config(kDomain + "[milter]\n[policyd]\n[map]\n[routing]\n[domain contoso.com]\n", "ok.ini");
+    // An empty repeat of a domain is a repeat, before or after the section with the keys.
+    expect_error(kDomain + "[domain Contoso.COM]\n", 3, "", "[domain Contoso.COM] repeats [domain contoso.com] of line 1");
+    expect_error("[domain contoso.com]\n" + kDomain, 1, "", "[domain contoso.com] repeats [domain contoso.com] of line 2");
+    // [directory] has no default source: empty, it is an error that names what it needs.
+    expect_error(kDomain + "[directory]\n", 3, "uri", "missing in [directory] (an empty section");
+    // Other empty sections with fixed names take every default.
+    const Config c = parse_config(kDomain + "[milter]\n[policyd]\n[map]\n[routing]\n", "ok.ini");
     CHECK(c.domains.size() == 1);
+    CHECK(c.milter.socket.spec == parse_config(kDomain, "ok.ini").milter.socket.spec);
 }
 
 TEST_CASE("metrics_listen and shadow: defaults, accepted values, errors") {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "coexist/map_reader.hpp"
 #include "map_files.hpp"
 
 namespace coexist {
@@ -95,6 +96,12 @@ Environment::Environment(const std::string& path, unsigned flags, std::size_t ma
             // LMDB's own codes are about the data file; errno codes may be about lock.mdb too.
             const bool data_file_bad = rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED;
             std::string what = "open " + path + (data_file_bad ? "/data.mdb" : "");
+            // LMDB opens a data.mdb of 0 bytes read-only as a new map it may not create, and
+            // says only "Bad file descriptor": say what the file is.
+            struct stat data{};
+            if (rc == EBADF && read_only_ && ::stat((path + "/data.mdb").c_str(), &data) == 0 && data.st_size == 0)
+                throw MapUnavailable(path + "/data.mdb is empty (0 bytes): no map there (coexist-map init "
+                                            "starts one, coexist-map restore loads a dump)");
             if (rc == EACCES && as_owner.acting_as())
                 what += " (as its directory's owner, uid " + std::to_string(*as_owner.acting_as()) +
                         ", as root always does there: the map's files must be that owner's)";

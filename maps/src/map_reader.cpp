@@ -61,7 +61,7 @@ struct OpenMap {
         // Named database handles opened in a read transaction become usable by later
         // transactions only once that transaction commits.
         Transaction txn(env, Transaction::Mode::read);
-        meta = txn.open_db(schema::kMeta);
+        meta = schema::open_meta(txn, path, false);
         const auto version = txn.get(meta, schema::kSchemaVersionKey);
         // A newer schema than this build knows: every lookup is a temporary failure that says
         // why (design 13.2), never a guess from records it may misread.

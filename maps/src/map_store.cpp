@@ -171,7 +171,7 @@ struct MapStore::Handles {
         : env(path, mode == Mode::read_only ? MDB_RDONLY : 0, map_size) {
         const bool create = mode == Mode::create;
         Transaction txn = begin(env, mode == Mode::read_only ? Transaction::Mode::read : Transaction::Mode::write);
-        meta = txn.open_db(schema::kMeta, create);
+        meta = schema::open_meta(txn, path, create);
         const auto version = txn.get(meta, schema::kSchemaVersionKey);
         if (!version && create) {
             txn.put(meta, schema::kSchemaVersionKey, schema::kSchemaVersion);

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "coexist/map_reader.hpp"
+#include "lmdb.hpp"
 
 namespace coexist::schema {
 
@@ -27,6 +28,20 @@ inline constexpr const char* kUsers = "users";      // primary address -> encode
 inline constexpr const char* kAliases = "aliases";  // alias address -> encode_alias(primary)
 inline constexpr const char* kMeta = "meta";        // "schema_version" -> decimal
 inline constexpr const char* kAudit = "audit";      // address \0 be64(seq) -> encode(AuditEntry)
+
+// Opens the map's meta database in `txn` (creating it when `create`). Throws MapUnavailable when
+// it is missing: the file is an LMDB environment no coexist-map init made (a data.mdb deleted,
+// for which LMDB made a new one for a writer, or replaced), said so rather than as
+// "meta: MDB_NOTFOUND"; MdbError for any other LMDB failure.
+inline MDB_dbi open_meta(Transaction& txn, const std::string& path, bool create) {
+    try {
+        return txn.open_db(kMeta, create);
+    } catch (const MdbError& e) {
+        if (e.code() != MDB_NOTFOUND) throw;
+        throw MapUnavailable(path + " holds no coexist map (its data.mdb is new or was replaced): "
+                                    "coexist-map init starts an empty one, coexist-map restore loads a dump");
+    }
+}
 
 inline constexpr std::string_view kSchemaVersionKey = "schema_version";
 inline constexpr std::string_view kAuditSequenceKey = "audit_sequence";

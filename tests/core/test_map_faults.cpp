@@ -106,6 +106,42 @@ TEST_CASE("MapStore refuses a truncated map, read-only and read-write, with MapU
     }
 }
 
+TEST_CASE("an emptied or deleted data.mdb is said to be no map, for readers and writers alike") {
+    FaultMap m;
+    const auto unavailable_saying = [&](MapStore::Mode mode, const char* text) {
+        return in_child([&] {
+            try {
+                MapStore store(m.config.map_path, m.config.map_size, mode);
+                return 10;
+            } catch (const MapUnavailable& e) {
+                return std::string(e.what()).find(text) == std::string::npos ? 11 : 0;
+            }
+        });
+    };
+    const auto reader_tempfails_saying = [&](const char* text) {
+        return in_child([&] {
+            MapReader reader(m.config.map_path);
+            const RoutingDecision d = route(m.config, reader, "ann@contoso.com");
+            if (d.action != Action::tempfail) return 20;
+            return d.detail.find(text) == std::string::npos ? 21 : 0;
+        });
+    };
+    SECTION("0 bytes: LMDB's read-only open says only \"Bad file descriptor\"") {
+        std::filesystem::resize_file(m.data_file(), 0);
+        CHECK(unavailable_saying(MapStore::Mode::read_only, "data.mdb is empty (0 bytes)") == 0);
+        CHECK(reader_tempfails_saying("data.mdb is empty (0 bytes)") == 0);
+    }
+    SECTION("deleted: a writer's open makes a new, empty LMDB file, which holds no coexist map") {
+        std::filesystem::remove(m.data_file());
+        CHECK(unavailable_saying(MapStore::Mode::read_write, "holds no coexist map") == 0);
+        REQUIRE(std::filesystem::exists(m.data_file()));
+        CHECK(unavailable_saying(MapStore::Mode::read_only, "holds no coexist map") == 0);
+        CHECK(reader_tempfails_saying("holds no coexist map") == 0);
+        // init is the one command that starts a map there.
+        CHECK(unavailable_saying(MapStore::Mode::create, "holds no coexist map") == 10);
+    }
+}
+
 TEST_CASE("every coexist-map command exits 3 on a truncated map, naming the file; none dies of a signal") {
     FaultMap m;
     m.replace_with_prefix(8192);

@@ -297,6 +297,10 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
         // is skipped to its end.
         constexpr std::size_t kMaxLine = 4096;
         char buffer[kMaxLine + 2];
+        const auto line_too_long = [&] {
+            std::cerr << "coexist-map: route: a line of stdin is longer than " << kMaxLine << " bytes\n";
+            invalid = true;
+        };
         for (;;) {
             std::cin.getline(buffer, sizeof buffer);
             const bool at_end = std::cin.eof();
@@ -304,8 +308,7 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
             if (std::cin.fail() && !at_end && !std::cin.bad()) {  // sizeof buffer - 1 bytes and no newline yet
                 std::cin.clear();
                 std::cin.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
-                std::cerr << "coexist-map: route: a line of stdin is longer than " << kMaxLine << " bytes\n";
-                invalid = true;
+                line_too_long();
                 if (std::cin.eof()) break;
                 continue;
             }
@@ -314,12 +317,10 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
             while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
             const auto first = line.find_first_not_of(" \t");
             if (first != std::string::npos) {
-                if (line.size() > kMaxLine) {
-                    std::cerr << "coexist-map: route: a line of stdin is longer than " << kMaxLine << " bytes\n";
-                    invalid = true;
-                } else {
+                if (line.size() > kMaxLine)
+                    line_too_long();
+                else
                     answer(line.substr(first));
-                }
             }
             if (at_end || std::cin.bad()) break;
         }

@@ -56,8 +56,9 @@ class CheckTest(unittest.TestCase):
         with open(os.path.join(self.postfix, "main.cf"), "w") as f:
             f.write(text)
 
-    def run_tool(self, *args, ini=None):
-        return subprocess.run([MAP, "-c", ini or self.ini, *args], capture_output=True, text=True, timeout=60)
+    def run_tool(self, *args, ini=None, stdin=None):
+        return subprocess.run([MAP, "-c", ini or self.ini, *args], capture_output=True, text=True, timeout=60,
+                              input=stdin)
 
     def check(self, ini=None, postfix=None):
         return self.run_tool("check", "--postfix-config", postfix or self.postfix, ini=ini)
@@ -82,6 +83,21 @@ class CheckTest(unittest.TestCase):
         self.assertIn("Permission denied", r.stderr)
         # The same map is fine for root itself: it is the daemons' user that matters.
         self.assertEqual(self.run_tool("route", "ann@contoso.com").returncode, 0)
+
+    def test_route_reads_stdin_a_line_at_a_time_with_lines_bounded(self):
+        # `route -`: one address a line, blanks and a CR trimmed, blank lines skipped; a line of
+        # over 4096 bytes (in the middle, or last without a newline) is named and skipped, the
+        # others still answered, and the exit status says some input was bad (2).
+        stdin = ("ann@contoso.com\r\n\n  bob@example.org \n" + "x" * 5000 + "@contoso.com\n"
+                 + "cy@contoso.com\n" + "y" * 4097)
+        r = self.run_tool("route", "-", stdin=stdin)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertEqual([line.split()[0] for line in r.stdout.splitlines()],
+                         ["ann@contoso.com", "bob@example.org", "cy@contoso.com"])
+        self.assertEqual(r.stderr.count("coexist-map: route: a line of stdin is longer than 4096 bytes"), 2,
+                         r.stderr)
+        r = self.run_tool("route", "-", stdin="ann@contoso.com\n")
+        self.assertEqual((r.returncode, len(r.stdout.splitlines())), (0, 1), r.stdout + r.stderr)
 
     def test_missing_map_fails_and_is_not_created(self):
         shutil.rmtree(self.map_dir)

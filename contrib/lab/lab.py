@@ -290,6 +290,10 @@ def postfix_instances(ports):
             "smtpd_recipient_restrictions":
                 f"check_policy_service inet:127.0.0.1:{ports['policy']}",
             "recipient_delimiter": "+",
+            # As contrib/postfix/README.md's base: user%contoso.com@localhost would otherwise
+            # be resolved to user@contoso.com after every coexist way has looked.
+            "allow_percent_hack": "no",
+            "swap_bangpath": "no",
         })
     return {"google": google, "newsys": newsys, "relay": relay}
 

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <ostream>
+#include <string_view>
 #include <vector>
 
 #include "coexist/preflight.hpp"
@@ -33,6 +34,29 @@ std::vector<DaemonTarget> daemon_targets(const Config& c) {
     return targets;
 }
 
+// allow_percent_hack and swap_bangpath (both yes by default) turn user%contoso.com@localhost and
+// contoso.com!user@localhost into user@contoso.com only when Postfix resolves the next hop,
+// after the milter, the policy service and virtual_alias_maps have seen the recipient as
+// written: a migrated user's mail would reach the old system (contrib/postfix/README.md).
+// Called once smtputf8_enable could be read, so postconf and main.cf are there.
+void check_address_rewriting(const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
+    for (const char* name : {"allow_percent_hack", "swap_bangpath"}) {
+        const auto setting = read_postfix_setting(postfix_dir, name);
+        if (!setting.value) continue;
+        if (*setting.value == "no") {
+            out << fmt::format("postfix {}: {} = no\n", postfix_dir, name);
+            continue;
+        }
+        err << fmt::format("coexist-map: warning: postfix {}: {} = {}: Postfix then routes {} as user@contoso.com "
+                           "after coexist has looked at it as written, to the old system even for a migrated "
+                           "user; set {} = no\n",
+                           postfix_dir, name, *setting.value,
+                           std::string_view(name) == "allow_percent_hack" ? "user%contoso.com@localhost"
+                                                                          : "contoso.com!user@localhost",
+                           name);
+    }
+}
+
 // smtputf8_enable decides how Postfix folds the case of a non-ASCII lookup key (design 13.2):
 // with it off, Postfix lowercases byte by byte what coexist folds with ICU, so the socketmap
 // tables may be asked for a key in another form than the map holds.
@@ -42,6 +66,7 @@ void check_postfix(const std::string& postfix_dir, std::ostream& out, std::ostre
         out << fmt::format("postfix {}: not checked: {}\n", postfix_dir, smtputf8.problem);
         return;
     }
+    check_address_rewriting(postfix_dir, out, err);
     if (*smtputf8.value == "yes") {
         out << fmt::format("postfix {}: smtputf8_enable = yes\n", postfix_dir);
         return;
@@ -53,6 +78,24 @@ void check_postfix(const std::string& postfix_dir, std::ostream& out, std::ostre
 }
 
 }  // namespace
+
+void warn_unless_daemons_read_map(const Config& c, std::ostream& err) {
+    if (::geteuid() != 0) return;
+    bool failed = false;
+    for (auto [names, target] : daemon_targets(c)) {
+        target.sockets.clear();  // their groups are `check`'s business, not the map's
+        err.flush();
+        for (const auto& p : preflight_problems(c, target)) {
+            err << fmt::format("coexist-map: warning: {}: {}\n", names, p);
+            failed = true;
+        }
+    }
+    if (failed)
+        err << fmt::format("coexist-map: warning: started so, the daemons would defer every managed recipient: "
+                           "give {} their group, mode 2750 (e.g. chgrp coexist {}; chmod 2750 {}; see "
+                           "coexist-map(8), FILES)\n",
+                           c.map_path, c.map_path, c.map_path);
+}
 
 int check(const Config& c, const std::string& config_path, const std::string& postfix_dir, std::ostream& out,
           std::ostream& err) {

@@ -22,4 +22,12 @@ inline constexpr const char* kDefaultPostfixConfigDir = "/etc/postfix";
 int check(const Config& c, const std::string& config_path, const std::string& postfix_dir, std::ostream& out,
           std::ostream& err);
 
+// After `coexist-map init` as root: whether each daemon's run-as user can read the map (the
+// map part of check()), so that a directory the daemons cannot use (root:root 0755: they can
+// read data.mdb but not write lock.mdb) is said where the map is made, not at the first message.
+// Only a warning on `err`: the map itself is fine, and coexist-map alone (a staging copy, a
+// relay whose daemons are not installed yet) may use it so; `check` is the command that fails.
+// Nothing when not root (nobody to check as).
+void warn_unless_daemons_read_map(const Config& c, std::ostream& err);
+
 }  // namespace coexist::tool

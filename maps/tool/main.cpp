@@ -126,7 +126,11 @@ int main(int argc, char** argv) {
     std::ostream& out = std::cout;
     try {
         const Config config = load_config(config_path);
-        if (*init_cmd) return init(config, out);
+        if (*init_cmd) {
+            const int rc = init(config, out);
+            if (rc == kOk) warn_unless_daemons_read_map(config, std::cerr);
+            return rc;
+        }
         if (*import_cmd) return import_csv(config, file, ImportOptions{batch, dry_run, prune, import_state, force}, out, std::cerr);
         if (*set_cmd) return set(config, address, set_state, target, batch, clear_override, at, out);
         if (*remove_cmd) return remove(config, address, out);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """coexist-map check (design sections 12, 13.6): the map read as the daemons' user (a child
-that drops to it), that user's existence, a bad configuration, and Postfix's smtputf8_enable
-read with postconf; and the daemons' own -n, which share the implementation, on the same cases.
+that drops to it), that user's existence, a bad configuration, and Postfix's smtputf8_enable,
+allow_percent_hack and swap_bangpath read with postconf; and the daemons' own -n, which share
+the implementation, on the same cases.
 Runs as root (as CI does) to check as `nobody`; the permission cases are skipped otherwise."""
 
 import os
@@ -33,6 +34,9 @@ user = {policyd_user}
 """
 
 
+REWRITES_OFF = "allow_percent_hack = no\nswap_bangpath = no\n"
+
+
 class CheckTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="coexist-check-")
@@ -41,7 +45,8 @@ class CheckTest(unittest.TestCase):
         self.map_dir = os.path.join(self.dir, "map")
         self.postfix = os.path.join(self.dir, "postfix")
         os.mkdir(self.postfix)
-        self.main_cf("compatibility_level = 3.6\n")  # smtputf8_enable defaults to yes there
+        # smtputf8_enable defaults to yes there; the two rewrites of contrib/postfix are off.
+        self.main_cf("compatibility_level = 3.6\n" + REWRITES_OFF)
         self.ini = self.write_ini()
         r = self.run_tool("init")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -71,6 +76,8 @@ class CheckTest(unittest.TestCase):
         self.assertIn(f"coexist-milter and coexist-policyd: user nobody exists, map {self.map_dir} readable as {who}",
                       r.stdout)
         self.assertIn(f"postfix {self.postfix}: smtputf8_enable = yes", r.stdout)
+        self.assertIn(f"postfix {self.postfix}: allow_percent_hack = no", r.stdout)
+        self.assertIn(f"postfix {self.postfix}: swap_bangpath = no", r.stdout)
         self.assertEqual(r.stderr, "")
 
     @unittest.skipUnless(ROOT, "needs root to read the map as nobody")
@@ -122,7 +129,7 @@ class CheckTest(unittest.TestCase):
         self.assertIn("loop_limt", r.stderr)
 
     def test_smtputf8_off_is_a_warning(self):
-        self.main_cf("compatibility_level = 3.6\nsmtputf8_enable = no\n")
+        self.main_cf("compatibility_level = 3.6\nsmtputf8_enable = no\n" + REWRITES_OFF)
         r = self.check()
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn(f"warning: postfix {self.postfix}: smtputf8_enable = no", r.stderr)
@@ -131,6 +138,18 @@ class CheckTest(unittest.TestCase):
         r = self.check()
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("smtputf8_enable = no", r.stderr)
+
+    def test_percent_hack_and_bang_path_on_are_warnings(self):
+        # Postfix's defaults (yes) let user%contoso.com@localhost reach the old system unchanged.
+        self.main_cf("compatibility_level = 3.6\n")
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"warning: postfix {self.postfix}: allow_percent_hack = yes", r.stderr)
+        self.assertIn(f"warning: postfix {self.postfix}: swap_bangpath = yes", r.stderr)
+        self.main_cf("compatibility_level = 3.6\nswap_bangpath = no\n")
+        r = self.check()
+        self.assertIn("allow_percent_hack = yes", r.stderr)
+        self.assertNotIn("swap_bangpath", r.stderr)
 
     def test_no_main_cf_is_said_and_skipped(self):
         empty = os.path.join(self.dir, "no-postfix")

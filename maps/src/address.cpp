@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <exception>
+
+#include "coexist/canonical_address.hpp"
 
 namespace coexist {
 
@@ -126,8 +129,21 @@ std::optional<Address> parse_address(std::string_view raw) {
     if (in_quote || i >= mailbox->size() || local.empty()) return std::nullopt;
     std::string_view domain = mailbox->substr(i + 1);
     if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);  // "contoso.com." is contoso.com
-    if (!valid_domain(domain)) return std::nullopt;
-    return Address{std::move(local), lowercase_ascii(domain)};
+    if (valid_domain(domain)) return Address{std::move(local), lowercase_ascii(domain)};
+    // A domain with 8-bit bytes that Postfix's case folding (smtputf8_enable = yes: ICU, as
+    // fold_case()) turns into an ASCII one, e.g. "contoſo.com" (U+017F, long s) into
+    // contoso.com: Postfix matches it against relay_domains and its tables as that domain and
+    // relays it there, so it is that domain here too. A U-label (bücher.example) stays none.
+    if (std::all_of(domain.begin(), domain.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
+        return std::nullopt;
+    std::string folded;
+    try {
+        folded = fold_case(domain);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    if (!valid_domain(folded)) return std::nullopt;
+    return Address{std::move(local), lowercase_ascii(folded)};
 }
 
 LocalPart split_extension(std::string_view local, std::string_view delimiters) {

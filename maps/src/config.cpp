@@ -413,6 +413,18 @@ bool fixed_section(std::string_view section) {
            section == "directory";
 }
 
+// The error for a section that is neither fixed nor a [domain NAME] with a valid NAME; an
+// internationalized domain written in Unicode gets the form it must be given in.
+std::string unknown_section(std::string_view section) {
+    std::string text = "unknown section [" + std::string(section) + "]";
+    constexpr std::string_view prefix = "domain ";
+    if (section.substr(0, prefix.size()) == prefix &&
+        std::any_of(section.begin(), section.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }))
+        text += ": a domain is written in ASCII, an internationalized one as its A-label (xn--...), as in "
+                "relay_domains";
+    return text;
+}
+
 DomainConfig* domain_section(ParseState& st, std::string_view section) {
     constexpr std::string_view prefix = "domain ";
     if (section.substr(0, prefix.size()) != prefix) return nullptr;
@@ -433,7 +445,7 @@ int on_key(void* user, const char* section, const char* name, const char* value)
         if (!fixed_section(sec)) {
             domain = domain_section(st, sec);
             if (!domain) {
-                st.fail(name, "unknown section [" + std::string(sec) + "]");
+                st.fail(name, unknown_section(sec));
                 return 0;
             }
         }
@@ -543,7 +555,7 @@ void validate_empty_sections(ParseState& st, const std::vector<std::pair<int, st
         std::string name;
         if (std::string_view(section).substr(0, prefix.size()) != prefix ||
             parse_domain_name(std::string_view(section).substr(prefix.size()), name))
-            throw ConfigError(st.file, line, "", "unknown section [" + section + "]");
+            throw ConfigError(st.file, line, "", unknown_section(section));
         if (std::none_of(st.config.domains.begin(), st.config.domains.end(),
                          [&](const DomainConfig& d) { return d.name == name; }))
             throw ConfigError(st.file, line, "routing_domain", "missing in [" + section + "]");

@@ -35,18 +35,24 @@ std::string decision_log_fields(const RoutingDecision& d) {
 namespace {
 
 // The address a migrated user is reached at on the new side: the explicit target, else the
-// user's canonical local part at the managed domain's routing domain; the recipient's extension
-// (as the sender wrote it) is carried over when keep_extension is set. The result is in
-// Postfix's external form, what a virtual_alias_maps result is expected to be
-// (mail_addr_find(3): "the value is expected to be in external (quoted) form").
-std::string routing_address(const Config& config, const DomainConfig& domain,
-                            std::string_view primary, const UserRecord& record,
+// user's canonical local part at the routing domain of the user's own managed domain (the
+// primary's, not the recipient's: an alias nina2@contoso.com of nina@northwind.com is nina's,
+// at o365.northwind.com; o365.contoso.com would be another nina's mailbox). The recipient's
+// extension (as the sender wrote it) is carried over when keep_extension is set. The result is
+// in Postfix's external form, what a virtual_alias_maps result is expected to be
+// (mail_addr_find(3): "the value is expected to be in external (quoted) form"). Throws
+// std::runtime_error for a primary no parser reads or in no managed domain (a [domain] section
+// removed while its users stay in the map): a tempfail that says why, never a guess.
+std::string routing_address(const Config& config, std::string_view primary, const UserRecord& record,
                             std::string_view extension) {
     const auto base = parse_address(record.target.empty() ? primary : std::string_view(record.target));
     if (!base) throw std::runtime_error("unreadable address in map: " + std::string(primary));
     std::string local = base->local;
     if (config.keep_extension) local.append(extension);
-    return quote_local_part(local) + "@" + (record.target.empty() ? domain.routing_domain : base->domain);
+    if (!record.target.empty()) return quote_local_part(local) + "@" + base->domain;
+    const DomainConfig* own = config.find_domain(base->domain);
+    if (!own) throw std::runtime_error("user " + std::string(primary) + " is in no managed domain of this configuration");
+    return quote_local_part(local) + "@" + own->routing_domain;
 }
 
 // The steps behind a decision, for --explain. A step whose arguments build strings is guarded by
@@ -185,10 +191,10 @@ RoutingDecision decide(const Config& config, MapReader& map, const Address& addr
             // onmicrosoft.com one): only a rewrite reaches it, in either mode.
             if (domain->mode == DomainMode::transport && record.target.empty())
                 return {Action::transport, domain->new_system_nexthop, std::move(detail)};
-            return {Action::rewrite, routing_address(config, *domain, found.primary, record, extension),
+            return {Action::rewrite, routing_address(config, found.primary, record, extension),
                     std::move(detail)};
         case State::dual:
-            return {Action::dual, routing_address(config, *domain, found.primary, record, extension),
+            return {Action::dual, routing_address(config, found.primary, record, extension),
                     std::move(detail)};
     }
     return {Action::tempfail, {}, "unknown state in map"};
@@ -262,9 +268,8 @@ std::int64_t unix_now() noexcept { return static_cast<std::int64_t>(::time(nullp
 std::optional<std::string> routing_address(const Config& config, std::string_view primary, const UserRecord& record) {
     const auto address = parse_address(primary);
     if (!address) throw std::runtime_error("unreadable address in map: " + std::string(primary));
-    const DomainConfig* domain = config.find_domain(address->domain);
-    if (!domain) return std::nullopt;
-    return routing_address(config, *domain, primary, record, {});
+    if (!config.find_domain(address->domain)) return std::nullopt;
+    return routing_address(config, primary, record, {});
 }
 
 RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept {

@@ -73,6 +73,20 @@ TEST_CASE("parse_address rejects control bytes, accepts 8-bit local parts") {
     }
 }
 
+TEST_CASE("a UTF-8 domain is the ASCII domain Postfix's case folding makes of it, a U-label none") {
+    // U+017F (long s) folds to 's', U+212A (Kelvin sign) to 'k': Postfix (smtputf8_enable =
+    // yes) matches contoſo.com against relay_domains as contoso.com and relays it there.
+    for (const char* written : {"ann@conto\xc5\xbfo.com", "ANN@CONTO\xc5\xbfO.COM", "<ann@\xe2\x84\xaaontoso.com>"}) {
+        CAPTURE(written);
+        const auto a = parse_address(written);
+        REQUIRE(a);
+        CHECK(a->domain == (std::string_view(written).find("\xe2\x84\xaa") != std::string_view::npos ? "kontoso.com"
+                                                                                                   : "contoso.com"));
+    }
+    CHECK_FALSE(parse_address("ann@b\xc3\xbc" "cher.example"));  // bücher.example: a U-label
+    CHECK_FALSE(parse_address("ann@conto\xc5\xbf o.com"));        // folded, still not a domain
+}
+
 TEST_CASE("parse_address bounds the length") {
     std::string local(kMaxAddressLength - 12, 'a');
     CHECK(parse_address(local + "@contoso.com"));

@@ -103,6 +103,8 @@ TEST_CASE("a section without keys is checked too") {
     expect_error(kDomain + "[milterr]\n; only a comment\n[map]\n", 3, "", "unknown section [milterr]");
     expect_error(kDomain + "[ milter ]\n", 3, "", "unknown section [ milter ]");
     expect_error(kDomain + "[domain not a domain!]\n", 3, "", "unknown section [domain not a domain!]");
+    expect_error(kDomain + "[domain b\xc3\xbc" "cher.example]\nrouting_domain = o365.example\n", 4, "routing_domain",
+                 "an internationalized one as its A-label (xn--...)");
     // A [domain] left without its keys manages nothing: its routing_domain is missing.
     expect_error(kDomain + "[domain contoso.net]\n", 3, "routing_domain", "missing in [domain contoso.net]");
     // An empty repeat of a domain is a repeat, before or after the section with the keys.

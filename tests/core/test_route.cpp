@@ -76,6 +76,7 @@ TEST_CASE("route() follows the design's decision table") {
         {"Ann+x@Contoso.NET", Action::rewrite, "ann+x@o365.contoso.com"},
         {"anna@contoso.com", Action::rewrite, "ann@o365.contoso.com"},    // user alias
         {"anna+tag@contoso.net", Action::rewrite, "ann+tag@o365.contoso.com"},
+        {"ann@conto\xc5\xbfo.com", Action::rewrite, "ann@o365.contoso.com"},  // U+017F: Postfix's contoso.com
         {"jsmith@contoso.com", Action::rewrite, "jsmith@contoso.onmicrosoft.com"},
         {"jsmith+a@contoso.com", Action::rewrite, "jsmith+a@contoso.onmicrosoft.com"},
         {"erin@fabrikam.com", Action::rewrite, "erin@fabrikam.onmicrosoft.com"},
@@ -105,6 +106,29 @@ TEST_CASE("global unknown_recipient = reject applies where a domain does not ove
 TEST_CASE("alias decisions say which user decided") {
     RoutedMap m;
     CHECK(route(m.config, m.reader, "anna@contoso.com").detail == "alias of ann@contoso.com");
+}
+
+TEST_CASE("an alias in another managed domain routes to its user's routing domain, not the alias's") {
+    // nina2@contoso.com is an alias of erin@fabrikam.com: mail to it is erin's, at
+    // fabrikam.onmicrosoft.com; erin@o365.contoso.com would be another person's mailbox.
+    RoutedMap m;
+    std::ostringstream out;
+    tool::alias(m.config, "nina2@contoso.com", "erin@fabrikam.com", out);
+    tool::set(m.config, "frank@fabrikam.com", "dual", std::nullopt, std::nullopt, out);
+    tool::alias(m.config, "frankie@contoso.net", "frank@fabrikam.com", out);
+    check_row(m.config, m.reader, {"nina2@contoso.com", Action::rewrite, "erin@fabrikam.onmicrosoft.com"});
+    check_row(m.config, m.reader, {"Nina2+x@Contoso.NET", Action::rewrite, "erin+x@fabrikam.onmicrosoft.com"});
+    check_row(m.config, m.reader, {"frankie@contoso.net", Action::dual, "frank@fabrikam.onmicrosoft.com"});
+    // The routing address the other system is told to accept (coexist-map commands) is the same.
+    const auto erin = MapView(m.reader).find("erin@fabrikam.com");
+    REQUIRE(erin.record);
+    CHECK(routing_address(m.config, "erin@fabrikam.com", *erin.record) == "erin@fabrikam.onmicrosoft.com");
+    // The user's own domain no longer configured: a tempfail that says so, not a guess.
+    Config without_fabrikam = m.config;
+    without_fabrikam.domains.pop_back();
+    const RoutingDecision d = route(without_fabrikam, m.reader, "nina2@contoso.com");
+    CHECK(d.action == Action::tempfail);
+    CHECK(d.detail.find("erin@fabrikam.com is in no managed domain") != std::string::npos);
 }
 
 TEST_CASE("an unreadable map is tempfail for managed domains only") {

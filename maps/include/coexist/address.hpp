@@ -27,9 +27,10 @@ struct Address {
 // trimmed by its reader first (trim_blanks()).
 // Returns nullopt for: empty, no '@', empty local part or domain, longer than
 // kMaxAddressLength, NUL/CR/LF or other control bytes, unbalanced brackets or quotes, unquoted
-// spaces or specials in the local part, a domain with characters outside [A-Za-z0-9.-]
-// (8-bit / UTF-8 domains are not routable by us; they pass as unparseable, never crash). 8-bit
-// bytes in the local part are accepted (RFC 6531).
+// spaces or specials in the local part, a domain with characters outside [A-Za-z0-9.-] once
+// case-folded as Postfix folds it (a UTF-8 domain that folds to ASCII, "contoſo.com", is that
+// ASCII domain; a U-label such as bücher.example is no address we route, never a crash). 8-bit
+// bytes in the local part are accepted (RFC 6531). Never throws beyond std::bad_alloc.
 std::optional<Address> parse_address(std::string_view raw);
 
 // `text` without the spaces and tabs at either end: for what an admin typed (a CSV cell, a

@@ -2,6 +2,7 @@
 
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
 #include <vector>
@@ -123,7 +124,7 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long offered_actions, unsigned long
     if (choice.macro_lists)
         for (const int stage : kMacroStages)
             // A failure leaves Postfix's default list for that stage, which holds `i` too.
-            (void)smfi_setsymlist(ctx, stage, const_cast<char*>(kMacroList));
+            (void)smfi_setsymlist(ctx, stage, const_cast<char*>(macro_list(stage)));
     s->no_reply = choice.no_reply();
     *steps = choice.steps;
     return SMFIS_CONTINUE;
@@ -137,12 +138,35 @@ sfsistat on_envfrom(SMFICTX* ctx, char**) noexcept {
     return continue_or_no_reply(s, SMFIP_NR_MAIL);
 }
 
-RoutingDecision decide(std::string_view as_received) {
-    if (!g_env->metrics) return route(*g_env->config, *g_env->map, as_received);
-    RoutingDecision d = route_counted(*g_env->config, *g_env->map, as_received, *g_env->metrics);
+// One decision, counted once. `recipient`: the text as received, or an Address already parsed.
+template <typename Recipient>
+RoutingDecision decide(const Recipient& recipient) {
+    if (!g_env->metrics) return route(*g_env->config, *g_env->map, recipient);
+    RoutingDecision d = route_counted(*g_env->config, *g_env->map, recipient, *g_env->metrics);
     // Counted at RCPT, where the decision is taken (in shadow mode as the decision it would
     // have been): a message aborted later keeps its count.
     if (g_env->decisions) g_env->decisions->count(d.action, g_env->config->shadow);
+    return d;
+}
+
+// The decision for one RCPT. argv[0] is the argument as the client wrote it; Postfix reads it
+// with its own RFC 822 tokenizer (blanks and comments inside the brackets dropped: <ann@contoso.com >,
+// <ann(x)@contoso.com>) and resolves it (percent hack, bang path: ann%contoso.com@localhost),
+// and delivers to what it read. {rcpt_addr} is that reading (smtpd_milter.c: the resolved
+// recipient, RFC 821 quoted, lowercased). The argument decides when it is an address of a
+// managed domain, since it keeps the extension as the sender wrote it; otherwise Postfix's
+// reading does, so that mail Postfix delivers to ann@contoso.com is routed as ann's. Without
+// the macro (an MTA that does not send it), the argument alone, as before.
+RoutingDecision decide_recipient(SMFICTX* ctx, std::string_view as_received) {
+    const std::optional<Address> written = parse_address(as_received);
+    if (written && g_env->config->find_domain(written->domain)) return decide(*written);
+    const char* read_by_postfix = smfi_getsymval(ctx, const_cast<char*>("{rcpt_addr}"));
+    if (read_by_postfix == nullptr || *read_by_postfix == '\0' || as_received == read_by_postfix)
+        return written ? decide(*written) : decide(as_received);
+    RoutingDecision d = decide(std::string_view(read_by_postfix));
+    if (d.action != Action::foreign)
+        // Shown as it came: decision_log_fields() and reply_safe() make any text safe.
+        d.detail = fmt::format("Postfix reads it as <{}>{}{}", read_by_postfix, d.detail.empty() ? "" : ", ", d.detail);
     return d;
 }
 
@@ -168,7 +192,7 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         // still gets as_received, which cleanup internalizes the same way (cleanup_milter.c,
         // cleanup_del_rcpt()).
         const std::string_view as_received = argv[0];
-        RoutingDecision d = decide(as_received);
+        RoutingDecision d = decide_recipient(ctx, as_received);
         const bool shadow = g_env->config->shadow;
         if (d.action == Action::foreign) return SMFIS_CONTINUE;
         // relay, transport (the recipient stays; transport_maps choose the next hop), rewrite

@@ -21,13 +21,16 @@ inline constexpr unsigned long kRequiredActions = SMFIF_ADDHDRS | SMFIF_DELRCPT 
 // RCPT (reject, tempfail) and end of message (the edits) keep their replies.
 inline constexpr unsigned long kNoReplyStages = SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_DATA;
 
-// The one macro the milter reads (smfi_getsymval): the queue id, for log lines and the trace
-// header. Requested for every stage, because Postfix replaces an empty list by its own
+// The macros the milter reads (smfi_getsymval): the queue id `i`, for log lines and the trace
+// header, requested for every stage, because Postfix replaces an empty list by its own
 // milter_*_macros (milter.c, MILTER_MACRO_EVAL); where it has no queue id yet (connect, HELO,
-// usually MAIL and the first RCPT) it then sends no macro at all.
+// usually MAIL and the first RCPT) it then sends no macro at all. At RCPT also {rcpt_addr},
+// Postfix's own reading of the recipient (filter.cpp, decide_recipient).
 inline constexpr const char* kMacroList = "i";
+inline constexpr const char* kRcptMacroList = "i {rcpt_addr}";
 inline constexpr std::array<int, 7> kMacroStages = {SMFIM_CONNECT, SMFIM_HELO, SMFIM_ENVFROM, SMFIM_ENVRCPT,
                                                     SMFIM_DATA,    SMFIM_EOM,  SMFIM_EOH};
+inline constexpr const char* macro_list(int stage) { return stage == SMFIM_ENVRCPT ? kRcptMacroList : kMacroList; }
 
 struct ProtocolChoice {
     unsigned long actions = 0;  // *pf0 of xxfi_negotiate

@@ -167,6 +167,41 @@ TEST_CASE("relay and foreign recipients are left alone; only managed mail gets t
     f.close(other);
 }
 
+TEST_CASE("a recipient written as no address of ours is routed as Postfix reads it ({rcpt_addr})") {
+    // Postfix drops blanks and comments inside the brackets and resolves the percent hack before
+    // it delivers: what it reads decides. The recipient deleted is still the one received.
+    FilterFixture f;
+    Ctx ctx;
+    f.mail(ctx);
+    ctx.macros["rcpt_addr"] = "ann@contoso.com";
+    REQUIRE(f.rcpt(ctx, "<ann@contoso.com >") == SMFIS_CONTINUE);
+    ctx.macros["rcpt_addr"] = "dana@contoso.com";
+    REQUIRE(f.rcpt(ctx, "<dana%contoso.com@[192.0.2.25]>") == SMFIS_CONTINUE);
+    ctx.macros["rcpt_addr"] = "nobody@fabrikam.com";
+    CHECK(f.rcpt(ctx, "<nobody(x)@fabrikam.com>") == SMFIS_REJECT);
+    REQUIRE(ctx.reply);
+    CHECK(ctx.reply->text.find("Postfix reads it as <nobody@fabrikam.com>") != std::string::npos);
+    // Written as an address of a managed domain, the argument decides (it keeps the extension's
+    // case, which Postfix's lowercased reading loses).
+    ctx.macros["rcpt_addr"] = "erin+news@fabrikam.com";
+    REQUIRE(f.rcpt(ctx, "<Erin+News@fabrikam.com>") == SMFIS_CONTINUE);
+    REQUIRE(f.eom(ctx) == SMFIS_CONTINUE);
+    CHECK(ctx.deleted == std::vector<std::string>{"<ann@contoso.com >", "<Erin+News@fabrikam.com>"});
+    std::vector<std::string> added;
+    for (const auto& [address, params] : ctx.added) added.push_back(address);
+    CHECK(added == std::vector<std::string>{"<ann@o365.contoso.com>", "<dana@o365.contoso.com>",
+                                            "<erin+News@fabrikam.onmicrosoft.com>"});
+    f.close(ctx);
+    // Without the macro (an MTA that does not send it) the argument alone decides, as before.
+    Ctx bare;
+    f.mail(bare);
+    REQUIRE(f.rcpt(bare, "<dana%contoso.com@[192.0.2.25]>") == SMFIS_CONTINUE);
+    REQUIRE(f.eom(bare) == SMFIS_CONTINUE);
+    CHECK(bare.added.empty());
+    CHECK(bare.headers.empty());
+    f.close(bare);
+}
+
 TEST_CASE("reject: an unknown user of an authoritative domain gets 550 5.1.1 at RCPT") {
     FilterFixture f;
     Ctx ctx;
@@ -351,9 +386,10 @@ TEST_CASE("negotiated: MAIL, headers (and DATA over a unix socket) get no reply;
     CHECK((steps & SMFIP_NR_HDR) != 0);
     CHECK((steps & SMFIP_NR_RCPT) == 0);
     CHECK(((steps & SMFIP_NR_DATA) != 0) == (data_reply == SMFIS_NOREPLY));
-    // Only the queue id, at every stage (an empty list would bring back Postfix's defaults).
+    // Only the queue id, at every stage (an empty list would bring back Postfix's defaults), and
+    // at RCPT Postfix's reading of the recipient.
     CHECK(ctx.symlists.size() == 7);
-    for (const auto& [stage, names] : ctx.symlists) CHECK(names == "i");
+    for (const auto& [stage, names] : ctx.symlists) CHECK(names == (stage == SMFIM_ENVRCPT ? "i {rcpt_addr}" : "i"));
 
     for (int message = 0; message < 2; ++message) {  // the second one after a reset by MAIL
         CHECK(f.mail(ctx) == SMFIS_NOREPLY);

@@ -120,6 +120,27 @@ class MilterThroughPostfix(unittest.TestCase):
         self.relay.wait_queue_empty()
         self.assertEqual(self.where(r), {"newsys": ["nina@o365.northwind.com"]})
 
+    def test_recipient_routed_as_postfix_reads_it(self):
+        # Postfix reads RCPT TO with its RFC 822 tokenizer (blanks and comments inside the
+        # brackets go) and resolves it (the percent hack, on by default, for an address at this
+        # relay's own IP literal), then delivers to what it read. The milter routes that reading
+        # ({rcpt_addr}), not the text as written, which parses as no address or a foreign one.
+        args = {"<ann@contoso.com >": 250, "< dave@contoso.com>": 250, "<carol(work)@contoso.com>": 250,
+                "<ghost@northwind.com >": 550, "<nina%northwind.com@[127.0.0.1]>": 250}
+        message_id = h.smtp_client.new_message_id()
+        with self.relay.session() as s:
+            self.assertEqual(s.smtp.mail(SENDER)[0], 250)
+            replies = {arg: s.smtp.docmd("RCPT", "TO:" + arg) for arg in args}
+            self.assertEqual(s.smtp.data(h.smtp_client.make_message(SENDER, ["list@contoso.com"], message_id))[0],
+                             250)
+        self.assertEqual({arg: code for arg, (code, _) in replies.items()}, args, replies)
+        self.assertIn(b"Postfix reads it as <ghost@northwind.com>", replies["<ghost@northwind.com >"][1])
+        self.relay.wait_queue_empty()
+        self.assertEqual(self.lab.where(message_id),
+                         {"newsys": sorted(["ann@o365.contoso.com", "dave@o365.contoso.com", "carol@contoso.onmicrosoft.com",
+                                            "nina@o365.northwind.com"]),
+                          "google": ["dave@contoso.com"]})
+
     def test_one_message_split_one_copy_each(self):
         r = self.deliver(["ann@contoso.com", "bob@contoso.com", "zed@fabrikam.example"])
         self.assertEqual(self.where(r), {"newsys": ["ann@o365.contoso.com"],

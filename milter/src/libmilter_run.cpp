@@ -32,6 +32,12 @@ void arrange_signals_for_smfi_main() {
 
 int run_smfi_main(const std::function<void()>& ready) {
     ready();
+    // A stop that came while the milter started (blocked, so pending): stop now, cleanly.
+    // Handed to smfi_main, its signal thread could close the socket before libmilter's
+    // listener opens it, and the listener's new bind then fails: exit 3 for a plain stop.
+    sigset_t pending;
+    if (::sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1))
+        return MI_SUCCESS;
     int result = MI_FAILURE;
     std::thread libmilter([&result] { result = smfi_main(); });
     libmilter.join();

@@ -22,9 +22,10 @@ namespace coexist::milter {
 // default action.
 void arrange_signals_for_smfi_main();
 
-// Runs smfi_main() until SIGTERM or SIGINT and returns its result (MI_SUCCESS / MI_FAILURE).
-// `ready` runs once before smfi_main() starts: the place to tell systemd READY=1. Call from the
-// main thread, after arrange_signals_for_smfi_main().
+// Runs smfi_main() until SIGTERM or SIGINT and returns its result (MI_SUCCESS / MI_FAILURE);
+// MI_SUCCESS at once, without starting libmilter, when one of them came during start-up.
+// `ready` runs once before: the place to tell systemd READY=1. Call from the main thread,
+// after arrange_signals_for_smfi_main().
 int run_smfi_main(const std::function<void()>& ready);
 
 }  // namespace coexist::milter

@@ -181,6 +181,12 @@ RoutingDecision decide(const Config& config, MapReader& map, const Address& addr
     if (record.pending_due(now))
         detail += fmt::format("{}scheduled {} at {}", detail.empty() ? "" : ", ", to_string(*record.pending_state),
                               utc_timestamp(record.pending_at));
+    // The user's own domain decides how the user is reached (mode, next hop, routing domain),
+    // also for an alias in another managed domain: the alias is the user's address there.
+    const DomainConfig* own = domain;
+    if (found.via_alias)
+        if (const auto primary = parse_address(found.primary))
+            if (const DomainConfig* d = config.find_domain(primary->domain)) own = d;
     switch (record.state_at(now)) {
         case State::source:
             return {Action::relay, {}, std::move(detail)};
@@ -189,8 +195,8 @@ RoutingDecision decide(const Config& config, MapReader& map, const Address& addr
             // socketmap `transport` table) sends it to the new system.
             // An explicit target names another address on the new system (the tenant's
             // onmicrosoft.com one): only a rewrite reaches it, in either mode.
-            if (domain->mode == DomainMode::transport && record.target.empty())
-                return {Action::transport, domain->new_system_nexthop, std::move(detail)};
+            if (own->mode == DomainMode::transport && record.target.empty())
+                return {Action::transport, own->new_system_nexthop, std::move(detail)};
             return {Action::rewrite, routing_address(config, found.primary, record, extension),
                     std::move(detail)};
         case State::dual:

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "coexist/address.hpp"
 #include "coexist/preflight.hpp"
 #include "commands.hpp"
 #include "postconf.hpp"
@@ -43,7 +44,8 @@ void check_address_rewriting(const std::string& postfix_dir, std::ostream& out, 
     for (const char* name : {"allow_percent_hack", "swap_bangpath"}) {
         const auto setting = read_postfix_setting(postfix_dir, name);
         if (!setting.value) continue;
-        if (*setting.value == "no") {
+        // Postfix reads a boolean's "no" in any case (mail_conf_bool.c: strcasecmp).
+        if (lowercase_ascii(*setting.value) == "no") {
             out << fmt::format("postfix {}: {} = no\n", postfix_dir, name);
             continue;
         }

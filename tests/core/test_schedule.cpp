@@ -198,6 +198,15 @@ TEST_CASE("transport mode keeps the recipient and answers the next hop; rewrite 
     CHECK(hal.address == "hal.x@contoso.onmicrosoft.com");
     const auto e = explain_route(config, reader, "ann@contoso.com", now());
     CHECK(e.steps.front().find("mode transport") != std::string::npos);
+    // An alias in the other domain is its user's address there: the user's domain decides.
+    tool::alias(config, "ann2@fabrikam.com", "ann@contoso.com", out);    // ann's domain: transport
+    tool::alias(config, "erin2@contoso.com", "erin@fabrikam.com", out);  // erin's domain: rewrite
+    const auto ann2 = route(config, reader, "ann2@fabrikam.com");
+    CHECK(ann2.action == Action::transport);
+    CHECK(ann2.address == "smtp:[newsys.example]:2525");
+    const auto erin2 = route(config, reader, "erin2@contoso.com");
+    CHECK(erin2.action == Action::rewrite);
+    CHECK(erin2.address == "erin@fabrikam.onmicrosoft.com");
 }
 
 TEST_CASE("transport mode needs a next hop, and a next hop needs transport mode") {

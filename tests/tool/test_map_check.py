@@ -146,7 +146,7 @@ class CheckTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn(f"warning: postfix {self.postfix}: allow_percent_hack = yes", r.stderr)
         self.assertIn(f"warning: postfix {self.postfix}: swap_bangpath = yes", r.stderr)
-        self.main_cf("compatibility_level = 3.6\nswap_bangpath = no\n")
+        self.main_cf("compatibility_level = 3.6\nswap_bangpath = NO\n")  # Postfix takes any case
         r = self.check()
         self.assertIn("allow_percent_hack = yes", r.stderr)
         self.assertNotIn("swap_bangpath", r.stderr)

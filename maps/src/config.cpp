@@ -150,7 +150,12 @@ std::optional<std::string> parse_nexthop(std::string_view v, std::string& out) {
 
 std::optional<std::string> parse_domain_name(std::string_view v, std::string& out) {
     auto a = parse_address(std::string("x@") + std::string(v));
-    if (!a) return "not a domain name: '" + std::string(v) + "'";
+    if (!a) {
+        std::string why = "not a domain name: '" + std::string(v) + "'";
+        if (std::any_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }))
+            why += " (an internationalized domain is written as its A-label, xn--...)";
+        return why;
+    }
     out = a->domain;
     return std::nullopt;
 }

@@ -95,6 +95,7 @@ TEST_CASE("config errors name file, line and key") {
     expect_error(kDomain + "[policyd]\nmax_connections = 0\n", 4, "max_connections", "whole number");
     expect_error(kDomain + "routing_domain = again.example\n", 3, "routing_domain", "given twice");
     expect_error(kDomain + "aliases = not_a domain!\n", 3, "aliases", "not a domain");
+    expect_error(kDomain + "aliases = b\xc3\xbc" "cher.example\n", 3, "aliases", "as its A-label, xn--");
 }
 
 TEST_CASE("a section without keys is checked too") {

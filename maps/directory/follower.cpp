@@ -141,11 +141,11 @@ public:
         people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, person_attributes(d_), resume_cookie);
         if (resume_cookie) resume_people();
         else refresh_people();
-        users_at_refresh_ = by_uuid_.size();
+        users_at_refresh_ = claims_.size();
         log_info("sync: following {} (RFC 4533 refreshAndPersist{}): {} users", ldap_.uri(),
-                 resume_cookie ? ", resumed from the stored cookie" : "", by_uuid_.size());
+                 resume_cookie ? ", resumed from the stored cookie" : "", claims_.size());
         if (hooks.ready) hooks.ready();
-        if (hooks.status) hooks.status(fmt::format("following {}: {} users", ldap_.uri(), by_uuid_.size()));
+        if (hooks.status) hooks.status(fmt::format("following {}: {} users", ldap_.uri(), claims_.size()));
         persist();
     }
 
@@ -241,18 +241,17 @@ private:
                 if (!d_.batch_attribute.empty()) u.batch = r.batch;
                 u.aliases = txn.aliases_of(key);
                 std::sort(u.aliases.begin(), u.aliases.end());
-                by_uuid_[u.entry_uuid] = Person{u.key, u.dn};
-                by_dn_[u.dn] = u.entry_uuid;
                 claim_aliases(u, true);
-                people_[u.entry_uuid] = std::move(u);
+                add_entry(std::move(u));
                 return true;
             });
             if (complete) cookie = *stored;
         });
         if (!cookie) {
-            by_uuid_.clear();
-            by_dn_.clear();
             people_.clear();
+            by_dn_.clear();
+            claims_.clear();
+            contested_keys_ = 0;
             alias_claims_.clear();
         }
         return cookie;
@@ -269,6 +268,10 @@ private:
             follow_incrementally(writer);
             std::unordered_set<std::string> present;
             bool present_phase = false;
+            // Entries named deleted are removed once the refresh has been read: an entry re-created
+            // under a new entryUUID, or a directory rebuilt, gives its address to the new entry
+            // whichever order the server sends them in, so the address never counts as removed.
+            std::vector<std::string> deleted;
             for (;;) {
                 SyncMessage m = next(true);
                 if (m.kind == SyncMessage::Kind::done) {
@@ -280,7 +283,7 @@ private:
                     if (m.info->cookie) cookie_ = m.info->cookie;
                     if (m.info->kind == SyncInfo::Kind::sync_id_set) {
                         for (const auto& raw : m.info->uuids) {
-                            if (m.info->refresh_deletes) remove_uuid(writer, format_uuid(raw));
+                            if (m.info->refresh_deletes) deleted.push_back(format_uuid(raw));
                             else present.insert(format_uuid(raw));
                         }
                         present_phase = present_phase || !m.info->refresh_deletes;
@@ -308,16 +311,15 @@ private:
                         apply_person(writer, m);
                         break;
                     case SyncStateKind::remove:
-                        remove_uuid(writer, uuid);
+                        deleted.push_back(uuid);
                         break;
                 }
             }
-            if (present_phase) {
-                std::vector<std::string> gone;
-                for (const auto& [uuid, person] : by_uuid_)
-                    if (!present.count(uuid)) gone.push_back(uuid);
-                for (const auto& uuid : gone) remove_uuid(writer, uuid);
-            }
+            if (present_phase)
+                for (const auto& [uuid, person] : people_)
+                    if (!present.count(uuid)) deleted.push_back(uuid);
+            for (const auto& uuid : deleted)
+                if (!present.count(uuid)) remove_uuid(writer, uuid);  // named deleted and sent again: kept
             finish(txn, counts, refresh_time);
         });
     }
@@ -338,8 +340,15 @@ private:
     // A writer applying changes one by one rather than a whole view: conflicts are decided by
     // what this session knows of the whole directory, as a full sync would decide them.
     void follow_incrementally(ViewWriter& writer) {
-        writer.set_present([this](std::string_view dn) { return by_dn_.count(std::string(dn)) > 0; });
+        decide_addresses(writer);
         writer.set_alias_owner([this](std::string_view alias) { return alias_owner(alias); });
+    }
+    // Which entry holds an address given twice is decided here (holder()), in the refresh too.
+    void decide_addresses(ViewWriter& writer) {
+        writer.set_present([this](std::string_view dn, std::string_view key) {
+            const auto uuid = by_dn_.find(std::string(dn));
+            return uuid != by_dn_.end() && people_.at(uuid->second).key == key;
+        });
     }
 
     // e-syncRefreshRequired (RFC 4533 2.6): the server cannot resume from our cookie.
@@ -355,6 +364,7 @@ private:
         write_refresh([&](MapTxn& txn, std::int64_t refresh_time) {
             SyncCounts counts;
             ViewWriter writer(txn, counts);
+            decide_addresses(writer);
             for (;;) {
                 SyncMessage m = next(true);
                 if (m.kind == SyncMessage::Kind::done) ended(m);
@@ -465,46 +475,109 @@ private:
         }
     }
 
+    // Who holds an address. Two entries may give the same one: an address passing from one
+    // entry to another, an entry deleted and re-created under a new entryUUID, a directory
+    // rebuilt. The map has one record a key, the view of the entry with the smallest DN, as a
+    // full sync decides (ViewWriter::upsert); every entry that gives a key is kept here, so that
+    // when the holder lets go of it the next one's view is written instead of the key removed.
+    // Only the holder's aliases are claimed, as only its aliases are in the map.
+    const DirectoryUser* holder(const std::string& key) const {
+        const auto it = claims_.find(key);
+        if (it == claims_.end() || it->second.empty()) return nullptr;
+        return &people_.at(it->second.begin()->second);
+    }
+    bool holds(const std::string& uuid) const {
+        const auto it = people_.find(uuid);
+        if (it == people_.end()) return false;
+        const DirectoryUser* h = holder(it->second.key);
+        return h && h->entry_uuid == uuid;
+    }
+    std::optional<DirectoryUser> held(const std::string& key) const {
+        if (const DirectoryUser* h = holder(key)) return *h;
+        return std::nullopt;
+    }
+    void add_entry(DirectoryUser u) {
+        auto& claimants = claims_[u.key];
+        claimants.emplace(u.dn, u.entry_uuid);
+        if (claimants.size() == 2) ++contested_keys_;
+        by_dn_[u.dn] = u.entry_uuid;
+        const std::string uuid = u.entry_uuid;
+        people_[uuid] = std::move(u);
+    }
+    void drop_entry(const std::string& uuid) {
+        const auto it = people_.find(uuid);
+        if (it == people_.end()) return;
+        const DirectoryUser& u = it->second;
+        if (auto c = claims_.find(u.key); c != claims_.end()) {
+            c->second.erase(Claim{u.dn, uuid});
+            if (c->second.size() == 1) --contested_keys_;
+            if (c->second.empty()) claims_.erase(c);
+        }
+        if (auto d = by_dn_.find(u.dn); d != by_dn_.end() && d->second == uuid) {
+            by_dn_.erase(d);
+            // The entry re-created at the same DN under another entryUUID, still here, is the
+            // one a group member of that DN means.
+            if (auto c = claims_.find(u.key); c != claims_.end())
+                if (auto same = c->second.lower_bound(Claim{u.dn, ""}); same != c->second.end() && same->first == u.dn)
+                    by_dn_[u.dn] = same->second;
+        }
+        people_.erase(it);
+    }
+
+    // After the entries giving `key` changed: the alias claims follow the holder, and the map
+    // gets the holder's view, or loses the key when no entry gives it any more (within
+    // max_removals). `was`: the holder before the change, as it was; `changed`: the entryUUID
+    // of the entry that changed (its view is written when it holds the key).
+    void settle(ViewWriter& writer, const std::string& key, const std::optional<DirectoryUser>& was,
+                const std::string& changed) {
+        const DirectoryUser* now = holder(key);
+        if (was) claim_aliases(*was, false);
+        if (now) claim_aliases(*now, true);
+        if (!now) {
+            if (was) remove_key(writer, key);
+            return;
+        }
+        if (!was || was->entry_uuid != now->entry_uuid || now->entry_uuid == changed) {
+            writer.upsert(*now);  // warns itself when it takes the key from another entry still here
+        } else if (const auto other = people_.find(changed); other != people_.end() && other->second.key == key &&
+                                                              other->second.dn != now->dn) {
+            // The same DN twice is one entry re-created, the old entryUUID about to be reported gone.
+            writer.address_conflict(key, now->dn, other->second.dn);
+        }
+    }
+
     void apply_person(ViewWriter& writer, const SyncMessage& m) {
         const std::string uuid = format_uuid(m.state->entry_uuid);
         Classified c = classify(config_, m.entry, membership_);
-        if (c.user) c.user->entry_uuid = uuid;
         for (const auto& w : c.warnings) log_warning("sync: {}", w);
         std::optional<DirectoryUser> before;
-        if (auto old = people_.find(uuid); old != people_.end()) {
-            before = old->second;
-            claim_aliases(old->second, false);
+        if (auto old = people_.find(uuid); old != people_.end()) before = old->second;
+        if (c.user) {
+            c.user->entry_uuid = uuid;
+            // A user whose own entry moves them back to the source (state_attribute, memberOf, a
+            // rename out of a group) counts against the same window as a group emptied.
+            if (before && before->key == c.user->key && holds(uuid) && before->state != State::source &&
+                c.user->state == State::source && !within_removal_window(c.user->key, "went back to the source"))
+                c.user->state = before->state;
         }
-        if (c.user) claim_aliases(*c.user, true);
-        if (before && (!c.user || before->key != c.user->key)) {
-            // Renamed to another address, or no longer a user of a managed domain.
-            remove_key(writer, before->key);
-            by_dn_.erase(before->dn);
-            by_uuid_.erase(uuid);
-            people_.erase(uuid);
-            before.reset();
-        }
-        if (!c.user) return;
-        if (before && before->dn != c.user->dn) by_dn_.erase(before->dn);
-        // A user whose own entry moves them back to the source (state_attribute, memberOf, a
-        // rename out of a group) counts against the same window as a group emptied.
-        if (before && before->state != State::source && c.user->state == State::source &&
-            !within_removal_window(c.user->key, "went back to the source"))
-            c.user->state = before->state;
-        by_uuid_[uuid] = Person{c.user->key, c.user->dn};
-        by_dn_[c.user->dn] = uuid;
-        people_[uuid] = *c.user;
-        writer.upsert(*c.user);
+        const bool same_key = before && c.user && before->key == c.user->key;
+        const std::optional<DirectoryUser> was_old = before ? held(before->key) : std::nullopt;
+        const std::optional<DirectoryUser> was_new = c.user && !same_key ? held(c.user->key) : std::nullopt;
+        drop_entry(uuid);
+        if (c.user) add_entry(*c.user);
+        // Renamed to another address, or no longer a user of a managed domain: the old key goes
+        // to the next entry giving it, or out of the map.
+        if (before && !same_key) settle(writer, before->key, was_old, uuid);
+        if (c.user) settle(writer, c.user->key, same_key ? was_old : was_new, uuid);
     }
 
     void remove_uuid(ViewWriter& writer, const std::string& uuid) {
-        const auto known = by_uuid_.find(uuid);
-        if (known == by_uuid_.end()) return;  // not a user of ours (a group, or out of the filter)
-        if (auto old = people_.find(uuid); old != people_.end()) claim_aliases(old->second, false);
-        remove_key(writer, known->second.key);
-        by_dn_.erase(known->second.dn);
-        people_.erase(uuid);
-        by_uuid_.erase(known);
+        const auto known = people_.find(uuid);
+        if (known == people_.end()) return;  // not a user of ours (a group, or out of the filter)
+        const std::string key = known->second.key;
+        const std::optional<DirectoryUser> was = held(key);
+        drop_entry(uuid);
+        settle(writer, key, was, uuid);
     }
 
     // Whether one more removal or demotion fits in max_removals per 60 s (design 13.5): counted
@@ -514,7 +587,7 @@ private:
     bool within_removal_window(const std::string& key, std::string_view what) {
         const auto now = Clock::now();
         while (!removals_.empty() && now - removals_.front() > std::chrono::seconds(60)) removals_.pop_front();
-        const std::size_t limit = d_.removal_limit(std::max(by_uuid_.size() + removals_.size(), users_at_refresh_));
+        const std::size_t limit = d_.removal_limit(std::max(claims_.size() + removals_.size(), users_at_refresh_));
         if (removals_.size() >= limit) {
             ++held_;
             log_warning("sync: {} {}, but more than max_removals ({}) users left or went back to the source in the "
@@ -554,22 +627,35 @@ private:
             auto person = people_.find(uuid->second);
             if (person == people_.end()) continue;
             DirectoryUser& u = person->second;
+            // An entry whose address another entry holds is not in the map: only remembered.
+            const bool in_map = holds(uuid->second);
             if (d_.state_attribute.empty()) {
                 const bool dual = membership_.contains(Membership::Group::dual, dn);
                 const bool migrated = membership_.contains(Membership::Group::migrated, dn);
                 const State state = dual ? State::dual : migrated ? State::migrated : State::source;
                 // An emptied group un-migrates its members: a mass mistake like a mass removal.
-                if (state == State::source && u.state != State::source &&
+                if (in_map && state == State::source && u.state != State::source &&
                     !within_removal_window(u.key, "went back to the source"))
                     continue;
                 u.state = state;
             }
-            writer.upsert(u);
+            if (in_map) writer.upsert(u);
         }
     }
 
     void finish(MapTxn& txn, const SyncCounts& counts, std::int64_t full_sync_time) {
-        if (cookie_) {
+        if (contested_keys_ > 0) {
+            // The map has one entry of an address that several give; the others live only in
+            // this session. Resumed from a cookie, a restarted follower would not know them and
+            // would remove the address when its holder lets go of it: no cookie, so a restart
+            // reads the directory in full (design 13.5: the map stays equal to the directory).
+            txn.put_meta(meta::kDirectoryCookie, "");
+            if (!cookie_withheld_)
+                log_info("sync: {} addresses are given by more than one entry: no cookie stored while they are, a "
+                         "restart reads the directory in full", contested_keys_);
+            cookie_withheld_ = true;
+        } else if (cookie_) {
+            cookie_withheld_ = false;
             // The cookie goes with the changes it covers (design 13.5), and with what it is
             // valid for: this view of this server, and the groups as they are now.
             txn.put_meta(meta::kDirectoryCookie, *cookie_);
@@ -601,9 +687,6 @@ public:
     struct Stopped {};
 
 private:
-    struct Person {
-        std::string key, dn;
-    };
     const Config& config_;
     const DirectoryConfig& d_;
     MapStore& store_;
@@ -615,12 +698,16 @@ private:
     Membership membership_;
     std::vector<std::string> raw_migrated_, raw_dual_;  // the groups' member values as last sent
     std::optional<std::string> cookie_;
-    // The directory's users as this session knows them: entryUUID -> key and DN (deletes and
-    // renames name the entry by UUID), DN -> entryUUID (group members are DNs), and the view
-    // of each user (a group change re-derives the state of its members).
-    std::unordered_map<std::string, Person> by_uuid_;
-    std::unordered_map<std::string, std::string> by_dn_;
+    // The directory's users as this session knows them: entryUUID -> the entry's view (deletes
+    // and renames name the entry by UUID; a group change re-derives the state of its members),
+    // DN -> entryUUID (group members are DNs), and key -> the entries giving it, ordered by DN
+    // (the first holds it; see holder()).
+    using Claim = std::pair<std::string, std::string>;  // DN, entryUUID
     std::unordered_map<std::string, DirectoryUser> people_;
+    std::unordered_map<std::string, std::string> by_dn_;
+    std::unordered_map<std::string, std::set<Claim>> claims_;
+    std::size_t contested_keys_ = 0;  // keys of claims_ with more than one entry
+    bool cookie_withheld_ = false;    // said once in the log, until no key is contested
     // alias -> the keys of the users that list it (sorted: the first one holds it).
     std::unordered_map<std::string, std::set<std::string>> alias_claims_;
     std::deque<Clock::time_point> removals_;

@@ -33,12 +33,10 @@ void ViewWriter::upsert(const DirectoryUser& u) {
     const auto existing = txn_.user(u.key);
     const bool seen_before = !seen_users_.insert(hash128(u.key));
     if (existing && existing->owner == Owner::directory && existing->dn != u.dn &&
-        (seen_before || (present_ && present_(existing->dn)))) {
+        (present_ ? present_(existing->dn, u.key) : seen_before)) {
         // Two entries give the same address. The smaller DN wins, whatever order the server
         // sends them in, so every relay keeps the same one.
-        ++counts_.conflicts;
-        counts_.warn(fmt::format("{} is the address of both {} and {}: {} kept", u.key, existing->dn, u.dn,
-                                 std::min(existing->dn, u.dn)));
+        address_conflict(u.key, existing->dn, u.dn);
         if (u.dn > existing->dn) return;
     }
     // Users and aliases never share a key, so only a key new as a user can be an alias.
@@ -103,6 +101,11 @@ void ViewWriter::upsert(const DirectoryUser& u) {
     txn_.put_user(u.key, record, existing);
     // A user new to the map has no aliases in it yet: nothing to compare or remove.
     if (existing || !u.aliases.empty()) sync_aliases(u);
+}
+
+void ViewWriter::address_conflict(std::string_view key, std::string_view dn, std::string_view other_dn) {
+    ++counts_.conflicts;
+    counts_.warn(fmt::format("{} is the address of both {} and {}: {} kept", key, dn, other_dn, std::min(dn, other_dn)));
 }
 
 void ViewWriter::sync_aliases(const DirectoryUser& u) {

@@ -54,9 +54,13 @@ public:
     // "remove KEY", "alias ALIAS -> KEY", "unalias ALIAS"), for --dry-run; may be empty.
     ViewWriter(MapTxn& txn, SyncCounts& counts, std::function<void(const std::string&)> change = {});
 
-    // Incremental use (the follower): tells whether an entry DN is still in the directory, so
-    // an address claimed by two entries keeps going to the smaller DN as in a full sync.
-    void set_present(std::function<bool(std::string_view dn)> present) { present_ = std::move(present); }
+    // Incremental use (the follower): tells whether the entry DN is still in the directory and
+    // still gives `key` as its address, so an address claimed by two entries keeps going to the
+    // smaller DN as in a full sync. Replaces the full sync's test (a key upserted twice in this
+    // pass): the follower may upsert a key again in one transaction once its holder has left.
+    void set_present(std::function<bool(std::string_view dn, std::string_view key)> present) {
+        present_ = std::move(present);
+    }
 
     // Incremental use: which user the directory's whole view gives `alias` to (the smallest key
     // of those listing it), so the follower ends where a full sync ends whatever order the
@@ -80,6 +84,10 @@ public:
     // the demotions already written go with it).
     void remove_unseen(const DirectoryConfig& config, bool force);
 
+    // Two entries give `key` as their address; the one with the smaller DN keeps it (upsert's
+    // rule). Counted and warned in the report; for the follower, which decides it itself.
+    void address_conflict(std::string_view key, std::string_view dn, std::string_view other_dn);
+
 private:
     void sync_aliases(const DirectoryUser& u);
     // Incremental: gives a freed alias to the user the directory's view gives it to, if any.
@@ -88,7 +96,7 @@ private:
     MapTxn& txn_;
     SyncCounts& counts_;
     std::function<void(const std::string&)> change_;
-    std::function<bool(std::string_view)> present_;
+    std::function<bool(std::string_view, std::string_view)> present_;
     std::function<std::optional<std::string>(std::string_view)> alias_owner_;
     // Keys (and aliases) visited in this pass, as hashes (key_hash.hpp): 16 bytes a user, not a
     // copy of the directory.

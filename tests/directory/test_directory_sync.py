@@ -4,7 +4,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
 
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
                                      safety bulk ownership tls follow-limit conflicts idle-follower
-                                     resume poll ad-shaped;
+                                     resume poll ad-shaped address-moves;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -753,6 +753,105 @@ def scenario_conflicts(root):
             a.stop_follower()
 
 
+# ---- scenario 14: an address passes from one entry to another (follower vs full sync) -----------
+
+def add_person(ldap, uid, mail, groups=()):
+    ldap.ldapadd(f"dn: {s.people_dn(uid)}\nobjectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n"
+                 f"uid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {mail}\n")
+    for g in groups:
+        ldap.ldapmodify(f"dn: {g}\nchangetype: modify\nadd: member\nmember: {s.people_dn(uid)}\n")
+
+
+def scenario_address_moves(root):
+    """Two entries give the same mail (the rule of view_writer.cpp: the smaller DN keeps it). When
+    one lets go of it, the follower writes the other's view, as a full sync would, instead of
+    removing the address: (a) a new entry takes over the mail of one then deleted; (b) an entry's
+    mail changes while another gives the old one; (c) an entry deleted and re-created (new
+    entryUUID) while the follower is down and slapd restarted (its session log lost: the resume
+    runs a present phase); (d) the directory rebuilt with the same content (every entryUUID new).
+    The domain rejects unknown users, so a lost address answers reject, not relay."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    a_uid, b_uid, c_uid = d.uids[0], d.uids[1], d.uids[4]
+    check(d.state(a_uid) == "migrated" and d.state(b_uid) == "source" and d.state(c_uid) == "migrated",
+          "test bug: 14 states")
+    with s.Slapd("moves", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-moves", ldap, domain_keys="unknown_recipient = reject\n")
+        a.run("init")
+        a.start_follower()
+        try:
+            # (a) uid=A-new (dual) gives A's mail: A (the smaller DN) keeps it; A deleted: A-new's view.
+            mail = d.mail[a_uid]
+            add_person(ldap, f"{a_uid}new", mail, groups=[DUAL])
+            marker = d.uids[2]   # a later change: once seen, the follower has applied the ones before
+            ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\nadd: member\nmember: {s.people_dn(marker)}\n")
+            d.migrated.add(marker)
+            wait_routes([a], {d.mail[marker]: d.expected_user(marker)}, "14a marker", (ldap,))
+            compare_routes(a, {mail: d.expected_user(a_uid)}, "14a two entries give the mail: the smaller DN's")
+            check(f"{mail} is the address of both" in a.follower_text(),
+                  "14a: the follower does not warn of the address given twice", a.follower_output())
+            ldap.ldapdelete(s.people_dn(a_uid))
+            wait_routes([a], {mail: ("dual", f"{a_uid}@{ROUTING}")}, "14a the first entry deleted", (ldap,))
+            d.uids[0] = f"{a_uid}new"
+            d.mail[d.uids[0]] = d.mail.pop(a_uid)
+            d.dual.add(d.uids[0])   # (cn=migrated still names the deleted DN: no refint here)
+            # (b) uid=zz-B (migrated) gives B's mail; B's mail changes: zz-B's view.
+            mail = d.mail[b_uid]
+            add_person(ldap, f"zz-{b_uid}", mail, groups=[MIGRATED])
+            ldap.ldapmodify(f"dn: {s.people_dn(b_uid)}\nchangetype: modify\nreplace: mail\nmail: {b_uid}b@{DOMAIN}\n")
+            wait_routes([a], {mail: ("rewrite", f"{b_uid}@{ROUTING}"), f"{b_uid}b@{DOMAIN}": ("relay", None)},
+                        "14b the mail changed while another entry gives it", (ldap,))
+            d.uids.append(f"zz-{b_uid}")
+            d.mail[f"zz-{b_uid}"] = mail
+            d.mail[b_uid] = f"{b_uid}b@{DOMAIN}"
+            d.migrated.add(f"zz-{b_uid}")
+            compare_routes(a, d.expected(), "14b every address")
+            # (c) C deleted and re-created (same DN and mail, new entryUUID) while the follower is
+            # down; slapd restarted, so the resume cannot use its session log.
+            a.stop_follower()
+            ldap.ldapdelete(s.people_dn(c_uid))
+            add_person(ldap, c_uid, d.mail[c_uid], groups=[])   # still listed in cn=migrated by DN
+            ldap.restart()
+            offset = len(a.follower_text())
+            a.start_follower()
+            check("resumed from the stored cookie" in a.follower_text()[offset:],
+                  "14c: the follower did not resume from its cookie", a.follower_output())
+            compare_routes(a, d.expected(), "14c after an entry was re-created under a new entryUUID")
+            check(f"remove {d.mail[c_uid]}" not in a.follower_text()[offset:],
+                  f"14c: the follower removed {d.mail[c_uid]}", a.follower_output())
+            # (d) the directory rebuilt from the same content: every entryUUID is new.
+            a.stop_follower()
+            ldap.stop()
+            for name in os.listdir(ldap.data_dir):
+                os.unlink(os.path.join(ldap.data_dir, name))
+            ldap.load_bulk(s.directory_ldif(d.uids, migrated=sorted(d.migrated), dual=sorted(d.dual))
+                           .replace(f"mail: {b_uid}@{DOMAIN}\n", f"mail: {b_uid}b@{DOMAIN}\n")
+                           .replace(f"mail: {d.uids[0]}@{DOMAIN}\n", f"mail: {a_uid}@{DOMAIN}\n")
+                           .replace(f"mail: zz-{b_uid}@{DOMAIN}\n", f"mail: {b_uid}@{DOMAIN}\n"))
+            ldap.start()
+            offset = len(a.follower_text())
+            a.start_follower()
+            check("resumed from the stored cookie" in a.follower_text()[offset:],
+                  "14d: the follower did not resume from its cookie", a.follower_output())
+            compare_routes(a, d.expected(), "14d after the directory was rebuilt")
+            log = a.follower_text()[offset:]
+            check("max_removals" not in log and " remove " not in log,
+                  "14d: the follower removed (or held back removing) users still in the directory",
+                  a.follower_output())
+            fresh = Relay(root, "relay-moves-fresh", ldap, domain_keys="unknown_recipient = reject\n")
+            fresh.run("init")
+            fresh.run("sync")
+            check(a.digest() == fresh.digest(), f"14: follower {a.digest()} != fresh sync {fresh.digest()}",
+                  a.follower_output())
+            print("  14 ok: an address passing between entries stays in the map, as a full sync has it")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -960,7 +1059,7 @@ SCENARIOS = {
     "safety": scenario_safety, "bulk": scenario_bulk, "ownership": scenario_ownership, "tls": scenario_tls,
     "follow-limit": scenario_follow_limit, "conflicts": scenario_conflicts,
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
-    "poll": scenario_poll, "ad-shaped": scenario_ad_shaped,
+    "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
 }
 
 

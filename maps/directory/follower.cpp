@@ -113,7 +113,7 @@ public:
         int groups_pending = (migrated_id_ ? 1 : 0) + (dual_id_ ? 1 : 0);
         bool migrated_seen = !migrated_id_, dual_seen = !dual_id_;
         while (groups_pending > 0) {
-            SyncMessage m = next(true);
+            SyncMessage m = next_within_timeout("reading the groups");
             if (m.kind == SyncMessage::Kind::entry) {
                 if (m.msgid == migrated_id_) {
                     raw_migrated_ = group_member_values(m.entry);
@@ -196,6 +196,22 @@ private:
         }
     }
 
+    // The next message of a refresh, which runs inside the map's write transaction: while it
+    // is open every other writer of the map (`coexist-map set`, `import`) waits. A server that
+    // sends nothing for [directory] timeout (stopped, overloaded, a dead link that TCP has not
+    // noticed yet) ends the session: the transaction is aborted, the map keeps its last state,
+    // and follow() reconnects with its backoff. The whole refresh may take longer; no single
+    // wait may.
+    SyncMessage next_within_timeout(std::string_view stage) {
+        const std::chrono::seconds timeout(d_.timeout_seconds);
+        SyncMessage m = next(true, timeout);
+        if (m.kind == SyncMessage::Kind::other && m.msgid == 0)
+            throw DirectoryError(fmt::format("{}: no answer for {} s (timeout) while {}; the refresh is given up, "
+                                             "the map unchanged", ldap_.uri(), timeout.count(), stage),
+                                 true);
+        return m;
+    }
+
     [[noreturn]] void ended(const SyncMessage& m) {
         throw DirectoryError(fmt::format("{}: the sync search ended: {}", ldap_.uri(), ldap_error_text(m.result, m.diagnostic)),
                              m.result == LDAP_SUCCESS || is_transient(m.result));
@@ -273,7 +289,7 @@ private:
             // whichever order the server sends them in, so the address never counts as removed.
             std::vector<std::string> deleted;
             for (;;) {
-                SyncMessage m = next(true);
+                SyncMessage m = next_within_timeout("resuming from the stored cookie");
                 if (m.kind == SyncMessage::Kind::done) {
                     if (m.result == kSyncRefreshRequired) forget_cookie();
                     ended(m);
@@ -366,7 +382,7 @@ private:
             ViewWriter writer(txn, counts);
             decide_addresses(writer);
             for (;;) {
-                SyncMessage m = next(true);
+                SyncMessage m = next_within_timeout("reading the people");
                 if (m.kind == SyncMessage::Kind::done) ended(m);
                 if (m.kind == SyncMessage::Kind::info && m.info) {
                     if (m.info->cookie) cookie_ = m.info->cookie;

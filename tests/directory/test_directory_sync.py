@@ -4,7 +4,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
 
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
                                      safety bulk ownership tls follow-limit conflicts idle-follower
-                                     resume poll ad-shaped address-moves;
+                                     resume poll ad-shaped address-moves hung-server;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -852,6 +852,76 @@ def scenario_address_moves(root):
             a.stop_follower()
 
 
+# ---- scenario 15: a server that hangs in the middle of a refresh ---------------------------------
+
+def scenario_hung_server(root):
+    """slapd stopped (SIGSTOP) while the follower reads its refresh, inside the map's write
+    transaction: within [directory] timeout (plus a margin) the follower gives the refresh up and
+    says so, and another writer of the map (`coexist-map set`) gets through while slapd is still
+    stopped. After SIGCONT the follower reconnects and catches up. 100k users make the refresh
+    long enough (seconds) to be caught: a `set` that waits tells the transaction is open."""
+    n, timeout = 100_000, 3
+    with s.Slapd("hung", provider=True) as ldap:
+        path = os.path.join(ldap.directory, "bulk-input.ldif")
+        s.write_directory_ldif(path, n, migrated=(s.user_uid(i) for i in range(1, n + 1, 2)))
+        ldap.load_bulk(path)
+        os.unlink(path)
+        ldap.start()
+        a = Relay(root, "relay-hung", ldap, timeout=str(timeout), max_removals="10%")
+        a.run("init")
+        a.follower = spawn_follower(a)
+        stopped = False
+        try:
+            deadline = time.monotonic() + FOLLOW_READY
+            while True:   # a `set` that waits: the follower holds the map's write transaction
+                probe = subprocess.Popen([COEXIST_MAP, "-c", a.ini, "set", f"probe@{DOMAIN}", "migrated"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                         env=s.ldap_tool_env(), cwd=a.dir)
+                try:
+                    probe.wait(0.3)
+                except subprocess.TimeoutExpired:
+                    break
+                check("sync: following" not in a.follower_text(),
+                      "15: the refresh was over before the test saw it hold the map", a.follower_output())
+                check(time.monotonic() < deadline, "15: the follower never held the map's write transaction",
+                      a.follower_output())
+            ldap.process.send_signal(signal.SIGSTOP)
+            stopped = True
+            stopped_at = time.monotonic()
+            try:
+                out, _ = probe.communicate(timeout=timeout + 15)
+            except subprocess.TimeoutExpired:
+                probe.kill()
+                probe.wait()
+                fail(f"15: `coexist-map set` still waits for the map {timeout + 15} s after slapd stopped "
+                     f"mid-refresh (timeout = {timeout})", a.follower_output())
+            waited = time.monotonic() - stopped_at
+            check(probe.returncode == 0, f"15: coexist-map set exited {probe.returncode}: {out}")
+            check(ldap.process.poll() is None, "15: slapd is gone")
+            wait_until(lambda: "no answer for 3 s (timeout) while reading the people" in a.follower_text(), 10,
+                       "15: the follower's log of the timeout", on_timeout=a.follower_output)
+            a.run("set", f"probe2@{DOMAIN}", "dual", timeout=10)   # the map is free for any writer
+            check(a.follower.poll() is None, "15: the follower exited", a.follower_output())
+            ldap.process.send_signal(signal.SIGCONT)
+            stopped = False
+            wait_until(lambda: "sync: following" in a.follower_text(), FOLLOW_READY + 60,
+                       "15: the follower caught up after SIGCONT", on_timeout=a.follower_output)
+            first, last = s.user_uid(1), s.user_uid(n)
+            compare_routes(a, {f"{first}@{DOMAIN}": ("rewrite", f"{first}@{ROUTING}"),
+                               f"{last}@{DOMAIN}": ("relay", None),
+                               f"probe@{DOMAIN}": ("rewrite", f"probe@{ROUTING}"),
+                               f"probe2@{DOMAIN}": ("dual", f"probe2@{ROUTING}")}, "15 after SIGCONT")
+            print(f"  15 ok: slapd stopped mid-refresh; `set` went through after {waited:.1f} s "
+                  f"(timeout = {timeout}); the follower caught up after SIGCONT")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            if stopped:
+                ldap.process.send_signal(signal.SIGCONT)
+            a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -1060,6 +1130,7 @@ SCENARIOS = {
     "follow-limit": scenario_follow_limit, "conflicts": scenario_conflicts,
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
     "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
+    "hung-server": scenario_hung_server,
 }
 
 

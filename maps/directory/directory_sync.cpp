@@ -65,6 +65,11 @@ SyncCounts full_sync(const Config& config, MapStore& store, LdapSession& session
             txn.put_meta(meta::kDirectorySyncedAt, std::to_string(context.time));
             txn.put_meta(meta::kDirectoryUri, session.uri());
             txn.put_meta(meta::kDirectoryHeldRemovals, "0");
+            // The map is now the directory as read, not as of a follower's cookie: a cookie left
+            // here may be one the server no longer knows (a directory restored from an older
+            // backup answers it "consumer state is newer than provider"), so the next follower
+            // reads in full. A follower running beside this sync stores its own cookie again.
+            txn.put_meta(meta::kDirectoryCookie, "");
             if (options.dry_run) throw DryRunDone{};
         });
     } catch (const DryRunDone&) {

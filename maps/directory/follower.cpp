@@ -137,10 +137,23 @@ public:
         if (!dual_seen) throw DirectoryError(fmt::format("dual_group {} is not readable", d_.dual_group), false);
 
         groups_fingerprint_ = fingerprint_groups();
-        const std::optional<std::string> resume_cookie = resumable();
+        std::optional<std::string> resume_cookie = resumable();
         people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, person_attributes(d_), resume_cookie);
-        if (resume_cookie) resume_people();
-        else refresh_people();
+        if (resume_cookie) {
+            try {
+                resume_people();
+            } catch (const CannotResume& e) {
+                // The resume's transaction is aborted: the index it changed is thrown away
+                // with it, and the people are read again from the start, without a cookie.
+                forget_cookie(e.why);
+                forget_index();
+                resume_cookie.reset();
+                people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, person_attributes(d_));
+                refresh_people();
+            }
+        } else {
+            refresh_people();
+        }
         users_at_refresh_ = claims_.size();
         log_info("sync: following {} (RFC 4533 refreshAndPersist{}): {} users", ldap_.uri(),
                  resume_cookie ? ", resumed from the stored cookie" : "", claims_.size());
@@ -263,14 +276,20 @@ private:
             });
             if (complete) cookie = *stored;
         });
-        if (!cookie) {
-            people_.clear();
-            by_dn_.clear();
-            claims_.clear();
-            contested_keys_ = 0;
-            alias_claims_.clear();
-        }
+        if (!cookie) forget_index();
         return cookie;
+    }
+
+    // Back to knowing no user, for a refresh without a cookie.
+    void forget_index() {
+        people_.clear();
+        by_dn_.clear();
+        claims_.clear();
+        contested_keys_ = 0;
+        alias_claims_.clear();
+        removals_.clear();
+        held_ = 0;
+        cookie_.reset();
     }
 
     // The refresh stage of a search resumed from a cookie (RFC 4533 3.3.1): only what changed
@@ -291,7 +310,7 @@ private:
             for (;;) {
                 SyncMessage m = next_within_timeout("resuming from the stored cookie");
                 if (m.kind == SyncMessage::Kind::done) {
-                    if (m.result == kSyncRefreshRequired) forget_cookie();
+                    if (cannot_resume(m)) throw CannotResume{ldap_error_text(m.result, m.diagnostic)};
                     ended(m);
                 }
                 if (m.kind == SyncMessage::Kind::info && m.info) {
@@ -367,11 +386,22 @@ private:
         });
     }
 
-    // e-syncRefreshRequired (RFC 4533 2.6): the server cannot resume from our cookie.
+    // The server's answer to a resumed search that means "not from this cookie":
+    // e-syncRefreshRequired (RFC 4533 2.6), and slapd's unwillingToPerform "consumer state is
+    // newer than provider!" when the directory was restored from a backup older than the
+    // cookie (or another server answers the URI). Either way a full read makes the map equal to
+    // the directory again; a server that refuses that too is left to the admin.
     static constexpr int kSyncRefreshRequired = 0x1000;
-    void forget_cookie() {
+    static bool cannot_resume(const SyncMessage& m) {
+        return m.result == kSyncRefreshRequired || m.result == LDAP_UNWILLING_TO_PERFORM;
+    }
+    struct CannotResume {
+        std::string why;
+    };
+    void forget_cookie(const std::string& why) {
         store_.write(sync_context(ldap_.uri()), [](MapTxn& txn) { txn.put_meta(meta::kDirectoryCookie, ""); });
-        log_info("sync: {} cannot resume from the stored cookie; reading the directory in full", ldap_.uri());
+        log_info("sync: {} cannot resume from the stored cookie ({}); cookie dropped, reading the directory in full",
+                 ldap_.uri(), why);
     }
 
     // The refresh stage of the people search (no cookie: every entry as "add"), written in one

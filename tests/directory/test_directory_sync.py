@@ -4,7 +4,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
 
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
                                      safety bulk ownership tls follow-limit conflicts idle-follower
-                                     resume poll ad-shaped address-moves hung-server;
+                                     resume poll ad-shaped address-moves hung-server restored;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -922,6 +922,66 @@ def scenario_hung_server(root):
             a.stop_follower()
 
 
+# ---- scenario 16: the directory restored from an older backup -----------------------------------
+
+def restore_backup(ldap, backup):
+    """Replaces the directory's database by `backup` (slapcat LDIF), as an admin restoring it."""
+    ldap.stop()
+    for name in os.listdir(ldap.data_dir):
+        os.unlink(os.path.join(ldap.data_dir, name))
+    ldap.load_bulk(backup)
+    ldap.start()
+
+
+def scenario_restored(root):
+    """The directory restored from a backup older than the follower's cookie: slapd answers the
+    cookie with unwillingToPerform "consumer state is newer than provider!". The follower drops
+    the cookie and reads in full (a user added after the backup is gone from the map), instead of
+    retrying for ever. A one-shot `sync` on such a map fixes it and clears the cookie, so the next
+    follower reads in full rather than meet the refusal."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    with s.Slapd("restored", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        backup = os.path.join(root, "backup.ldif")
+        subprocess.run([os.path.join(os.path.dirname(s.SLAPADD), "slapcat"), "-f", ldap.config_path, "-b", s.SUFFIX,
+                        "-l", backup], check=True, capture_output=True, timeout=60)
+        a = Relay(root, "relay-restored", ldap, domain_keys="unknown_recipient = reject\n")
+        a.run("init")
+        try:
+            for n, how in enumerate(("follower", "one-shot sync")):
+                a.start_follower()
+                later = f"later{n}"
+                add_person(ldap, later, f"{later}@{DOMAIN}")   # after the backup
+                wait_routes([a], {f"{later}@{DOMAIN}": ("relay", None)}, f"16 {later} added", (ldap,))
+                a.stop_follower()
+                restore_backup(ldap, backup)
+                if how == "one-shot sync":
+                    a.run("sync")
+                    cookie = [line for line in a.run("dump").stdout.splitlines() if '"directory_cookie"' in line]
+                    check(cookie == ['{"meta":"directory_cookie","value":""}'],
+                          f"16: after a one-shot sync the map keeps a cookie: {cookie}")
+                offset = len(a.follower_text())
+                a.start_follower()
+                log = a.follower_text()[offset:]
+                check("resumed" not in log, f"16 ({how}): the follower says it resumed", a.follower_output())
+                if how == "follower":
+                    check("cannot resume from the stored cookie" in log and "newer than provider" in log,
+                          "16: the follower does not say why it reads in full", a.follower_output())
+                else:
+                    check("newer than provider" not in log,
+                          "16: after a one-shot sync the follower still tried the old cookie", a.follower_output())
+                compare_routes(a, {f"{later}@{DOMAIN}": ("reject", None), **d.expected()},
+                               f"16 ({how}) after the restore")
+            print("  16 ok: a directory restored from an older backup: the follower drops its cookie and reads "
+                  "in full; a one-shot sync clears the cookie")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -1130,7 +1190,7 @@ SCENARIOS = {
     "follow-limit": scenario_follow_limit, "conflicts": scenario_conflicts,
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
     "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
-    "hung-server": scenario_hung_server,
+    "hung-server": scenario_hung_server, "restored": scenario_restored,
 }
 
 

@@ -21,6 +21,19 @@ bool member_of(const Entry& entry, const std::string& group_dn) {
     return std::any_of(values->begin(), values->end(), [&](const std::string& v) { return normalize_dn(v) == wanted; });
 }
 
+// Why an address value that gives no key is the directory's mistake (not an address, two in
+// one value, longer than an address can be); nullopt for an address of a domain we do not
+// manage, which is normal in a directory and ignored without a word.
+std::optional<std::string> malformed_address(const Config& config, std::string_view value, const KeyError& error) {
+    const auto a = parse_address(trim_blanks(value));
+    if (a && !config.find_domain(a->domain)) return std::nullopt;
+    // The value is quoted short in the warning: a 5000-byte one would drown the log line.
+    constexpr std::size_t kQuoted = 64;
+    std::string why = a ? printable(error.reason) : std::string("not a valid address");
+    if (value.size() > kQuoted) why += fmt::format(" ({} bytes)", value.size());
+    return fmt::format("'{}': {}", printable(value, kQuoted), why);
+}
+
 void sort_unique(std::vector<std::string>& v) {
     std::sort(v.begin(), v.end());
     v.erase(std::unique(v.begin(), v.end()), v.end());
@@ -121,7 +134,13 @@ Classified classify(const Config& config, const Entry& entry, const Membership& 
         const auto smtp = smtp_value(value);
         if (!smtp) continue;
         auto key = admin_user_key(config, *smtp);
-        if (!std::holds_alternative<std::string>(key)) continue;
+        if (const auto* error = std::get_if<KeyError>(&key)) {
+            // Said with the entry's DN, as the user may have no other address to be named by.
+            if (const auto why = malformed_address(config, *smtp, *error))
+                result.warnings.push_back(
+                    fmt::format("{}: a value of {} ignored: {}", printable(entry.dn), d.address_attribute, *why));
+            continue;
+        }
         if (user.key.empty()) user.key = std::get<std::string>(std::move(key));
         else extra_addresses.push_back(std::get<std::string>(std::move(key)));
     }

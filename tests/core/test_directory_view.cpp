@@ -128,6 +128,39 @@ TEST_CASE("classify: a bad state or target value keeps the map's routing, with a
     CHECK(cl.user->keep_routing);
 }
 
+TEST_CASE("classify: a mail value that is no address is warned of with the entry's DN, not dropped silently") {
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"));
+    const std::string dn = "uid=bad," + kPeople;
+    // Each is the only address of its entry: the entry is no user, and the warning says why.
+    const auto [value, reason] = GENERATE(table<std::string, std::string>({
+        {"not-an-address", "not a valid address"},
+        {"ann@contoso.com bob@contoso.com", "not a valid address"},
+        {std::string(5000, 'a') + "@contoso.com", "(5012 bytes)"},
+    }));
+    const auto cl = classify(c, person("bad", {value}), members({}));
+    CHECK_FALSE(cl.user);
+    REQUIRE(cl.warnings.size() == 1);
+    CHECK_THAT(cl.warnings[0], Catch::StartsWith(dn + ": a value of mail ignored: "));
+    CHECK_THAT(cl.warnings[0], Catch::Contains(reason));
+    CHECK_THAT(cl.warnings[0], Catch::Contains(value.substr(0, 20)));
+    CHECK(cl.warnings[0].size() < 600);  // a 5000-byte value is not copied into the log whole
+
+    // A good address beside it still makes the user; the bad value is still said.
+    const auto mixed = classify(c, person("bad", {value, "bad@contoso.com"}), members({}));
+    REQUIRE(mixed.user);
+    CHECK(mixed.user->key == "bad@contoso.com");
+    CHECK(mixed.warnings.size() == 1);
+}
+
+TEST_CASE("classify: an address of a domain we do not manage is ignored without a warning") {
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"));
+    const auto cl = classify(c, person("eve", {"eve@elsewhere.org", "eve@contoso.com"}), members({}));
+    REQUIRE(cl.user);
+    CHECK(cl.warnings.empty());
+}
+
 TEST_CASE("a full sync adds, changes and removes directory users, and leaves the admin's alone") {
     TempDir dir;
     const Config c = directory_config(dir.file("map"), "max_removals = 5\n");

@@ -4,7 +4,8 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
 
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
                                      safety bulk ownership tls follow-limit conflicts idle-follower
-                                     resume poll ad-shaped address-moves hung-server restored;
+                                     resume poll ad-shaped address-moves hung-server restored
+                                     bad-mail;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -982,6 +983,44 @@ def scenario_restored(root):
             a.stop_follower()
 
 
+# ---- scenario 17: a mail value that is no address -----------------------------------------------
+
+def scenario_bad_mail(root):
+    """An entry whose mail is no address (not one, two in one value, a 5000-byte local part) is
+    no user, and both the one-shot sync and the follower say so with the entry's DN and the
+    value, as they do for a bad state or target value, instead of dropping it silently."""
+    d = Directory(5)
+    bad = {"bad-word": "not-an-address", "bad-two": f"ann@{DOMAIN} bob@{DOMAIN}",
+           "bad-long": "x" * 5000 + f"@{DOMAIN}"}
+    with s.Slapd("bad-mail", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        for uid, mail in list(bad.items())[:2]:
+            add_person(ldap, uid, mail)
+        a = Relay(root, "relay-bad-mail", ldap)
+        a.run("init")
+        r = a.run("sync")
+        for uid, mail in list(bad.items())[:2]:
+            check(f"warning: {s.people_dn(uid)}: a value of mail ignored: '{mail}'" in r.stdout,
+                  f"17: the one-shot sync does not warn of {uid}'s mail {mail!r}:\n{r.stdout}{r.stderr}")
+        try:
+            a.start_follower()
+            uid, mail = "bad-long", bad["bad-long"]
+            add_person(ldap, uid, mail)
+            wait_until(lambda: f"{s.people_dn(uid)}: a value of mail ignored: '{mail[:64]}..." in a.follower_text(),
+                       CONVERGE, f"17: the follower's warning of {uid}'s mail", on_timeout=a.follower_output)
+            for uid, mail in list(bad.items())[:2]:   # said by the refresh too
+                check(f"{s.people_dn(uid)}: a value of mail ignored: '{mail}'" in a.follower_text(),
+                      f"17: the follower's refresh does not warn of {uid}'s mail", a.follower_output())
+            compare_routes(a, d.expected(), "17 the good users")
+            print("  17 ok: a mail value that is no address is warned of (DN and value), by sync and the follower")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -1191,6 +1230,7 @@ SCENARIOS = {
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
     "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
     "hung-server": scenario_hung_server, "restored": scenario_restored,
+    "bad-mail": scenario_bad_mail,
 }
 
 

@@ -2,7 +2,9 @@
 // form is for monitoring and scripts; its fields are documented in coexist-map(8) and only
 // ever gain new ones.
 #include <fmt/format.h>
+#include <signal.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <ctime>
 #include <map>
@@ -17,6 +19,21 @@ namespace coexist::tool {
 namespace {
 
 using Json = nlohmann::ordered_json;
+
+// The follower writes what it is doing into the map with its pid at the end ("... (pid N)"),
+// and a follower killed with SIGKILL cannot take it back. Whether it still runs: nullopt when
+// the text names no pid; false only when no such process exists (ESRCH; EPERM is a process of
+// another user, as the follower runs as coexist-sync). The pid is of this host: the map is.
+std::optional<bool> follower_running(const std::string& following) {
+    const auto at = following.rfind("pid ");
+    if (at == std::string::npos || following.empty() || following.back() != ')') return std::nullopt;
+    const std::string digits = following.substr(at + 4, following.size() - 1 - (at + 4));
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
+        return std::nullopt;
+    const auto pid = static_cast<pid_t>(std::atol(digits.c_str()));
+    if (pid <= 0) return std::nullopt;
+    return ::kill(pid, 0) == 0 || errno != ESRCH;
+}
 
 constexpr State kStates[] = {State::source, State::migrated, State::dual};
 
@@ -119,6 +136,8 @@ void print_json(const Config& c, const MapCounts& n, std::ostream& out) {
             d["synced_ago_seconds"] = nullptr;
         }
         d["following"] = n.following ? Json(*n.following) : Json(nullptr);
+        const auto running = n.following ? follower_running(*n.following) : std::nullopt;
+        d["follower_running"] = running ? Json(*running) : Json(nullptr);
         d["held_removals"] = n.held ? std::strtoull(n.held->c_str(), nullptr, 10) : 0ULL;
         j["directory"] = d;
     } else {
@@ -148,7 +167,12 @@ void print_text(const Config& c, const MapCounts& n, std::ostream& out) {
         } else {
             out << "last directory sync: never\n";
         }
-        if (n.following) out << fmt::format("follower: {}\n", *n.following);
+        if (n.following) {
+            if (follower_running(*n.following) == false)
+                out << fmt::format("follower: not running (its process is gone); it last said: {}\n", *n.following);
+            else
+                out << fmt::format("follower: {}\n", *n.following);
+        }
         if (n.held && *n.held != "0")
             out << fmt::format("removals held back by max_removals: {} (run 'coexist-map sync --force' to apply)\n",
                                *n.held);

@@ -5,7 +5,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
                                      safety bulk ownership tls follow-limit conflicts idle-follower
                                      resume poll ad-shaped address-moves hung-server restored
-                                     bad-mail;
+                                     bad-mail follower-killed;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -1021,6 +1021,42 @@ def scenario_bad_mail(root):
             a.stop_follower()
 
 
+# ---- scenario 18: stats after the follower was killed -------------------------------------------
+
+def scenario_follower_killed(root):
+    """A follower killed with SIGKILL cannot say it stopped: `stats` checks the pid it wrote and
+    says it is not running (text and JSON), instead of showing it as following."""
+    import json
+    d = Directory(5)
+    with s.Slapd("killed", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-killed", ldap)
+        a.run("init")
+        try:
+            a.start_follower()
+            pid = a.follower.pid
+            follower = stats_value(a, "follower:")
+            check(follower and follower.startswith("RFC 4533") and f"(pid {pid})" in follower,
+                  f"18: stats while the follower runs: {follower!r}")
+            check(json.loads(a.run("stats", "--json").stdout)["directory"]["follower_running"] is True,
+                  "18: stats --json: follower_running is not true while it runs")
+            a.follower.kill()
+            a.follower.wait(30)
+            a.follower = None
+            follower = stats_value(a, "follower:")
+            check(follower and follower.startswith("not running") and f"(pid {pid})" in follower,
+                  f"18: stats after kill -9 of the follower: {follower!r}")
+            check(json.loads(a.run("stats", "--json").stdout)["directory"]["follower_running"] is False,
+                  "18: stats --json: follower_running is not false after kill -9")
+            print("  18 ok: stats says a follower killed by SIGKILL is not running")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -1230,7 +1266,7 @@ SCENARIOS = {
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
     "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
     "hung-server": scenario_hung_server, "restored": scenario_restored,
-    "bad-mail": scenario_bad_mail,
+    "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,
 }
 
 

@@ -690,11 +690,18 @@ private:
     }
 
     void finish(MapTxn& txn, const SyncCounts& counts, std::int64_t full_sync_time) {
-        if (contested_keys_ > 0) {
+        // Removals held back by max_removals, in this session or by an earlier one: the map then
+        // keeps users the directory no longer has, and a full read would be refused by
+        // max_removals until the admin's `sync --force`, the follower following nothing meanwhile.
+        const auto held_in_map = txn.meta(meta::kDirectoryHeldRemovals);
+        const bool removals_held = held_ > 0 || (held_in_map && !held_in_map->empty() && *held_in_map != "0");
+        if (contested_keys_ > 0 && !removals_held) {
             // The map has one entry of an address that several give; the others live only in
             // this session. Resumed from a cookie, a restarted follower would not know them and
             // would remove the address when its holder lets go of it: no cookie, so a restart
             // reads the directory in full (design 13.5: the map stays equal to the directory).
+            // Not while removals are held: that restart would stop following (see above), a
+            // worse state than the rare contested restart; the admin's sync --force ends both.
             txn.put_meta(meta::kDirectoryCookie, "");
             if (!cookie_withheld_)
                 log_info("sync: {} addresses are given by more than one entry: no cookie stored while they are, a "
@@ -816,6 +823,11 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
             log_warning("sync: {}; the map keeps its last good state; retrying in {} s", e.what(), backoff);
             store.write(sync_context(d.uri), [&](MapTxn& txn) {
                 txn.put_meta(meta::kDirectoryHeldRemovals, std::to_string(e.would_remove + e.would_demote));
+                // This process, not the last one that followed, is the one `stats` should name.
+                txn.put_meta(meta::kDirectoryFollowing,
+                             fmt::format("not following: retrying in {} s (last attempt {}): {} (needs the admin: "
+                                         "coexist-map sync --force) (pid {})",
+                                         backoff, utc_timestamp(::time(nullptr)), e.what(), ::getpid()));
             });
             if (hooks.held) hooks.held(e.would_remove + e.would_demote);
         }

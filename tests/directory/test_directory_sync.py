@@ -1057,6 +1057,52 @@ def scenario_follower_killed(root):
             a.stop_follower()
 
 
+# ---- scenario 19: removals held, an address contested, a restart --------------------------------
+
+def scenario_held_contest(root):
+    """Removals held back by max_removals keep users the directory dropped; then a new entry gives
+    a present user's mail (an address contested, for which no cookie is stored otherwise). A
+    follower restarted then must resume from its cookie and keep following: a full read would be
+    refused by max_removals, the follower applying nothing until the admin's sync --force (a
+    second walkthrough's finding)."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    with s.Slapd("heldcontest", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-heldcontest", ldap, max_removals="1")
+        a.run("init")
+        a.start_follower()
+        try:
+            gone = d.uids[10:14]
+            ldap._run(["ldapdelete"], "\n".join(s.people_dn(u) for u in gone) + "\n")
+            deadline = time.monotonic() + CONVERGE
+            while not ((stats_value(a, "removals held back by max_removals:") or "0").split()[0] == "3"):
+                check(time.monotonic() < deadline, "19: 4 deletions with max_removals = 1 should hold 3",
+                      a.follower_output())
+                time.sleep(0.2)
+            add_person(ldap, "zz-contest", d.mail[d.uids[5]], groups=[MIGRATED])   # two entries, one mail
+            marker = next(u for u in d.uids[:10] if d.state(u) == "source")
+            ldap.ldapmodify(f"dn: {DUAL}\nchangetype: modify\nadd: member\nmember: {s.people_dn(marker)}\n")
+            d.dual.add(marker)
+            wait_routes([a], {d.mail[marker]: d.expected_user(marker)}, "19 marker", (ldap,))
+            a.stop_follower()
+            offset = len(a.follower_text())
+            a.start_follower()
+            check("resumed from the stored cookie" in a.follower_text()[offset:],
+                  "19: the restarted follower did not resume from its cookie", a.follower_output())
+            add_person(ldap, "newbie", f"newbie@{DOMAIN}", groups=[MIGRATED])
+            wait_routes([a], {f"newbie@{DOMAIN}": ("rewrite", f"newbie@{ROUTING}")},
+                        "19 a user added after the restart", (ldap,))
+            check("nothing changed" not in a.follower_text()[offset:],
+                  "19: the restarted follower refused a full read", a.follower_output())
+            print("  19 ok: with removals held and an address contested, a restart resumes and keeps following")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -1267,6 +1313,7 @@ SCENARIOS = {
     "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
     "hung-server": scenario_hung_server, "restored": scenario_restored,
     "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,
+    "held-contest": scenario_held_contest,
 }
 
 

@@ -259,11 +259,16 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
                     if (parse_address(quoted)) why += fmt::format(" (quoted, it is {})", loggable(quoted));
                 }
             }
-            // What the daemons answer for it all the same: an unknown user of the managed
-            // domain it names (route.cpp, decide_unreadable()), else nothing of theirs.
+            // What the daemons answer for this text all the same: an unknown user of the managed
+            // domain it names (route.cpp, decide_unreadable()), else nothing of theirs. Written
+            // in RCPT TO, Postfix reads it first (blanks and comments dropped, the percent hack
+            // resolved) and asks for that reading, which coexist-milter routes too ({rcpt_addr}).
             const RoutingDecision d = coexist::route(c, reader, a);
             if (d.action != Action::foreign)
                 why += fmt::format("; the daemons answer {} for it ({})", to_string(d.action), loggable(d.detail));
+            if (a.find('@') != std::string::npos)
+                why += "; in RCPT TO, Postfix reads a recipient first and every way routes what it reads: "
+                       "route that address";
             std::cerr << fmt::format("coexist-map: route: '{}' is not an email address{}\n", loggable(a), why);
             invalid = true;
             return;

@@ -40,19 +40,16 @@ namespace {
 // at o365.northwind.com; o365.contoso.com would be another nina's mailbox). The recipient's
 // extension (as the sender wrote it) is carried over when keep_extension is set. The result is
 // in Postfix's external form, what a virtual_alias_maps result is expected to be
-// (mail_addr_find(3): "the value is expected to be in external (quoted) form"). Throws
-// std::runtime_error for a primary no parser reads or in no managed domain (a [domain] section
-// removed while its users stay in the map): a tempfail that says why, never a guess.
-std::string routing_address(const Config& config, std::string_view primary, const UserRecord& record,
-                            std::string_view extension) {
+// (mail_addr_find(3): "the value is expected to be in external (quoted) form"). `own` is the
+// user's own managed domain, found by the caller. Throws
+// std::runtime_error for a primary (or target) no parser reads: a tempfail that says why.
+std::string routing_address(const DomainConfig& own, std::string_view primary, const UserRecord& record,
+                            std::string_view extension, bool keep_extension) {
     const auto base = parse_address(record.target.empty() ? primary : std::string_view(record.target));
     if (!base) throw std::runtime_error("unreadable address in map: " + std::string(primary));
     std::string local = base->local;
-    if (config.keep_extension) local.append(extension);
-    if (!record.target.empty()) return quote_local_part(local) + "@" + base->domain;
-    const DomainConfig* own = config.find_domain(base->domain);
-    if (!own) throw std::runtime_error("user " + std::string(primary) + " is in no managed domain of this configuration");
-    return quote_local_part(local) + "@" + own->routing_domain;
+    if (keep_extension) local.append(extension);
+    return quote_local_part(local) + "@" + (record.target.empty() ? own.routing_domain : base->domain);
 }
 
 // The steps behind a decision, for --explain. A step whose arguments build strings is guarded by
@@ -182,12 +179,18 @@ RoutingDecision decide(const Config& config, MapReader& map, const Address& addr
         detail += fmt::format("{}scheduled {} at {}", detail.empty() ? "" : ", ", to_string(*record.pending_state),
                               utc_timestamp(record.pending_at));
     // The user's own domain decides how the user is reached (mode, next hop, routing domain),
-    // also for an alias in another managed domain: the alias is the user's address there.
+    // also for an alias in another managed domain: the alias is the user's address there. A
+    // primary in no configured domain (its [domain] section removed while its users stay in the
+    // map) has no way to the new system in either mode: a tempfail that says so, never a guess.
     const DomainConfig* own = domain;
-    if (found.via_alias)
-        if (const auto primary = parse_address(found.primary))
-            if (const DomainConfig* d = config.find_domain(primary->domain)) own = d;
-    switch (record.state_at(now)) {
+    if (found.via_alias) {
+        const auto primary = parse_address(found.primary);
+        own = primary ? config.find_domain(primary->domain) : nullptr;
+    }
+    const State state = record.state_at(now);
+    if (!own && state != State::source)
+        return {Action::tempfail, {}, "user " + found.primary + " is in no managed domain of this configuration"};
+    switch (state) {
         case State::source:
             return {Action::relay, {}, std::move(detail)};
         case State::migrated:
@@ -197,10 +200,11 @@ RoutingDecision decide(const Config& config, MapReader& map, const Address& addr
             // onmicrosoft.com one): only a rewrite reaches it, in either mode.
             if (own->mode == DomainMode::transport && record.target.empty())
                 return {Action::transport, own->new_system_nexthop, std::move(detail)};
-            return {Action::rewrite, routing_address(config, found.primary, record, extension),
+            return {Action::rewrite,
+                    routing_address(*own, found.primary, record, extension, config.keep_extension),
                     std::move(detail)};
         case State::dual:
-            return {Action::dual, routing_address(config, found.primary, record, extension),
+            return {Action::dual, routing_address(*own, found.primary, record, extension, config.keep_extension),
                     std::move(detail)};
     }
     return {Action::tempfail, {}, "unknown state in map"};
@@ -274,8 +278,9 @@ std::int64_t unix_now() noexcept { return static_cast<std::int64_t>(::time(nullp
 std::optional<std::string> routing_address(const Config& config, std::string_view primary, const UserRecord& record) {
     const auto address = parse_address(primary);
     if (!address) throw std::runtime_error("unreadable address in map: " + std::string(primary));
-    if (!config.find_domain(address->domain)) return std::nullopt;
-    return routing_address(config, primary, record, {});
+    const DomainConfig* own = config.find_domain(address->domain);
+    if (!own) return std::nullopt;
+    return routing_address(*own, primary, record, {}, config.keep_extension);
 }
 
 RoutingDecision route(const Config& config, MapReader& map, std::string_view recipient) noexcept {

@@ -129,6 +129,11 @@ TEST_CASE("an alias in another managed domain routes to its user's routing domai
     const RoutingDecision d = route(without_fabrikam, m.reader, "nina2@contoso.com");
     CHECK(d.action == Action::tempfail);
     CHECK(d.detail.find("erin@fabrikam.com is in no managed domain") != std::string::npos);
+    // Also when the alias's own domain is in transport mode: its next hop is not erin's.
+    without_fabrikam.domains[0].mode = DomainMode::transport;
+    without_fabrikam.domains[0].new_system_nexthop = "smtp:[192.0.2.25]";
+    CHECK(route(without_fabrikam, m.reader, "nina2@contoso.com").action == Action::tempfail);
+    CHECK(route(without_fabrikam, m.reader, "ann@contoso.com").action == Action::transport);
 }
 
 TEST_CASE("an unreadable map is tempfail for managed domains only") {

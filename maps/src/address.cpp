@@ -35,6 +35,10 @@ std::string lowercase_ascii(std::string_view s) {
     return out;
 }
 
+bool is_ascii(std::string_view s) noexcept {
+    return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
 namespace {
 
 // "@a.example,@b.example:" before the mailbox: an RFC 5321 source route (4.1.1.3: a receiver
@@ -134,8 +138,7 @@ std::optional<Address> parse_address(std::string_view raw) {
     // fold_case()) turns into an ASCII one, e.g. "contoſo.com" (U+017F, long s) into
     // contoso.com: Postfix matches it against relay_domains and its tables as that domain and
     // relays it there, so it is that domain here too. A U-label (bücher.example) stays none.
-    if (std::all_of(domain.begin(), domain.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
-        return std::nullopt;
+    if (is_ascii(domain)) return std::nullopt;
     std::string folded;
     try {
         folded = fold_case(domain);

@@ -33,10 +33,6 @@ bool is_dot_string(std::string_view local) {
     return true;
 }
 
-bool all_ascii(std::string_view s) {
-    return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-}
-
 struct CaseMapClose {
     void operator()(UCaseMap* m) const noexcept { ucasemap_close(m); }
 };
@@ -69,7 +65,7 @@ std::string quote_local_part(std::string_view internal_local) {
 }
 
 std::string fold_case(std::string_view text) {
-    if (all_ascii(text)) return lowercase_ascii(text);
+    if (is_ascii(text)) return lowercase_ascii(text);
     // Full case folding can grow the text (ß -> ss, ŉ -> ʼn): ask ICU for the size once.
     std::string out(text.size() * 3 + 8, '\0');
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -87,7 +83,7 @@ std::string fold_case(std::string_view text) {
 }
 
 std::string canonical_key(std::string_view internal_local, std::string_view domain) {
-    if (all_ascii(internal_local) && is_dot_string(internal_local)) {
+    if (is_ascii(internal_local) && is_dot_string(internal_local)) {
         // What the general way below gives for such a local part (no quotes to add, ASCII case
         // folding), built in one allocation: every lookup of the daemons comes here.
         std::string key;

@@ -152,7 +152,7 @@ std::optional<std::string> parse_domain_name(std::string_view v, std::string& ou
     auto a = parse_address(std::string("x@") + std::string(v));
     if (!a) {
         std::string why = "not a domain name: '" + std::string(v) + "'";
-        if (std::any_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }))
+        if (!is_ascii(v))
             why += " (an internationalized domain is written as its A-label, xn--...)";
         return why;
     }
@@ -423,8 +423,7 @@ bool fixed_section(std::string_view section) {
 std::string unknown_section(std::string_view section) {
     std::string text = "unknown section [" + std::string(section) + "]";
     constexpr std::string_view prefix = "domain ";
-    if (section.substr(0, prefix.size()) == prefix &&
-        std::any_of(section.begin(), section.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }))
+    if (section.substr(0, prefix.size()) == prefix && !is_ascii(section))
         text += ": a domain is written in ASCII, an internationalized one as its A-label (xn--...), as in "
                 "relay_domains";
     return text;

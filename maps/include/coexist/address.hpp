@@ -40,6 +40,9 @@ std::string_view trim_blanks(std::string_view text);
 // ASCII-only lowercase (bytes >= 0x80 unchanged): what Postfix does for table lookups.
 std::string lowercase_ascii(std::string_view s);
 
+// True when every byte of `s` is ASCII (below 0x80): no UTF-8, nothing ICU would fold.
+bool is_ascii(std::string_view s) noexcept;
+
 // Splits a local part at the first character from `delimiters` (Postfix recipient_delimiter
 // semantics). base excludes the delimiter; extension includes it ("+news"), empty when none.
 struct LocalPart {

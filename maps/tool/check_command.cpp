@@ -41,22 +41,37 @@ std::vector<DaemonTarget> daemon_targets(const Config& c) {
 // written: a migrated user's mail would reach the old system (contrib/postfix/README.md).
 // Called once smtputf8_enable could be read, so postconf and main.cf are there.
 void check_address_rewriting(const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
+    const auto example = [](std::string_view name) {
+        return name == "allow_percent_hack" ? "user%contoso.com@localhost" : "contoso.com!user@localhost";
+    };
+    // Postfix reads a boolean's "no" in any case (mail_conf_bool.c: strcasecmp).
+    const auto is_no = [](const std::string& value) { return lowercase_ascii(value) == "no"; };
     for (const char* name : {"allow_percent_hack", "swap_bangpath"}) {
         const auto setting = read_postfix_setting(postfix_dir, name);
         if (!setting.value) continue;
-        // Postfix reads a boolean's "no" in any case (mail_conf_bool.c: strcasecmp).
-        if (lowercase_ascii(*setting.value) == "no") {
+        if (is_no(*setting.value)) {
             out << fmt::format("postfix {}: {} = no\n", postfix_dir, name);
             continue;
         }
         err << fmt::format("coexist-map: warning: postfix {}: {} = {}: Postfix then routes {} as user@contoso.com "
                            "after coexist has looked at it as written, to the old system even for a migrated "
                            "user; set {} = no\n",
-                           postfix_dir, name, *setting.value,
-                           std::string_view(name) == "allow_percent_hack" ? "user%contoso.com@localhost"
-                                                                          : "contoso.com!user@localhost",
-                           name);
+                           postfix_dir, name, *setting.value, example(name), name);
     }
+    // The same settings given to one service in master.cf (-o), e.g. to trivial-rewrite, which
+    // applies them: main.cf's "no" does not hold there.
+    std::string problem;
+    const auto overrides = read_master_overrides(postfix_dir, problem);
+    if (!overrides) {
+        out << fmt::format("postfix {}: master.cf overrides not checked: {}\n", postfix_dir, problem);
+        return;
+    }
+    for (const MasterOverride& o : *overrides)
+        if ((o.name == "allow_percent_hack" || o.name == "swap_bangpath") && !is_no(o.value))
+            err << fmt::format("coexist-map: warning: postfix {}: master.cf gives {} -o {}={}: Postfix then "
+                               "routes {} as user@contoso.com after coexist has looked at it as written; remove "
+                               "the override or make it {}=no\n",
+                               postfix_dir, o.service, o.name, o.value, example(o.name), o.name);
 }
 
 // smtputf8_enable decides how Postfix folds the case of a non-ASCII lookup key (design 13.2):

@@ -59,14 +59,13 @@ int run(const std::string& program, const std::vector<std::string>& args, std::s
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-}  // namespace
-
-PostconfResult read_postfix_setting(const std::string& config_dir, const std::string& name) {
+// postconf -c config_dir ARGS..., PATH first, then /usr/sbin: its whole output, or why not.
+PostconfResult postconf(const std::string& config_dir, std::vector<std::string> args) {
     struct stat st {};
     const std::string main_cf = config_dir + "/main.cf";
     if (::stat(main_cf.c_str(), &st) != 0)
         return {std::nullopt, fmt::format("{}: {}", main_cf, std::strerror(errno))};
-    const std::vector<std::string> args{"-c", config_dir, "-x", "-h", name};
+    args.insert(args.begin(), {"-c", config_dir});
     std::string output;
     int rc = run("postconf", args, output);
     if (rc == -ENOENT) {
@@ -76,8 +75,44 @@ PostconfResult read_postfix_setting(const std::string& config_dir, const std::st
     if (rc == -ENOENT) return {std::nullopt, "postconf not found (in PATH or /usr/sbin)"};
     if (rc < 0) return {std::nullopt, fmt::format("cannot run postconf: {}", std::strerror(-rc))};
     if (rc != 0) return {std::nullopt, fmt::format("postconf -c {} failed (exit status {})", config_dir, rc)};
-    while (!output.empty() && (output.back() == '\n' || output.back() == '\r')) output.pop_back();
     return {output, {}};
+}
+
+}  // namespace
+
+PostconfResult read_postfix_setting(const std::string& config_dir, const std::string& name) {
+    PostconfResult r = postconf(config_dir, {"-x", "-h", name});
+    if (r.value)
+        while (!r.value->empty() && (r.value->back() == '\n' || r.value->back() == '\r')) r.value->pop_back();
+    return r;
+}
+
+std::optional<std::vector<MasterOverride>> read_master_overrides(const std::string& config_dir,
+                                                                 std::string& problem) {
+    struct stat st {};
+    const std::string master_cf = config_dir + "/master.cf";
+    if (::stat(master_cf.c_str(), &st) != 0) {
+        problem = fmt::format("{}: {}", master_cf, std::strerror(errno));
+        return std::nullopt;
+    }
+    const PostconfResult r = postconf(config_dir, {"-P"});
+    if (!r.value) {
+        problem = r.problem;
+        return std::nullopt;
+    }
+    std::vector<MasterOverride> overrides;
+    std::string_view rest = *r.value;
+    while (!rest.empty()) {
+        const std::size_t end = rest.find('\n');
+        const std::string_view line = rest.substr(0, end);
+        rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+        const std::size_t equals = line.find(" = ");
+        const std::size_t slash = line.rfind('/', equals);
+        if (equals == std::string_view::npos || slash == std::string_view::npos) continue;
+        overrides.push_back({std::string(line.substr(0, slash)), std::string(line.substr(slash + 1, equals - slash - 1)),
+                             std::string(line.substr(equals + 3))});
+    }
+    return overrides;
 }
 
 }  // namespace coexist::tool

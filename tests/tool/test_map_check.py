@@ -151,6 +151,28 @@ class CheckTest(unittest.TestCase):
         self.assertIn("allow_percent_hack = yes", r.stderr)
         self.assertNotIn("swap_bangpath", r.stderr)
 
+    def test_percent_hack_in_a_master_cf_override_is_a_warning(self):
+        # main.cf says no, but trivial-rewrite, which applies them, is given its own values.
+        master = os.path.join(self.postfix, "master.cf")
+        with open(master, "w") as f:
+            f.write("smtp inet n - n - - smtpd\n  -o swap_bangpath=yes\n"
+                    "rewrite unix - - n - - trivial-rewrite\n  -o allow_percent_hack=yes\n"
+                    "  -o { swap_bangpath = No }\n")
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"postfix {self.postfix}: allow_percent_hack = no", r.stdout)
+        self.assertIn(f"warning: postfix {self.postfix}: master.cf gives rewrite/unix -o allow_percent_hack=yes",
+                      r.stderr)
+        self.assertIn(f"warning: postfix {self.postfix}: master.cf gives smtp/inet -o swap_bangpath=yes", r.stderr)
+        self.assertNotIn("rewrite/unix -o swap_bangpath", r.stderr)  # "No" is no
+        self.assertEqual(r.stderr.count("warning"), 2, r.stderr)
+        # Without the overrides: nothing to say.
+        with open(master, "w") as f:
+            f.write("smtp inet n - n - - smtpd\nrewrite unix - - n - - trivial-rewrite\n")
+        r = self.check()
+        self.assertEqual(r.stderr, "")
+        self.assertNotIn("master.cf", r.stdout)
+
     def test_no_main_cf_is_said_and_skipped(self):
         empty = os.path.join(self.dir, "no-postfix")
         os.mkdir(empty)

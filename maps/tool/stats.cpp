@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -23,7 +24,8 @@ using Json = nlohmann::ordered_json;
 // The follower writes what it is doing into the map with its pid at the end ("... (pid N)"),
 // and a follower killed with SIGKILL cannot take it back. Whether it still runs: nullopt when
 // the text names no pid; false only when no such process exists (ESRCH; EPERM is a process of
-// another user, as the follower runs as coexist-sync). The pid is of this host: the map is.
+// another user, as the follower runs as coexist-sync) or when it is a zombie. The pid is of
+// this host: the map is.
 std::optional<bool> follower_running(const std::string& following) {
     const auto at = following.rfind("pid ");
     if (at == std::string::npos || following.empty() || following.back() != ')') return std::nullopt;
@@ -32,7 +34,18 @@ std::optional<bool> follower_running(const std::string& following) {
         return std::nullopt;
     const auto pid = static_cast<pid_t>(std::atol(digits.c_str()));
     if (pid <= 0) return std::nullopt;
-    return ::kill(pid, 0) == 0 || errno != ESRCH;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+    // A follower that has exited but not yet been reaped (a zombie) answers kill(0) too: it runs
+    // no more. /proc/PID/stat's state field follows the ")" that ends the command name.
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (stat && std::getline(stat, line)) {
+        const auto paren = line.rfind(')');
+        if (paren != std::string::npos && paren + 2 < line.size() &&
+            (line[paren + 2] == 'Z' || line[paren + 2] == 'X'))
+            return false;
+    }
+    return true;
 }
 
 constexpr State kStates[] = {State::source, State::migrated, State::dual};

@@ -1042,6 +1042,11 @@ def scenario_follower_killed(root):
             check(json.loads(a.run("stats", "--json").stdout)["directory"]["follower_running"] is True,
                   "18: stats --json: follower_running is not true while it runs")
             a.follower.kill()
+            # Not yet reaped, it is a zombie: kill(pid, 0) still succeeds, and it runs no more.
+            wait_until(lambda: open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z", 30,
+                       "the killed follower to be a zombie")
+            zombie = stats_value(a, "follower:")
+            check(zombie and zombie.startswith("not running"), f"18: stats while the killed follower is a zombie: {zombie!r}")
             a.follower.wait(30)
             a.follower = None
             follower = stats_value(a, "follower:")

@@ -120,6 +120,12 @@ void ViewWriter::sync_aliases(const DirectoryUser& u) {
         if (txn_.user(alias)) {
             ++counts_.conflicts;
             counts_.warn(fmt::format("{}: alias {} is a user's address: ignored", u.key, alias));
+            // A full sync may yet remove that user (remove_unseen): the alias is then this
+            // user's, or a smaller key's listing it too, as a sync of the map without it gives.
+            if (!alias_owner_) {
+                const auto [waiting, first] = hidden_aliases_.try_emplace(alias, u.key);
+                if (!first && u.key < waiting->second) waiting->second = u.key;
+            }
             continue;
         }
         if (alias_owner_) {
@@ -148,8 +154,12 @@ void ViewWriter::sync_aliases(const DirectoryUser& u) {
 }
 
 void ViewWriter::reassign(const std::string& alias, std::string_view from) {
-    if (!alias_owner_) return;
-    const auto owner = alias_owner_(alias);
+    std::optional<std::string> owner;
+    if (alias_owner_) {
+        owner = alias_owner_(alias);
+    } else if (const auto waiting = hidden_aliases_.find(alias); waiting != hidden_aliases_.end()) {
+        owner = waiting->second;
+    }
     if (!owner || *owner == from || !txn_.user(*owner) || txn_.user(alias)) return;
     txn_.put_alias(alias, *owner);
     ++counts_.aliases_added;
@@ -162,6 +172,9 @@ bool ViewWriter::remove(std::string_view key) {
     const auto aliases = txn_.aliases_of(key);
     txn_.remove_user(key);
     for (const auto& alias : aliases) reassign(alias, key);
+    // A user's address is no alias while the user is there (upsert, sync_aliases); gone, it is
+    // the alias of a user listing it, as a sync of the map without that user would make it.
+    reassign(std::string(key), key);
     ++counts_.removed;
     if (change_) change_(fmt::format("remove {}", key));
     return true;

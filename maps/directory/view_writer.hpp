@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -90,7 +91,8 @@ public:
 
 private:
     void sync_aliases(const DirectoryUser& u);
-    // Incremental: gives a freed alias to the user the directory's view gives it to, if any.
+    // Gives a freed alias (or a removed user's address) to the user the directory's view gives
+    // it to, if any: the follower's alias_owner, or a full sync's hidden_aliases_.
     void reassign(const std::string& alias, std::string_view from);
 
     MapTxn& txn_;
@@ -101,6 +103,10 @@ private:
     // Keys (and aliases) visited in this pass, as hashes (key_hash.hpp): 16 bytes a user, not a
     // copy of the directory.
     Hash128Set seen_users_, seen_aliases_;
+    // Full sync: aliases listed by a user of this pass but hidden by a user's address in the map,
+    // and the smallest key listing each; given to it if remove_unseen removes that user. Only
+    // such conflicts are kept, not every alias.
+    std::unordered_map<std::string, std::string> hidden_aliases_;
 };
 
 }  // namespace coexist::directory

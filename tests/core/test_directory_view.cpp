@@ -307,3 +307,43 @@ TEST_CASE("conflicts resolve the same way whatever order the directory sends ent
         });
     }
 }
+
+TEST_CASE("a user's address that leaves the map goes back to the users listing it as an alias") {
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"));
+    MapStore store(c.map_path, 1 << 20, MapStore::Mode::create);
+    const Entry taker = person("taker", {"shared@contoso.com"});
+    const std::vector<Entry> listing{person("bob", {"bob@contoso.com"}, {"shared@contoso.com"}),
+                                     person("ann", {"ann@contoso.com"}, {"shared@contoso.com"})};
+    std::vector<Entry> view = listing;
+    view.push_back(taker);
+    full(store, c, view, members({}));
+    store.read([](MapTxn& t) {
+        CHECK(t.user("shared@contoso.com"));
+        CHECK_FALSE(t.alias_primary("shared@contoso.com"));
+    });
+
+    SECTION("a full sync: in the same pass that removes the user (not the next one), to the smallest key") {
+        const SyncCounts counts = full(store, c, listing, members({}));
+        CHECK(counts.removed == 1);
+        CHECK(counts.aliases_added == 1);
+        store.read([](MapTxn& t) {
+            CHECK_FALSE(t.user("shared@contoso.com"));
+            CHECK(t.alias_primary("shared@contoso.com") == std::optional<std::string>("ann@contoso.com"));
+        });
+        // Nothing left to do (read in key order: a full sync reading the bigger key first moves
+        // the alias to it and back within the pass, counted twice).
+        CHECK(full(store, c, {listing[1], listing[0]}, members({})).aliases_added == 0);
+    }
+    SECTION("the follower: to the user its view of the directory gives it to") {
+        store.write(ChangeContext{"test", "sync test", 1000}, [&](MapTxn& t) {
+            SyncCounts counts;
+            ViewWriter w(t, counts);
+            w.set_alias_owner([](std::string_view) { return std::optional<std::string>("bob@contoso.com"); });
+            CHECK(w.remove("shared@contoso.com"));
+        });
+        store.read([](MapTxn& t) {
+            CHECK(t.alias_primary("shared@contoso.com") == std::optional<std::string>("bob@contoso.com"));
+        });
+    }
+}

@@ -5,7 +5,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
                                      safety bulk ownership tls follow-limit conflicts idle-follower
                                      resume poll ad-shaped address-moves hung-server restored
-                                     bad-mail follower-killed;
+                                     bad-mail follower-killed held-contest alias-is-mail;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -1108,6 +1108,66 @@ def scenario_held_contest(root):
             a.stop_follower()
 
 
+# ---- scenario 21: an alias another entry gives as its mail, then lets go of -------------------
+
+def check_as_full_sync(root, relay, ldap, what):
+    """The follower's oracle: its map equals a fresh full sync of the same directory (digest), and
+    a `sync --dry-run` on it has nothing to do."""
+    n = sum(1 for name in os.listdir(root) if name.startswith(f"{relay.name}-fresh"))
+    fresh = Relay(root, f"{relay.name}-fresh{n}", ldap, domain_keys=relay.domain_keys)
+    fresh.run("init")
+    fresh.run("sync")
+    check(relay.digest() == fresh.digest(), f"{what}: follower {relay.digest()} != fresh sync {fresh.digest()}",
+          relay.follower_output())
+    dry = relay.run("sync", "--dry-run").stdout
+    check(": 0 added, 0 changed, 0 removed, 0 aliases added, 0 aliases removed" in dry,
+          f"{what}: sync --dry-run on the followed map has something to do:\n{dry}", relay.follower_output())
+
+
+def scenario_alias_is_mail(root):
+    """A user lists an alias, then a new entry gives that address as its mail: the address is the
+    new entry's (a user's address is never an alias, view_writer.cpp). Once that entry is deleted
+    the address is the first user's alias again, as a full sync gives it: (a) while following;
+    (b) with no follower, by one one-shot sync (not a second one). Each time the map equals a
+    fresh full sync and `sync --dry-run` has nothing to do (a hostile tester's finding)."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    owner = d.uids[0]
+    check(d.state(owner) == "migrated", "test bug: 21 states")
+    shared = f"shared@{DOMAIN}"
+    taken = ("dual", f"shared@{ROUTING}")   # the route of a dual entry whose mail is shared@
+    with s.Slapd("aliasismail", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-aliasismail", ldap, domain_keys="unknown_recipient = reject\n")
+        a.run("init")
+        a.start_follower()
+        try:
+            ldap.ldapmodify(f"dn: {s.people_dn(owner)}\nchangetype: modify\nadd: mailLocalAddress\n"
+                            f"mailLocalAddress: {shared}\n")
+            wait_routes([a], {shared: d.expected_user(owner)}, "21 the alias", (ldap,))
+            # (a)
+            add_person(ldap, "taker-a", shared, groups=[DUAL])
+            wait_routes([a], {shared: taken}, "21a an entry gives the alias as its mail", (ldap,))
+            ldap.ldapdelete(s.people_dn("taker-a"))
+            wait_routes([a], {shared: d.expected_user(owner)}, "21a that entry deleted", (ldap,))
+            check_as_full_sync(root, a, ldap, "21a")
+            # (b)
+            a.stop_follower()
+            add_person(ldap, "taker-b", shared, groups=[DUAL])
+            a.run("sync")
+            compare_routes(a, {shared: taken}, "21b one-shot sync: an entry gives the alias as its mail")
+            ldap.ldapdelete(s.people_dn("taker-b"))
+            a.run("sync")
+            compare_routes(a, {shared: d.expected_user(owner)}, "21b one-shot sync: that entry deleted")
+            check_as_full_sync(root, a, ldap, "21b")
+            print("  21 ok: an alias taken as another entry's mail returns to its user when that entry goes")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -1318,7 +1378,7 @@ SCENARIOS = {
     "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
     "hung-server": scenario_hung_server, "restored": scenario_restored,
     "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,
-    "held-contest": scenario_held_contest,
+    "held-contest": scenario_held_contest, "alias-is-mail": scenario_alias_is_mail,
 }
 
 

@@ -287,6 +287,7 @@ private:
         claims_.clear();
         contested_keys_ = 0;
         alias_claims_.clear();
+        contested_aliases_ = 0;
         removals_.clear();
         held_ = 0;
         cookie_.reset();
@@ -511,14 +512,34 @@ private:
     }
     void claim_aliases(const DirectoryUser& u, bool add) {
         for (const auto& a : u.aliases) {
-            auto& claimants = alias_claims_[a];
-            if (add) {
-                claimants.insert(u.key);
-            } else {
-                claimants.erase(u.key);
-                if (claimants.empty()) alias_claims_.erase(a);
-            }
+            reclaiming(a, [&] {
+                auto& claimants = alias_claims_[a];
+                if (add) {
+                    claimants.insert(u.key);
+                } else {
+                    claimants.erase(u.key);
+                    if (claimants.empty()) alias_claims_.erase(a);
+                }
+            });
         }
+    }
+    // An alias listed by several users, or by a user while it is an entry's address: the map
+    // holds one claimant (or none, the address being the entry's), so the others are known to
+    // this session only, as for an address several entries give (see finish()).
+    bool alias_contested(const std::string& alias) const {
+        const auto it = alias_claims_.find(alias);
+        const std::size_t listing = it == alias_claims_.end() ? 0 : it->second.size();
+        return listing + (claims_.count(alias) ? 1 : 0) > 1;
+    }
+    // Runs `change` on the claims of `address` (as an alias, or as an entry's address) and keeps
+    // contested_aliases_ in step with it.
+    template <typename Change>
+    void reclaiming(const std::string& address, Change&& change) {
+        const bool was = alias_contested(address);
+        change();
+        const bool is = alias_contested(address);
+        if (is && !was) ++contested_aliases_;
+        if (was && !is) --contested_aliases_;
     }
 
     // Who holds an address. Two entries may give the same one: an address passing from one
@@ -543,9 +564,11 @@ private:
         return std::nullopt;
     }
     void add_entry(DirectoryUser u) {
-        auto& claimants = claims_[u.key];
-        claimants.emplace(u.dn, u.entry_uuid);
-        if (claimants.size() == 2) ++contested_keys_;
+        reclaiming(u.key, [&] {
+            auto& claimants = claims_[u.key];
+            claimants.emplace(u.dn, u.entry_uuid);
+            if (claimants.size() == 2) ++contested_keys_;
+        });
         by_dn_[u.dn] = u.entry_uuid;
         const std::string uuid = u.entry_uuid;
         people_[uuid] = std::move(u);
@@ -554,11 +577,13 @@ private:
         const auto it = people_.find(uuid);
         if (it == people_.end()) return;
         const DirectoryUser& u = it->second;
-        if (auto c = claims_.find(u.key); c != claims_.end()) {
-            c->second.erase(Claim{u.dn, uuid});
-            if (c->second.size() == 1) --contested_keys_;
-            if (c->second.empty()) claims_.erase(c);
-        }
+        reclaiming(u.key, [&] {
+            if (auto c = claims_.find(u.key); c != claims_.end()) {
+                c->second.erase(Claim{u.dn, uuid});
+                if (c->second.size() == 1) --contested_keys_;
+                if (c->second.empty()) claims_.erase(c);
+            }
+        });
         if (auto d = by_dn_.find(u.dn); d != by_dn_.end() && d->second == uuid) {
             by_dn_.erase(d);
             // The entry re-created at the same DN under another entryUUID, still here, is the
@@ -695,17 +720,19 @@ private:
         // max_removals until the admin's `sync --force`, the follower following nothing meanwhile.
         const auto held_in_map = txn.meta(meta::kDirectoryHeldRemovals);
         const bool removals_held = held_ > 0 || (held_in_map && !held_in_map->empty() && *held_in_map != "0");
-        if (contested_keys_ > 0 && !removals_held) {
-            // The map has one entry of an address that several give; the others live only in
-            // this session. Resumed from a cookie, a restarted follower would not know them and
-            // would remove the address when its holder lets go of it: no cookie, so a restart
-            // reads the directory in full (design 13.5: the map stays equal to the directory).
+        if (contested_keys_ + contested_aliases_ > 0 && !removals_held) {
+            // The map has one entry of an address that several give (as their address, or an
+            // alias several users list or that is also an entry's address); the others live only
+            // in this session. Resumed from a cookie, a restarted follower would rebuild them from
+            // the map, not know them, and would remove the address (or hand it to a later
+            // claimant) when its holder lets go of it: no cookie, so a restart reads the
+            // directory in full (design 13.5: the map stays equal to the directory).
             // Not while removals are held: that restart would stop following (see above), a
             // worse state than the rare contested restart; the admin's sync --force ends both.
             txn.put_meta(meta::kDirectoryCookie, "");
             if (!cookie_withheld_)
                 log_info("sync: {} addresses are given by more than one entry: no cookie stored while they are, a "
-                         "restart reads the directory in full", contested_keys_);
+                         "restart reads the directory in full", contested_keys_ + contested_aliases_);
             cookie_withheld_ = true;
         } else if (cookie_) {
             cookie_withheld_ = false;
@@ -763,6 +790,7 @@ private:
     bool cookie_withheld_ = false;    // said once in the log, until no key is contested
     // alias -> the keys of the users that list it (sorted: the first one holds it).
     std::unordered_map<std::string, std::set<std::string>> alias_claims_;
+    std::size_t contested_aliases_ = 0;  // addresses for which alias_contested()
     std::deque<Clock::time_point> removals_;
     std::size_t held_ = 0;
     std::size_t users_at_refresh_ = 0;

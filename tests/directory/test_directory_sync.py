@@ -5,7 +5,8 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
                                      safety bulk ownership tls follow-limit conflicts idle-follower
                                      resume poll ad-shaped address-moves hung-server restored
-                                     bad-mail follower-killed held-contest alias-is-mail;
+                                     bad-mail follower-killed held-contest alias-restart
+                                     alias-is-mail;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -1108,7 +1109,16 @@ def scenario_held_contest(root):
             a.stop_follower()
 
 
-# ---- scenario 21: an alias another entry gives as its mail, then lets go of -------------------
+# ---- scenarios 20-21: aliases several users give, followed across restarts ----------------------
+
+def wait_applied(ldap, relay, d, what):
+    """A later, visible change (a source user added to the dual group): once the relay routes it,
+    the follower has applied every change made before it (persist order)."""
+    marker = next(u for u in d.uids if d.state(u) == "source")
+    ldap.ldapmodify(f"dn: {DUAL}\nchangetype: modify\nadd: member\nmember: {s.people_dn(marker)}\n")
+    d.dual.add(marker)
+    wait_routes([relay], {d.mail[marker]: d.expected_user(marker)}, what, (ldap,))
+
 
 def check_as_full_sync(root, relay, ldap, what):
     """The follower's oracle: its map equals a fresh full sync of the same directory (digest), and
@@ -1124,12 +1134,71 @@ def check_as_full_sync(root, relay, ldap, what):
           f"{what}: sync --dry-run on the followed map has something to do:\n{dry}", relay.follower_output())
 
 
+def restart_follower(relay):
+    relay.stop_follower()
+    relay.start_follower()
+
+
+def scenario_alias_restart(root):
+    """Three users list one alias: the smallest key holds it (view_writer.cpp); when it lets go,
+    the next one listing it gets it, as a full sync decides. The map holds the holder only, so a
+    follower restarted in between must learn the others again: (a) restarted, the holder drops
+    the alias: the second user gets it, not nobody; (b) restarted, the third user's entry
+    changes: the alias stays with the second, not handed to the third; (c) restarted, the second
+    is deleted: the third gets it. Each time the map equals a fresh full sync. The domain rejects
+    unknown users, so a lost alias answers reject (a hostile tester's finding)."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    first, second, third = d.uids[0], d.uids[4], d.uids[8]   # keys in this order, all migrated
+    check(all(d.state(u) == "migrated" for u in (first, second, third)), "test bug: 20 states")
+    shared = f"shared@{DOMAIN}"
+    with s.Slapd("aliasrestart", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-aliasrestart", ldap, domain_keys="unknown_recipient = reject\n")
+        a.run("init")
+        a.start_follower()
+        try:
+            for uid in (first, second, third):
+                ldap.ldapmodify(f"dn: {s.people_dn(uid)}\nchangetype: modify\nadd: mailLocalAddress\n"
+                                f"mailLocalAddress: {shared}\n")
+            wait_applied(ldap, a, d, "20 marker after the claims")
+            compare_routes(a, {shared: d.expected_user(first)}, "20 three users list the alias: the smallest key's")
+            # (a)
+            restart_follower(a)
+            ldap.ldapmodify(f"dn: {s.people_dn(first)}\nchangetype: modify\ndelete: mailLocalAddress\n"
+                            f"mailLocalAddress: {shared}\n")
+            wait_routes([a], {shared: d.expected_user(second)}, "20a the holder dropped the alias after a restart",
+                        (ldap,))
+            check("addresses are given by more than one entry: no cookie stored" in a.follower_text(),
+                  "20a: the follower does not say it keeps no cookie while an alias is contested", a.follower_output())
+            check_as_full_sync(root, a, ldap, "20a")
+            # (b)
+            restart_follower(a)
+            ldap.ldapmodify(f"dn: {s.people_dn(third)}\nchangetype: modify\nreplace: cn\ncn: {third} changed\n")
+            wait_applied(ldap, a, d, "20b marker after the third user's change")
+            compare_routes(a, {shared: d.expected_user(second)}, "20b the third user changed after a restart")
+            check_as_full_sync(root, a, ldap, "20b")
+            # (c)
+            restart_follower(a)
+            ldap.ldapdelete(s.people_dn(second))
+            wait_routes([a], {shared: d.expected_user(third)}, "20c the holder deleted after a restart", (ldap,))
+            check_as_full_sync(root, a, ldap, "20c")
+            print("  20 ok: an alias several users list passes as a full sync gives it, across restarts")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 def scenario_alias_is_mail(root):
     """A user lists an alias, then a new entry gives that address as its mail: the address is the
     new entry's (a user's address is never an alias, view_writer.cpp). Once that entry is deleted
     the address is the first user's alias again, as a full sync gives it: (a) while following;
-    (b) with no follower, by one one-shot sync (not a second one). Each time the map equals a
-    fresh full sync and `sync --dry-run` has nothing to do (a hostile tester's finding)."""
+    (b) the follower restarted between the add and the delete (the map holds the entry's
+    address, not who lists it as an alias); (c) with no follower, by one one-shot sync (not a
+    second one). Each time the map equals a fresh full sync and `sync --dry-run` has nothing to
+    do (a hostile tester's finding)."""
     d = Directory(20, alias_every=1000, target_every=1000)
     owner = d.uids[0]
     check(d.state(owner) == "migrated", "test bug: 21 states")
@@ -1152,14 +1221,21 @@ def scenario_alias_is_mail(root):
             wait_routes([a], {shared: d.expected_user(owner)}, "21a that entry deleted", (ldap,))
             check_as_full_sync(root, a, ldap, "21a")
             # (b)
-            a.stop_follower()
             add_person(ldap, "taker-b", shared, groups=[DUAL])
-            a.run("sync")
-            compare_routes(a, {shared: taken}, "21b one-shot sync: an entry gives the alias as its mail")
+            wait_routes([a], {shared: taken}, "21b an entry gives the alias as its mail", (ldap,))
+            restart_follower(a)
             ldap.ldapdelete(s.people_dn("taker-b"))
-            a.run("sync")
-            compare_routes(a, {shared: d.expected_user(owner)}, "21b one-shot sync: that entry deleted")
+            wait_routes([a], {shared: d.expected_user(owner)}, "21b that entry deleted after a restart", (ldap,))
             check_as_full_sync(root, a, ldap, "21b")
+            # (c)
+            a.stop_follower()
+            add_person(ldap, "taker-c", shared, groups=[DUAL])
+            a.run("sync")
+            compare_routes(a, {shared: taken}, "21c one-shot sync: an entry gives the alias as its mail")
+            ldap.ldapdelete(s.people_dn("taker-c"))
+            a.run("sync")
+            compare_routes(a, {shared: d.expected_user(owner)}, "21c one-shot sync: that entry deleted")
+            check_as_full_sync(root, a, ldap, "21c")
             print("  21 ok: an alias taken as another entry's mail returns to its user when that entry goes")
         except Exception:
             sys.stderr.write(fail_with([a], [ldap]) + "\n")
@@ -1378,7 +1454,8 @@ SCENARIOS = {
     "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
     "hung-server": scenario_hung_server, "restored": scenario_restored,
     "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,
-    "held-contest": scenario_held_contest, "alias-is-mail": scenario_alias_is_mail,
+    "held-contest": scenario_held_contest, "alias-restart": scenario_alias_restart,
+    "alias-is-mail": scenario_alias_is_mail,
 }
 
 

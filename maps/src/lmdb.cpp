@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <fmt/format.h>
 
 #include "coexist/map_reader.hpp"
 #include "map_files.hpp"
@@ -127,6 +128,15 @@ void Environment::set_map_size(std::size_t bytes) {
     check_mdb(mdb_env_set_mapsize(env_, bytes), "mdb_env_set_mapsize");
 }
 
+bool Environment::data_file_replaced() const {
+    int fd = -1;
+    check_mdb(mdb_env_get_fd(env_, &fd), "mdb_env_get_fd");
+    struct stat open_file{}, named{};
+    if (::fstat(fd, &open_file) != 0) return true;
+    if (::stat((path_ + "/data.mdb").c_str(), &named) != 0) return true;
+    return open_file.st_dev != named.st_dev || open_file.st_ino != named.st_ino;
+}
+
 void Environment::check_data_file() const {
     int fd = -1;
     check_mdb(mdb_env_get_fd(env_, &fd), "mdb_env_get_fd");
@@ -142,12 +152,46 @@ int Environment::clear_stale_readers() noexcept {
     return mdb_reader_check(env_, &dead) == 0 ? dead : 0;
 }
 
+namespace {
+
+// The id of the newest commit in data.mdb itself: its newer meta page, read through the mapping
+// (mdb_env_info picks it as mdb_env_pick_meta does). No syscall.
+std::size_t newest_commit_in_file(MDB_env* env) {
+    MDB_envinfo info{};
+    check_mdb(mdb_env_info(env, &info), "mdb_env_info");
+    return info.me_last_txnid;
+}
+
+}  // namespace
+
 Transaction::Transaction(Environment& env, Mode mode) {
     const unsigned flags = mode == Mode::read ? MDB_RDONLY : 0;
+    const std::size_t file_before = newest_commit_in_file(env.get());
     int rc = mdb_txn_begin(env.get(), nullptr, flags, &txn_);
     // Every slot taken: some may belong to readers that died; reclaim them and try once more.
     if (rc == MDB_READERS_FULL && env.clear_stale_readers() > 0) rc = mdb_txn_begin(env.get(), nullptr, flags, &txn_);
     check_mdb(rc, "mdb_txn_begin");
+    // LMDB starts a transaction from the meta page whose parity is that of the last commit id
+    // lock.mdb holds (mdb_txn_renew0: me_metas[mti_txnid & 1]), not from the newer of the file's
+    // two. A data.mdb renamed into place while another process kept lock.mdb open meets the
+    // old map's id: the transaction would start from the new file's previous commit (the empty
+    // map a restored copy began as) half of the time, and a write would store that older state
+    // for good. In a whole map the file is never behind lock.mdb (a commit writes its meta page
+    // first, then the id) and at most one commit ahead of the id read after it; a file outside
+    // those bounds is not the one lock.mdb describes. Only the first process to open the map
+    // again, once none has it open, takes its ids from the file (mdb_env_share_locks).
+    const std::size_t lock_id = mdb_txn_id(txn_) - (mode == Mode::write ? 1 : 0);
+    const std::size_t file_after = newest_commit_in_file(env.get());
+    if (file_after < lock_id || file_before > lock_id + 1) {
+        mdb_txn_abort(txn_);
+        txn_ = nullptr;
+        throw MapUnavailable(fmt::format(
+            "{}/data.mdb was replaced while another program kept the map open (its last commit is {}, "
+            "lock.mdb says {}): nothing is read from it or written to it until no program has the map "
+            "open (the daemons let go of it within a second; stop 'coexist-map sync --follow' and any "
+            "other coexist-map). Replace a map by renaming its whole directory",
+            env.path(), file_after, lock_id));
+    }
 }
 
 Transaction::~Transaction() {

@@ -69,6 +69,11 @@ public:
     // Cost: one fstat and two small preads.
     void check_data_file() const;
 
+    // True when path/data.mdb is no longer the file this environment has open (renamed over,
+    // or removed): what a writer would commit to is then not what anyone opening the map reads.
+    // One stat and one fstat. Throws MdbError only if LMDB has no file open.
+    bool data_file_replaced() const;
+
     // Clears the reader slots of processes that died inside a read transaction (they pin old
     // pages, so the file only grows). Returns how many; never throws.
     int clear_stale_readers() noexcept;

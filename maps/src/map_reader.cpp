@@ -301,7 +301,9 @@ void SharedMap::leave(ReaderSlot& slot) noexcept {
 // truncation can still meet SIGBUS. Checking the size at every lookup would cost a syscall
 // each and still leave the window between check and read; a SIGBUS handler cannot safely
 // unwind out of LMDB. Truncating a live map in place is not something coexist does (it writes
-// only through LMDB); replacing it by rename is safe.
+// only through LMDB). Replacing the directory by rename is safe; a data.mdb alone renamed in
+// while another process holds lock.mdb is refused by every transaction (lmdb.cpp) until no
+// process has the map open.
 void SharedMap::refresh() {
     std::lock_guard guard(mutex_);
     const std::int64_t now = now_ns();

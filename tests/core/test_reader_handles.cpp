@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <fmt/format.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,9 +17,11 @@
 #include <vector>
 
 #include "coexist/map_reader.hpp"
+#include "coexist/map_store.hpp"
 #include "coexist/route.hpp"
 #include "commands.hpp"
 #include "fixture.hpp"
+#include "lmdb.hpp"
 
 using namespace coexist;
 
@@ -219,4 +222,71 @@ TEST_CASE("a map replaced by rename again and again while threads decide: only w
     CHECK(errors == 0);
     CHECK(lookups > 0);
     CHECK(route(m.config, reader, "ann@contoso.com").action == Action::rewrite);
+}
+
+TEST_CASE("a data.mdb renamed into place while another process holds lock.mdb: tempfail and no write, "
+          "then the new map once none holds it") {
+    Map m;  // ann migrated
+    m.set("ann@contoso.com", "source");
+    m.set("ann@contoso.com", "migrated");
+    // The copy's last commit makes ann migrated; the one before it had her at source.
+    const std::string staged = m.dir.file("staged.mdb");
+    std::filesystem::copy_file(m.config.map_path + "/data.mdb", staged);
+    m.set("bob@contoso.com", "migrated");  // lock.mdb's id is now one past the copy's: the other parity
+
+    // Another process keeps the map open, as a second daemon does.
+    int ready[2], release[2];
+    REQUIRE(::pipe(ready) == 0);
+    REQUIRE(::pipe(release) == 0);
+    const pid_t holder = ::fork();
+    REQUIRE(holder >= 0);
+    if (holder == 0) {
+        int status = 1;
+        try {
+            Environment env(m.config.map_path, MDB_RDONLY, 0);
+            status = ::write(ready[1], "x", 1) == 1 ? 0 : 1;
+            char c;
+            (void)!::read(release[0], &c, 1);
+        } catch (...) {
+        }
+        ::_exit(status);
+    }
+    char c;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    MapReader reader(m.config.map_path);
+    REQUIRE(route(m.config, reader, "bob@contoso.com").action == Action::rewrite);
+
+    std::filesystem::rename(staged, m.config.map_path + "/data.mdb");
+    reader.recheck();
+    // LMDB would start from the copy's previous commit (ann at source): relayed to the old system.
+    const RoutingDecision d = route(m.config, reader, "ann@contoso.com");
+    CHECK(d.action == Action::tempfail);
+    CHECK(d.detail.find("data.mdb was replaced while another program kept the map open") != std::string::npos);
+    // A write would store that previous commit as the newest: refused, nothing written.
+    const auto w = test::run_tool(m.config_file, {"set", "carol@contoso.com", "migrated"});
+    CHECK(w.status == 3);
+    CHECK(w.out.find("was replaced while another program kept the map open") != std::string::npos);
+
+    // Once no other process has it open, the next to open it takes the ids from the file.
+    REQUIRE(::write(release[1], "x", 1) == 1);
+    int status = -1;
+    REQUIRE(::waitpid(holder, &status, 0) == holder);
+    CHECK(status == 0);
+    for (int fd : {ready[0], ready[1], release[0], release[1]}) ::close(fd);
+    reader.recheck();
+    CHECK(route(m.config, reader, "ann@contoso.com").action == Action::rewrite);
+    CHECK(route(m.config, reader, "bob@contoso.com").action == Action::relay);
+    CHECK(route(m.config, reader, "carol@contoso.com").action != Action::rewrite);
+}
+
+TEST_CASE("a long-lived writer whose data.mdb was renamed over writes nothing to the old file") {
+    Map m;
+    const std::string other = rolled_back_copy(m);  // ann: source
+    MapStore store(m.config.map_path, 0, MapStore::Mode::read_write);
+    store.write(ChangeContext{"test", "set", 1}, [](MapTxn&) {});  // the file it opened: fine
+    std::filesystem::rename(other, m.config.map_path + "/data.mdb");
+    bool wrote = false;
+    CHECK_THROWS_WITH(store.write(ChangeContext{"test", "set", 2}, [&](MapTxn&) { wrote = true; }),
+                      Catch::Contains("data.mdb was replaced or removed since this program opened the map"));
+    CHECK_FALSE(wrote);
 }

@@ -201,13 +201,18 @@ Transaction::~Transaction() {
 void Transaction::commit() {
     MDB_txn* t = txn_;
     txn_ = nullptr;  // mdb_txn_commit frees the handle even when it fails
+    // The file, for the message: taken before the commit, which frees the handle.
+    const char* env_path = nullptr;
+    const std::string data_file =
+        mdb_env_get_path(mdb_txn_env(t), &env_path) == 0 && env_path ? std::string(env_path) + "/data.mdb" : "data.mdb";
     const int rc = mdb_txn_commit(t);
-    // A write that failed part way (LMDB reports a short write as EIO): the meta page that
-    // would have made the transaction visible is written last, so the map is as it was. Say
-    // so, and what usually causes it.
-    if (rc == EIO || rc == ENOSPC)
-        throw MdbError("mdb_txn_commit (nothing of this change was stored, the map is as it was; is the disk "
-                       "full?)", rc);
+    // A write that failed part way (LMDB reports a short write as EIO; a file system or quota
+    // limit met at the first byte is ENOSPC, EDQUOT or EFBIG): the meta page that would have
+    // made the transaction visible is written last, so the map is as it was. Say so, which
+    // file, and what usually causes it.
+    if (rc == EIO || rc == ENOSPC || rc == EDQUOT || rc == EFBIG)
+        throw MdbError("mdb_txn_commit: writing " + data_file +
+                       " failed (nothing of this change was stored, the map is as it was; is the disk full?)", rc);
     check_mdb(rc, "mdb_txn_commit");
 }
 

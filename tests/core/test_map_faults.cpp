@@ -350,3 +350,27 @@ TEST_CASE("root opens a map directory that another user owns as that user") {
               return route(o.m.config, reader, "ann@contoso.com").action == Action::relay ? 0 : 41;
           }) == 0);
 }
+
+TEST_CASE("a write that fails part way (disk full) names data.mdb, exits 3 and leaves the map as it was") {
+    FaultMap m;
+    const std::string before = test::run_tool(m.config_file, {"export"}).out;
+    std::string csv = "address,state\n";
+    for (int i = 0; i < 20000; ++i) csv += "many" + std::to_string(i) + "@contoso.com,migrated\n";
+    const std::string csv_file = m.dir.write("many.csv", csv);
+    // The file may not grow past its size now (ulimit -f, in 512-byte blocks; SIGXFSZ ignored):
+    // LMDB's pwrite beyond it comes back short, as on a full disk.
+    const std::uintmax_t blocks = (m.data_size() + 511) / 512;
+    const std::string out_file = m.dir.file("import.out");
+    const std::string cmd = "sh -c \"trap '' XFSZ; ulimit -f " + std::to_string(blocks) + "; exec " +
+                            COEXIST_MAP_BINARY + " -c '" + m.config_file + "' import '" + csv_file + "'\" > '" +
+                            out_file + "' 2>&1";
+    const int st = std::system(cmd.c_str());
+    std::ifstream in(out_file);
+    const std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    INFO(out);
+    REQUIRE(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 3);
+    CHECK(out.find(m.data_file()) != std::string::npos);
+    CHECK(out.find("the map is as it was") != std::string::npos);
+    CHECK(test::run_tool(m.config_file, {"export"}).out == before);
+}

@@ -5,7 +5,9 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <fmt/format.h>
 
 #include "coexist/map_reader.hpp"
@@ -110,6 +112,7 @@ Environment::Environment(const std::string& path, unsigned flags, std::size_t ma
             repair_map_files(path);
         }
         check_data_file();
+        await_lock_matching_file();
     } catch (...) {
         mdb_env_close(env_);
         throw;
@@ -162,7 +165,38 @@ std::size_t newest_commit_in_file(MDB_env* env) {
     return info.me_last_txnid;
 }
 
+// What a data.mdb that lock.mdb does not describe is refused with (Transaction, Environment).
+[[noreturn]] void throw_replaced(const std::string& path, std::size_t file_id, std::size_t lock_id) {
+    throw MapUnavailable(fmt::format(
+        "{}/data.mdb was replaced while another program kept the map open (its last commit is {}, "
+        "lock.mdb says {}): nothing is read from it or written to it until no program has the map "
+        "open (the daemons let go of it within a second; stop 'coexist-map sync --follow' and any "
+        "other coexist-map). Replace a map by renaming its whole directory",
+        path, file_id, lock_id));
+}
+
 }  // namespace
+
+void Environment::await_lock_matching_file() {
+    constexpr int kAttempts = 40;
+    for (int attempt = 1;; ++attempt) {
+        MDB_txn* txn = nullptr;
+        int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+        // Another process grew the map past the size this one read: adopt it (no transaction of
+        // this environment is open yet) and begin again, as every later begin does.
+        if (rc == MDB_MAP_RESIZED) {
+            check_mdb(mdb_env_set_mapsize(env_, 0), "mdb_env_set_mapsize");
+            rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+        }
+        check_mdb(rc, "mdb_txn_begin");
+        const std::size_t lock_id = mdb_txn_id(txn);
+        mdb_txn_abort(txn);
+        const std::size_t file_id = newest_commit_in_file(env_);
+        if (file_id == lock_id) return;
+        if (attempt == kAttempts) throw_replaced(path_, file_id, lock_id);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+}
 
 Transaction::Transaction(Environment& env, Mode mode) {
     const unsigned flags = mode == Mode::read ? MDB_RDONLY : 0;
@@ -182,15 +216,16 @@ Transaction::Transaction(Environment& env, Mode mode) {
     // again, once none has it open, takes its ids from the file (mdb_env_share_locks).
     const std::size_t lock_id = mdb_txn_id(txn_) - (mode == Mode::write ? 1 : 0);
     const std::size_t file_after = newest_commit_in_file(env.get());
-    if (file_after < lock_id || file_before > lock_id + 1) {
+    // A write transaction holds the write lock: the writer before it either finished (it stored
+    // its id in lock.mdb before letting go) or died (LMDB's recovery of the robust mutex took the
+    // id from the file, mdb_mutex_failed), so here the file's newest commit is lock.mdb's id
+    // exactly. One commit ahead is a copy renamed in (or a lock.mdb other writers no longer use).
+    const bool foreign = mode == Mode::write ? file_after != lock_id
+                                             : (file_after < lock_id || file_before > lock_id + 1);
+    if (foreign) {
         mdb_txn_abort(txn_);
         txn_ = nullptr;
-        throw MapUnavailable(fmt::format(
-            "{}/data.mdb was replaced while another program kept the map open (its last commit is {}, "
-            "lock.mdb says {}): nothing is read from it or written to it until no program has the map "
-            "open (the daemons let go of it within a second; stop 'coexist-map sync --follow' and any "
-            "other coexist-map). Replace a map by renaming its whole directory",
-            env.path(), file_after, lock_id));
+        throw_replaced(env.path(), file_after, lock_id);
     }
 }
 

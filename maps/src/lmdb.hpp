@@ -79,6 +79,13 @@ public:
     int clear_stale_readers() noexcept;
 
 private:
+    // At open: the file's newest commit must be lock.mdb's id exactly. A data.mdb renamed in one
+    // commit ahead of the id other programs keep in lock.mdb passes Transaction's bounds (a commit
+    // in flight looks the same for an instant) and would be read at its previous commit, the
+    // empty map of a restored copy. A commit in flight ends with its meta page's synchronous
+    // write: looks again every 5 ms for 200 ms before refusing with MapUnavailable.
+    void await_lock_matching_file();
+
     MDB_env* env_ = nullptr;
     std::string path_;
     bool read_only_;

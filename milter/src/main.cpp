@@ -16,6 +16,7 @@
 #include "coexist/socket_spec.hpp"
 #include "coexist/log.hpp"
 #include "coexist/map_reader.hpp"
+#include "coexist/map_watcher.hpp"
 #include "coexist/metrics.hpp"
 #include "coexist/preflight.hpp"
 #include "coexist/service_manager.hpp"
@@ -115,6 +116,7 @@ int serve(const Options& options, const Config& config) {
     if (was_root) log_info("running as user {}", config.milter.user);
     // After the drop: a first map open as root could create lock.mdb that the user can't write.
     log_summary(options, config, map, was_root ? config.milter.user : current_user_name());
+    const MapWatcher watcher(map);  // after the drop; gone before `map`
 
     const int rc = milter::run_smfi_main(notify_ready);
     notify_stopping();

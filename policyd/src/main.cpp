@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "coexist/config.hpp"
+#include "coexist/map_watcher.hpp"
 #include "coexist/listen.hpp"
 #include "coexist/privileges.hpp"
 #include "coexist/log.hpp"
@@ -91,6 +92,7 @@ int serve(const Config& config, bool log_on_stderr) {
         report_start_failure(fmt::format("cannot start: {}", e.what()), log_on_stderr);
         return kExitStart;
     }
+    const MapWatcher watcher(map);  // after the drop; gone before `map`
 
     const std::string metrics_text = p.metrics_listen.empty() ? "off" : p.metrics_listen;
     const char* shadow_text = config.shadow ? "yes" : "no";

@@ -224,6 +224,53 @@ TEST_CASE("a map replaced by rename again and again while threads decide: only w
     CHECK(route(m.config, reader, "ann@contoso.com").action == Action::rewrite);
 }
 
+namespace {
+
+// Another process with the map open (lock.mdb held), as a second daemon is; lets go when
+// release() is called or when it goes out of scope.
+class LockHolder {
+public:
+    explicit LockHolder(const std::string& map_path) {
+        REQUIRE(::pipe(ready_) == 0);
+        REQUIRE(::pipe(release_) == 0);
+        pid_ = ::fork();
+        REQUIRE(pid_ >= 0);
+        if (pid_ == 0) {
+            int status = 1;
+            try {
+                Environment env(map_path, MDB_RDONLY, 0);
+                status = ::write(ready_[1], "x", 1) == 1 ? 0 : 1;
+                char c;
+                (void)!::read(release_[0], &c, 1);
+            } catch (...) {
+            }
+            ::_exit(status);
+        }
+        char c;
+        REQUIRE(::read(ready_[0], &c, 1) == 1);
+    }
+    ~LockHolder() {
+        if (pid_ > 0) release();
+        for (int fd : {ready_[0], ready_[1], release_[0], release_[1]}) ::close(fd);
+    }
+    LockHolder(const LockHolder&) = delete;
+    LockHolder& operator=(const LockHolder&) = delete;
+    // Returns the holder's exit status (0: it had the map open and let go).
+    int release() {
+        (void)!::write(release_[1], "x", 1);
+        int status = -1;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+        return status;
+    }
+
+private:
+    int ready_[2] = {-1, -1}, release_[2] = {-1, -1};
+    pid_t pid_ = -1;
+};
+
+}  // namespace
+
 TEST_CASE("a data.mdb renamed into place while another process holds lock.mdb: tempfail and no write, "
           "then the new map once none holds it") {
     Map m;  // ann migrated
@@ -234,25 +281,7 @@ TEST_CASE("a data.mdb renamed into place while another process holds lock.mdb: t
     std::filesystem::copy_file(m.config.map_path + "/data.mdb", staged);
     m.set("bob@contoso.com", "migrated");  // lock.mdb's id is now one past the copy's: the other parity
 
-    // Another process keeps the map open, as a second daemon does.
-    int ready[2], release[2];
-    REQUIRE(::pipe(ready) == 0);
-    REQUIRE(::pipe(release) == 0);
-    const pid_t holder = ::fork();
-    REQUIRE(holder >= 0);
-    if (holder == 0) {
-        int status = 1;
-        try {
-            Environment env(m.config.map_path, MDB_RDONLY, 0);
-            status = ::write(ready[1], "x", 1) == 1 ? 0 : 1;
-            char c;
-            (void)!::read(release[0], &c, 1);
-        } catch (...) {
-        }
-        ::_exit(status);
-    }
-    char c;
-    REQUIRE(::read(ready[0], &c, 1) == 1);
+    LockHolder holder(m.config.map_path);
     MapReader reader(m.config.map_path);
     REQUIRE(route(m.config, reader, "bob@contoso.com").action == Action::rewrite);
 
@@ -268,15 +297,33 @@ TEST_CASE("a data.mdb renamed into place while another process holds lock.mdb: t
     CHECK(w.out.find("was replaced while another program kept the map open") != std::string::npos);
 
     // Once no other process has it open, the next to open it takes the ids from the file.
-    REQUIRE(::write(release[1], "x", 1) == 1);
-    int status = -1;
-    REQUIRE(::waitpid(holder, &status, 0) == holder);
-    CHECK(status == 0);
-    for (int fd : {ready[0], ready[1], release[0], release[1]}) ::close(fd);
+    CHECK(holder.release() == 0);
     reader.recheck();
     CHECK(route(m.config, reader, "ann@contoso.com").action == Action::rewrite);
     CHECK(route(m.config, reader, "bob@contoso.com").action == Action::relay);
     CHECK(route(m.config, reader, "carol@contoso.com").action != Action::rewrite);
+}
+
+TEST_CASE("a data.mdb renamed in exactly one commit ahead of the held lock.mdb is refused too") {
+    Map m;  // ann migrated
+    const std::string saved = m.dir.file("saved.mdb"), staged = m.dir.file("staged.mdb");
+    std::filesystem::copy_file(m.config.map_path + "/data.mdb", saved);   // commit N: ann migrated
+    m.set("ann@contoso.com", "source");
+    std::filesystem::copy_file(m.config.map_path + "/data.mdb", staged);  // N + 1: ann at source
+    std::filesystem::rename(saved, m.config.map_path + "/data.mdb");
+    REQUIRE(test::run_tool(m.config_file, {"list"}).status == 0);  // alone: lock.mdb back at N
+
+    LockHolder holder(m.config.map_path);
+    MapReader reader(m.config.map_path);
+    REQUIRE(route(m.config, reader, "ann@contoso.com").action == Action::rewrite);
+    std::filesystem::rename(staged, m.config.map_path + "/data.mdb");
+    reader.recheck();
+    // Read at lock.mdb's N, the copy would answer its previous commit: ann still migrated.
+    CHECK(route(m.config, reader, "ann@contoso.com").action == Action::tempfail);
+    CHECK(test::run_tool(m.config_file, {"set", "carol@contoso.com", "migrated"}).status == 3);
+    CHECK(holder.release() == 0);
+    reader.recheck();
+    CHECK(route(m.config, reader, "ann@contoso.com").action == Action::relay);
 }
 
 TEST_CASE("a long-lived writer whose data.mdb was renamed over writes nothing to the old file") {

@@ -111,6 +111,10 @@ Environment::Environment(const std::string& path, unsigned flags, std::size_t ma
             check_mdb(rc, what.c_str());
             repair_map_files(path);
         }
+        struct stat data{};
+        if (::fstat(data_fd(), &data) != 0) throw MdbError("fstat " + path + "/data.mdb", errno);
+        data_file_ = FileIdentity{data.st_dev, data.st_ino};
+        lock_file_ = identity_of(path + "/lock.mdb");
         check_data_file();
         await_lock_matching_file();
     } catch (...) {
@@ -131,18 +135,24 @@ void Environment::set_map_size(std::size_t bytes) {
     check_mdb(mdb_env_set_mapsize(env_, bytes), "mdb_env_set_mapsize");
 }
 
-bool Environment::data_file_replaced() const {
+int Environment::data_fd() const {
     int fd = -1;
     check_mdb(mdb_env_get_fd(env_, &fd), "mdb_env_get_fd");
-    struct stat open_file{}, named{};
-    if (::fstat(fd, &open_file) != 0) return true;
-    if (::stat((path_ + "/data.mdb").c_str(), &named) != 0) return true;
-    return open_file.st_dev != named.st_dev || open_file.st_ino != named.st_ino;
+    return fd;
+}
+
+std::optional<Environment::FileIdentity> Environment::identity_of(const std::string& file) {
+    struct stat st{};
+    if (::stat(file.c_str(), &st) != 0) return std::nullopt;
+    return FileIdentity{st.st_dev, st.st_ino};
+}
+
+bool Environment::files_replaced() const {
+    return identity_of(path_ + "/data.mdb") != data_file_ || identity_of(path_ + "/lock.mdb") != lock_file_;
 }
 
 void Environment::check_data_file() const {
-    int fd = -1;
-    check_mdb(mdb_env_get_fd(env_, &fd), "mdb_env_get_fd");
+    const int fd = data_fd();
     // A torn read of a meta page being rewritten by a committing writer looks wrong once;
     // a damaged file looks wrong every time.
     std::string why = data_file_problem(fd);
@@ -171,7 +181,7 @@ std::size_t newest_commit_in_file(MDB_env* env) {
         "{}/data.mdb was replaced while another program kept the map open (its last commit is {}, "
         "lock.mdb says {}): nothing is read from it or written to it until no program has the map "
         "open (the daemons let go of it within a second; stop 'coexist-map sync --follow' and any "
-        "other coexist-map). Replace a map by renaming its whole directory",
+        "other coexist-map). To replace a map, move its directory aside and rename a whole copy into its place",
         path, file_id, lock_id));
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <lmdb.h>
+#include <sys/types.h>
 
 #include <optional>
 #include <stdexcept>
@@ -69,10 +70,11 @@ public:
     // Cost: one fstat and two small preads.
     void check_data_file() const;
 
-    // True when path/data.mdb is no longer the file this environment has open (renamed over,
-    // or removed): what a writer would commit to is then not what anyone opening the map reads.
-    // One stat and one fstat. Throws MdbError only if LMDB has no file open.
-    bool data_file_replaced() const;
+    // True when path/data.mdb or path/lock.mdb is no longer the file this environment opened
+    // (renamed over, or removed): a writer would commit to a file nobody opening the map reads,
+    // or to ids and reader slots other programs no longer see; a reader would answer from a
+    // stale or torn view. Two stat calls; never throws.
+    bool files_replaced() const;
 
     // Clears the reader slots of processes that died inside a read transaction (they pin old
     // pages, so the file only grows). Returns how many; never throws.
@@ -86,9 +88,23 @@ private:
     // write: looks again every 5 ms for 200 ms before refusing with MapUnavailable.
     void await_lock_matching_file();
 
+    // The descriptor of data.mdb LMDB has open. Throws MdbError.
+    int data_fd() const;
+
+    struct FileIdentity {
+        dev_t device{};
+        ino_t inode{};
+        bool operator==(const FileIdentity&) const = default;
+    };
+    // The files this environment opened: data.mdb from its descriptor, lock.mdb by name just
+    // after the open (LMDB keeps its descriptor to itself).
+    static std::optional<FileIdentity> identity_of(const std::string& file);
+
     MDB_env* env_ = nullptr;
     std::string path_;
     bool read_only_;
+    FileIdentity data_file_;
+    std::optional<FileIdentity> lock_file_;
 };
 
 class Transaction {

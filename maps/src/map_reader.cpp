@@ -35,29 +35,17 @@ std::int64_t now_ns() {
         .count();
 }
 
-// The device and inode of lock.mdb as it is now; nullopt when it is not there.
-std::optional<std::pair<dev_t, ino_t>> lock_file_identity(const std::string& dir) {
-    struct stat st{};
-    if (::stat((dir + "/lock.mdb").c_str(), &st) != 0) return std::nullopt;
-    return std::pair{st.st_dev, st.st_ino};
-}
-
-// An open LMDB environment on one data.mdb and one lock.mdb (device and inode of each) and its
-// database handles.
+// An open LMDB environment on one data.mdb and one lock.mdb, and its database handles. A
+// lock.mdb deleted (or replaced) under a running daemon leaves it on the old inode while
+// coexist-map creates and uses a new one: the writer then no longer sees our reader slots (and
+// may reuse pages we read) and we no longer see its commits' transaction ids, so lookups would
+// answer from a stale or torn view. refresh() reopens when either file changes
+// (Environment::files_replaced).
 struct OpenMap {
     Environment env;
     MDB_dbi users{}, aliases{}, meta{};
-    dev_t device{};
-    ino_t inode{};
-    // The lock file this environment has open. A lock.mdb deleted (or replaced) under a running
-    // daemon leaves it on the old inode while coexist-map creates and uses a new one: the
-    // writer then no longer sees our reader slots (and may reuse pages we read) and we no
-    // longer see its commits' transaction ids, so lookups answer from a stale or torn view.
-    std::optional<std::pair<dev_t, ino_t>> lock_file;
 
-    OpenMap(const std::string& path, const struct stat& data_file)
-        : env(path, MDB_RDONLY, 0), device(data_file.st_dev), inode(data_file.st_ino),
-          lock_file(lock_file_identity(path)) {
+    explicit OpenMap(const std::string& path) : env(path, MDB_RDONLY, 0) {
         // Named database handles opened in a read transaction become usable by later
         // transactions only once that transaction commits.
         Transaction txn(env, Transaction::Mode::read);
@@ -308,24 +296,23 @@ void SharedMap::refresh() {
     std::lock_guard guard(mutex_);
     const std::int64_t now = now_ns();
     if (now < next_check_ns_.load()) return;  // another thread just did
-    const std::uint64_t generation = recheck_generation_.load();  // before the stat()
+    const std::uint64_t generation = recheck_generation_.load();  // before looking at the files
     try {
-        struct stat st{};
-        const std::string file = path_ + "/data.mdb";
-        if (::stat(file.c_str(), &st) != 0) throw MapUnavailable("cannot open map " + path_ + ": " + std::strerror(errno));
-        const bool replaced = map_ && (map_->device != st.st_dev || map_->inode != st.st_ino ||
-                                       map_->lock_file != lock_file_identity(path_));
-        if (map_ && !replaced) {
+        if (map_ && !map_->env.files_replaced()) {
             map_->env.check_data_file();  // pread: safe beside running lookups
         } else {
+            struct stat st{};
+            const std::string file = path_ + "/data.mdb";
+            if (::stat(file.c_str(), &st) != 0)
+                throw MapUnavailable("cannot open map " + path_ + ": " + std::strerror(errno));
             Exclusive all(*this);
             if (map_) close_map({});  // close first (data.mdb or lock.mdb replaced or removed)
-            map_ = std::make_unique<OpenMap>(path_, st);
+            map_ = std::make_unique<OpenMap>(path_);
             unavailable_.clear();
         }
         map_->env.clear_stale_readers();
         next_check_ns_ = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kRecheckInterval).count();
-        // A recheck() since our stat(): what it asked for may be newer than what we saw.
+        // A recheck() since we looked: what it asked for may be newer than what we saw.
         if (recheck_generation_.load() != generation) next_check_ns_ = 0;
     } catch (const std::exception& e) {
         Exclusive all(*this);

@@ -651,11 +651,12 @@ MapStore::MapStore(const std::string& path, std::size_t max_size, Mode mode, std
 MapStore::~MapStore() = default;
 
 void MapStore::write(const ChangeContext& context, const std::function<void(MapTxn&)>& change) {
-    // A long-lived writer (sync --follow) whose data.mdb was renamed over or removed would go on
-    // committing to a file nobody opens any more, and keep lock.mdb's ids on it (see Transaction).
-    if (handles_->env.data_file_replaced())
-        throw MapUnavailable(path_ + "/data.mdb was replaced or removed since this program opened the map: "
-                             "nothing is written to the old file; start the program again");
+    // A long-lived writer (sync --follow) whose data.mdb or lock.mdb was renamed over or removed
+    // would go on committing to a file nobody opens any more, or under a lock other writers no
+    // longer take (see Transaction).
+    if (handles_->env.files_replaced())
+        throw MapUnavailable(path_ + "/data.mdb or lock.mdb was replaced or removed since this program opened the "
+                             "map: nothing is written to the old files; start the program again");
     for (;;) {
         try {
             Transaction txn = begin(handles_->env, Transaction::Mode::write);

@@ -334,6 +334,19 @@ TEST_CASE("a long-lived writer whose data.mdb was renamed over writes nothing to
     std::filesystem::rename(other, m.config.map_path + "/data.mdb");
     bool wrote = false;
     CHECK_THROWS_WITH(store.write(ChangeContext{"test", "set", 2}, [&](MapTxn&) { wrote = true; }),
-                      Catch::Contains("data.mdb was replaced or removed since this program opened the map"));
+                      Catch::Contains("data.mdb or lock.mdb was replaced or removed since this program opened the map"));
+    CHECK_FALSE(wrote);
+}
+
+TEST_CASE("a long-lived writer whose lock.mdb was removed writes nothing under a lock others no longer take") {
+    Map m;
+    MapStore store(m.config.map_path, 0, MapStore::Mode::read_write);
+    store.write(ChangeContext{"test", "set", 1}, [](MapTxn&) {});
+    // Any other program now makes a lock.mdb of its own: two writers, two write locks.
+    std::filesystem::remove(m.config.map_path + "/lock.mdb");
+    REQUIRE(test::run_tool(m.config_file, {"list"}).status == 0);
+    bool wrote = false;
+    CHECK_THROWS_WITH(store.write(ChangeContext{"test", "set", 2}, [&](MapTxn&) { wrote = true; }),
+                      Catch::Contains("data.mdb or lock.mdb was replaced or removed since this program opened the map"));
     CHECK_FALSE(wrote);
 }

@@ -21,8 +21,11 @@ Configurations:
                    message (--add-header), the one change coexist-milter makes to them all
   milter           coexist-milter over inet:
   milter-unix      coexist-milter over unix:
-  socketmap        virtual_alias_maps = socketmap: coexist-policyd
-  null-socketmap   the same with the bench's null socketmap server (bench_null_lookup_server)
+  socketmap        coexist-policyd's socketmap as shipped (contrib/postfix/main.cf.socketmap:
+                   virtual_alias_maps and relay_recipient_maps = socketmap:,
+                   virtual_alias_domains empty), on the bench's port
+  null-socketmap   the same settings with the bench's null socketmap server
+                   (bench_null_lookup_server)
   milter+policy    coexist-milter, and check_policy_service = coexist-policyd at RCPT
 
 Loads: "mx" (one message per SMTP session, 20 sessions in parallel) and "smarthost" (4 sessions
@@ -110,6 +113,25 @@ def build_map(lab, build, ini, users):
     if r.returncode != 0:
         raise RuntimeError(f"postmap lmdb:{table}: {r.stderr}")
     return f"lmdb:{table}"
+
+
+SHIPPED_SOCKETMAP = os.path.join(SOURCE, "contrib", "postfix", "main.cf.socketmap")
+
+
+def shipped_socketmap_settings(port):
+    """The main.cf settings of contrib/postfix/main.cf.socketmap, the way-3 snippet admins
+    deploy, with its socketmap on `port`: what Postfix asks of the socketmap (the virtual and
+    recipients tables, and no bare-domain probes) is then what it asks on a real relay."""
+    settings = {}
+    with open(SHIPPED_SOCKETMAP) as f:
+        for line in f:
+            if line.startswith(("#", " ", "\t")) or "=" not in line:
+                continue
+            key, value = (part.strip() for part in line.split("=", 1))
+            settings[key] = value.replace("inet:127.0.0.1:10032:", f"inet:127.0.0.1:{port}:")
+    if "10032" in " ".join(settings.values()) or "virtual_alias_maps" not in settings:
+        raise RuntimeError(f"{SHIPPED_SOCKETMAP}: not the settings relay.py expects: {settings}")
+    return settings
 
 
 def cpu_seconds(pid):
@@ -494,8 +516,8 @@ CONFIG_TITLES = {
     "null-milter-nr-header": "null milter, no-reply negotiation, adds one header",
     "milter": "coexist-milter (`inet:`)",
     "milter-unix": "coexist-milter (`unix:`)",
-    "socketmap": "socketmap (`coexist-policyd`)",
-    "null-socketmap": "null socketmap server",
+    "socketmap": "socketmap (`coexist-policyd`, main.cf as in contrib/postfix/main.cf.socketmap)",
+    "null-socketmap": "null socketmap server, the same main.cf",
     "milter+policy": "coexist-milter + `check_policy_service`",
 }
 
@@ -604,11 +626,8 @@ def main():
                                       ["null-milter-nr-header"]),
             "milter": ({"smtpd_milters": f"inet:127.0.0.1:{ports['milter']}"}, ["coexist-milter"]),
             "milter-unix": ({"smtpd_milters": f"unix:{unix_sock}"}, ["coexist-milter-unix"]),
-            "socketmap": ({"virtual_alias_maps": f"socketmap:inet:127.0.0.1:{ports['socketmap']}:virtual"},
-                          ["coexist-policyd"]),
-            "null-socketmap": ({"virtual_alias_maps":
-                                f"socketmap:inet:127.0.0.1:{ports['null_socketmap']}:virtual"},
-                               ["null-socketmap"]),
+            "socketmap": (shipped_socketmap_settings(ports["socketmap"]), ["coexist-policyd"]),
+            "null-socketmap": (shipped_socketmap_settings(ports["null_socketmap"]), ["null-socketmap"]),
             "milter+policy": ({"smtpd_milters": f"inet:127.0.0.1:{ports['milter']}",
                                "smtpd_recipient_restrictions":
                                    f"check_policy_service inet:127.0.0.1:{ports['policy']}"},

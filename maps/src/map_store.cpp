@@ -654,7 +654,7 @@ void MapStore::write(const ChangeContext& context, const std::function<void(MapT
     // A long-lived writer (sync --follow) whose data.mdb or lock.mdb was renamed over or removed
     // would go on committing to a file nobody opens any more, or under a lock other writers no
     // longer take (see Transaction).
-    if (handles_->env.files_replaced())
+    if (files_replaced())
         throw MapUnavailable(path_ + "/data.mdb or lock.mdb was replaced or removed since this program opened the "
                              "map: nothing is written to the old files; start the program again");
     for (;;) {
@@ -692,6 +692,8 @@ void MapStore::read(const std::function<void(MapTxn&)>& visit) {
 }
 
 std::size_t MapStore::map_size() const { return handles_->env.map_size(); }
+
+bool MapStore::files_replaced() const { return handles_->env.files_replaced(); }
 
 std::size_t MapStore::used_bytes() const {
     MDB_envinfo info{};

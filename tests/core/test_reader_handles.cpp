@@ -331,7 +331,10 @@ TEST_CASE("a long-lived writer whose data.mdb was renamed over writes nothing to
     const std::string other = rolled_back_copy(m);  // ann: source
     MapStore store(m.config.map_path, 0, MapStore::Mode::read_write);
     store.write(ChangeContext{"test", "set", 1}, [](MapTxn&) {});  // the file it opened: fine
+    CHECK_FALSE(store.files_replaced());
     std::filesystem::rename(other, m.config.map_path + "/data.mdb");
+    // What sync --follow looks at while it waits, to let go without waiting for a write.
+    CHECK(store.files_replaced());
     bool wrote = false;
     CHECK_THROWS_WITH(store.write(ChangeContext{"test", "set", 2}, [&](MapTxn&) { wrote = true; }),
                       Catch::Contains("data.mdb or lock.mdb was replaced or removed since this program opened the map"));
@@ -344,7 +347,9 @@ TEST_CASE("a long-lived writer whose lock.mdb was removed writes nothing under a
     store.write(ChangeContext{"test", "set", 1}, [](MapTxn&) {});
     // Any other program now makes a lock.mdb of its own: two writers, two write locks.
     std::filesystem::remove(m.config.map_path + "/lock.mdb");
+    CHECK(store.files_replaced());
     REQUIRE(test::run_tool(m.config_file, {"list"}).status == 0);
+    CHECK(store.files_replaced());
     bool wrote = false;
     CHECK_THROWS_WITH(store.write(ChangeContext{"test", "set", 2}, [&](MapTxn&) { wrote = true; }),
                       Catch::Contains("data.mdb or lock.mdb was replaced or removed since this program opened the map"));

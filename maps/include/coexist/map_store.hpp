@@ -151,6 +151,13 @@ public:
     std::size_t used_bytes() const;
     const std::string& path() const { return path_; }
 
+    // True when the map's data.mdb or lock.mdb is no longer the file this store opened (renamed
+    // over, or removed; Environment::files_replaced). write() then refuses, and while this
+    // process keeps the old lock.mdb open a data.mdb renamed in alone is refused by every other
+    // program too: a long-lived writer (sync --follow) looks while it waits and lets go. Two
+    // stat calls; never throws.
+    bool files_replaced() const;
+
     struct Handles;  // the environment and its database handles (map_store.cpp)
 
 private:

@@ -35,9 +35,43 @@ struct ControlsFree {
 };
 using Controls = std::unique_ptr<LDAPControl*, ControlsFree>;
 
-// Sleeps `seconds`, waking early when `stop` is set.
-void pause(const std::atomic<bool>& stop, unsigned seconds) {
-    for (unsigned i = 0; i < seconds * 10 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+// Thrown out of the follower's waits when the map's files were replaced (FilesWatch); follow()
+// catches it and stops.
+struct MapReplaced {};
+
+// Looks from the follower's waits whether the map's data.mdb or lock.mdb was replaced
+// (MapStore::files_replaced). A data.mdb renamed in alone is refused by every program for as
+// long as any process keeps the old lock.mdb open (lmdb.cpp, Transaction), the daemons
+// answering 4xx meanwhile: they let go within a second (MapWatcher), and so must the follower,
+// not only at its next write (the heartbeat up to 30 s away, the next change, the next poll an
+// `interval` away, or the end of a backoff).
+class FilesWatch {
+public:
+    explicit FilesWatch(const MapStore& store) : store_(store) {}
+
+    // Throws MapReplaced when they were replaced. Two stat calls.
+    void look() {
+        looked_ = Clock::now();
+        if (store_.files_replaced()) throw MapReplaced{};
+    }
+    // The same once a second has passed since the last look: for a loop that may turn many
+    // times a second (the messages of a refresh).
+    void look_every_second() {
+        if (Clock::now() - looked_ >= std::chrono::seconds(1)) look();
+    }
+
+private:
+    const MapStore& store_;
+    Clock::time_point looked_{};
+};
+
+// Sleeps `seconds`, waking early when `stop` is set; looks at the map's files once a second
+// (throws MapReplaced).
+void pause(const std::atomic<bool>& stop, FilesWatch& files, unsigned seconds) {
+    for (unsigned i = 0; i < seconds * 10 && !stop; ++i) {
+        if (i % 10 == 0) files.look();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
 }
 
 // One decoded message of a sync search.
@@ -101,8 +135,9 @@ SyncMessage decode(LDAP* ld, LDAPMessage* m) {
 // written as one full sync, then each change as it comes.
 class SyncSession {
 public:
-    SyncSession(const Config& config, MapStore& store, LdapSession& ldap, const std::atomic<bool>& stop)
-        : config_(config), d_(config.directory), store_(store), ldap_(ldap), stop_(stop) {}
+    SyncSession(const Config& config, MapStore& store, LdapSession& ldap, const std::atomic<bool>& stop,
+                FilesWatch& files)
+        : config_(config), d_(config.directory), store_(store), ldap_(ldap), stop_(stop), files_(files) {}
 
     // Returns when stop is set; throws DirectoryError when the connection or a search ends.
     void run(const FollowHooks& hooks) {
@@ -185,7 +220,8 @@ private:
     }
 
     // The next message of any of our searches; with `block` false, nullopt-like kind other
-    // when none is waiting. Wakes every second to look at `stop`.
+    // when none is waiting. Wakes every second to look at `stop` and at the map's files (throws
+    // MapReplaced), and looks at those once a second while messages come too.
     SyncMessage next(bool block, std::chrono::seconds idle_after = std::chrono::hours(24 * 365)) {
         const auto started = Clock::now();
         for (;;) {
@@ -203,8 +239,10 @@ private:
             }
             if (rc == 0) {
                 if (!block) return SyncMessage{};
+                files_.look();  // a second without a message: the persist stage's idle wait
                 continue;
             }
+            files_.look_every_second();
             return decode(ldap_.handle(), m.get());
         }
     }
@@ -772,6 +810,7 @@ private:
     MapStore& store_;
     LdapSession& ldap_;
     const std::atomic<bool>& stop_;
+    FilesWatch& files_;
     const FollowHooks* hooks_ = nullptr;
     SyncCounts committed_;  // what finish() wrote, reported once the write commits
     int migrated_id_ = 0, dual_id_ = 0, people_id_ = 0;
@@ -798,9 +837,9 @@ private:
     std::string since_ = utc_timestamp(::time(nullptr));
 };
 
-}  // namespace
-
-void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop, const FollowHooks& hooks) {
+// follow() until `stop` is set; MapReplaced and MapUnavailable pass through.
+void follow_until_stopped(const Config& config, MapStore& store, const std::atomic<bool>& stop,
+                          const FollowHooks& hooks, FilesWatch& files) {
     const DirectoryConfig& d = config.directory;
     unsigned backoff = 1;
     bool ready_sent = false;
@@ -814,7 +853,7 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
         try {
             LdapSession session(d);
             if (session.supports_control(kSyncRequestOid)) {
-                SyncSession sync(config, store, session, stop);
+                SyncSession sync(config, store, session, stop, files);
                 try {
                     sync.run(once);
                 } catch (const SyncSession::Stopped&) {
@@ -835,7 +874,7 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
                                              session.uri(), d.interval_seconds, ::getpid()));
                 });
                 once.ready();
-                pause(stop, d.interval_seconds);
+                pause(stop, files, d.interval_seconds);
                 continue;
             }
         } catch (const DirectoryError& e) {
@@ -861,9 +900,33 @@ void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop
         }
         if (hooks.retrying) hooks.retrying();
         if (hooks.status) hooks.status(fmt::format("directory unreachable; retrying in {} s", backoff));
-        pause(stop, backoff);
+        pause(stop, files, backoff);
         backoff = std::min(backoff * 2, 60u);
     }
+}
+
+}  // namespace
+
+FollowEnd follow(const Config& config, MapStore& store, const std::atomic<bool>& stop, const FollowHooks& hooks) {
+    FilesWatch files(store);
+    try {
+        follow_until_stopped(config, store, stop, hooks, files);
+        return FollowEnd::stopped;
+    } catch (const MapReplaced&) {
+    } catch (const MapUnavailable&) {
+        // A write met the replaced files before a wait looked (MapStore::write, Transaction):
+        // the same end, said the same way. Any other map error is the caller's to report.
+        if (!store.files_replaced()) throw;
+    }
+    // Every write since the files changed was refused, so nothing reached the map now in place.
+    // Once the caller has closed the store and no other program has the old lock.mdb open, the
+    // next program to open the map takes its ids from the file renamed in.
+    log_error("sync: {}/data.mdb or lock.mdb was replaced or removed since the follower opened the map: "
+              "stopped following, nothing written to the map; exiting so that no program keeps the old files "
+              "open and the map in place can be read; start 'coexist-map sync --follow' again "
+              "(coexist-sync.service restarts it)",
+              store.path());
+    return FollowEnd::map_replaced;
 }
 
 }  // namespace coexist::directory

@@ -24,8 +24,18 @@ struct FollowHooks {
     std::function<void()> retrying = {};                  // the session ended or failed: reconnecting
 };
 
-// Runs until `stop` is set (checked at least once a second). Directory errors are logged and
-// retried with backoff (1 s doubling to 60 s); a map error (MapUnavailable) is thrown.
-void follow(const Config& config, MapStore& store, const std::atomic<bool>& stop, const FollowHooks& hooks);
+// How follow() ended.
+enum class FollowEnd {
+    stopped,       // `stop` was set
+    map_replaced,  // the map's data.mdb or lock.mdb was replaced or removed: logged, nothing written
+};
+
+// Runs until `stop` is set, or until the map's files are replaced (MapStore::files_replaced):
+// both checked at least once a second while it waits for the directory, between polls and
+// between retries. A data.mdb renamed in alone is refused by every program while this process
+// keeps the old lock.mdb open, so it then logs why and returns at once, writing nothing, for
+// the caller to exit and be started again. Directory errors are logged and retried with
+// backoff (1 s doubling to 60 s); any other map error (MapUnavailable) is thrown.
+FollowEnd follow(const Config& config, MapStore& store, const std::atomic<bool>& stop, const FollowHooks& hooks);
 
 }  // namespace coexist::directory

@@ -32,7 +32,11 @@ int sync(const Config& c, bool dry_run, bool force, bool follow, std::ostream& o
         sigaction(SIGINT, &sa, nullptr);
         std::signal(SIGPIPE, SIG_IGN);
         directory::FollowHooks follow_hooks{hooks.ready, hooks.status, hooks.applied, hooks.held, hooks.retrying};
-        directory::follow(c, store, stop_requested, follow_hooks);
+        // The map's files replaced: the follower stopped and logged why. Returning closes the old
+        // files (store); the exit status is a refused write's (MapUnavailable, 3), and systemd's
+        // Restart=on-failure starts it again on the map now in place.
+        if (directory::follow(c, store, stop_requested, follow_hooks) == directory::FollowEnd::map_replaced)
+            return kMapUnavailable;
         if (hooks.stopping) hooks.stopping();
         return kOk;
     }

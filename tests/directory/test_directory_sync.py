@@ -6,7 +6,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
                                      safety bulk ownership tls follow-limit conflicts idle-follower
                                      resume poll ad-shaped address-moves hung-server restored
                                      bad-mail follower-killed held-contest alias-restart
-                                     alias-is-mail;
+                                     alias-is-mail map-replaced;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -1244,6 +1244,76 @@ def scenario_alias_is_mail(root):
             a.stop_follower()
 
 
+# ---- scenario 22: a data.mdb renamed in alone under a running follower ---------------------------
+
+REPLACED_EXIT = 10   # seconds: well below the persist stage's 30 s heartbeat and the poll interval
+
+
+def scenario_map_replaced(root):
+    """A data.mdb renamed alone over the map's while `sync --follow` keeps lock.mdb open is refused
+    by every program (the daemons answer 4xx) until no program has the map open (lmdb.cpp). The
+    follower looks at the map's files once a second while it waits, so it lets go at once, not at
+    its next write (the 30 s heartbeat or the next change; the next poll, `interval` away): (a)
+    in the RFC 4533 persist stage, (b) between the polls of a server without RFC 4533. Each time
+    it exits 3 (as for a write refused) within a few seconds, says why in its log, writes nothing
+    to the map renamed in, and then `stats` and `route` read that map."""
+    d = Directory(10)
+    for mode in ("persist", "poll"):
+        with s.Slapd(f"replaced-{mode}", provider=(mode == "persist")) as ldap:  # no syncprov: polled
+            ldap.load_bulk(d.ldif())
+            ldap.start()
+            a = Relay(root, f"relay-replaced-{mode}", ldap, interval="600")
+            a.run("init")
+            try:
+                if mode == "persist":
+                    a.start_follower()
+                else:
+                    a.start_follower_expecting("polling every 600 s")
+                    # its last write of a poll done: from here on it only waits
+                    wait_until(lambda: (stats_value(a, "follower:") or "").startswith("polling"), 30,
+                               "22 (poll): stats names the polling follower", on_timeout=a.follower_output)
+                # The copy: the map dumped and restored into a directory of its own, with one
+                # change the followed map lacks, so that `route` tells which map it reads.
+                dump = os.path.join(root, f"{mode}.dump")
+                with open(dump, "w") as f:
+                    f.write(a.run("dump").stdout)
+                staged = Relay(root, f"staged-{mode}", ldap)
+                staged.run("restore", dump)
+                marker = f"marker-{mode}@{DOMAIN}"
+                staged.run("set", marker, "migrated")
+                copy = staged.run("dump").stdout.splitlines()[1:]   # without the header (its time)
+                compare_routes(a, {marker: ("relay", None)}, f"22 ({mode}) before the rename")
+                os.rename(os.path.join(staged.dir, "map", "data.mdb"), os.path.join(a.dir, "map", "data.mdb"))
+                renamed = time.monotonic()
+                try:
+                    rc = a.follower.wait(REPLACED_EXIT)
+                except subprocess.TimeoutExpired:
+                    fail(f"22 ({mode}): sync --follow still runs {REPLACED_EXIT} s after its data.mdb was replaced: "
+                         f"it keeps the old lock.mdb open, and every program refuses the map meanwhile",
+                         a.follower_output())
+                took = time.monotonic() - renamed
+                check(rc == 3, f"22 ({mode}): sync --follow exited {rc} when its data.mdb was replaced (expected 3)",
+                      a.follower_output())
+                check("data.mdb or lock.mdb was replaced or removed since the follower opened the map: "
+                      "stopped following, nothing written to the map" in a.follower_text(),
+                      f"22 ({mode}): the follower does not say why it stopped", a.follower_output())
+                # Nothing written: the map read now is the copy exactly, and it is read (the ids
+                # taken from the file renamed in, the follower gone).
+                after = a.run("dump").stdout.splitlines()[1:]
+                check(after == copy, f"22 ({mode}): the map renamed in is not the copy as it was "
+                      f"({len(after)} lines, the copy {len(copy)}): the follower wrote to it", a.follower_output())
+                a.run("stats")
+                compare_routes(a, {marker: ("rewrite", f"marker-{mode}@{ROUTING}"), **d.expected()},
+                               f"22 ({mode}) after the follower exited")
+                print(f"  22 ({mode}) ok: the follower exited 3 {took:.1f} s after its data.mdb was replaced, "
+                      f"wrote nothing; the map renamed in is read")
+            except Exception:
+                sys.stderr.write(fail_with([a], [ldap]) + "\n")
+                raise
+            finally:
+                a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -1455,7 +1525,7 @@ SCENARIOS = {
     "hung-server": scenario_hung_server, "restored": scenario_restored,
     "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,
     "held-contest": scenario_held_contest, "alias-restart": scenario_alias_restart,
-    "alias-is-mail": scenario_alias_is_mail,
+    "alias-is-mail": scenario_alias_is_mail, "map-replaced": scenario_map_replaced,
 }
 
 

@@ -180,8 +180,8 @@ std::size_t newest_commit_in_file(MDB_env* env) {
     throw MapUnavailable(fmt::format(
         "{}/data.mdb was replaced while another program kept the map open (its last commit is {}, "
         "lock.mdb says {}): nothing is read from it or written to it until no program has the map "
-        "open (the daemons let go of it within a second; stop 'coexist-map sync --follow' and any "
-        "other coexist-map). To replace a map, move its directory aside and rename a whole copy into its place",
+        "open (the daemons and 'coexist-map sync --follow' let go of it within a second; stop any other "
+        "coexist-map). To replace a map, move its directory aside and rename a whole copy into its place",
         path, file_id, lock_id));
 }
 

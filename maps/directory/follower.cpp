@@ -269,11 +269,16 @@ private:
     }
 
     // What a stored cookie is valid for: the server, and everything that decides which entries
-    // are users and how they are read (a changed filter or domain needs a full refresh).
+    // are users and how they are read (a changed filter or domain needs a full refresh); and
+    // what the map records of them, which a resumed session is rebuilt from: a cookie stored by
+    // a follower that did not record hidden aliases (MapTxn::hidden_aliases_of) is not resumed
+    // from, so the first start after the upgrade reads in full and records them.
+    static constexpr std::string_view kRecorded = "hidden_aliases";
     std::string view_fingerprint() const {
-        std::string v = fmt::format("{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}", ldap_.uri(), d_.base, d_.filter,
+        std::string v = fmt::format("{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}", ldap_.uri(), d_.base, d_.filter,
                                     d_.address_attribute, fmt::join(d_.alias_attributes, " "), d_.state_attribute,
-                                    d_.target_attribute, d_.batch_attribute, d_.migrated_group, d_.dual_group);
+                                    d_.target_attribute, d_.batch_attribute, d_.migrated_group, d_.dual_group,
+                                    kRecorded);
         for (const auto& dom : config_.domains) v += fmt::format("\n{} {}", dom.name, fmt::join(dom.aliases, " "));
         return fmt::format("{:016x}", fnv1a64(v));
     }
@@ -306,7 +311,12 @@ private:
                 u.state = r.state;
                 if (!d_.target_attribute.empty()) u.target = r.target;
                 if (!d_.batch_attribute.empty()) u.batch = r.batch;
+                // What the user lists: the aliases it holds, and those another user's address
+                // hides, which the map records too. Known here, an alias it lists keeps its
+                // place in this session's view, and a group change that writes the user again
+                // does not take away one the admin's removal of that address gave it meanwhile.
                 u.aliases = txn.aliases_of(key);
+                for (auto& hidden : txn.hidden_aliases_of(key)) u.aliases.push_back(std::move(hidden));
                 std::sort(u.aliases.begin(), u.aliases.end());
                 claim_aliases(u, true);
                 add_entry(std::move(u));

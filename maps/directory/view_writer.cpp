@@ -45,6 +45,9 @@ void ViewWriter::upsert(const DirectoryUser& u) {
         counts_.warn(fmt::format("{} was an alias of {}; it is a user in the directory", u.key, *primary));
         txn_.remove_alias(u.key);
         ++counts_.aliases_removed;
+        // A directory user's aliases are the ones it lists: this one is hidden now.
+        if (const auto holder = txn_.user(*primary); holder && holder->owner == Owner::directory)
+            txn_.put_hidden_alias(u.key, *primary);
     }
 
     UserRecord record;
@@ -116,6 +119,7 @@ void ViewWriter::sync_aliases(const DirectoryUser& u) {
         if (change_) change_(fmt::format("unalias {}", alias));
         reassign(alias, u.key);
     }
+    std::vector<std::string> hidden;  // sorted, as u.aliases
     for (const auto& alias : u.aliases) {
         if (txn_.user(alias)) {
             ++counts_.conflicts;
@@ -126,6 +130,7 @@ void ViewWriter::sync_aliases(const DirectoryUser& u) {
                 const auto [waiting, first] = hidden_aliases_.try_emplace(alias, u.key);
                 if (!first && u.key < waiting->second) waiting->second = u.key;
             }
+            hidden.push_back(alias);
             continue;
         }
         if (alias_owner_) {
@@ -151,6 +156,17 @@ void ViewWriter::sync_aliases(const DirectoryUser& u) {
         ++counts_.aliases_added;
         if (change_) change_(fmt::format("alias {} -> {}", alias, u.key));
     }
+    record_hidden(u.key, hidden);
+}
+
+void ViewWriter::record_hidden(const std::string& key, const std::vector<std::string>& hidden) {
+    // The map remembers them, not only this pass or this follower: whoever removes the user
+    // whose address hides one (the admin's `remove` too) gives it to this user then (MapTxn).
+    const auto before = txn_.hidden_aliases_of(key);
+    for (const auto& alias : before)
+        if (!std::binary_search(hidden.begin(), hidden.end(), alias)) txn_.remove_hidden_alias(alias, key);
+    for (const auto& alias : hidden)
+        if (!std::binary_search(before.begin(), before.end(), alias)) txn_.put_hidden_alias(alias, key);
 }
 
 void ViewWriter::reassign(const std::string& alias, std::string_view from) {
@@ -161,6 +177,7 @@ void ViewWriter::reassign(const std::string& alias, std::string_view from) {
         owner = waiting->second;
     }
     if (!owner || *owner == from || !txn_.user(*owner) || txn_.user(alias)) return;
+    if (txn_.alias_primary(alias) == owner) return;  // remove_user gave it already (hidden aliases)
     txn_.put_alias(alias, *owner);
     ++counts_.aliases_added;
     if (change_) change_(fmt::format("alias {} -> {}", alias, *owner));
@@ -170,10 +187,16 @@ bool ViewWriter::remove(std::string_view key) {
     const auto existing = txn_.user(key);
     if (!existing || existing->owner != Owner::directory) return false;
     const auto aliases = txn_.aliases_of(key);
-    txn_.remove_user(key);
-    for (const auto& alias : aliases) reassign(alias, key);
     // A user's address is no alias while the user is there (upsert, sync_aliases); gone, it is
-    // the alias of a user listing it, as a sync of the map without that user would make it.
+    // the alias of a user listing it, as a sync of the map without that user would make it:
+    // remove_user gives it to the one the map records (hidden aliases), reassign to the one this
+    // pass or follower knows of, which wins where the two differ: in a full sync the map may
+    // still name a user this pass has not seen (removed in turn by remove_unseen).
+    txn_.remove_user(key, [&](std::string_view address, std::string_view primary) {
+        ++counts_.aliases_added;
+        if (change_) change_(fmt::format("alias {} -> {}", address, primary));
+    });
+    for (const auto& alias : aliases) reassign(alias, key);
     reassign(std::string(key), key);
     ++counts_.removed;
     if (change_) change_(fmt::format("remove {}", key));

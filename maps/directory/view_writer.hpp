@@ -91,6 +91,9 @@ public:
 
 private:
     void sync_aliases(const DirectoryUser& u);
+    // Makes the map's hidden aliases of `key` (MapTxn::hidden_aliases_of) equal to `hidden`
+    // (sorted): the aliases it lists that are users' addresses.
+    void record_hidden(const std::string& key, const std::vector<std::string>& hidden);
     // Gives a freed alias (or a removed user's address) to the user the directory's view gives
     // it to, if any: the follower's alias_owner, or a full sync's hidden_aliases_.
     void reassign(const std::string& alias, std::string_view from);

@@ -31,7 +31,8 @@ inline std::string_view to_view(const MDB_val& v) {
     return {static_cast<const char*>(v.mv_data), v.mv_size};
 }
 
-// users, aliases, user_aliases, meta, audit, schedule, and a writer's two scratch databases
+// users, aliases, user_aliases, meta, audit, schedule, hidden_aliases, and a writer's two scratch
+// databases
 inline constexpr unsigned kMaxNamedDatabases = 10;
 // Reader slots in lock.mdb, fixed by whoever creates it (every coexist program asks the same): a
 // daemon keeps one slot per thread that reads the map (map_reader.cpp caps that at a quarter of

@@ -29,6 +29,10 @@ constexpr const char* kUserAliases = "user_aliases";
 // schedule: be64(pending_at) || primary -> "" (the users with a scheduled change, in time order,
 // so that a writer finds the due ones without reading every user).
 constexpr const char* kSchedule = "schedule";
+// hidden_aliases (MapTxn::hidden_aliases_of): each pair twice, so that both questions are one
+// prefix seek: "a" alias \0 claimant -> "" (who lists this address) and "u" claimant \0 alias
+// -> "" (what this user lists). Few entries: only aliases another user's address hides.
+constexpr const char* kHiddenAliases = "hidden_aliases";
 constexpr std::size_t kMaxMapSize = std::size_t{1} << 40;
 // MapTxn's scratch databases: exist only inside a write transaction (dropped before commit).
 constexpr const char* kScratchNames[] = {"scratch", "scratch_rows"};
@@ -38,6 +42,13 @@ std::string reverse_key(std::string_view primary, std::string_view alias) {
     k.push_back('\0');
     k.append(alias);
     return k;
+}
+
+std::string hidden_by_alias(std::string_view alias, std::string_view claimant) {
+    return std::string("a").append(alias).append(1, '\0').append(claimant);
+}
+std::string hidden_by_claimant(std::string_view claimant, std::string_view alias) {
+    return std::string("u").append(claimant).append(1, '\0').append(alias);
 }
 
 std::string be64(std::uint64_t v) {
@@ -164,8 +175,9 @@ void upgrade_keys(Transaction& txn, MapStore::Handles& h);
 
 struct MapStore::Handles {
     Environment env;
-    MDB_dbi users{}, aliases{}, user_aliases{}, meta{}, audit{}, schedule{};
+    MDB_dbi users{}, aliases{}, user_aliases{}, meta{}, audit{}, schedule{}, hidden_aliases{};
     bool has_schedule = false;  // a map no writer of 0.3 or later has opened has none
+    bool has_hidden_aliases = false;  // nor one that no writer since hidden aliases has opened
 
     Handles(const std::string& path, std::size_t map_size, Mode mode)
         : env(path, mode == Mode::read_only ? MDB_RDONLY : 0, map_size) {
@@ -194,6 +206,18 @@ struct MapStore::Handles {
             } catch (const MdbError& e) {
                 if (e.code() != MDB_NOTFOUND) throw;
             }
+        }
+        try {
+            hidden_aliases = txn.open_db(kHiddenAliases, false);
+            has_hidden_aliases = true;
+        } catch (const MdbError& e) {
+            if (e.code() != MDB_NOTFOUND) throw;
+        }
+        // Empty in a map written before them: the directory's next full read records them (a
+        // follower does not resume from a cookie stored before, see follower.cpp).
+        if (mode != Mode::read_only && !has_hidden_aliases) {
+            hidden_aliases = txn.open_db(kHiddenAliases, true);
+            has_hidden_aliases = true;
         }
         if (mode != Mode::read_only && ascii_keys) {
             upgrade_keys(txn, *this);
@@ -336,6 +360,20 @@ public:
         if (!audit_at) audit_at.emplace(txn, h.audit);
         return *audit_at;
     }
+    // A full sync asks for each user's hidden aliases (nearly always none): one cursor for all.
+    Cursor& hidden_cursor() {
+        if (!hidden_at) hidden_at.emplace(txn, h.hidden_aliases);
+        return *hidden_at;
+    }
+    // The rest of each hidden_aliases key that starts with `prefix` (see kHiddenAliases).
+    std::vector<std::string> hidden_after(const std::string& prefix) {
+        std::vector<std::string> out;
+        if (!h.has_hidden_aliases) return out;
+        std::string_view k, v;
+        for (bool ok = hidden_cursor().seek(prefix, k, v); ok && k.starts_with(prefix); ok = hidden_cursor().next(k, v))
+            out.emplace_back(k.substr(prefix.size()));
+        return out;
+    }
 
     // A scratch's own kept cursor, for its writes: a file sorted (or in runs) stages each row
     // next to the last one.
@@ -350,6 +388,7 @@ public:
         // their databases are dropped.
         users_at.reset();
         audit_at.reset();
+        hidden_at.reset();
         for (auto& at : scratch_at) at.reset();
         // Gone before the commit: its pages return to the free list, its name to nobody.
         for (const auto& dbi : scratch)
@@ -375,7 +414,7 @@ public:
     std::string audit_key_buf, audit_value_buf;
     // `txn` outlives this object (MapStore::write and read declare it first): these close before
     // it ends, if finish() has not closed them already.
-    std::optional<Cursor> users_at, audit_at, scratch_at[2];
+    std::optional<Cursor> users_at, audit_at, hidden_at, scratch_at[2];
 };
 
 std::optional<UserRecord> MapTxn::user(std::string_view key) {
@@ -434,14 +473,27 @@ void MapTxn::audit_note(std::string_view address, std::string old_value, std::st
     impl_.audit(address, std::move(old_value), std::move(new_value), "");
 }
 
-bool MapTxn::remove_user(std::string_view key) {
+bool MapTxn::remove_user(std::string_view key,
+                         const std::function<void(std::string_view, std::string_view)>& handed_back) {
     const auto old = user(key);
     if (!old) return false;
     for (const auto& a : aliases_of(key)) remove_alias(a);
+    for (const auto& a : hidden_aliases_of(key)) remove_hidden_alias(a, key);  // a user gone lists nothing
     impl_.txn.del(impl_.h.users, key);
     if (old->pending_state) impl_.index_schedule(key, old, nullptr);
     impl_.count_user(key, -1);
     impl_.audit(key, describe(old), "", old->batch);
+    // The address the user hid is free now. Left to the next full sync, it would be nobody's
+    // until then (days, for a follower that applies only changes): an unknown user relayed to
+    // the old system, or refused, although the directory says whose it is.
+    const auto heir = hidden_alias_owner(key);
+    // Not hidden any more: the heir holds it, the others list another user's alias, which the
+    // directory's sync decides among its users as it always has.
+    for (const auto& claimant : impl_.hidden_after(hidden_by_alias(key, ""))) remove_hidden_alias(key, claimant);
+    if (heir) {
+        put_alias(key, *heir);
+        if (handed_back) handed_back(key, *heir);
+    }
     return true;
 }
 
@@ -461,6 +513,31 @@ bool MapTxn::remove_alias(std::string_view alias) {
     impl_.txn.del(impl_.h.user_aliases, reverse_key(*old, alias));
     impl_.audit(alias, "alias of " + *old, "", "");
     return true;
+}
+
+std::vector<std::string> MapTxn::hidden_aliases_of(std::string_view claimant) {
+    return impl_.hidden_after(hidden_by_claimant(claimant, ""));
+}
+
+std::optional<std::string> MapTxn::hidden_alias_owner(std::string_view address) {
+    // In key order: the first claimant still a directory user is the smallest key listing it.
+    for (auto& claimant : impl_.hidden_after(hidden_by_alias(address, ""))) {
+        const auto r = user(claimant);
+        if (r && r->owner == Owner::directory) return std::move(claimant);
+    }
+    return std::nullopt;
+}
+
+void MapTxn::put_hidden_alias(std::string_view alias, std::string_view claimant) {
+    if (!impl_.context) throw std::logic_error("change outside a write transaction");
+    impl_.txn.put(impl_.h.hidden_aliases, hidden_by_alias(alias, claimant), "");
+    impl_.txn.put(impl_.h.hidden_aliases, hidden_by_claimant(claimant, alias), "");
+}
+
+void MapTxn::remove_hidden_alias(std::string_view alias, std::string_view claimant) {
+    if (!impl_.context) throw std::logic_error("change outside a write transaction");
+    impl_.txn.del(impl_.h.hidden_aliases, hidden_by_alias(alias, claimant));
+    impl_.txn.del(impl_.h.hidden_aliases, hidden_by_claimant(claimant, alias));
 }
 
 void MapTxn::for_each_user(const std::function<bool(std::string_view, const UserRecord&)>& visit) {
@@ -522,9 +599,11 @@ void MapTxn::clear() {
     if (!impl_.context) throw std::logic_error("change outside a write transaction");
     impl_.users_at.reset();  // on the databases about to be emptied
     impl_.audit_at.reset();
+    impl_.hidden_at.reset();
     for (MDB_dbi dbi : {impl_.h.users, impl_.h.aliases, impl_.h.user_aliases, impl_.h.audit, impl_.h.meta})
         check_mdb(mdb_drop(impl_.txn.get(), dbi, 0), "mdb_drop");
     if (impl_.h.has_schedule) check_mdb(mdb_drop(impl_.txn.get(), impl_.h.schedule, 0), "mdb_drop");
+    if (impl_.h.has_hidden_aliases) check_mdb(mdb_drop(impl_.txn.get(), impl_.h.hidden_aliases, 0), "mdb_drop");
     impl_.txn.put(impl_.h.meta, schema::kSchemaVersionKey, schema::kSchemaVersion);
     // Counted from zero by restore_user (finish() adds them up).
     impl_.txn.put(impl_.h.meta, schema::kDomainCountsKey, "1");

@@ -162,13 +162,18 @@ static void refuse_if_directory_owned(MapTxn& t, const std::string& key, std::st
 int remove(const Config& c, const std::string& address, std::ostream& out) {
     const std::string key = user_key_or_throw(c, address);
     auto store = open_store(c);
+    std::optional<std::string> heir;
     store.write(context("remove"), [&](MapTxn& t) {
+        heir.reset();  // the body runs again when the map grows
         refuse_if_directory_owned(t, key, "remove or filter it out there, or 'coexist-map set ADDRESS source' to override it");
         if (auto p = t.alias_primary(key))
             throw DataError(fmt::format("{} is an alias of {}: 'coexist-map unalias {}' removes it", key, *p, key));
-        if (!t.remove_user(key)) throw DataError("no such user: " + key);
+        // An address a directory user lists as an alias goes to that user (design 13.1).
+        if (!t.remove_user(key, [&](std::string_view, std::string_view primary) { heir = std::string(primary); }))
+            throw DataError("no such user: " + key);
     });
     out << fmt::format("{}: removed\n", key);
+    if (heir) out << fmt::format("{}: alias of {} (the directory lists it)\n", key, *heir);
     return kOk;
 }
 

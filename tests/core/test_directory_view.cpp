@@ -16,6 +16,7 @@
 #include "directory_user.hpp"
 #include "fixture.hpp"
 #include "key_hash.hpp"
+#include "lmdb.hpp"
 #include "view_writer.hpp"
 
 using namespace coexist;
@@ -346,4 +347,104 @@ TEST_CASE("a user's address that leaves the map goes back to the users listing i
             CHECK(t.alias_primary("shared@contoso.com") == std::optional<std::string>("bob@contoso.com"));
         });
     }
+}
+
+TEST_CASE("an alias a directory user lists, hidden by a hand-set user's address, is its alias once that user goes") {
+    // The map keeps the admin's user (design 13.1) and records who lists its address; whoever
+    // removes that user gives the address to the smallest key listing it, in the same
+    // transaction, as a full sync would. It was nobody's until the next full sync: an unknown
+    // user, relayed to the old system or refused, for days under a follower.
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"));
+    MapStore store(c.map_path, 1 << 20, MapStore::Mode::create);
+    std::ostringstream out;
+    tool::set(c, "shared@contoso.com", "dual", std::nullopt, std::nullopt, out);
+    const std::vector<Entry> view{person("bob", {"bob@contoso.com"}, {"shared@contoso.com"}),
+                                  person("ann", {"ann@contoso.com"}, {"shared@contoso.com", "annie@contoso.com"})};
+    CHECK(full(store, c, view, members({"ann"})).conflicts == 2);
+    CHECK(routed(c, "shared@contoso.com") == "dual shared@o365.contoso.com");  // the hand-set user's
+    store.read([](MapTxn& t) {
+        CHECK(t.hidden_aliases_of("ann@contoso.com") == std::vector<std::string>{"shared@contoso.com"});
+        CHECK(t.hidden_alias_owner("shared@contoso.com") == std::optional<std::string>("ann@contoso.com"));
+    });
+
+    SECTION("coexist-map remove: to the smallest key listing it, at once; the next sync has nothing to do") {
+        std::ostringstream removed;
+        tool::remove(c, "shared@contoso.com", removed);
+        CHECK(removed.str() == "shared@contoso.com: removed\n"
+                               "shared@contoso.com: alias of ann@contoso.com (the directory lists it)\n");
+        CHECK(routed(c, "shared@contoso.com") == "rewrite ann@o365.contoso.com");
+        store.read([](MapTxn& t) {
+            CHECK(t.hidden_aliases_of("ann@contoso.com").empty());
+            CHECK(t.hidden_aliases_of("bob@contoso.com").empty());
+            const auto h = t.history("shared@contoso.com");
+            REQUIRE(h.size() >= 2);
+            CHECK(h.back().new_value == "alias of ann@contoso.com");
+            CHECK(h.back().command == "remove");
+        });
+        // Read in key order (in the other, a full sync moves an alias two users list to the
+        // bigger key and back within the pass, counted twice).
+        const SyncCounts again = full(store, c, {view[1], view[0]}, members({"ann"}));
+        CHECK(again.aliases_added + again.aliases_removed == 0);
+    }
+    SECTION("a user that no longer lists it, or left the directory, is not given it") {
+        full(store, c, {person("bob", {"bob@contoso.com"}, {"shared@contoso.com"}), person("ann", {"ann@contoso.com"})},
+             members({"ann"}));
+        SECTION("the next smallest key listing it gets it") {
+            tool::remove(c, "shared@contoso.com", out);
+            CHECK(routed(c, "shared@contoso.com") == "relay");  // bob, a source user
+            store.read([](MapTxn& t) {
+                CHECK(t.alias_primary("shared@contoso.com") == std::optional<std::string>("bob@contoso.com"));
+            });
+        }
+        SECTION("nobody lists it any more: nobody's") {
+            full(store, c, {person("ann", {"ann@contoso.com"})}, members({"ann"}));  // bob left
+            store.read([](MapTxn& t) { CHECK_FALSE(t.hidden_alias_owner("shared@contoso.com")); });
+            tool::remove(c, "shared@contoso.com", out);
+            store.read([](MapTxn& t) { CHECK_FALSE(t.alias_primary("shared@contoso.com")); });
+        }
+    }
+    SECTION("the directory takes the hand-set user over, then it leaves: the follower gives it as the map records") {
+        // A follower resumed from its cookie knows of the listing from the map only.
+        std::vector<Entry> taken = view;
+        taken.push_back(person("shared", {"shared@contoso.com"}));
+        full(store, c, taken, members({"ann"}));
+        store.write(ChangeContext{"test", "sync test", 1000}, [&](MapTxn& t) {
+            SyncCounts counts;
+            std::vector<std::string> changes;
+            ViewWriter w(t, counts, [&](const std::string& line) { changes.push_back(line); });
+            w.set_alias_owner([](std::string_view) { return std::nullopt; });
+            CHECK(w.remove("shared@contoso.com"));
+            CHECK(counts.aliases_added == 1);
+            CHECK(changes == std::vector<std::string>{"alias shared@contoso.com -> ann@contoso.com",
+                                                      "remove shared@contoso.com"});
+        });
+        CHECK(routed(c, "shared@contoso.com") == "rewrite ann@o365.contoso.com");
+    }
+}
+
+TEST_CASE("a map written before hidden aliases is read as it is, and its first writer adds them") {
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"));
+    { MapStore store(c.map_path, 1 << 20, MapStore::Mode::create); }
+    {
+        // What an earlier coexist-map left: no hidden_aliases database.
+        Environment env(c.map_path, 0, 0);
+        Transaction txn(env, Transaction::Mode::write);
+        check_mdb(mdb_drop(txn.get(), txn.open_db("hidden_aliases"), 1), "mdb_drop");
+        txn.commit();
+    }
+    {
+        MapStore reader(c.map_path, 1 << 20, MapStore::Mode::read_only);
+        reader.read([](MapTxn& t) {
+            CHECK(t.hidden_aliases_of("ann@contoso.com").empty());
+            CHECK_FALSE(t.hidden_alias_owner("shared@contoso.com"));
+        });
+    }
+    std::ostringstream out;
+    tool::set(c, "shared@contoso.com", "dual", std::nullopt, std::nullopt, out);
+    MapStore store(c.map_path, 1 << 20, MapStore::Mode::read_write);
+    full(store, c, {person("ann", {"ann@contoso.com"}, {"shared@contoso.com"})}, members({"ann"}));
+    tool::remove(c, "shared@contoso.com", out);
+    CHECK(routed(c, "shared@contoso.com") == "rewrite ann@o365.contoso.com");
 }

@@ -60,10 +60,27 @@ public:
     // The same, for a caller that has just read the user's record (`old`, as user(key) gave it
     // in this transaction): saves the second lookup on a million-user sync.
     void put_user(std::string_view key, UserRecord record, const std::optional<UserRecord>& old);
-    // Removes the user and its aliases; false if there was no such user.
-    bool remove_user(std::string_view key);
+    // Removes the user and its aliases; false if there was no such user. Its address, once
+    // free, is the alias of the directory user that lists it (hidden_alias_owner), as the next
+    // full sync would make it: `handed_back` is told (address, that user), after the audit.
+    bool remove_user(std::string_view key,
+                     const std::function<void(std::string_view address, std::string_view primary)>& handed_back = {});
     void put_alias(std::string_view alias, std::string_view primary);
     bool remove_alias(std::string_view alias);
+
+    // Hidden aliases (design 13.1): an alias a directory-owned user lists in the directory while
+    // it is another user's address in the map (a user set by hand before the directory listed
+    // it, or another entry's mail), so the map cannot give it to the directory user. Kept by the
+    // directory's sync in the transaction of the view they come from; remove_user() reads them,
+    // so that whoever removes that address, the admin included, gives it to the directory user
+    // in the same transaction. Not routing: no audit entry, and the daemons never read them.
+    // The aliases `claimant` lists that are hidden, in key order.
+    std::vector<std::string> hidden_aliases_of(std::string_view claimant);
+    // The directory user that gets `address` when it is free: the smallest key listing it of the
+    // directory-owned users in the map (the rule of a full sync); nullopt when none lists it.
+    std::optional<std::string> hidden_alias_owner(std::string_view address);
+    void put_hidden_alias(std::string_view alias, std::string_view claimant);
+    void remove_hidden_alias(std::string_view alias, std::string_view claimant);
 
     // The map's bookkeeping (schema.hpp's meta keys, e.g. the directory's sync state). put_meta
     // is not audited: it records how the map was made, not what routes.
@@ -87,7 +104,8 @@ public:
 
     // For `coexist-map restore` only (a dump written back as it was, history included): these
     // write exactly what they are given, with no audit entry and the stored times kept.
-    // clear() empties the map (users, aliases, audit trail, meta) down to a fresh schema.
+    // clear() empties the map (users, aliases, hidden aliases, audit trail, meta) down to a
+    // fresh schema.
     void clear();
     void restore_user(std::string_view key, const UserRecord& record);
     void restore_alias(std::string_view alias, std::string_view primary);

@@ -186,6 +186,12 @@ int alias(const Config& c, const std::string& alias_address, const std::string& 
         if (!t.user(primary)) throw DataError("no such user: " + primary);
         refuse_if_directory_owned(t, primary, "its aliases come from the directory's alias_attributes");
         if (t.user(alias)) throw DataError(alias + " is a user: remove it before making it an alias");
+        // Taken from a directory user, it would go back only at the next full sync, and be
+        // nobody's if this user were removed before that (as unalias refuses, design 13.1).
+        if (const auto p = t.alias_primary(alias); p && *p != primary)
+            if (const auto holder = t.user(*p); holder && holder->owner == Owner::directory)
+                throw DataError(fmt::format("{} is an alias of {}, owned by the directory ({}): its aliases come "
+                                            "from the directory's alias_attributes", alias, *p, holder->dn));
         t.put_alias(alias, primary);
     });
     out << fmt::format("{}: alias of {}\n", alias, primary);

@@ -421,6 +421,12 @@ TEST_CASE("an alias a directory user lists, hidden by a hand-set user's address,
         });
         CHECK(routed(c, "shared@contoso.com") == "rewrite ann@o365.contoso.com");
     }
+    SECTION("coexist-map alias cannot take a directory user's alias for a hand-set user") {
+        tool::set(c, "hand@contoso.com", "source", std::nullopt, std::nullopt, out);
+        CHECK_THROWS_WITH(tool::alias(c, "annie@contoso.com", "hand@contoso.com", out),
+                          Catch::Contains("annie@contoso.com is an alias of ann@contoso.com, owned by the directory"));
+        CHECK(routed(c, "annie@contoso.com") == "rewrite ann@o365.contoso.com");
+    }
 }
 
 TEST_CASE("a map written before hidden aliases is read as it is, and its first writer adds them") {

@@ -146,6 +146,10 @@ void import_rows(MapTxn& t, const ImportShape& shape, StagedRows& staged, const 
             if (bad) break;
             if (t.user(a) && !staged.in_file(a) && !pruned_user(a))
                 bad = fmt::format("alias {} is a user in the map", a);
+            else if (const auto heir = pruned_user(a) ? t.hidden_alias_owner(a) : std::nullopt)
+                // Pruned, the address goes to the directory user listing it (MapTxn::remove_user).
+                bad = fmt::format("alias {} is listed by {} in the directory, whose alias it becomes when --prune "
+                                  "removes the user {}", a, *heir, a);
             else if (auto p = t.alias_primary(a); p && *p != row.key && !releases_aliases(*p))
                 bad = fmt::format("alias {} belongs to {} in the map", a, *p);
         }
@@ -207,7 +211,12 @@ void finish_import(MapTxn& t, const ImportShape& shape, StagedRows& staged, cons
             diff.note(fmt::format("unalias {} (of {})", a, key), true);
             ++counts.aliases_removed;
         }
-        if (write) t.remove_user(key);  // with its aliases
+        // Printed by the real run too, beside the removal that causes it.
+        if (const auto heir = t.hidden_alias_owner(key)) {
+            diff.note(fmt::format("alias {} -> {} (the directory lists it)", key, *heir), true);
+            ++counts.aliases_added;
+        }
+        if (write) t.remove_user(key);  // with its aliases; its address to the directory user listing it
         from = key;
         from.push_back('\0');  // the first key after it
     }

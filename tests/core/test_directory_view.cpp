@@ -404,6 +404,20 @@ TEST_CASE("an alias a directory user lists, hidden by a hand-set user's address,
             store.read([](MapTxn& t) { CHECK_FALSE(t.alias_primary("shared@contoso.com")); });
         }
     }
+    SECTION("import --prune: the same, said in the diff; a row cannot take it for another hand-set user") {
+        tool::set(c, "keep@contoso.com", "source", std::nullopt, std::nullopt, out);
+        const std::string taking = dir.write("taking.csv", "address,state,aliases\nkeep@contoso.com,source,shared@contoso.com\n");
+        tool::ImportOptions prune;
+        prune.prune = true;
+        std::ostringstream err;
+        CHECK_THROWS_WITH(tool::import_csv(c, taking, prune, out, err),
+                          Catch::Contains("alias shared@contoso.com is listed by ann@contoso.com in the directory"));
+        const std::string keep = dir.write("keep.csv", "address,state\nkeep@contoso.com,source\n");
+        std::ostringstream pruned;
+        REQUIRE(tool::import_csv(c, keep, prune, pruned, err) == 0);
+        CHECK_THAT(pruned.str(), Catch::Contains("alias shared@contoso.com -> ann@contoso.com (the directory lists it)"));
+        CHECK(routed(c, "shared@contoso.com") == "rewrite ann@o365.contoso.com");
+    }
     SECTION("the directory takes the hand-set user over, then it leaves: the follower gives it as the map records") {
         // A follower resumed from its cookie knows of the listing from the map only.
         std::vector<Entry> taken = view;

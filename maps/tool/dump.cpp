@@ -6,7 +6,7 @@
 // counts) and `directory_following`, which describes a follower process running on this host.
 // The directory's cookie is kept: the dump is the map as it was at that cookie, so a follower
 // on the restored map resumes from it correctly (or reads in full, when the cookie is not valid
-// for its server and view).
+// for its server and view). So are a directory user's hidden aliases, part of that view.
 #include <unistd.h>
 
 #include <ctime>
@@ -80,6 +80,15 @@ int dump(const Config& c, std::ostream& out) {
             j["entryUUID"] = text(r.entry_uuid);
             j["pending"] = r.pending_state ? Json{{"state", to_string(*r.pending_state)}, {"at", r.pending_at}}
                                            : Json(nullptr);
+            // Only where there are some: a dump without them is restored by earlier versions too.
+            if (r.owner == Owner::directory) {
+                const auto hidden = t.hidden_aliases_of(key);
+                if (!hidden.empty()) {
+                    Json list = Json::array();
+                    for (const auto& a : hidden) list.push_back(text(a));
+                    j["hidden_aliases"] = std::move(list);
+                }
+            }
             write_line(out, j);
             return true;
         });

@@ -13,6 +13,7 @@
 #include <ostream>
 #include <unordered_set>
 #include <variant>
+#include <vector>
 
 #include "coexist/log.hpp"
 #include "coexist/map_store.hpp"
@@ -86,6 +87,19 @@ public:
         if (!s) fail(fmt::format("\"{}\": expected source, migrated or dual", name));
         return s;
     }
+    // An array of texts (`hidden_aliases`); empty when absent.
+    std::vector<std::string> texts(std::string_view name) const {
+        const auto it = j_.find(name);
+        if (it == j_.end()) return {};
+        if (!it->is_array()) fail(fmt::format("\"{}\" is not an array", name));
+        std::vector<std::string> out;
+        for (const auto& v : *it) {
+            auto b = dump_format::bytes_of(v);
+            if (!b) fail(fmt::format("\"{}\" holds a value that is not a string", name));
+            out.push_back(std::move(*b));
+        }
+        return out;
+    }
     bool has(std::string_view name) const { return j_.contains(name); }
     // A nested object (`pending`) read with the same checks; nullopt when absent or null.
     std::optional<Line> object(std::string_view name) const {
@@ -112,7 +126,8 @@ std::string key_or_fail(const Config& c, const Line& l, const std::string& addre
 }
 
 void restore_user(const Config& c, const Line& l, MapTxn& t) {
-    l.only({"user", "state", "target", "batch", "changed", "owner", "override", "dn", "entryUUID", "pending"});
+    l.only({"user", "state", "target", "batch", "changed", "owner", "override", "dn", "entryUUID", "pending",
+            "hidden_aliases"});
     const std::string key = key_or_fail(c, l, l.text("user", true));
     UserRecord r;
     r.state = *l.state("state", true);
@@ -138,11 +153,17 @@ void restore_user(const Config& c, const Line& l, MapTxn& t) {
         r.pending_state = pending->state("state", true);
         r.pending_at = pending->integer("at", true);
     }
-    if (r.owner == Owner::admin && (r.override_state || !r.dn.empty() || !r.entry_uuid.empty()))
-        l.fail("override, dn and entryUUID belong to users owned by the directory");
+    std::vector<std::string> hidden;
+    for (const auto& a : l.texts("hidden_aliases")) {
+        hidden.push_back(key_or_fail(c, l, a));
+        if (hidden.back() == key) l.fail(fmt::format("{} lists itself as a hidden alias", key));
+    }
+    if (r.owner == Owner::admin && (r.override_state || !r.dn.empty() || !r.entry_uuid.empty() || !hidden.empty()))
+        l.fail("override, dn, entryUUID and hidden_aliases belong to users owned by the directory");
     if (t.user(key)) l.fail(fmt::format("{} is given twice", key));
     if (t.alias_primary(key)) l.fail(fmt::format("{} is an alias already", key));
     t.restore_user(key, r);
+    for (const auto& a : hidden) t.put_hidden_alias(a, key);
 }
 
 void restore_alias(const Config& c, const Line& l, MapTxn& t) {

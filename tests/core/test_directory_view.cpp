@@ -441,6 +441,17 @@ TEST_CASE("an alias a directory user lists, hidden by a hand-set user's address,
                           Catch::Contains("annie@contoso.com is an alias of ann@contoso.com, owned by the directory"));
         CHECK(routed(c, "annie@contoso.com") == "rewrite ann@o365.contoso.com");
     }
+    SECTION("dump and restore keep who lists it") {
+        std::ostringstream dumped;
+        tool::dump(c, dumped);
+        CHECK_THAT(dumped.str(), Catch::Contains("\"hidden_aliases\":[\"shared@contoso.com\"]"));
+        TempDir other;
+        const Config c2 = directory_config(other.file("map"));
+        const std::string file = other.write("dump.jsonl", dumped.str());
+        tool::restore(c2, file, false, out);
+        tool::remove(c2, "shared@contoso.com", out);
+        CHECK(routed(c2, "shared@contoso.com") == "rewrite ann@o365.contoso.com");
+    }
 }
 
 TEST_CASE("a map written before hidden aliases is read as it is, and its first writer adds them") {

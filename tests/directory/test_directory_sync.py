@@ -6,7 +6,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
                                      safety bulk ownership tls follow-limit conflicts idle-follower
                                      resume poll ad-shaped address-moves hung-server restored
                                      bad-mail follower-killed held-contest alias-restart
-                                     alias-is-mail map-replaced;
+                                     alias-is-mail map-replaced alias-hand-set;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -1314,6 +1314,93 @@ def scenario_map_replaced(root):
                 a.stop_follower()
 
 
+# ---- scenario 23: an alias a user lists, hidden by the address of a user set by hand -------------
+
+def scenario_alias_hand_set(root):
+    """A user lists an alias that is the address of a user set by hand before (owned by the admin,
+    design 13.1): the map keeps the admin's user. When the admin removes that user, the address is
+    the directory user's alias at once, as a full sync gives it. It was nobody's until the next
+    full sync: rejected in a reject domain (relayed to the old system in a relay domain) although
+    the directory user is migrated, for days under a follower, which applies only the directory's
+    changes and resumes from its cookie across restarts (a third walkthrough's finding).
+    (a) while following; (b) the follower restarted (resumed) between the listing and the
+    removal, then a group change writes the directory user again from the follower's view of it;
+    (c) one-shot syncs only; (d) `alias` does not take a directory user's alias for a hand-set
+    user (which, removed, left it nobody's too). Each time the map equals a fresh full sync."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    owner = d.uids[0]
+    check(d.state(owner) == "migrated", "test bug: 23 states")
+    shared = f"shared@{DOMAIN}"
+    hand_set = ("dual", f"shared@{ROUTING}")   # the route of the hand-set user shared@ (dual)
+
+    def listing(ldap, change):
+        ldap.ldapmodify(f"dn: {s.people_dn(owner)}\nchangetype: modify\n{change}: mailLocalAddress\n"
+                        f"mailLocalAddress: {shared}\n")
+
+    with s.Slapd("aliashandset", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-aliashandset", ldap, domain_keys="unknown_recipient = reject\n")
+        a.run("init")
+        a.run("set", shared, "dual")
+        a.start_follower()
+        try:
+            # (a)
+            listing(ldap, "add")
+            wait_applied(ldap, a, d, "23a marker after the listing")
+            compare_routes(a, {shared: hand_set}, "23a the hand-set user keeps its address")
+            out = a.run("remove", shared).stdout
+            compare_routes(a, {shared: d.expected_user(owner)}, "23a the hand-set user removed: at once the alias "
+                           "of the user listing it")
+            check(f"{shared}: alias of {d.mail[owner]}" in out, f"23a: remove does not say where the address went:\n{out}")
+            check_as_full_sync(root, a, ldap, "23a")
+            # (b)
+            listing(ldap, "delete")
+            wait_routes([a], {shared: ("reject", None)}, "23b the alias no longer listed", (ldap,))
+            a.run("set", shared, "dual")
+            listing(ldap, "add")
+            wait_applied(ldap, a, d, "23b marker after the listing")
+            compare_routes(a, {shared: hand_set}, "23b the hand-set user keeps its address")
+            offset = len(a.follower_text())
+            restart_follower(a)
+            check("resumed from the stored cookie" in a.follower_text()[offset:],
+                  "23b: the restarted follower did not resume from its cookie", a.follower_output())
+            a.run("remove", shared)
+            compare_routes(a, {shared: d.expected_user(owner)}, "23b removed while a resumed follower runs")
+            ldap.ldapmodify(f"dn: {DUAL}\nchangetype: modify\nadd: member\nmember: {s.people_dn(owner)}\n")
+            d.dual.add(owner)
+            wait_routes([a], {d.mail[owner]: d.expected_user(owner)}, "23b the user's group changed", (ldap,))
+            compare_routes(a, {shared: d.expected_user(owner)}, "23b the alias after the user's group change")
+            check_as_full_sync(root, a, ldap, "23b")
+            # (c)
+            a.stop_follower()
+            listing(ldap, "delete")
+            a.run("sync")
+            a.run("set", shared, "dual")
+            listing(ldap, "add")
+            a.run("sync")
+            compare_routes(a, {shared: hand_set}, "23c one-shot sync: the hand-set user keeps its address")
+            a.run("remove", shared)
+            compare_routes(a, {shared: d.expected_user(owner)}, "23c one-shot sync: removed, before the next sync")
+            check_as_full_sync(root, a, ldap, "23c")
+            # (d)
+            hand = f"hand@{DOMAIN}"
+            a.run("set", hand, "source")
+            digest = a.digest()
+            r = a.run("alias", shared, hand, expect=2)
+            check("owned by the directory" in r.stderr, f"23d: alias refused without saying why:\n{r.stderr}")
+            check(a.digest() == digest, "23d: the refused alias changed the map")
+            a.run("remove", hand)
+            compare_routes(a, {shared: d.expected_user(owner)}, "23d the alias stays the directory user's")
+            print("  23 ok: an alias hidden by a hand-set user's address is the listing user's once the admin "
+                  "removes it")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -1526,6 +1613,7 @@ SCENARIOS = {
     "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,
     "held-contest": scenario_held_contest, "alias-restart": scenario_alias_restart,
     "alias-is-mail": scenario_alias_is_mail, "map-replaced": scenario_map_replaced,
+    "alias-hand-set": scenario_alias_hand_set,
 }
 
 

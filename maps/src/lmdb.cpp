@@ -1,6 +1,7 @@
 #include "lmdb.hpp"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -111,6 +112,7 @@ Environment::Environment(const std::string& path, unsigned flags, std::size_t ma
             check_mdb(rc, what.c_str());
             repair_map_files(path);
         }
+        refuse_lock_free_reading();
         struct stat data{};
         if (::fstat(data_fd(), &data) != 0) throw MdbError("fstat " + path + "/data.mdb", errno);
         data_file_ = FileIdentity{data.st_dev, data.st_ino};
@@ -133,6 +135,24 @@ std::size_t Environment::map_size() const {
 
 void Environment::set_map_size(std::size_t bytes) {
     check_mdb(mdb_env_set_mapsize(env_, bytes), "mdb_env_set_mapsize");
+}
+
+void Environment::refuse_lock_free_reading() const {
+    if (!read_only_) return;
+    // LMDB opens a read-only environment without its lock file when lock.mdb is on a read-only
+    // file system (mdb_env_setup_locks: "Omit lockfile if read-only env on read-only
+    // filesystem"), and says nothing: no flag, no error. Such a reader holds no reader slot, so
+    // a writer elsewhere may reuse the pages of the snapshot it is reading: a torn answer. It
+    // happens to a daemon under systemd's ProtectSystem=strict when the map's directory (its
+    // ReadWritePaths) was moved aside and another renamed in after it started: its writable
+    // mount stays with the old directory, and the new one is read-only to it.
+    struct statvfs fs{};
+    if (::statvfs(path_.c_str(), &fs) == 0 && (fs.f_flag & ST_RDONLY))
+        throw MapFilesMismatch(path_ + " is on a file system this process sees read-only, so lock.mdb cannot be "
+                               "used and reading could give torn answers (under the shipped systemd units: a map "
+                               "directory renamed into place after the daemon started is outside its writable "
+                               "paths): restart the daemon; 'coexist-map restore --replace' changes a live map "
+                               "without that");
 }
 
 int Environment::data_fd() const {
@@ -177,7 +197,7 @@ std::size_t newest_commit_in_file(MDB_env* env) {
 
 // What a data.mdb that lock.mdb does not describe is refused with (Transaction, Environment).
 [[noreturn]] void throw_replaced(const std::string& path, std::size_t file_id, std::size_t lock_id) {
-    throw MapUnavailable(fmt::format(
+    throw MapFilesMismatch(fmt::format(
         "{}/data.mdb was replaced while another program kept the map open (its last commit is {}, "
         "lock.mdb says {}): nothing is read from it or written to it until no program has the map "
         "open (the daemons and 'coexist-map sync --follow' let go of it within a second; stop any other "
@@ -203,7 +223,9 @@ void Environment::await_lock_matching_file() {
         mdb_txn_abort(txn);
         const std::size_t file_id = newest_commit_in_file(env_);
         if (file_id == lock_id) return;
-        if (attempt == kAttempts) throw_replaced(path_, file_id, lock_id);
+        // Only a file exactly one commit ahead can be a commit in flight; any other difference
+        // is another map, refused at once rather than after holding lock.mdb for the wait.
+        if (file_id != lock_id + 1 || attempt == kAttempts) throw_replaced(path_, file_id, lock_id);
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
 }

@@ -86,11 +86,15 @@ private:
     // commit ahead of the id other programs keep in lock.mdb passes Transaction's bounds (a commit
     // in flight looks the same for an instant) and would be read at its previous commit, the
     // empty map of a restored copy. A commit in flight ends with its meta page's synchronous
-    // write: looks again every 5 ms for 200 ms before refusing with MapUnavailable.
+    // write: looks again every 5 ms for 200 ms before refusing with MapFilesMismatch. A file
+    // behind the id, or more than one commit ahead, is refused at once.
     void await_lock_matching_file();
 
     // The descriptor of data.mdb LMDB has open. Throws MdbError.
     int data_fd() const;
+    // Throws MapFilesMismatch when LMDB opened this read-only environment without its lock
+    // file (the map's directory on a file system this process sees read-only).
+    void refuse_lock_free_reading() const;
 
     struct FileIdentity {
         dev_t device{};

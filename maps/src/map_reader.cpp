@@ -314,6 +314,12 @@ void SharedMap::refresh() {
         next_check_ns_ = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kRecheckInterval).count();
         // A recheck() since we looked: what it asked for may be newer than what we saw.
         if (recheck_generation_.load() != generation) next_check_ns_ = 0;
+    } catch (const MapFilesMismatch& e) {
+        Exclusive all(*this);
+        close_map(e.what());
+        // Not at every lookup (MapFilesMismatch): lookups answer TEMP from the reason meanwhile.
+        next_check_ns_ = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kRecheckInterval).count();
+        if (recheck_generation_.load() != generation) next_check_ns_ = 0;
     } catch (const std::exception& e) {
         Exclusive all(*this);
         close_map(e.what());

@@ -4,10 +4,13 @@
 #include <catch2/catch.hpp>
 
 #include <fmt/format.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <future>
@@ -354,4 +357,91 @@ TEST_CASE("a long-lived writer whose lock.mdb was removed writes nothing under a
     CHECK_THROWS_WITH(store.write(ChangeContext{"test", "set", 2}, [&](MapTxn&) { wrote = true; }),
                       Catch::Contains("data.mdb or lock.mdb was replaced or removed since this program opened the map"));
     CHECK_FALSE(wrote);
+}
+
+namespace {
+
+// A process deciding for ann@contoso.com without pause, as a busy daemon does, until it sees
+// `wanted`; exits 0 then, 1 when `seconds` pass first. It says when it has seen `ready_on`.
+pid_t decide_until(const Config& config, Action ready_on, Action wanted, int ready_fd, int seconds) {
+    const pid_t pid = ::fork();
+    if (pid != 0) return pid;
+    int status = 1;
+    try {
+        MapReader reader(config.map_path);
+        bool ready = false;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+        while (std::chrono::steady_clock::now() < deadline) {
+            const Action a = route(config, reader, "ann@contoso.com").action;
+            if (!ready && a == ready_on) ready = ::write(ready_fd, "x", 1) == 1;
+            if (ready && a == wanted) {
+                status = 0;
+                break;
+            }
+        }
+    } catch (...) {
+    }
+    ::_exit(status);
+}
+
+}  // namespace
+
+TEST_CASE("two busy processes let go of a data.mdb renamed in alone: the map is served again within seconds") {
+    Map m;  // ann migrated
+    const std::string other = rolled_back_copy(m);  // ann: source, one commit ahead of the map
+    // The live map moves on, so the copy is behind lock.mdb's id, as a restored copy usually is.
+    for (int i = 0; i < 3; ++i) m.set("bob@contoso.com", i % 2 ? "source" : "migrated");
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    // Each refused open holds lock.mdb for a moment; both trying at every lookup kept one of
+    // them holding it at every instant, and the refusal lasted as long as the lookups did.
+    const pid_t a = decide_until(m.config, Action::rewrite, Action::relay, ready[1], 30);
+    const pid_t b = decide_until(m.config, Action::rewrite, Action::relay, ready[1], 30);
+    char c;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    std::filesystem::rename(other, m.config.map_path + "/data.mdb");
+    int status_a = -1, status_b = -1;
+    ::waitpid(a, &status_a, 0);
+    ::waitpid(b, &status_b, 0);
+    ::close(ready[0]);
+    ::close(ready[1]);
+    CHECK(status_a == 0);
+    CHECK(status_b == 0);
+}
+
+TEST_CASE("a map directory this process sees read-only is refused, not read without lock.mdb") {
+    if (::geteuid() != 0) {
+        WARN("not root: no mount namespace to make the map read-only");
+        return;
+    }
+    Map m;
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        // A private mount namespace where the map's directory is a read-only bind of itself, as
+        // a renamed-in directory is to a daemon under ProtectSystem=strict.
+        const char* dir = m.config.map_path.c_str();
+        int status = 2;
+        if (::unshare(CLONE_NEWNS) == 0 && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+            ::mount(dir, dir, nullptr, MS_BIND, nullptr) == 0 &&
+            ::mount(nullptr, dir, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) == 0) {
+            try {
+                MapReader reader(m.config.map_path);
+                const RoutingDecision d = route(m.config, reader, "ann@contoso.com");
+                status = d.action == Action::tempfail && d.detail.find("read-only") != std::string::npos ? 0 : 1;
+            } catch (...) {
+                status = 3;
+            }
+        }
+        ::_exit(status);
+    }
+    int status = -1;
+    ::waitpid(pid, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 2) {
+        WARN("no private mount namespace here (unshare or mount refused)");
+        return;
+    }
+    CHECK(WEXITSTATUS(status) == 0);  // 1: read (the lookup answered from a lock-free reader)
 }

@@ -38,6 +38,17 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// The map's files are not the ones this process may read together: a data.mdb renamed in alone
+// while other programs keep the old lock.mdb open, or a lock.mdb this process cannot write. It
+// lasts until something else changes (every program lets go of the map, or the daemon is
+// restarted), so a reader looks again after a pause, not at every lookup: each attempt holds
+// lock.mdb open for a moment, and several busy daemons trying at every lookup kept the map
+// held by one of them all the time, and so refused for as long as mail flowed.
+class MapFilesMismatch : public MapUnavailable {
+public:
+    using MapUnavailable::MapUnavailable;
+};
+
 struct UserLookup {
     std::string primary;               // the user key the record belongs to
     std::optional<UserRecord> record;  // nullopt: no such user or alias

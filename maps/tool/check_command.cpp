@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <ostream>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -74,16 +75,39 @@ void check_address_rewriting(const std::string& postfix_dir, std::ostream& out, 
                                postfix_dir, o.service, o.name, o.value, example(o.name), o.name);
 }
 
+// Postfix's recipient_delimiter against coexist's [routing] one. Postfix reads ann-news@ as ann's
+// with "-"; coexist, with "+", looks it up whole and finds nobody: coexist-milter then relays a
+// migrated ann's extension mail to the old system, and a reject domain's policy check refuses
+// what Postfix would deliver. An empty Postfix delimiter cuts nothing, so coexist's own
+// cutting (at "+" by default) then only finds the user an extension address belongs to.
+void check_delimiter(const Config& c, const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
+    const auto setting = read_postfix_setting(postfix_dir, "recipient_delimiter");
+    if (!setting.value) return;
+    const auto chars = [](std::string_view v) { return std::set<char>(v.begin(), v.end()); };
+    if (setting.value->empty() || chars(*setting.value) == chars(c.recipient_delimiter)) {
+        out << fmt::format("postfix {}: recipient_delimiter = {}\n", postfix_dir, *setting.value);
+        return;
+    }
+    const std::string example = fmt::format("ann{}news@contoso.com", setting.value->front());
+    err << fmt::format("coexist-map: warning: postfix {}: recipient_delimiter = {}, but coexist's [routing] "
+                       "recipient_delimiter = {}: Postfix reads {} as ann's address with an extension, coexist as "
+                       "another user (an unknown one, relayed unchanged or refused); set [routing] "
+                       "recipient_delimiter = {} in coexist.ini\n",
+                       postfix_dir, *setting.value, c.recipient_delimiter.empty() ? "(empty)" : c.recipient_delimiter,
+                       example, *setting.value);
+}
+
 // smtputf8_enable decides how Postfix folds the case of a non-ASCII lookup key (design 13.2):
 // with it off, Postfix lowercases byte by byte what coexist folds with ICU, so the socketmap
 // tables may be asked for a key in another form than the map holds.
-void check_postfix(const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
+void check_postfix(const Config& c, const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
     const auto smtputf8 = read_postfix_setting(postfix_dir, "smtputf8_enable");
     if (!smtputf8.value) {
         out << fmt::format("postfix {}: not checked: {}\n", postfix_dir, smtputf8.problem);
         return;
     }
     check_address_rewriting(postfix_dir, out, err);
+    check_delimiter(c, postfix_dir, out, err);
     if (*smtputf8.value == "yes") {
         out << fmt::format("postfix {}: smtputf8_enable = yes\n", postfix_dir);
         return;
@@ -132,7 +156,7 @@ int check(const Config& c, const std::string& config_path, const std::string& po
         out << fmt::format("{}: user {} exists, map {} readable as {}\n", names, target.user, c.map_path,
                            root ? target.user : std::string("the current user (not root)"));
     }
-    check_postfix(postfix_dir, out, err);
+    check_postfix(c, postfix_dir, out, err);
     return failed ? kMapUnavailable : kOk;
 }
 

@@ -139,6 +139,24 @@ class CheckTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("smtputf8_enable = no", r.stderr)
 
+    def test_a_recipient_delimiter_other_than_coexists_is_a_warning(self):
+        # Postfix cuts ann-news@ at "-", coexist (default "+") would look it up whole.
+        self.main_cf("compatibility_level = 3.6\nrecipient_delimiter = -\n" + REWRITES_OFF)
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"warning: postfix {self.postfix}: recipient_delimiter = -, but coexist's [routing] "
+                      "recipient_delimiter = +", r.stderr)
+        self.assertIn("set [routing] recipient_delimiter = - in coexist.ini", r.stderr)
+        # The same characters in another order agree; Postfix's empty default cuts nothing.
+        self.main_cf("compatibility_level = 3.6\nrecipient_delimiter = -+\n" + REWRITES_OFF)
+        ini = self.write_ini(name="both.ini", extra="[routing]\nrecipient_delimiter = +-\n")
+        r = self.check(ini)
+        self.assertEqual(r.stderr, "", r.stderr)
+        self.assertIn(f"postfix {self.postfix}: recipient_delimiter = -+", r.stdout)
+        self.main_cf("compatibility_level = 3.6\n" + REWRITES_OFF)
+        r = self.check()
+        self.assertEqual(r.stderr, "", r.stderr)
+
     def test_percent_hack_and_bang_path_on_are_warnings(self):
         # Postfix's defaults (yes) let user%contoso.com@localhost reach the old system unchanged.
         self.main_cf("compatibility_level = 3.6\n")

@@ -115,7 +115,7 @@ Environment::Environment(const std::string& path, unsigned flags, std::size_t ma
         refuse_lock_free_reading();
         struct stat data{};
         if (::fstat(data_fd(), &data) != 0) throw MdbError("fstat " + path + "/data.mdb", errno);
-        data_file_ = FileIdentity{data.st_dev, data.st_ino};
+        data_file_ = FileIdentity::of(data);
         lock_file_ = identity_of(path + "/lock.mdb");
         check_data_file();
         await_lock_matching_file();
@@ -164,7 +164,7 @@ int Environment::data_fd() const {
 std::optional<Environment::FileIdentity> Environment::identity_of(const std::string& file) {
     struct stat st{};
     if (::stat(file.c_str(), &st) != 0) return std::nullopt;
-    return FileIdentity{st.st_dev, st.st_ino};
+    return FileIdentity::of(st);
 }
 
 bool Environment::files_replaced() const {

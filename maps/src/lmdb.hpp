@@ -3,6 +3,7 @@
 #pragma once
 
 #include <lmdb.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <optional>
@@ -100,6 +101,7 @@ private:
         dev_t device{};
         ino_t inode{};
         bool operator==(const FileIdentity&) const = default;
+        static FileIdentity of(const struct stat& st) { return {st.st_dev, st.st_ino}; }
     };
     // The files this environment opened: data.mdb from its descriptor, lock.mdb by name just
     // after the open (LMDB keeps its descriptor to itself).

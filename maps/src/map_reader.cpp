@@ -143,6 +143,9 @@ private:
 
     ReaderSlot& slot_of_this_thread();
     void refresh();
+    // The next look at the files a kRecheckInterval after `now` (ns, CLOCK_MONOTONIC), or at the
+    // next lookup if recheck() was called since `generation` was read; with mutex_ held.
+    void schedule_next_look(std::int64_t now, std::uint64_t generation) noexcept;
     void readopt_size();
     // With Exclusive held: aborts every kept handle, then closes the environment and says why.
     void close_map(std::string why) noexcept;
@@ -292,6 +295,12 @@ void SharedMap::leave(ReaderSlot& slot) noexcept {
 // only through LMDB). Replacing the directory by rename is safe; a data.mdb alone renamed in
 // while another process holds lock.mdb is refused by every transaction (lmdb.cpp) until no
 // process has the map open.
+void SharedMap::schedule_next_look(std::int64_t now, std::uint64_t generation) noexcept {
+    next_check_ns_ = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kRecheckInterval).count();
+    // A recheck() since we looked: what it asked for may be newer than what we saw.
+    if (recheck_generation_.load() != generation) next_check_ns_ = 0;
+}
+
 void SharedMap::refresh() {
     std::lock_guard guard(mutex_);
     const std::int64_t now = now_ns();
@@ -311,15 +320,12 @@ void SharedMap::refresh() {
             unavailable_.clear();
         }
         map_->env.clear_stale_readers();
-        next_check_ns_ = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kRecheckInterval).count();
-        // A recheck() since we looked: what it asked for may be newer than what we saw.
-        if (recheck_generation_.load() != generation) next_check_ns_ = 0;
+        schedule_next_look(now, generation);
     } catch (const MapFilesMismatch& e) {
         Exclusive all(*this);
         close_map(e.what());
         // Not at every lookup (MapFilesMismatch): lookups answer TEMP from the reason meanwhile.
-        next_check_ns_ = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kRecheckInterval).count();
-        if (recheck_generation_.load() != generation) next_check_ns_ = 0;
+        schedule_next_look(now, generation);
     } catch (const std::exception& e) {
         Exclusive all(*this);
         close_map(e.what());

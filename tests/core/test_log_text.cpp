@@ -71,6 +71,16 @@ TEST_CASE("loggable cuts at the bound without splitting a character") {
     CHECK(loggable("abcdef", 3) == "abc...");
     CHECK(loggable("abc", 0) == "...");
     CHECK(loggable(std::string(kMaxLoggedFieldBytes + 1, 'x')) == std::string(kMaxLoggedFieldBytes, 'x') + "...");
+    CHECK(loggable("abc", 3) == "abc");  // exactly at the bound: nothing cut
+    CHECK(loggable("ab\x01", 2) == "ab...");
+    CHECK(loggable("ab\x01", 3) == "ab?");
+}
+
+TEST_CASE("loggable: runs of ASCII between other characters keep their order and bytes") {
+    CHECK(loggable("a\x01" "b\xc3\xbc" "c\x7f" "d\xff" "e") == "a?b\xc3\xbc" "c?d?e");
+    CHECK(loggable("\x01\x02") == "??");
+    CHECK(loggable("") == "");
+    CHECK(loggable(" ~") == " ~");  // the ends of printable ASCII
 }
 
 TEST_CASE("a field between angle brackets cannot be ended early, one between quotes neither") {

@@ -1349,6 +1349,16 @@ def scenario_alias_hand_set(root):
             listing(ldap, "add")
             wait_applied(ldap, a, d, "23a marker after the listing")
             compare_routes(a, {shared: hand_set}, "23a the hand-set user keeps its address")
+            # The map's record of the hidden alias goes through dump and restore (which checks that
+            # something hides it) unchanged.
+            dump = a.run("dump").stdout
+            check(f'"hidden_aliases":["{shared}"]' in dump, f"23a: the dump has no hidden alias:\n{dump[:2000]}")
+            copy = Relay(root, "relay-aliashandset-copy", ldap)
+            with open(os.path.join(copy.dir, "map.jsonl"), "w") as f:
+                f.write(dump)
+            copy.run("restore", os.path.join(copy.dir, "map.jsonl"))
+            check(copy.run("dump").stdout.split("\n", 1)[1] == dump.split("\n", 1)[1],
+                  "23a: dump | restore changed the map")
             out = a.run("remove", shared).stdout
             compare_routes(a, {shared: d.expected_user(owner)}, "23a the hand-set user removed: at once the alias "
                            "of the user listing it")

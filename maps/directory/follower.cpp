@@ -2,6 +2,7 @@
 
 #include <ldap.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <fmt/format.h>
@@ -490,13 +491,15 @@ private:
     void persist() {
         for (;;) {
             std::vector<SyncMessage> batch;
-            SyncMessage first = next(true, kHeartbeat);
-            if (first.kind == SyncMessage::Kind::other && first.msgid == 0) {
-                heartbeat();
+            SyncMessage first = next(true, idle_wait());
+            const bool idle = first.kind == SyncMessage::Kind::other && first.msgid == 0;
+            std::optional<GroupsNow> groups_now = due_group_reading();
+            if (idle && !groups_now) {
+                if (idle_wait() == kHeartbeat) heartbeat();
                 continue;
             }
-            batch.push_back(std::move(first));
-            while (batch.size() < 1000) {
+            if (!idle) batch.push_back(std::move(first));
+            while (!idle && batch.size() < 1000) {
                 SyncMessage m = next(false);
                 if (m.kind == SyncMessage::Kind::other && m.msgid == 0) break;
                 batch.push_back(std::move(m));
@@ -524,6 +527,7 @@ private:
                         apply_person(writer, m);
                     }
                 }
+                if (groups_now) apply_group_reading(writer, *groups_now);
                 finish(txn, counts, 0);
             });
             report();
@@ -671,6 +675,13 @@ private:
         for (const auto& w : c.warnings) log_warning("sync: {}", w);
         std::optional<DirectoryUser> before;
         if (auto old = people_.find(uuid); old != people_.end()) before = old->second;
+        if (c.user && before && renamed_out_of_groups(*before, *c.user)) {
+            // Kept as it was until the groups are read again (apply_group_reading).
+            c.user->state = before->state;
+            renamed_out_of_groups_[uuid] = before->dn;
+            const auto now = Clock::now();
+            group_readings_ = {now + kGroupReadingFirst, now + kGroupReadingLast};
+        }
         if (c.user) {
             c.user->entry_uuid = uuid;
             // A user whose own entry moves them back to the source (state_attribute, memberOf, a
@@ -728,9 +739,13 @@ private:
     void apply_group(ViewWriter& writer, const SyncMessage& m) {
         std::vector<std::string> members;
         if (m.state->state != SyncStateKind::remove) members = group_member_values(m.entry);
-        const bool migrated_group = m.msgid == migrated_id_;
-        const auto group = migrated_group ? Membership::Group::migrated : Membership::Group::dual;
-        std::vector<std::string>& old = migrated_group ? raw_migrated_ : raw_dual_;
+        apply_group_members(writer, m.msgid == migrated_id_ ? Membership::Group::migrated : Membership::Group::dual,
+                            std::move(members));
+    }
+
+    // A group's member values as the server sent them now (sorted, group_member_values()).
+    void apply_group_members(ViewWriter& writer, Membership::Group group, std::vector<std::string> members) {
+        std::vector<std::string>& old = group == Membership::Group::migrated ? raw_migrated_ : raw_dual_;
         std::vector<std::string> added, removed;
         std::set_difference(members.begin(), members.end(), old.begin(), old.end(), std::back_inserter(added));
         std::set_difference(old.begin(), old.end(), members.begin(), members.end(), std::back_inserter(removed));
@@ -745,21 +760,96 @@ private:
             if (uuid == by_dn_.end()) continue;
             auto person = people_.find(uuid->second);
             if (person == people_.end()) continue;
-            DirectoryUser& u = person->second;
-            // An entry whose address another entry holds is not in the map: only remembered.
-            const bool in_map = holds(uuid->second);
-            if (d_.state_attribute.empty()) {
-                const bool dual = membership_.contains(Membership::Group::dual, dn);
-                const bool migrated = membership_.contains(Membership::Group::migrated, dn);
-                const State state = dual ? State::dual : migrated ? State::migrated : State::source;
-                // An emptied group un-migrates its members: a mass mistake like a mass removal.
-                if (in_map && state == State::source && u.state != State::source &&
-                    !within_removal_window(u.key, "went back to the source"))
-                    continue;
-                u.state = state;
-            }
-            if (in_map) writer.upsert(u);
+            apply_membership(writer, uuid->second, person->second);
         }
+    }
+
+    // `u` (entry `uuid`) gets the state the groups give its DN now.
+    void apply_membership(ViewWriter& writer, const std::string& uuid, DirectoryUser& u) {
+        // An entry whose address another entry holds is not in the map: only remembered.
+        const bool in_map = holds(uuid);
+        if (d_.state_attribute.empty()) {
+            const bool dual = membership_.contains(Membership::Group::dual, u.dn);
+            const bool migrated = membership_.contains(Membership::Group::migrated, u.dn);
+            const State state = dual ? State::dual : migrated ? State::migrated : State::source;
+            // An emptied group un-migrates its members: a mass mistake like a mass removal.
+            if (in_map && state == State::source && u.state != State::source &&
+                !within_removal_window(u.key, "went back to the source"))
+                return;
+            u.state = state;
+        }
+        if (in_map) writer.upsert(u);
+    }
+
+    // A rename (modrdn) out of every group the old DN is in, where the groups decide the state
+    // (no state_attribute; a memberOf in the entry, as AD keeps it, moves with the entry). With
+    // OpenLDAP's refint overlay the groups name the new DN a moment later, but slapd 2.5 does
+    // not send refint's rewrite of the group to a syncrepl search: the follower would never hear
+    // it, and would send the user's mail back to the old system until the next full read.
+    bool renamed_out_of_groups(const DirectoryUser& before, const DirectoryUser& now) const {
+        if (!d_.state_attribute.empty() || before.dn == now.dn) return false;
+        if (before.state == State::source || now.state != State::source) return false;
+        return membership_.contains(Membership::Group::migrated, before.dn) ||
+               membership_.contains(Membership::Group::dual, before.dn);
+    }
+
+    // Both groups as the server has them now: plain base searches on this session's connection,
+    // outside the map's write transaction (the persist stage's messages meanwhile wait in
+    // libldap's queue). nullopt when no reading is due. Throws DirectoryError (the session ends;
+    // the next one reads the groups and, as they changed, the directory in full).
+    struct GroupsNow {
+        std::optional<std::vector<std::string>> migrated, dual;
+        bool last = false;  // the last reading planned: the groups decide whatever they say
+    };
+    std::optional<GroupsNow> due_group_reading() {
+        if (group_readings_.empty() || Clock::now() < group_readings_.front()) return std::nullopt;
+        group_readings_.pop_front();
+        GroupsNow now;
+        now.last = group_readings_.empty();
+        const auto read = [&](const std::string& dn) {
+            std::optional<std::vector<std::string>> members;
+            ldap_.search_paged(dn, LDAP_SCOPE_BASE, "(objectClass=*)", group_attributes(),
+                               [&](Entry&& e) { members = group_member_values(e); });
+            if (!members) throw DirectoryError(fmt::format("group {} is not readable", dn), false);
+            return members;
+        };
+        if (!d_.migrated_group.empty()) now.migrated = read(d_.migrated_group);
+        if (!d_.dual_group.empty()) now.dual = read(d_.dual_group);
+        return now;
+    }
+
+    // The groups read again after renames: their changes as any group change, then each renamed
+    // entry's state from them, once the groups name its new DN, or no longer its old one, or at
+    // the last reading (no refint: the old DN stays, and by the directory the user is in no
+    // group, as a full read says).
+    void apply_group_reading(ViewWriter& writer, GroupsNow& now) {
+        if (now.migrated) apply_group_members(writer, Membership::Group::migrated, std::move(*now.migrated));
+        if (now.dual) apply_group_members(writer, Membership::Group::dual, std::move(*now.dual));
+        const auto listed = [&](const std::string& dn) {
+            return membership_.contains(Membership::Group::migrated, dn) ||
+                   membership_.contains(Membership::Group::dual, dn);
+        };
+        for (auto it = renamed_out_of_groups_.begin(); it != renamed_out_of_groups_.end();) {
+            const auto person = people_.find(it->first);
+            if (person == people_.end()) {  // deleted since
+                it = renamed_out_of_groups_.erase(it);
+                continue;
+            }
+            if (!now.last && listed(it->second) && !listed(person->second.dn)) {
+                ++it;  // refint not done yet
+                continue;
+            }
+            apply_membership(writer, it->first, person->second);
+            it = renamed_out_of_groups_.erase(it);
+        }
+    }
+
+    // How long the persist stage may wait for a message: until the next reading of the groups,
+    // else kHeartbeat.
+    std::chrono::seconds idle_wait() const {
+        if (group_readings_.empty()) return kHeartbeat;
+        const auto left = std::chrono::ceil<std::chrono::seconds>(group_readings_.front() - Clock::now());
+        return std::clamp(left, std::chrono::seconds(0), kHeartbeat);
     }
 
     void finish(MapTxn& txn, const SyncCounts& counts, std::int64_t full_sync_time) {
@@ -768,7 +858,11 @@ private:
         // max_removals until the admin's `sync --force`, the follower following nothing meanwhile.
         const auto held_in_map = txn.meta(meta::kDirectoryHeldRemovals);
         const bool removals_held = held_ > 0 || (held_in_map && !held_in_map->empty() && *held_in_map != "0");
-        if (contested_keys_ + contested_aliases_ > 0 && !removals_held) {
+        // A rename waiting for the groups to be read again is held in this session only: a
+        // restart resumed from a cookie would keep it so, even when the groups still name the
+        // old DN (no refint), where a full read says source.
+        const bool renames_pending = !renamed_out_of_groups_.empty();
+        if ((contested_keys_ + contested_aliases_ > 0 || renames_pending) && !removals_held) {
             // The map has one entry of an address that several give (as their address, or an
             // alias several users list or that is also an entry's address); the others live only
             // in this session. Resumed from a cookie, a restarted follower would rebuild them from
@@ -778,7 +872,11 @@ private:
             // Not while removals are held: that restart would stop following (see above), a
             // worse state than the rare contested restart; the admin's sync --force ends both.
             txn.put_meta(meta::kDirectoryCookie, "");
-            if (!cookie_withheld_)
+            if (!cookie_withheld_ && renames_pending)
+                log_info("sync: {} users renamed out of their groups, which are read again in a few seconds: no "
+                         "cookie stored until then, a restart reads the directory in full",
+                         renamed_out_of_groups_.size());
+            else if (!cookie_withheld_)
                 log_info("sync: {} addresses are given by more than one entry: no cookie stored while they are, a "
                          "restart reads the directory in full", contested_keys_ + contested_aliases_);
             cookie_withheld_ = true;
@@ -845,6 +943,12 @@ private:
     std::size_t users_at_refresh_ = 0;
     std::string groups_fingerprint_;
     std::string since_ = utc_timestamp(::time(nullptr));
+    // Entries renamed out of their groups (renamed_out_of_groups()), entryUUID -> the old DN
+    // (normalized), and when the groups are read again for them: refint's rewrite takes
+    // milliseconds on an idle server; the second reading is for a busy one.
+    static constexpr std::chrono::seconds kGroupReadingFirst{1}, kGroupReadingLast{10};
+    std::unordered_map<std::string, std::string> renamed_out_of_groups_;
+    std::deque<Clock::time_point> group_readings_;  // earliest first
 };
 
 // follow() until `stop` is set; MapReplaced and MapUnavailable pass through.

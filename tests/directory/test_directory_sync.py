@@ -6,7 +6,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
                                      safety bulk ownership tls follow-limit conflicts idle-follower
                                      resume poll ad-shaped address-moves hung-server restored
                                      bad-mail follower-killed held-contest alias-restart
-                                     alias-is-mail map-replaced alias-hand-set;
+                                     alias-is-mail map-replaced alias-hand-set renamed-refint;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -1411,6 +1411,57 @@ def scenario_alias_hand_set(root):
             a.stop_follower()
 
 
+# ---- scenario 24: users renamed under refint -----------------------------------------------------
+
+def scenario_renamed_refint(root):
+    """A migrated and a dual user renamed (modrdn) on a slapd with the refint overlay, as
+    contrib/directory/README.md tells an admin to run: refint rewrites the groups' member DN, but
+    slapd 2.5 does not send that rewrite to a syncrepl search. The follower saw the user in no
+    group and sent its mail to the old system until the next full read (documented as a limit
+    until then). Now it keeps the state and reads the groups again: the route never changes,
+    sampled every 0.2 s through the follower's second reading, and the map equals a fresh full
+    sync. Then a restart of the follower, and a rename while the follower is stopped."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    migrated = next(u for u in d.uids if d.state(u) == "migrated")
+    dual = next(u for u in d.uids if d.state(u) == "dual")
+    with s.Slapd("refint", provider=True, refint=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-refint", ldap)
+        a.run("init")
+        a.start_follower()
+        try:
+            watched = {d.mail[u]: d.expected_user(u) for u in (migrated, dual)}
+            compare_routes(a, watched, "24 before the renames")
+            for u in (migrated, dual):
+                ldap.modrdn(s.people_dn(u), f"uid={u}-renamed")
+            members = ldap.search(MIGRATED, attrs=("member",), scope="base") + \
+                ldap.search(DUAL, attrs=("member",), scope="base")
+            check(s.people_dn(f"{migrated}-renamed") in members and s.people_dn(f"{dual}-renamed") in members,
+                  f"test bug: 24: refint did not rewrite the groups:\n{members}")
+            deadline = time.monotonic() + 13   # the groups are read again 1 s and 10 s after
+            while time.monotonic() < deadline:
+                compare_routes(a, watched, "24 right after the renames")
+                time.sleep(0.2)
+            check("renamed out of their groups" in a.follower_text(), "24: the follower did not see the renames",
+                  a.follower_output())
+            check_as_full_sync(root, a, ldap, "24 after the renames")
+            restart_follower(a)
+            compare_routes(a, watched, "24 after a restart")
+            check_as_full_sync(root, a, ldap, "24 after a restart")
+            a.stop_follower()
+            ldap.modrdn(s.people_dn(f"{migrated}-renamed"), f"uid={migrated}-again")
+            a.start_follower()
+            compare_routes(a, watched, "24 renamed while the follower was stopped")
+            check_as_full_sync(root, a, ldap, "24 renamed while the follower was stopped")
+            print("  24 ok: users renamed under refint keep their routing; the map equals a fresh full sync")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -1623,7 +1674,7 @@ SCENARIOS = {
     "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,
     "held-contest": scenario_held_contest, "alias-restart": scenario_alias_restart,
     "alias-is-mail": scenario_alias_is_mail, "map-replaced": scenario_map_replaced,
-    "alias-hand-set": scenario_alias_hand_set,
+    "alias-hand-set": scenario_alias_hand_set, "renamed-refint": scenario_renamed_refint,
 }
 
 

@@ -18,6 +18,7 @@ What the server is (kept close to a real site, so the follower meets real behavi
 - provider=True: overlay syncprov (checkpoint 100 10, sessionlog 10000), so RFC 4533 works.
   consumer_of=<Slapd>: syncrepl rid=001 refreshAndPersist from that provider, bound as its
   rootdn, retry "1 +"; and syncprov too, so a consumer can itself be followed (as real sites do).
+- refint=True: overlay refint on member and uniqueMember, as contrib/directory/README.md says.
 - The read-only service account cn=coexist,ou=services,<suffix> (SERVICE_PASSWORD; its entry
   comes from directory_ldif). ACLs, deliberately simple: userPassword is readable by nobody
   (auth only, self may change it); everything else is readable by everyone, anonymous included.
@@ -154,8 +155,12 @@ class Slapd:
     directory; start() writes slapd.conf and starts it."""
 
     def __init__(self, name="ldap", lab=None, directory=None, provider=False, consumer_of=None,
-                 tls=None, suffix=SUFFIX, extra_schemas=()):
+                 tls=None, suffix=SUFFIX, extra_schemas=(), refint=False):
         self.name = name
+        # The refint overlay (referential integrity of member/uniqueMember), as
+        # contrib/directory/README.md tells an admin to load: a modrdn or delete of a user
+        # rewrites the groups that name it.
+        self.refint = refint
         # e.g. ("msuser",): Debian's schema of Active Directory's user attributes
         # (proxyAddresses, memberOf, objectClass user), for AD-shaped directories.
         self.schemas = SCHEMAS + tuple(extra_schemas)
@@ -244,6 +249,8 @@ class Slapd:
                  f"modulepath {MODULE_DIR}", "moduleload back_mdb"]
         if self.provider or self.consumer_of is not None:
             lines.append("moduleload syncprov")
+        if self.refint:
+            lines.append("moduleload refint")
         lines += [f"include {SCHEMA_DIR}/{s}.schema" for s in self.schemas]
         lines += [f"pidfile {os.path.join(self.directory, 'slapd.pid')}",
                   f"argsfile {os.path.join(self.directory, 'slapd.args')}",
@@ -280,6 +287,8 @@ class Slapd:
         if self.provider or self.consumer_of is not None:
             lines += ["overlay syncprov", "syncprov-checkpoint 100 10",
                       "syncprov-sessionlog 10000"]
+        if self.refint:
+            lines += ["overlay refint", "refint_attributes member uniqueMember"]
         return "\n".join(lines) + "\n"
 
     def write_config(self):

@@ -679,8 +679,12 @@ private:
             // Kept as it was until the groups are read again (apply_group_reading).
             c.user->state = before->state;
             renamed_out_of_groups_[uuid] = before->dn;
+            // Renames one after another do not put off the first reading; the last one is
+            // kGroupReadingLast after the last rename.
             const auto now = Clock::now();
-            group_readings_ = {now + kGroupReadingFirst, now + kGroupReadingLast};
+            if (group_readings_.empty()) group_readings_.push_back(now + kGroupReadingFirst);
+            if (group_readings_.size() > 1) group_readings_.pop_back();
+            group_readings_.push_back(now + kGroupReadingLast);
         }
         if (c.user) {
             c.user->entry_uuid = uuid;

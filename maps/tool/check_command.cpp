@@ -97,6 +97,43 @@ void check_delimiter(const Config& c, const std::string& postfix_dir, std::ostre
                        example, *setting.value);
 }
 
+// A managed domain (or one of its aliases) must stay a relay domain (contrib/postfix/README.md,
+// "Common to all ways"). Listed in virtual_alias_domains, Postfix refuses every address of it
+// that virtual_alias_maps does not rewrite ("User unknown in virtual alias table": every user
+// still on the old system); in mydestination or virtual_mailbox_domains it delivers the domain
+// itself instead of relaying it. Only names written in the list are compared: a table in it
+// ("hash:/etc/postfix/vdomains") is not opened.
+void check_domain_classes(const Config& c, const std::string& postfix_dir, std::ostream& err) {
+    std::set<std::string> managed;
+    for (const auto& d : c.domains) {
+        managed.insert(d.name);
+        for (const auto& a : d.aliases) managed.insert(a);
+    }
+    for (const char* name : {"virtual_alias_domains", "mydestination", "virtual_mailbox_domains"}) {
+        const auto setting = read_postfix_setting(postfix_dir, name);
+        if (!setting.value) continue;
+        std::string_view rest(*setting.value);
+        while (!rest.empty()) {
+            const auto start = rest.find_first_not_of(", \t\r\n");
+            if (start == std::string_view::npos) break;
+            rest.remove_prefix(start);
+            const auto end = rest.find_first_of(", \t\r\n");
+            std::string entry = lowercase_ascii(rest.substr(0, end));
+            rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
+            if (!entry.empty() && entry.back() == '.') entry.pop_back();
+            if (!managed.count(entry)) continue;
+            err << fmt::format("coexist-map: warning: postfix {}: {} lists {}, a domain coexist manages: Postfix then "
+                               "{} instead of relaying it; keep it in relay_domains only{}\n",
+                               postfix_dir, name, entry,
+                               std::string_view(name) == "virtual_alias_domains"
+                                   ? "refuses every address of it that virtual_alias_maps does not rewrite (every "
+                                     "user still on the old system: \"User unknown in virtual alias table\")"
+                                   : "delivers its mail on this host",
+                               std::string_view(name) == "virtual_alias_domains" ? " (virtual_alias_domains =)" : "");
+        }
+    }
+}
+
 // smtputf8_enable decides how Postfix folds the case of a non-ASCII lookup key (design 13.2):
 // with it off, Postfix lowercases byte by byte what coexist folds with ICU, so the socketmap
 // tables may be asked for a key in another form than the map holds.
@@ -108,6 +145,7 @@ void check_postfix(const Config& c, const std::string& postfix_dir, std::ostream
     }
     check_address_rewriting(postfix_dir, out, err);
     check_delimiter(c, postfix_dir, out, err);
+    check_domain_classes(c, postfix_dir, err);
     if (*smtputf8.value == "yes") {
         out << fmt::format("postfix {}: smtputf8_enable = yes\n", postfix_dir);
         return;

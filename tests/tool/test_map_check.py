@@ -191,6 +191,32 @@ class CheckTest(unittest.TestCase):
         self.assertEqual(r.stderr, "")
         self.assertNotIn("master.cf", r.stdout)
 
+    def test_a_managed_domain_in_a_local_or_virtual_class_is_a_warning(self):
+        # Walk-through: virtual_alias_domains = contoso.com made Postfix refuse every user the
+        # socketmap does not rewrite (550 User unknown in virtual alias table: all of Google's
+        # users), and check said nothing. contoso.com must be a relay domain only.
+        ini = self.write_ini(name="alias.ini", extra="")
+        with open(ini) as f:
+            text = f.read()
+        with open(ini, "w") as f:
+            f.write(text.replace("routing_domain = o365.contoso.com\n",
+                                 "routing_domain = o365.contoso.com\naliases = contoso.net\n"))
+        for name, value in (("virtual_alias_domains", "example.org, Contoso.COM"),
+                            ("mydestination", "localhost contoso.net"),
+                            ("virtual_mailbox_domains", "contoso.com")):
+            self.main_cf(f"compatibility_level = 3.6\n{name} = {value}\n" + REWRITES_OFF)
+            r = self.check(ini)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            domain = "contoso.net" if name == "mydestination" else "contoso.com"
+            self.assertIn(f"warning: postfix {self.postfix}: {name} lists {domain}, a domain coexist manages",
+                          r.stderr)
+            self.assertEqual(r.stderr.count("warning"), 1, r.stderr)
+        # Other domains, and tables (which check does not open), say nothing.
+        self.main_cf("compatibility_level = 3.6\nvirtual_alias_domains = example.org, hash:/nonexistent/vd\n"
+                     "mydestination = localhost\n" + REWRITES_OFF)
+        r = self.check(ini)
+        self.assertEqual(r.stderr, "", r.stderr)
+
     def test_no_main_cf_is_said_and_skipped(self):
         empty = os.path.join(self.dir, "no-postfix")
         os.mkdir(empty)

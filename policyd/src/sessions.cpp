@@ -113,14 +113,21 @@ void SocketmapSession::answer(std::string_view payload) {
     // Postfix also asks a virtual_alias_maps socketmap for bare domains (virtual_alias_domains
     // defaults to $virtual_alias_maps) and a transport_maps one for "*": no addresses, route()
     // is not consulted and the answer is NOTFOUND. So is every key the one address parser
-    // refuses (control bytes, unbalanced brackets, a domain that is not a host name), as
-    // virtual(5) finds no entry for them: route() would call it foreign, and the recipients
-    // table would answer OK, even in a reject domain. Postfix asks the external (quoted) form
-    // first and the internal form only when that finds nothing (mail_addr_find.c, find_addr(),
-    // MA_FORM_EXTERNAL_FIRST); an internal form that is not an address in its own right
-    // ("john doe@x", " ann@x") is NOTFOUND, the answer the first query had.
+    // refuses (control bytes, unbalanced brackets, a domain that is not a host name) unless it
+    // names a managed domain: then it is that domain's unknown user (below), never "foreign",
+    // which the recipients table would answer OK even in a reject domain. Postfix asks the
+    // external (quoted) form first and the internal form only when that finds nothing
+    // (mail_addr_find.c, find_addr(), MA_FORM_EXTERNAL_FIRST); an internal form that is not an
+    // address in its own right ("john doe@x", " ann@x") is then an unknown user of its domain,
+    // which gives the answer the first query had (NOTFOUND for a reject domain's unknown user).
     const auto recipient = parse_address(query->key);
-    if (!recipient) {
+    // A key no parser reads that names a managed domain (over 1,024 bytes, say) is that domain's
+    // unknown user, as the milter, the policy service and `coexist-map route` decide
+    // (route_unreadable): passed in a relay domain, refused in a reject domain, deferred while
+    // the map holds nobody of it. Not foreign: the same NOTFOUND as before for everything else.
+    RoutingDecision unreadable{Action::foreign, {}, {}};
+    if (!recipient && services_.route_unreadable) unreadable = services_.route_unreadable(query->key);
+    if (!recipient && unreadable.action == Action::foreign) {
         // Postfix's own probes (bare domains, parent domains, "*"): routine, never a decision.
         if (services_.log_lookups)
             services_.log(fmt::format("socketmap {}: key=<{}>, not an address, reply=\"NOTFOUND\"", to_string(*table),
@@ -128,7 +135,7 @@ void SocketmapSession::answer(std::string_view payload) {
         reply_ = kSocketmapNotFound;
         return;
     }
-    const RoutingDecision decision = services_.route(*recipient);
+    const RoutingDecision decision = recipient ? services_.route(*recipient) : std::move(unreadable);
     count(services_, to_string(*table), decision.action);
     append_socketmap_reply(reply_, *table, query->key, decision);
     // NOTFOUND for a user who stays where they are, OK from recipients: logged only on request

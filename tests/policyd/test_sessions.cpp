@@ -383,3 +383,33 @@ TEST_CASE("policy session: a recipient no parser reads goes to route_unreadable,
     CHECK(asked == std::vector<std::string>{unreadable});
     CHECK(router.calls == std::vector<std::string>{"bob@contoso.com"});
 }
+
+TEST_CASE("socketmap session: a key no parser reads goes to route_unreadable, as the policy service does") {
+    // Walk-through: RCPT TO with a 1,100-byte local part in a relay domain (unknown_recipient =
+    // relay) was relayed by the milter and passed by the policy service, as `coexist-map route`
+    // says, but the socketmap's recipients table answered NOTFOUND, so a relay using way 3
+    // refused it with 550; and in a reject domain with no user in the map (never reject on
+    // doubt) it refused what every other way defers.
+    ScriptedRouter router;
+    const std::string unreadable = std::string(1100, 'a') + "@contoso.com";
+    std::vector<std::string> asked;
+    SessionServices services = router.services;
+    services.route_unreadable = [&](std::string_view r) {
+        asked.emplace_back(r);
+        if (r.substr(r.find('@') + 1) == "contoso.com") return RoutingDecision{Action::relay, "", std::string(kNotAnAddress)};
+        if (r.substr(r.find('@') + 1) == "fabrikam.com") return RoutingDecision{Action::tempfail, "", "no user"};
+        return RoutingDecision{Action::foreign, "", std::string(kNotAnAddress)};
+    };
+    const std::string doubt = std::string(1100, 'b') + "@fabrikam.com";
+    SocketmapSession session(services, SessionLimits{8192, 100});
+    const auto ex = run(session,
+                        encode_netstring("recipients " + unreadable) + encode_netstring("virtual " + unreadable) +
+                            encode_netstring("recipients " + doubt) + encode_netstring("virtual contoso.com") +
+                            encode_netstring("transport *"),
+                        8192);
+    CHECK(ex.replies == encode_netstring("OK relay") + encode_netstring("NOTFOUND ") +
+                            encode_netstring("TEMP no user") + encode_netstring("NOTFOUND ") +
+                            encode_netstring("NOTFOUND "));
+    CHECK(asked == std::vector<std::string>{unreadable, unreadable, doubt, "contoso.com", "*"});
+    CHECK(router.calls.empty());
+}

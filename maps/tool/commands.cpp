@@ -145,6 +145,12 @@ int set(const Config& c, const std::string& address, const std::optional<std::st
         if (record.owner == Owner::directory)
             now += record.override_state ? fmt::format(" (override; the directory says {})", to_string(record.state))
                                          : " (as the directory says)";
+        // A changed target moves the user's mail elsewhere: say so, as the history does.
+        const auto shown = [](const std::string& v) { return v.empty() ? std::string("(none)") : v; };
+        if (existing && existing->target != record.target)
+            now += fmt::format(", target {} -> {}", shown(existing->target), shown(record.target));
+        if (existing && existing->batch != record.batch)
+            now += fmt::format(", batch {} -> {}", shown(existing->batch), shown(record.batch));
         t.put_user(key, record);
     });
     out << fmt::format("{}: {} -> {}\n", key, old, now);

@@ -173,6 +173,30 @@ TEST_CASE("set keeps target and batch unless given; remove takes the aliases alo
     CHECK_THROWS_AS(tool::set(m.config, "x@contoso.com", "moved", std::nullopt, std::nullopt, out), tool::DataError);
 }
 
+TEST_CASE("set says when it changes the target or the batch, not only the state") {
+    // Walk-through: `set carol@contoso.com migrated --target ''` moved carol's mail from
+    // carol@contoso.onmicrosoft.com to carol@o365.contoso.com and printed only
+    // "carol@contoso.com: migrated -> migrated", as if nothing had changed.
+    AdminMap m;
+    m.import_text(kSample);
+    std::ostringstream out;
+    tool::set(m.config, "jsmith@contoso.com", "migrated", std::string(), std::nullopt, out);
+    CHECK(out.str() == "jsmith@contoso.com: dual -> migrated, target jsmith@contoso.onmicrosoft.com -> (none)\n");
+    out.str("");
+    tool::set(m.config, "jsmith@contoso.com", "dual", std::string("js@contoso.onmicrosoft.com"),
+              std::string("wave2"), out);
+    CHECK(out.str() == "jsmith@contoso.com: migrated -> dual, target (none) -> js@contoso.onmicrosoft.com, "
+                       "batch wave1 -> wave2\n");
+    out.str("");
+    // Given as they were: nothing more to say.
+    tool::set(m.config, "jsmith@contoso.com", "dual", std::string("js@contoso.onmicrosoft.com"),
+              std::string("wave2"), out);
+    CHECK(out.str() == "jsmith@contoso.com: dual -> dual\n");
+    out.str("");
+    tool::set(m.config, "new@contoso.com", "source", std::nullopt, std::string("wave9"), out);
+    CHECK(out.str() == "new@contoso.com: new -> source\n");
+}
+
 // Trimmed first, an address of blanks read '' in the error, as if none had been given.
 TEST_CASE("an address or target of blanks only is named as given, and changes nothing") {
     AdminMap m;

@@ -187,6 +187,7 @@ int alias(const Config& c, const std::string& alias_address, const std::string& 
     const std::string alias = user_key_or_throw(c, alias_address);
     const std::string primary = user_key_or_throw(c, primary_address);
     if (alias == primary) throw DataError(alias + " cannot be an alias of itself");
+    std::optional<std::string> moved_from;
     auto store = open_store(c);
     store.write(context("alias"), [&](MapTxn& t) {
         if (!t.user(primary)) throw DataError("no such user: " + primary);
@@ -198,9 +199,13 @@ int alias(const Config& c, const std::string& alias_address, const std::string& 
             if (const auto holder = t.user(*p); holder && holder->owner == Owner::directory)
                 throw DataError(fmt::format("{} is an alias of {}, owned by the directory ({}): its aliases come "
                                             "from the directory's alias_attributes", alias, *p, holder->dn));
+        moved_from = t.alias_primary(alias);
+        if (moved_from == primary) moved_from.reset();
         t.put_alias(alias, primary);
     });
-    out << fmt::format("{}: alias of {}\n", alias, primary);
+    // An alias taken from another user moves that user's mail: said, as the history records it.
+    out << fmt::format("{}: alias of {}{}\n", alias, primary,
+                       moved_from ? fmt::format(" (moved from {})", *moved_from) : std::string());
     return kOk;
 }
 

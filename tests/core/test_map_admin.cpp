@@ -210,6 +210,20 @@ TEST_CASE("an address or target of blanks only is named as given, and changes no
     CHECK(m.export_text() == before);
 }
 
+TEST_CASE("alias says when it takes the alias from another user") {
+    AdminMap m;
+    m.import_text(kSample);  // anna@ is ann@'s alias
+    std::ostringstream out;
+    tool::alias(m.config, "anna@contoso.com", "bob@contoso.com", out);
+    CHECK(out.str() == "anna@contoso.com: alias of bob@contoso.com (moved from ann@contoso.com)\n");
+    out.str("");
+    tool::alias(m.config, "anna@contoso.com", "bob@contoso.com", out);  // already bob's
+    CHECK(out.str() == "anna@contoso.com: alias of bob@contoso.com\n");
+    out.str("");
+    tool::alias(m.config, "new@contoso.com", "bob@contoso.com", out);
+    CHECK(out.str() == "new@contoso.com: alias of bob@contoso.com\n");
+}
+
 TEST_CASE("set on an alias, alias to a missing user, and alias of a user are refused") {
     AdminMap m;
     m.import_text(kSample);

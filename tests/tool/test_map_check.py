@@ -217,6 +217,39 @@ class CheckTest(unittest.TestCase):
         r = self.check(ini)
         self.assertEqual(r.stderr, "", r.stderr)
 
+    def test_users_with_one_routing_address_are_a_warning(self):
+        # Walk-through: two managed domains with routing_domain = the tenant's onmicrosoft.com
+        # gave ann@contoso.com and ann@fabrikam.com one routing address, one mailbox on the new
+        # system, and nothing said so.
+        ini = self.write_ini(name="two.ini", extra="[domain fabrikam.com]\nrouting_domain = o365.contoso.com\n")
+        for address, state in (("ann@contoso.com", "migrated"), ("ann@fabrikam.com", "source"),
+                               ("bob@contoso.com", "migrated"), ("bob@fabrikam.com", "migrated")):
+            r = self.run_tool("set", address, state, ini=ini)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.check(ini)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("warning: [domain contoso.com] and [domain fabrikam.com] have one routing_domain, "
+                      "o365.contoso.com", r.stderr)
+        self.assertIn("warning: ann@contoso.com, ann@fabrikam.com all have the routing address ann@o365.contoso.com",
+                      r.stderr)
+        self.assertIn("warning: bob@contoso.com, bob@fabrikam.com all have the routing address bob@o365.contoso.com",
+                      r.stderr)
+        # A target of its own ends it; two users given one target are the same mistake.
+        self.assertEqual(self.run_tool("set", "ann@fabrikam.com", "source", "--target", "ann.f@o365.contoso.com",
+                                       ini=ini).returncode, 0)
+        self.assertEqual(self.run_tool("set", "bob@fabrikam.com", "migrated", "--target", "carl@elsewhere.example",
+                                       ini=ini).returncode, 0)
+        self.assertEqual(self.run_tool("set", "carl@contoso.com", "migrated", "--target", "carl@elsewhere.example",
+                                       ini=ini).returncode, 0)
+        r = self.check(ini)
+        self.assertNotIn("ann@o365.contoso.com", r.stderr)
+        self.assertNotIn("bob@o365.contoso.com", r.stderr)
+        self.assertIn("warning: bob@fabrikam.com, carl@contoso.com all have the routing address "
+                      "carl@elsewhere.example", r.stderr)
+        # One domain, distinct addresses: nothing said.
+        r = self.check()
+        self.assertEqual(r.stderr, "", r.stderr)
+
     def test_no_main_cf_is_said_and_skipped(self):
         empty = os.path.join(self.dir, "no-postfix")
         os.mkdir(empty)

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <map>
@@ -102,6 +103,58 @@ void check_delimiter(const Config& c, const std::string& postfix_dir, std::ostre
                        example, *setting.value);
 }
 
+// The entries of a Postfix domain list ("a.com, b.com c.com", postconf(5): separated by commas
+// or white space), lowercased, a trailing dot dropped.
+std::vector<std::string> postfix_list_entries(std::string_view rest) {
+    std::vector<std::string> entries;
+    while (!rest.empty()) {
+        const auto start = rest.find_first_not_of(", \t\r\n");
+        if (start == std::string_view::npos) break;
+        rest.remove_prefix(start);
+        const auto end = rest.find_first_of(", \t\r\n");
+        std::string entry = lowercase_ascii(rest.substr(0, end));
+        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
+        if (!entry.empty() && entry.back() == '.') entry.pop_back();
+        if (!entry.empty()) entries.push_back(std::move(entry));
+    }
+    return entries;
+}
+
+std::set<std::string> managed_names(const Config& c) {
+    std::set<std::string> managed;
+    for (const auto& d : c.domains) {
+        managed.insert(d.name);
+        for (const auto& a : d.aliases) managed.insert(a);
+    }
+    return managed;
+}
+
+// Every managed domain and alias must be a relay domain (contrib/postfix/README.md, "Common to
+// all ways"): missing from relay_domains, its mail from outside is refused ("Relay access
+// denied") and its mail from mynetworks (the old system's outbound) goes out by
+// default_transport to the domain's MX, which is this relay or the old system. A listed parent
+// domain covers it (relay_domains is in parent_domain_matches_subdomains by default), as does
+// ".parent". A table in the list is not opened, so then nothing is said.
+void check_relay_domains(const Config& c, const std::string& postfix_dir, std::ostream& err) {
+    const auto setting = read_postfix_setting(postfix_dir, "relay_domains");
+    if (!setting.value) return;
+    const auto entries = postfix_list_entries(*setting.value);
+    for (const auto& e : entries)
+        if (e.find(':') != std::string::npos || e.front() == '/') return;  // a table
+    for (const auto& domain : managed_names(c)) {
+        const bool listed = std::any_of(entries.begin(), entries.end(), [&](const std::string& e) {
+            const std::string_view parent = e.front() == '.' ? std::string_view(e).substr(1) : std::string_view(e);
+            return e == domain || (domain.size() > parent.size() && domain.ends_with(parent) &&
+                                   domain[domain.size() - parent.size() - 1] == '.');
+        });
+        if (!listed)
+            err << fmt::format("coexist-map: warning: postfix {}: relay_domains does not list {}, a domain coexist "
+                               "manages: Postfix refuses its mail from outside (Relay access denied) and sends the "
+                               "old system's mail for it out by default_transport; add it to relay_domains\n",
+                               postfix_dir, domain);
+    }
+}
+
 // A managed domain (or one of its aliases) must stay a relay domain (contrib/postfix/README.md,
 // "Common to all ways"). Listed in virtual_alias_domains, Postfix refuses every address of it
 // that virtual_alias_maps does not rewrite ("User unknown in virtual alias table": every user
@@ -109,23 +162,11 @@ void check_delimiter(const Config& c, const std::string& postfix_dir, std::ostre
 // itself instead of relaying it. Only names written in the list are compared: a table in it
 // ("hash:/etc/postfix/vdomains") is not opened.
 void check_domain_classes(const Config& c, const std::string& postfix_dir, std::ostream& err) {
-    std::set<std::string> managed;
-    for (const auto& d : c.domains) {
-        managed.insert(d.name);
-        for (const auto& a : d.aliases) managed.insert(a);
-    }
+    const std::set<std::string> managed = managed_names(c);
     for (const char* name : {"virtual_alias_domains", "mydestination", "virtual_mailbox_domains"}) {
         const auto setting = read_postfix_setting(postfix_dir, name);
         if (!setting.value) continue;
-        std::string_view rest(*setting.value);
-        while (!rest.empty()) {
-            const auto start = rest.find_first_not_of(", \t\r\n");
-            if (start == std::string_view::npos) break;
-            rest.remove_prefix(start);
-            const auto end = rest.find_first_of(", \t\r\n");
-            std::string entry = lowercase_ascii(rest.substr(0, end));
-            rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
-            if (!entry.empty() && entry.back() == '.') entry.pop_back();
+        for (const auto& entry : postfix_list_entries(*setting.value)) {
             if (!managed.count(entry)) continue;
             err << fmt::format("coexist-map: warning: postfix {}: {} lists {}, a domain coexist manages: Postfix then "
                                "{} instead of relaying it; keep it in relay_domains only{}\n",
@@ -195,6 +236,7 @@ void check_postfix(const Config& c, const std::string& postfix_dir, std::ostream
     check_address_rewriting(postfix_dir, out, err);
     check_delimiter(c, postfix_dir, out, err);
     check_domain_classes(c, postfix_dir, err);
+    check_relay_domains(c, postfix_dir, err);
     if (*smtputf8.value == "yes") {
         out << fmt::format("postfix {}: smtputf8_enable = yes\n", postfix_dir);
         return;

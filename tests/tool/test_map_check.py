@@ -34,7 +34,9 @@ user = {policyd_user}
 """
 
 
-REWRITES_OFF = "allow_percent_hack = no\nswap_bangpath = no\n"
+# contrib/postfix/README.md's base: the two rewrites off, the managed domains (and the aliases
+# and second domains some tests add) relayed.
+SITE_BASE = "allow_percent_hack = no\nswap_bangpath = no\nrelay_domains = contoso.com, contoso.net, fabrikam.com\n"
 
 
 class CheckTest(unittest.TestCase):
@@ -45,8 +47,8 @@ class CheckTest(unittest.TestCase):
         self.map_dir = os.path.join(self.dir, "map")
         self.postfix = os.path.join(self.dir, "postfix")
         os.mkdir(self.postfix)
-        # smtputf8_enable defaults to yes there; the two rewrites of contrib/postfix are off.
-        self.main_cf("compatibility_level = 3.6\n" + REWRITES_OFF)
+        # smtputf8_enable defaults to yes there; the rest as contrib/postfix has it.
+        self.main_cf("compatibility_level = 3.6\n" + SITE_BASE)
         self.ini = self.write_ini()
         r = self.run_tool("init")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -129,7 +131,7 @@ class CheckTest(unittest.TestCase):
         self.assertIn("loop_limt", r.stderr)
 
     def test_smtputf8_off_is_a_warning(self):
-        self.main_cf("compatibility_level = 3.6\nsmtputf8_enable = no\n" + REWRITES_OFF)
+        self.main_cf("compatibility_level = 3.6\nsmtputf8_enable = no\n" + SITE_BASE)
         r = self.check()
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn(f"warning: postfix {self.postfix}: smtputf8_enable = no", r.stderr)
@@ -141,19 +143,19 @@ class CheckTest(unittest.TestCase):
 
     def test_a_recipient_delimiter_other_than_coexists_is_a_warning(self):
         # Postfix cuts ann-news@ at "-", coexist (default "+") would look it up whole.
-        self.main_cf("compatibility_level = 3.6\nrecipient_delimiter = -\n" + REWRITES_OFF)
+        self.main_cf("compatibility_level = 3.6\nrecipient_delimiter = -\n" + SITE_BASE)
         r = self.check()
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn(f"warning: postfix {self.postfix}: recipient_delimiter = -, but coexist's [routing] "
                       "recipient_delimiter = +", r.stderr)
         self.assertIn("set [routing] recipient_delimiter = - in coexist.ini", r.stderr)
         # The same characters in another order agree; Postfix's empty default cuts nothing.
-        self.main_cf("compatibility_level = 3.6\nrecipient_delimiter = -+\n" + REWRITES_OFF)
+        self.main_cf("compatibility_level = 3.6\nrecipient_delimiter = -+\n" + SITE_BASE)
         ini = self.write_ini(name="both.ini", extra="[routing]\nrecipient_delimiter = +-\n")
         r = self.check(ini)
         self.assertEqual(r.stderr, "", r.stderr)
         self.assertIn(f"postfix {self.postfix}: recipient_delimiter = -+", r.stdout)
-        self.main_cf("compatibility_level = 3.6\n" + REWRITES_OFF)
+        self.main_cf("compatibility_level = 3.6\n" + SITE_BASE)
         r = self.check()
         self.assertEqual(r.stderr, "", r.stderr)
 
@@ -204,7 +206,7 @@ class CheckTest(unittest.TestCase):
         for name, value in (("virtual_alias_domains", "example.org, Contoso.COM"),
                             ("mydestination", "localhost contoso.net"),
                             ("virtual_mailbox_domains", "contoso.com")):
-            self.main_cf(f"compatibility_level = 3.6\n{name} = {value}\n" + REWRITES_OFF)
+            self.main_cf(f"compatibility_level = 3.6\n{name} = {value}\n" + SITE_BASE)
             r = self.check(ini)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             domain = "contoso.net" if name == "mydestination" else "contoso.com"
@@ -213,7 +215,7 @@ class CheckTest(unittest.TestCase):
             self.assertEqual(r.stderr.count("warning"), 1, r.stderr)
         # Other domains, and tables (which check does not open), say nothing.
         self.main_cf("compatibility_level = 3.6\nvirtual_alias_domains = example.org, hash:/nonexistent/vd\n"
-                     "mydestination = localhost\n" + REWRITES_OFF)
+                     "mydestination = localhost\n" + SITE_BASE)
         r = self.check(ini)
         self.assertEqual(r.stderr, "", r.stderr)
 
@@ -249,6 +251,34 @@ class CheckTest(unittest.TestCase):
         # One domain, distinct addresses: nothing said.
         r = self.check()
         self.assertEqual(r.stderr, "", r.stderr)
+
+    def test_a_managed_domain_not_in_relay_domains_is_a_warning(self):
+        # Walk-through: contoso.net (an alias domain) left out of relay_domains went out by
+        # default_transport, and check said nothing.
+        ini = self.write_ini(name="alias.ini", extra="")
+        with open(ini) as f:
+            text = f.read()
+        with open(ini, "w") as f:
+            f.write(text.replace("routing_domain = o365.contoso.com\n",
+                                 "routing_domain = o365.contoso.com\naliases = contoso.net, eu.contoso.org\n"))
+        base = "compatibility_level = 3.6\nallow_percent_hack = no\nswap_bangpath = no\n"
+        self.main_cf(base + "relay_domains = Contoso.COM.\n")
+        r = self.check(ini)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for missing in ("contoso.net", "eu.contoso.org"):
+            self.assertIn(f"warning: postfix {self.postfix}: relay_domains does not list {missing}, a domain coexist "
+                          "manages", r.stderr)
+        self.assertEqual(r.stderr.count("warning"), 2, r.stderr)
+        # A parent domain, or ".parent", covers a subdomain, as Postfix matches it by default.
+        self.main_cf(base + "relay_domains = contoso.com contoso.net, .contoso.org\n")
+        self.assertEqual(self.check(ini).stderr, "")
+        self.main_cf(base + "relay_domains = contoso.com contoso.net, contoso.org\n")
+        self.assertEqual(self.check(ini).stderr, "")
+        # A table is not opened: nothing said. Postfix's own default (empty) lists nothing.
+        self.main_cf(base + "relay_domains = contoso.com, hash:/nonexistent/relay\n")
+        self.assertEqual(self.check(ini).stderr, "")
+        self.main_cf(base)
+        self.assertIn("relay_domains does not list contoso.com", self.check(ini).stderr)
 
     def test_no_main_cf_is_said_and_skipped(self):
         empty = os.path.join(self.dir, "no-postfix")

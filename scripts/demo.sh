@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's first command (until the lab lands): installs what is missing, builds, and shows
+# coexist-map alone (README: "./scripts/demo.sh"): installs what is missing, builds, and shows
 # coexist-map on a sample map of the guides' users: import, route, a live migration, rollback.
 set -euo pipefail
 cd "$(dirname "$0")/.."

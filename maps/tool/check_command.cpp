@@ -135,24 +135,39 @@ std::set<std::string> managed_names(const Config& c) {
 // default_transport to the domain's MX, which is this relay or the old system. A listed parent
 // domain covers it (relay_domains is in parent_domain_matches_subdomains by default), as does
 // ".parent". A table in the list is not opened, so then nothing is said.
-void check_relay_domains(const Config& c, const std::string& postfix_dir, std::ostream& err) {
+// Whether a domain list's entries (postfix_list_entries()) match `domain`: by name, or as a
+// parent (".parent" or "parent", parent_domain_matches_subdomains' default).
+bool domain_listed(const std::vector<std::string>& entries, std::string_view domain) {
+    return std::any_of(entries.begin(), entries.end(), [&](const std::string& e) {
+        const std::string_view parent = e.front() == '.' ? std::string_view(e).substr(1) : std::string_view(e);
+        return e == domain || (domain.size() > parent.size() && domain.ends_with(parent) &&
+                               domain[domain.size() - parent.size() - 1] == '.');
+    });
+}
+
+void check_relay_domains(const Config& c, const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
     const auto setting = read_postfix_setting(postfix_dir, "relay_domains");
     if (!setting.value) return;
     const auto entries = postfix_list_entries(*setting.value);
     for (const auto& e : entries)
         if (e.find(':') != std::string::npos || e.front() == '/') return;  // a table
-    for (const auto& domain : managed_names(c)) {
-        const bool listed = std::any_of(entries.begin(), entries.end(), [&](const std::string& e) {
-            const std::string_view parent = e.front() == '.' ? std::string_view(e).substr(1) : std::string_view(e);
-            return e == domain || (domain.size() > parent.size() && domain.ends_with(parent) &&
-                                   domain[domain.size() - parent.size() - 1] == '.');
-        });
-        if (!listed)
+    for (const auto& domain : managed_names(c))
+        if (!domain_listed(entries, domain))
             err << fmt::format("coexist-map: warning: postfix {}: relay_domains does not list {}, a domain coexist "
                                "manages: Postfix refuses its mail from outside (Relay access denied) and sends the "
                                "old system's mail for it out by default_transport; add it to relay_domains\n",
                                postfix_dir, domain);
-    }
+    // Where the routing addresses go, for the admin to read: a misspelt routing_domain
+    // (o365.contoso.co) is no relay domain and goes out to whoever holds that name, which no
+    // check here can tell from the tenant's contoso.onmicrosoft.com (also no relay domain).
+    std::set<std::string> said;
+    for (const auto& d : c.domains)
+        if (said.insert(d.routing_domain).second)
+            out << fmt::format("postfix {}: routing_domain {} {}\n", postfix_dir, d.routing_domain,
+                               domain_listed(entries, d.routing_domain)
+                                   ? "is a relay domain (relay_transport, or transport_maps)"
+                                   : "is not a relay domain: mail to it goes by default_transport to its MX (is it "
+                                     "spelt right?)");
 }
 
 // A managed domain (or one of its aliases) must stay a relay domain (contrib/postfix/README.md,
@@ -236,7 +251,7 @@ void check_postfix(const Config& c, const std::string& postfix_dir, std::ostream
     check_address_rewriting(postfix_dir, out, err);
     check_delimiter(c, postfix_dir, out, err);
     check_domain_classes(c, postfix_dir, err);
-    check_relay_domains(c, postfix_dir, err);
+    check_relay_domains(c, postfix_dir, out, err);
     if (*smtputf8.value == "yes") {
         out << fmt::format("postfix {}: smtputf8_enable = yes\n", postfix_dir);
         return;

@@ -274,6 +274,17 @@ class CheckTest(unittest.TestCase):
         self.assertEqual(self.check(ini).stderr, "")
         self.main_cf(base + "relay_domains = contoso.com contoso.net, contoso.org\n")
         self.assertEqual(self.check(ini).stderr, "")
+        # Where the routing addresses go is said: o365.contoso.com is a relay domain under
+        # contoso.com; a misspelt one is not.
+        self.assertIn(f"postfix {self.postfix}: routing_domain o365.contoso.com is a relay domain", self.check(ini).stdout)
+        typo = self.write_ini(name="typo.ini")
+        with open(typo) as f:
+            text = f.read()
+        with open(typo, "w") as f:
+            f.write(text.replace("routing_domain = o365.contoso.com", "routing_domain = o365.contoso.co"))
+        r = self.check(typo)
+        self.assertIn(f"postfix {self.postfix}: routing_domain o365.contoso.co is not a relay domain: mail to it goes "
+                      "by default_transport to its MX (is it spelt right?)", r.stdout)
         # A table is not opened: nothing said. Postfix's own default (empty) lists nothing.
         self.main_cf(base + "relay_domains = contoso.com, hash:/nonexistent/relay\n")
         self.assertEqual(self.check(ini).stderr, "")

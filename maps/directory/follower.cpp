@@ -489,6 +489,7 @@ private:
     // The persist stage: each change applied as it arrives; what arrives together (a group of
     // 10,000 members changed at once) goes into one transaction.
     void persist() {
+        persisting_ = true;
         for (;;) {
             std::vector<SyncMessage> batch;
             SyncMessage first = next(true, idle_wait());
@@ -675,16 +676,16 @@ private:
         for (const auto& w : c.warnings) log_warning("sync: {}", w);
         std::optional<DirectoryUser> before;
         if (auto old = people_.find(uuid); old != people_.end()) before = old->second;
-        if (c.user && before && renamed_out_of_groups(*before, *c.user)) {
-            // Kept as it was until the groups are read again (apply_group_reading).
+        if (c.user && before && moved_by_stale_groups(*before, *c.user)) {
+            // Kept as it was until the groups are read again (apply_group_reading); an entry
+            // renamed twice keeps the DN it had before the first rename.
             c.user->state = before->state;
-            renamed_out_of_groups_[uuid] = before->dn;
-            // Renames one after another do not put off the first reading; the last one is
-            // kGroupReadingLast after the last rename.
-            const auto now = Clock::now();
-            if (group_readings_.empty()) group_readings_.push_back(now + kGroupReadingFirst);
-            if (group_readings_.size() > 1) group_readings_.pop_back();
-            group_readings_.push_back(now + kGroupReadingLast);
+            renamed_out_of_groups_.try_emplace(uuid, before->dn);
+            schedule_group_readings();
+        } else if (c.user && !before && persisting_ && groups_decide()) {
+            // A new entry may be one moved into the base (modrdn with newSuperior), whose group
+            // refint rewrote as unseen as for a rename: read from the groups at the readings.
+            schedule_group_readings();
         }
         if (c.user) {
             c.user->entry_uuid = uuid;
@@ -709,6 +710,9 @@ private:
         const auto known = people_.find(uuid);
         if (known == people_.end()) return;  // not a user of ours (a group, or out of the filter)
         const std::string key = known->second.key;
+        // refint takes a deleted member out of its groups unseen: an entry made again at the
+        // same DN would otherwise be read with the old membership.
+        if (persisting_ && groups_decide() && listed(known->second.dn)) schedule_group_readings();
         const std::optional<DirectoryUser> was = held(key);
         drop_entry(uuid);
         settle(writer, key, was, uuid);
@@ -741,8 +745,16 @@ private:
     // sends the whole member list each time (30,000 members for one added); only the values that
     // differ from the last list, compared as sent, are normalized and looked at.
     void apply_group(ViewWriter& writer, const SyncMessage& m) {
-        std::vector<std::string> members;
-        if (m.state->state != SyncStateKind::remove) members = group_member_values(m.entry);
+        // The group entry itself deleted or renamed away: not an emptied group. As at start-up
+        // and in a one-shot sync, a configured group that is not there moves nobody; the
+        // transaction is aborted and the map keeps its state until the admin puts it back.
+        if (m.state->state == SyncStateKind::remove)
+            throw DirectoryError(fmt::format("{} {} is gone (deleted or renamed): its members keep their state "
+                                             "until it is back",
+                                             m.msgid == migrated_id_ ? "migrated_group" : "dual_group",
+                                             m.msgid == migrated_id_ ? d_.migrated_group : d_.dual_group),
+                                 false);
+        std::vector<std::string> members = group_member_values(m.entry);
         apply_group_members(writer, m.msgid == migrated_id_ ? Membership::Group::migrated : Membership::Group::dual,
                             std::move(members));
     }
@@ -785,16 +797,33 @@ private:
         if (in_map) writer.upsert(u);
     }
 
-    // A rename (modrdn) out of every group the old DN is in, where the groups decide the state
-    // (no state_attribute; a memberOf in the entry, as AD keeps it, moves with the entry). With
-    // OpenLDAP's refint overlay the groups name the new DN a moment later, but slapd 2.5 does
-    // not send refint's rewrite of the group to a syncrepl search: the follower would never hear
-    // it, and would send the user's mail back to the old system until the next full read.
-    bool renamed_out_of_groups(const DirectoryUser& before, const DirectoryUser& now) const {
-        if (!d_.state_attribute.empty() || before.dn == now.dn) return false;
-        if (before.state == State::source || now.state != State::source) return false;
-        return membership_.contains(Membership::Group::migrated, before.dn) ||
-               membership_.contains(Membership::Group::dual, before.dn);
+    // The groups decide users' states (no state_attribute), and the session follows them.
+    bool groups_decide() const { return d_.state_attribute.empty() && (migrated_id_ || dual_id_); }
+
+    // Whether a DN (normalized) is a member of either group, as this session knows them.
+    bool listed(const std::string& dn) const {
+        return membership_.contains(Membership::Group::migrated, dn) ||
+               membership_.contains(Membership::Group::dual, dn);
+    }
+
+    // A DN change (modrdn) that changes the entry's state by this session's copy of the groups
+    // alone. With OpenLDAP's refint overlay the groups name the new DN a moment later, but slapd
+    // 2.5 sends refint's rewrite of a group to no syncrepl search (nor to a replica): the
+    // follower would never hear it, and would send a migrated user's mail back to the old
+    // system until the next full read, or make a source user renamed onto a member's old DN
+    // migrated. A memberOf in the entry, as AD keeps it, moves with the entry: no change then.
+    bool moved_by_stale_groups(const DirectoryUser& before, const DirectoryUser& now) const {
+        return groups_decide() && before.dn != now.dn && before.state != now.state;
+    }
+
+    // Reads the groups again kGroupReadingFirst and kGroupReadingLast from now. Changes one
+    // after another do not put off the first reading; the last one moves to kGroupReadingLast
+    // after the latest change.
+    void schedule_group_readings() {
+        const auto now = Clock::now();
+        if (group_readings_.empty()) group_readings_.push_back(now + kGroupReadingFirst);
+        if (group_readings_.size() > 1) group_readings_.pop_back();
+        group_readings_.push_back(now + kGroupReadingLast);
     }
 
     // Both groups as the server has them now: plain base searches on this session's connection,
@@ -829,10 +858,6 @@ private:
     void apply_group_reading(ViewWriter& writer, GroupsNow& now) {
         if (now.migrated) apply_group_members(writer, Membership::Group::migrated, std::move(*now.migrated));
         if (now.dual) apply_group_members(writer, Membership::Group::dual, std::move(*now.dual));
-        const auto listed = [&](const std::string& dn) {
-            return membership_.contains(Membership::Group::migrated, dn) ||
-                   membership_.contains(Membership::Group::dual, dn);
-        };
         for (auto it = renamed_out_of_groups_.begin(); it != renamed_out_of_groups_.end();) {
             const auto person = people_.find(it->first);
             if (person == people_.end()) {  // deleted since
@@ -843,7 +868,13 @@ private:
                 ++it;  // refint not done yet
                 continue;
             }
+            const State held = person->second.state;
             apply_membership(writer, it->first, person->second);
+            if (person->second.state != held)
+                log_info("sync: {} renamed from {} to {}: the groups {}: {}", person->second.key, it->second,
+                         person->second.dn,
+                         listed(person->second.dn) ? "name the new DN" : "do not name the new DN (no refint?)",
+                         to_string(person->second.state));
             it = renamed_out_of_groups_.erase(it);
         }
     }
@@ -877,9 +908,10 @@ private:
             // worse state than the rare contested restart; the admin's sync --force ends both.
             txn.put_meta(meta::kDirectoryCookie, "");
             if (!cookie_withheld_ && renames_pending)
-                log_info("sync: {} users renamed out of their groups, which are read again in a few seconds: no "
+                log_info("sync: {} renamed, whose state the groups decide: they are read again within 10 s; no "
                          "cookie stored until then, a restart reads the directory in full",
-                         renamed_out_of_groups_.size());
+                         renamed_out_of_groups_.size() == 1 ? std::string("a user")
+                                                            : fmt::format("{} users", renamed_out_of_groups_.size()));
             else if (!cookie_withheld_)
                 log_info("sync: {} addresses are given by more than one entry: no cookie stored while they are, a "
                          "restart reads the directory in full", contested_keys_ + contested_aliases_);
@@ -947,12 +979,13 @@ private:
     std::size_t users_at_refresh_ = 0;
     std::string groups_fingerprint_;
     std::string since_ = utc_timestamp(::time(nullptr));
-    // Entries renamed out of their groups (renamed_out_of_groups()), entryUUID -> the old DN
+    // Entries renamed whose state is kept (moved_by_stale_groups()), entryUUID -> the DN before
     // (normalized), and when the groups are read again for them: refint's rewrite takes
     // milliseconds on an idle server; the second reading is for a busy one.
     static constexpr std::chrono::seconds kGroupReadingFirst{1}, kGroupReadingLast{10};
     std::unordered_map<std::string, std::string> renamed_out_of_groups_;
     std::deque<Clock::time_point> group_readings_;  // earliest first
+    bool persisting_ = false;  // in the persist stage: changes come one by one
 };
 
 // follow() until `stop` is set; MapReplaced and MapUnavailable pass through.

@@ -6,7 +6,8 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
                                      safety bulk ownership tls follow-limit conflicts idle-follower
                                      resume poll ad-shaped address-moves hung-server restored
                                      bad-mail follower-killed held-contest alias-restart
-                                     alias-is-mail map-replaced alias-hand-set renamed-refint;
+                                     alias-is-mail map-replaced alias-hand-set renamed-refint
+                                     moved-refint;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -1443,7 +1444,7 @@ def scenario_renamed_refint(root):
             while time.monotonic() < deadline:
                 compare_routes(a, watched, "24 right after the renames")
                 time.sleep(0.2)
-            check("renamed out of their groups" in a.follower_text(), "24: the follower did not see the renames",
+            check("renamed, whose state the groups decide" in a.follower_text(), "24: the follower did not see the renames",
                   a.follower_output())
             check_as_full_sync(root, a, ldap, "24 after the renames")
             restart_follower(a)
@@ -1455,6 +1456,83 @@ def scenario_renamed_refint(root):
             compare_routes(a, watched, "24 renamed while the follower was stopped")
             check_as_full_sync(root, a, ldap, "24 renamed while the follower was stopped")
             print("  24 ok: users renamed under refint keep their routing; the map equals a fresh full sync")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
+# ---- scenario 25: moves, deletes and group entries under refint -----------------------------------
+
+def sample_routes(relay, expected, seconds, what):
+    """Fails at the first `route` sample, every 0.2 s for `seconds`, that is not `expected`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        compare_routes(relay, expected, what)
+        time.sleep(0.2)
+
+
+def scenario_moved_refint(root):
+    """What else refint changes in the groups unseen by a syncrepl search (a second hostile
+    tester's findings on scenario 24's first fix): (a) a user renamed twice, 0.2 s apart, keeps
+    its routing throughout; (b) a user moved into the search base from outside it, listed in the
+    migrated group under its old DN (refint renames the member), is migrated, not source for
+    good; (c) a migrated user deleted (refint takes it out of the group) and made again at the
+    same DN in no group is source, not migrated for good; (d) the migrated group entry deleted:
+    its members keep their routing (a one-shot sync refuses too), and come back in step when it
+    is restored. Each part ends equal to a fresh full sync."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    migrated = [u for u in d.uids if d.state(u) == "migrated"]
+    with s.Slapd("moved", provider=True, refint=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-moved", ldap)
+        a.run("init")
+        a.start_follower()
+        try:
+            # (a)
+            u = migrated[0]
+            watched = {d.mail[u]: d.expected_user(u)}
+            ldap.modrdn(s.people_dn(u), f"uid={u}-r1")
+            time.sleep(0.2)
+            ldap.modrdn(s.people_dn(f"{u}-r1"), f"uid={u}-r2")
+            sample_routes(a, watched, 12, "25a after two renames")
+            check_as_full_sync(root, a, ldap, "25a")
+            # (b)
+            ldap.ldapadd(f"dn: ou=staging,{s.SUFFIX}\nobjectClass: organizationalUnit\nou: staging\n")
+            staged = f"uid=newbie,ou=staging,{s.SUFFIX}"
+            ldap.ldapadd(f"dn: {staged}\nobjectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n"
+                         f"uid: newbie\ncn: newbie\nsn: newbie\nmail: newbie@{DOMAIN}\n")
+            ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\nadd: member\nmember: {staged}\n")
+            ldap.modrdn(staged, "uid=newbie", new_superior=PEOPLE)
+            wait_routes([a], {f"newbie@{DOMAIN}": ("rewrite", f"newbie@{ROUTING}")}, "25b moved into the base",
+                        (ldap,))
+            check_as_full_sync(root, a, ldap, "25b")
+            # (c)
+            u = migrated[1]
+            ldap.ldapdelete(s.people_dn(u))
+            wait_routes([a], {d.mail[u]: ("relay", None)}, "25c deleted", (ldap,))
+            ldap.ldapadd(f"dn: {s.people_dn(u)}\nobjectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n"
+                         f"uid: {u}\ncn: {u}\nsn: {u}\nmail: {d.mail[u]}\n")
+            time.sleep(12)   # past both readings of the groups the delete and the add scheduled
+            compare_routes(a, {d.mail[u]: ("relay", None)}, "25c made again in no group")
+            check_as_full_sync(root, a, ldap, "25c")
+            # (d)
+            kept = {d.mail[x]: d.expected_user(x) for x in migrated[2:]}
+            backup = ldap.search(MIGRATED, scope="base")
+            offset = len(a.follower_text())
+            ldap.ldapdelete(MIGRATED)
+            wait_until(lambda: "is gone (deleted or renamed)" in a.follower_text()[offset:], 30,
+                       "25d: the follower's log of the group gone", on_timeout=a.follower_output)
+            compare_routes(a, kept, "25d the migrated group deleted")
+            ldap.ldapadd(backup)
+            wait_until(lambda: "sync: following" in a.follower_text()[offset:], FOLLOW_READY + 60,
+                       "25d: following again once the group is back", on_timeout=a.follower_output)
+            compare_routes(a, kept, "25d the group restored")
+            check_as_full_sync(root, a, ldap, "25d")
+            print("  25 ok: renamed twice, moved in, deleted and made again, a group deleted: routing kept as "
+                  "the directory says; the map equals a fresh full sync")
         except Exception:
             sys.stderr.write(fail_with([a], [ldap]) + "\n")
             raise
@@ -1675,6 +1753,7 @@ SCENARIOS = {
     "held-contest": scenario_held_contest, "alias-restart": scenario_alias_restart,
     "alias-is-mail": scenario_alias_is_mail, "map-replaced": scenario_map_replaced,
     "alias-hand-set": scenario_alias_hand_set, "renamed-refint": scenario_renamed_refint,
+    "moved-refint": scenario_moved_refint,
 }
 
 

@@ -444,9 +444,10 @@ class Slapd:
     def ldapdelete(self, dn):
         return self._run(["ldapdelete", dn]).stdout
 
-    def modrdn(self, dn, newrdn):
-        """Renames `dn` to `newrdn` in the same parent, removing the old RDN value."""
-        return self._run(["ldapmodrdn", "-r", dn, newrdn]).stdout
+    def modrdn(self, dn, newrdn, new_superior=None):
+        """Renames `dn` to `newrdn`, removing the old RDN value; under `new_superior` when given
+        (a move), else in the same parent."""
+        return self._run(["ldapmodrdn", "-r", *(["-s", new_superior] if new_superior else []), dn, newrdn]).stdout
 
     def search(self, base, filter="(objectClass=*)", attrs=(), scope="sub"):
         """ldapsearch -LLL as the rootdn (no size limit); returns the LDIF text, unwrapped."""

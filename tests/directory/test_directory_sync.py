@@ -883,7 +883,7 @@ def stop_slapd_mid_refresh(a, ldap, timeout):
     transaction for its people refresh, and checks that it lets go within `timeout` (+ a margin)
     of having read what slapd had sent before it stopped. Returns (seconds from SIGSTOP, seconds
     from the follower's last read) to the moment a waiting `coexist-map set` went through, slapd
-    left stopped. Raises MissedRefresh (slapd continued, the follower stopped) when the stop
+    left stopped, and the bytes slapd had sent that the follower had not read at the stop. Raises MissedRefresh (slapd continued, the follower stopped) when the stop
     missed the refresh: before its transaction (connecting, reading the groups), or after it (the
     whole refresh was already in the socket buffers). Raises Failure when the follower holds the
     transaction longer than `timeout` + 15 s without reading anything."""
@@ -921,7 +921,8 @@ def stop_slapd_mid_refresh(a, ldap, timeout):
     # a follower slowed by ASan and a busy machine): the follower reads and applies them first,
     # rightly, as a server that answers. The bound runs from its last read, not from the stop:
     # a follower that holds the map while nothing comes, or while it reads nothing, fails it.
-    in_flight, last_read = bytes_in_flight(ldap.port), stopped_at
+    at_stop = in_flight = bytes_in_flight(ldap.port)
+    last_read = stopped_at
     while p.poll() is None and "sync: following" not in a.follower_text():
         now = time.monotonic()
         left = bytes_in_flight(ldap.port)
@@ -936,8 +937,9 @@ def stop_slapd_mid_refresh(a, ldap, timeout):
                 p.kill()
                 p.wait()
                 fail(f"15: `coexist-map set` still waits for the map {now - last_read:.0f} s after the follower "
-                     f"last read anything ({now - stopped_at:.0f} s after slapd stopped mid-refresh with "
-                     f"{in_flight} bytes unread; timeout = {timeout})", a.follower_output())
+                     f"last read anything ({now - stopped_at:.0f} s after slapd stopped mid-refresh with {at_stop} "
+                     f"bytes sent and not yet read, {in_flight} unread now; timeout = {timeout})",
+                     a.follower_output())
             break
         time.sleep(0.1)
     went_through = time.monotonic()
@@ -956,7 +958,7 @@ def stop_slapd_mid_refresh(a, ldap, timeout):
         lines = a.follower_text().strip().splitlines()
         a.stop_follower()
         raise MissedRefresh(lines[0] if lines else "(no follower output)")
-    return went_through - stopped_at, went_through - last_read
+    return went_through - stopped_at, went_through - last_read, at_stop
 
 
 def scenario_hung_server(root):
@@ -980,7 +982,7 @@ def scenario_hung_server(root):
                 a = Relay(root, f"relay-hung{attempt}", ldap, timeout=str(timeout), max_removals="10%")
                 a.run("init")
                 try:
-                    waited, after_read = stop_slapd_mid_refresh(a, ldap, timeout)
+                    waited, after_read, unread = stop_slapd_mid_refresh(a, ldap, timeout)
                     break
                 except MissedRefresh as e:
                     print(f"  15: try {attempt}: slapd was not stopped inside the people refresh ({e}); "
@@ -998,9 +1000,9 @@ def scenario_hung_server(root):
                                f"{last}@{DOMAIN}": ("relay", None),
                                f"probe@{DOMAIN}": ("rewrite", f"probe@{ROUTING}"),
                                f"probe2@{DOMAIN}": ("dual", f"probe2@{ROUTING}")}, "15 after SIGCONT")
-            print(f"  15 ok: slapd stopped mid-refresh; `set` went through {waited:.1f} s after the stop, "
-                  f"{after_read:.1f} s after the follower's last read (timeout = {timeout}); the follower caught "
-                  f"up after SIGCONT")
+            print(f"  15 ok: slapd stopped mid-refresh ({unread} bytes sent, not yet read); `set` went through "
+                  f"{waited:.1f} s after the stop, {after_read:.1f} s after the follower's last read "
+                  f"(timeout = {timeout}); the follower caught up after SIGCONT")
         except Exception:
             sys.stderr.write(fail_with([a] if a else [], [ldap]) + "\n")
             raise

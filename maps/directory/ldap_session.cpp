@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <ldap.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -299,6 +300,27 @@ void set_option(LDAP* ld, const std::string& uri, int option, const void* value,
         throw DirectoryError(fmt::format("{}: set {}: refused by libldap", uri, what), false);
 }
 
+// Called by libldap once it has connected a socket: reads on it give up after the operation
+// timeout. libldap polls before it reads, but once a message's tag and length have arrived it
+// reads the rest in the same call, and on its blocking socket that read waits for ever when the
+// server or the link stalls right there: inside a follower's refresh, with the map's write
+// transaction open. With SO_RCVTIMEO the read fails with EAGAIN, which libldap takes as "not
+// yet", and the caller's own timeout then applies. The timeout is the handle's own
+// (LDAP_OPT_TIMEOUT, set before any connection), so the callback needs no state of its own.
+int bound_reads(LDAP* ld, Sockbuf* sb, LDAPURLDesc*, struct sockaddr*, struct ldap_conncb*) {
+    timeval* raw = nullptr;
+    if (ldap_get_option(ld, LDAP_OPT_TIMEOUT, &raw) != LDAP_OPT_SUCCESS || raw == nullptr) return 0;
+    const timeval timeout = *raw;
+    ldap_memfree(raw);
+    ber_socket_t fd = -1;
+    if (ber_sockbuf_ctrl(sb, LBER_SB_OPT_GET_FD, &fd) != 1 || fd < 0) return 0;
+    // A failure leaves the read unbounded, as before: not worth refusing the connection for.
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    return 0;
+}
+void no_cleanup(LDAP*, Sockbuf*, struct ldap_conncb*) {}
+ldap_conncb kBoundReads{bound_reads, no_cleanup, nullptr};  // libldap keeps the pointer: static
+
 // One URI: initialise, options, TLS, bind. Returns the bound handle or throws.
 LdapHandle connect_one(const DirectoryConfig& config, const std::string& uri, const std::string* password) {
     LDAP* raw = nullptr;
@@ -313,6 +335,7 @@ LdapHandle connect_one(const DirectoryConfig& config, const std::string& uri, co
     const timeval timeout = seconds(config.timeout_seconds);
     set_option(ld.get(), uri, LDAP_OPT_NETWORK_TIMEOUT, &timeout, "network timeout");
     set_option(ld.get(), uri, LDAP_OPT_TIMEOUT, &timeout, "operation timeout");
+    set_option(ld.get(), uri, LDAP_OPT_CONNECT_CB, &kBoundReads, "connection callback");
 
     const bool ldaps = starts_with_nocase(uri, "ldaps://");
     const bool start_tls = config.start_tls && starts_with_nocase(uri, "ldap://");

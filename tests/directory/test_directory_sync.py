@@ -4,7 +4,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
 
     test_directory_sync.py BUILD_DIR [SCENARIO...]      (scenarios: replication changes restart
                                      safety bulk ownership tls follow-limit conflicts idle-follower
-                                     resume poll ad-shaped address-moves hung-server restored
+                                     resume poll ad-shaped address-moves hung-server stalled-message restored
                                      bad-mail follower-killed held-contest alias-restart
                                      alias-is-mail map-replaced alias-hand-set renamed-refint
                                      moved-refint;
@@ -20,6 +20,7 @@ Exit 0 all passed, 1 a failure, 77 skipped (not root, slapd or ldap-utils missin
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -1012,6 +1013,131 @@ def scenario_hung_server(root):
                 a.stop_follower()
 
 
+# ---- scenario 15b: a server that stalls just after a message's first bytes -----------------------
+
+class StallingProxy:
+    """A loopback TCP proxy to slapd that, on its first connection, passes `after` whole LDAP
+    messages from slapd, then the first `head` bytes of the next one (its tag and length and a
+    byte of its content), and nothing more: a server or link that stalls just after a message
+    began. Later connections pass everything both ways."""
+
+    def __init__(self, port, after, head=5):
+        self.target, self.after, self.head = port, after, head
+        self.stalled = threading.Event()
+        self.sockets = []
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind((s.LOOPBACK4, 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for sock in [self.listener] + self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        first = True
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((s.LOOPBACK4, self.target), timeout=10)
+            upstream.settimeout(None)
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump_messages if first else self._pump, args=(upstream, client),
+                             daemon=True).start()
+            first = False
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def _pump_messages(self, source, sink):
+        buffer, passed = b"", 0
+        try:
+            while data := source.recv(65536):
+                buffer += data
+                while len(buffer) >= 2:
+                    size = buffer[1]
+                    start = 2
+                    if size & 0x80:   # long form: the length in the next (size & 0x7f) bytes
+                        start += size & 0x7F
+                        if len(buffer) < start:
+                            break
+                        size = int.from_bytes(buffer[2:start], "big")
+                    if passed == self.after:
+                        if len(buffer) < self.head:
+                            break
+                        sink.sendall(buffer[:self.head])
+                        self.stalled.set()
+                        return   # the sockets stay open: nothing more comes
+                    if len(buffer) < start + size:
+                        break
+                    sink.sendall(buffer[:start + size])
+                    buffer = buffer[start + size:]
+                    passed += 1
+        except OSError:
+            pass
+
+
+def scenario_stalled_message(root):
+    """The server (or the link) stalls right after the first bytes of a message, in the middle of
+    the follower's refresh: libldap has read a complete tag and length and reads the rest with a
+    read() that, on a blocking socket, would wait for ever inside the map's write transaction. The
+    follower gives the refresh up within [directory] timeout (plus a margin), so another writer
+    gets through, and reconnects and catches up (the proxy passes everything the next time)."""
+    d = Directory(3000)
+    timeout = 3
+    with s.Slapd("stalled", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        with StallingProxy(ldap.port, after=1000) as proxy:
+            a = Relay(root, "relay-stalled", ldap, uri=f"ldap://{s.LOOPBACK4}:{proxy.port}/", timeout=str(timeout))
+            a.run("init")
+            a.follower = spawn_follower(a)
+            try:
+                wait_until(proxy.stalled.is_set, FOLLOW_READY, "15b: the proxy stalled the refresh",
+                           on_timeout=a.follower_output)
+                stalled_at = time.monotonic()
+                probe = subprocess.Popen([COEXIST_MAP, "-c", a.ini, "set", f"probe@{DOMAIN}", "migrated"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                         env=s.ldap_tool_env(), cwd=a.dir)
+                try:
+                    out, _ = probe.communicate(timeout=timeout + 15)
+                except subprocess.TimeoutExpired:
+                    probe.kill()
+                    probe.wait()
+                    fail(f"15b: `coexist-map set` still waits for the map {timeout + 15} s after the server stalled "
+                         f"just after a message's first bytes (timeout = {timeout})", a.follower_output())
+                check(probe.returncode == 0, f"15b: coexist-map set exited {probe.returncode}: {out}")
+                waited = time.monotonic() - stalled_at
+                wait_until(lambda: f"no answer for {timeout} s (timeout) while reading the people" in a.follower_text(),
+                           10, "15b: the follower's log of the timeout", on_timeout=a.follower_output)
+                wait_until(lambda: "sync: following" in a.follower_text(), FOLLOW_READY,
+                           "15b: the follower caught up on the next connection", on_timeout=a.follower_output)
+                compare_routes(a, {**d.expected(), f"probe@{DOMAIN}": ("rewrite", f"probe@{ROUTING}")},
+                               "15b after the stall")
+                print(f"  15b ok: the server stalled after a message's first bytes mid-refresh; `set` went through "
+                      f"after {waited:.1f} s (timeout = {timeout}); the follower caught up on a new connection")
+            except Exception:
+                sys.stderr.write(fail_with([a], [ldap]) + "\n")
+                raise
+            finally:
+                a.stop_follower()
+
+
 # ---- scenario 16: the directory restored from an older backup -----------------------------------
 
 def restore_backup(ldap, backup):
@@ -1835,7 +1961,8 @@ SCENARIOS = {
     "follow-limit": scenario_follow_limit, "conflicts": scenario_conflicts,
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
     "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
-    "hung-server": scenario_hung_server, "restored": scenario_restored,
+    "hung-server": scenario_hung_server, "stalled-message": scenario_stalled_message,
+    "restored": scenario_restored,
     "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,
     "held-contest": scenario_held_contest, "alias-restart": scenario_alias_restart,
     "alias-is-mail": scenario_alias_is_mail, "map-replaced": scenario_map_replaced,

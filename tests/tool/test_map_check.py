@@ -59,6 +59,16 @@ class CheckTest(unittest.TestCase):
             f.write(CONFIG.format(map=self.map_dir, milter_user=milter_user, policyd_user=policyd_user) + extra)
         return path
 
+    def edited_ini(self, name, old, new):
+        """write_ini(name=name) with `old` replaced by `new` in it."""
+        path = self.write_ini(name=name)
+        with open(path) as f:
+            text = f.read()
+        self.assertIn(old, text)
+        with open(path, "w") as f:
+            f.write(text.replace(old, new))
+        return path
+
     def main_cf(self, text):
         with open(os.path.join(self.postfix, "main.cf"), "w") as f:
             f.write(text)
@@ -197,12 +207,8 @@ class CheckTest(unittest.TestCase):
         # Walk-through: virtual_alias_domains = contoso.com made Postfix refuse every user the
         # socketmap does not rewrite (550 User unknown in virtual alias table: all of Google's
         # users), and check said nothing. contoso.com must be a relay domain only.
-        ini = self.write_ini(name="alias.ini", extra="")
-        with open(ini) as f:
-            text = f.read()
-        with open(ini, "w") as f:
-            f.write(text.replace("routing_domain = o365.contoso.com\n",
-                                 "routing_domain = o365.contoso.com\naliases = contoso.net\n"))
+        ini = self.edited_ini("alias.ini", "routing_domain = o365.contoso.com\n",
+                              "routing_domain = o365.contoso.com\naliases = contoso.net\n")
         for name, value in (("virtual_alias_domains", "example.org, Contoso.COM"),
                             ("mydestination", "localhost contoso.net"),
                             ("virtual_mailbox_domains", "contoso.com")):
@@ -255,12 +261,8 @@ class CheckTest(unittest.TestCase):
     def test_a_managed_domain_not_in_relay_domains_is_a_warning(self):
         # Walk-through: contoso.net (an alias domain) left out of relay_domains went out by
         # default_transport, and check said nothing.
-        ini = self.write_ini(name="alias.ini", extra="")
-        with open(ini) as f:
-            text = f.read()
-        with open(ini, "w") as f:
-            f.write(text.replace("routing_domain = o365.contoso.com\n",
-                                 "routing_domain = o365.contoso.com\naliases = contoso.net, eu.contoso.org\n"))
+        ini = self.edited_ini("alias.ini", "routing_domain = o365.contoso.com\n",
+                              "routing_domain = o365.contoso.com\naliases = contoso.net, eu.contoso.org\n")
         base = "compatibility_level = 3.6\nallow_percent_hack = no\nswap_bangpath = no\n"
         self.main_cf(base + "relay_domains = Contoso.COM.\n")
         r = self.check(ini)
@@ -277,11 +279,7 @@ class CheckTest(unittest.TestCase):
         # Where the routing addresses go is said: o365.contoso.com is a relay domain under
         # contoso.com; a misspelt one is not.
         self.assertIn(f"postfix {self.postfix}: routing_domain o365.contoso.com is a relay domain", self.check(ini).stdout)
-        typo = self.write_ini(name="typo.ini")
-        with open(typo) as f:
-            text = f.read()
-        with open(typo, "w") as f:
-            f.write(text.replace("routing_domain = o365.contoso.com", "routing_domain = o365.contoso.co"))
+        typo = self.edited_ini("typo.ini", "routing_domain = o365.contoso.com", "routing_domain = o365.contoso.co")
         r = self.check(typo)
         self.assertIn(f"postfix {self.postfix}: routing_domain o365.contoso.co is not a relay domain: mail to it goes "
                       "by default_transport to its MX (is it spelt right?)", r.stdout)

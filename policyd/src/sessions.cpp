@@ -113,20 +113,22 @@ void SocketmapSession::answer(std::string_view payload) {
     // Postfix also asks a virtual_alias_maps socketmap for bare domains (virtual_alias_domains
     // defaults to $virtual_alias_maps) and a transport_maps one for "*": no addresses, route()
     // is not consulted and the answer is NOTFOUND. So is every key the one address parser
-    // refuses (control bytes, unbalanced brackets, a domain that is not a host name) unless it
-    // names a managed domain: then it is that domain's unknown user (below), never "foreign",
-    // which the recipients table would answer OK even in a reject domain. Postfix asks the
-    // external (quoted) form first and the internal form only when that finds nothing
-    // (mail_addr_find.c, find_addr(), MA_FORM_EXTERNAL_FIRST); an internal form that is not an
-    // address in its own right ("john doe@x", " ann@x") is then an unknown user of its domain,
-    // which gives the answer the first query had (NOTFOUND for a reject domain's unknown user).
+    // refuses (control bytes, unbalanced brackets, a domain that is not a host name) in the
+    // tables that rewrite or route (virtual, transport): Postfix asks the external (quoted) form
+    // first and the internal form only when that finds nothing (mail_addr_find.c, find_addr(),
+    // MA_FORM_EXTERNAL_FIRST), and an internal form that is not an address in its own right
+    // ("john doe@x" of a known user who stays) must get the NOTFOUND the first query had, not a
+    // TEMP while unknown users of its domain are deferred.
     const auto recipient = parse_address(query->key);
-    // A key no parser reads that names a managed domain (over 1,024 bytes, say) is that domain's
-    // unknown user, as the milter, the policy service and `coexist-map route` decide
-    // (route_unreadable): passed in a relay domain, refused in a reject domain, deferred while
-    // the map holds nobody of it. Not foreign: the same NOTFOUND as before for everything else.
+    // The recipients table says whether smtpd accepts the address at all: a key no parser reads
+    // that names a managed domain (a local part over 1,024 bytes) is that domain's unknown user,
+    // as the milter, the policy service and `coexist-map route` decide (route_unreadable):
+    // passed in a relay domain, refused in a reject domain, deferred while the map holds nobody
+    // of it. Postfix asks it the internal form only after NOTFOUND (an unknown user) for the
+    // external one, which this answer repeats.
     RoutingDecision unreadable{Action::foreign, {}, {}};
-    if (!recipient && services_.route_unreadable) unreadable = services_.route_unreadable(query->key);
+    if (!recipient && *table == SocketmapTable::recipients && services_.route_unreadable)
+        unreadable = services_.route_unreadable(query->key);
     if (!recipient && unreadable.action == Action::foreign) {
         // Postfix's own probes (bare domains, parent domains, "*"): routine, never a decision.
         if (services_.log_lookups)

@@ -45,7 +45,6 @@ class Line {
 public:
     Line(const std::string& file, std::size_t number, Json j) : file_(file), number_(number), j_(std::move(j)) {}
 
-    std::size_t number() const { return number_; }
     [[noreturn]] void fail(std::string_view reason) const {
         throw DataError(fmt::format("{}:{}: {}", file_, number_, reason));
     }
@@ -126,14 +125,7 @@ std::string key_or_fail(const Config& c, const Line& l, const std::string& addre
     return std::get<std::string>(r);
 }
 
-// A hidden alias as a user's line gave it: checked once every line is in (its holder may come
-// later in the dump).
-struct HiddenAlias {
-    std::size_t line;
-    std::string alias, claimant;
-};
-
-void restore_user(const Config& c, const Line& l, MapTxn& t, std::vector<HiddenAlias>& hidden_aliases) {
+void restore_user(const Config& c, const Line& l, MapTxn& t) {
     l.only({"user", "state", "target", "batch", "changed", "owner", "override", "dn", "entryUUID", "pending",
             "hidden_aliases"});
     const std::string key = key_or_fail(c, l, l.text("user", true));
@@ -171,25 +163,7 @@ void restore_user(const Config& c, const Line& l, MapTxn& t, std::vector<HiddenA
     if (t.user(key)) l.fail(fmt::format("{} is given twice", key));
     if (t.alias_primary(key)) l.fail(fmt::format("{} is an alias already", key));
     t.restore_user(key, r);
-    for (const auto& a : hidden) {
-        t.put_hidden_alias(a, key);
-        hidden_aliases.push_back({l.number(), a, key});
-    }
-}
-
-// A hidden alias is an address the directory gives its claimant that another holds: a user's
-// own address or another user's alias. One that nobody holds would have been the claimant's
-// alias; kept as a record only, it would pass to the claimant later, when a user of that
-// address is made and removed, long after the directory said so.
-void check_hidden_aliases(const std::string& file, const std::vector<HiddenAlias>& hidden_aliases, MapTxn& t) {
-    for (const auto& h : hidden_aliases) {
-        const auto primary = t.alias_primary(h.alias);
-        if (t.user(h.alias) || (primary && *primary != h.claimant)) continue;
-        throw DataError(fmt::format("{}:{}: hidden alias {} of {} is {}, so nothing hides it (a hidden alias is "
-                                    "another user's address or alias)",
-                                    file, h.line, h.alias, h.claimant,
-                                    primary ? "that user's own alias" : "no user's address nor an alias"));
-    }
+    for (const auto& a : hidden) t.put_hidden_alias(a, key);
 }
 
 void restore_alias(const Config& c, const Line& l, MapTxn& t) {
@@ -274,7 +248,6 @@ void check_first_line(const std::string& file, std::string_view text) {
 // Restores every line of `text` into `t` (cleared first). Throws DataError "FILE:LINE: reason".
 Counts restore_all(const Config& c, const std::string& file, std::string_view text, MapTxn& t) {
     Counts announced, found;
-    std::vector<HiddenAlias> hidden_aliases;
     bool header = false;
     std::size_t number = 0;
     for (std::size_t pos = 0; pos < text.size();) {
@@ -301,7 +274,7 @@ Counts restore_all(const Config& c, const std::string& file, std::string_view te
             header = true;
             continue;
         }
-        if (j.contains("user")) restore_user(c, l, t, hidden_aliases), ++found.users;
+        if (j.contains("user")) restore_user(c, l, t), ++found.users;
         else if (j.contains("alias")) restore_alias(c, l, t), ++found.aliases;
         else if (j.contains("audit")) restore_audit(l, t), ++found.audit;
         else if (j.contains("meta")) restore_meta(l, t), ++found.meta;
@@ -318,7 +291,6 @@ Counts restore_all(const Config& c, const std::string& file, std::string_view te
     check("aliases", announced.aliases, found.aliases);
     check("audit entries", announced.audit, found.audit);
     check("meta lines", announced.meta, found.meta);
-    check_hidden_aliases(file, hidden_aliases, t);
     return found;
 }
 

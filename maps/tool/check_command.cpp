@@ -135,14 +135,21 @@ std::set<std::string> managed_names(const Config& c) {
 // default_transport to the domain's MX, which is this relay or the old system. A listed parent
 // domain covers it (relay_domains is in parent_domain_matches_subdomains by default), as does
 // ".parent". A table in the list is not opened, so then nothing is said.
-// Whether a domain list's entries (postfix_list_entries()) match `domain`: by name, or as a
-// parent (".parent" or "parent", parent_domain_matches_subdomains' default).
+// Whether a domain list's entries (postfix_list_entries()) match `domain`, as Postfix's
+// match_list(3) does: the first entry that matches decides, "!entry" excluding; an entry
+// matches by name, or as a parent (".parent", or "parent" by parent_domain_matches_subdomains'
+// default).
 bool domain_listed(const std::vector<std::string>& entries, std::string_view domain) {
-    return std::any_of(entries.begin(), entries.end(), [&](const std::string& e) {
-        const std::string_view parent = e.front() == '.' ? std::string_view(e).substr(1) : std::string_view(e);
-        return e == domain || (domain.size() > parent.size() && domain.ends_with(parent) &&
-                               domain[domain.size() - parent.size() - 1] == '.');
-    });
+    for (const auto& entry : entries) {
+        const bool excluded = entry.front() == '!';
+        const std::string_view e = excluded ? std::string_view(entry).substr(1) : std::string_view(entry);
+        if (e.empty()) continue;
+        const std::string_view parent = e.front() == '.' ? e.substr(1) : e;
+        if (e == domain || (domain.size() > parent.size() && domain.ends_with(parent) &&
+                            domain[domain.size() - parent.size() - 1] == '.'))
+            return !excluded;
+    }
+    return false;
 }
 
 void check_relay_domains(const Config& c, const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
@@ -206,9 +213,9 @@ void check_routing_addresses(const Config& c, std::ostream& err) {
     for (const auto& d : c.domains) domains_by_routing[d.routing_domain].push_back(d.name);
     for (const auto& [routing, names] : domains_by_routing)
         if (names.size() > 1)
-            err << fmt::format("coexist-map: warning: [domain {}] and [domain {}] have one routing_domain, {}: users "
-                               "with one local part in both get one routing address (below if the map has such)\n",
-                               names[0], names[1], routing);
+            err << fmt::format("coexist-map: warning: [domain {}] have one routing_domain, {}: users with one local "
+                               "part in more than one get one routing address (below if the map has such)\n",
+                               fmt::join(names, "], [domain "), routing);
     MapStore store(c.map_path, c.map_size, MapStore::Mode::read_only);
     std::map<std::string, std::vector<std::string>> shared;  // routing address -> its users
     store.read([&](MapTxn& t) {

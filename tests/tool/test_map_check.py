@@ -236,7 +236,7 @@ class CheckTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
         r = self.check(ini)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("warning: [domain contoso.com] and [domain fabrikam.com] have one routing_domain, "
+        self.assertIn("warning: [domain contoso.com], [domain fabrikam.com] have one routing_domain, "
                       "o365.contoso.com", r.stderr)
         self.assertIn("warning: ann@contoso.com, ann@fabrikam.com all have the routing address ann@o365.contoso.com",
                       r.stderr)
@@ -283,6 +283,11 @@ class CheckTest(unittest.TestCase):
         r = self.check(typo)
         self.assertIn(f"postfix {self.postfix}: routing_domain o365.contoso.co is not a relay domain: mail to it goes "
                       "by default_transport to its MX (is it spelt right?)", r.stdout)
+        # An exclusion before the parent takes the subdomain out, as Postfix's match_list does.
+        self.main_cf(base + "relay_domains = contoso.com contoso.net, !eu.contoso.org, contoso.org\n")
+        r = self.check(ini)
+        self.assertIn("relay_domains does not list eu.contoso.org", r.stderr)
+        self.assertEqual(r.stderr.count("warning"), 1, r.stderr)
         # A table is not opened: nothing said. Postfix's own default (empty) lists nothing.
         self.main_cf(base + "relay_domains = contoso.com, hash:/nonexistent/relay\n")
         self.assertEqual(self.check(ini).stderr, "")

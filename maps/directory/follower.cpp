@@ -144,19 +144,23 @@ public:
     void run(const FollowHooks& hooks) {
         hooks_ = &hooks;
         // Groups first, so every person of the refresh is classified with the membership.
-        if (!d_.migrated_group.empty()) migrated_id_ = start(d_.migrated_group, LDAP_SCOPE_BASE, "(objectClass=*)", group_attributes());
-        if (!d_.dual_group.empty()) dual_id_ = start(d_.dual_group, LDAP_SCOPE_BASE, "(objectClass=*)", group_attributes());
+        if (!d_.migrated_group.empty())
+            migrated_id_ = start(d_.migrated_group, LDAP_SCOPE_BASE, "(objectClass=*)", followed_group_attributes());
+        if (!d_.dual_group.empty())
+            dual_id_ = start(d_.dual_group, LDAP_SCOPE_BASE, "(objectClass=*)", followed_group_attributes());
         int groups_pending = (migrated_id_ ? 1 : 0) + (dual_id_ ? 1 : 0);
         bool migrated_seen = !migrated_id_, dual_seen = !dual_id_;
         while (groups_pending > 0) {
             SyncMessage m = next_within_timeout("reading the groups");
             if (m.kind == SyncMessage::Kind::entry) {
                 if (m.msgid == migrated_id_) {
+                    newer_group(Membership::Group::migrated, m.entry);
                     raw_migrated_ = group_member_values(m.entry);
                     membership_.assign(Membership::Group::migrated, raw_migrated_);
                     migrated_seen = true;
                 }
                 if (m.msgid == dual_id_) {
+                    newer_group(Membership::Group::dual, m.entry);
                     raw_dual_ = group_member_values(m.entry);
                     membership_.assign(Membership::Group::dual, raw_dual_);
                     dual_seen = true;
@@ -754,9 +758,31 @@ private:
                                              m.msgid == migrated_id_ ? "migrated_group" : "dual_group",
                                              m.msgid == migrated_id_ ? d_.migrated_group : d_.dual_group),
                                  false);
-        std::vector<std::string> members = group_member_values(m.entry);
-        apply_group_members(writer, m.msgid == migrated_id_ ? Membership::Group::migrated : Membership::Group::dual,
-                            std::move(members));
+        const auto group = m.msgid == migrated_id_ ? Membership::Group::migrated : Membership::Group::dual;
+        if (!newer_group(group, m.entry)) return;
+        apply_group_members(writer, group, group_member_values(m.entry));
+    }
+
+    // The group attributes the follower asks for: entryCSN too, to order what the persist
+    // stage sends against what a reading of the groups found (apply_group_reading).
+    static std::vector<std::string> followed_group_attributes() {
+        auto attributes = group_attributes();
+        attributes.emplace_back("entryCSN");
+        return attributes;
+    }
+
+    // Whether `group` as in `entry` is not older than the one last applied (by entryCSN, whose
+    // string form orders as its time does, RFC 4533's CSN as OpenLDAP writes it), and records
+    // it so. A reading of the groups runs beside the persist stage: a change the server sends
+    // while the reading is under way may be newer than what the reading found, or older, and
+    // the older must not undo the newer. Without entryCSN (not OpenLDAP) everything is newer.
+    bool newer_group(Membership::Group group, const Entry& entry) {
+        const auto* values = entry.values("entrycsn");
+        if (!values || values->empty()) return true;
+        std::string& last = group == Membership::Group::migrated ? migrated_csn_ : dual_csn_;
+        if (values->front() < last) return false;
+        last = values->front();
+        return true;
     }
 
     // A group's member values as the server sent them now (sorted, group_member_values()).
@@ -831,7 +857,7 @@ private:
     // libldap's queue). nullopt when no reading is due. Throws DirectoryError (the session ends;
     // the next one reads the groups and, as they changed, the directory in full).
     struct GroupsNow {
-        std::optional<std::vector<std::string>> migrated, dual;
+        std::optional<Entry> migrated, dual;
         bool last = false;  // the last reading planned: the groups decide whatever they say
     };
     std::optional<GroupsNow> due_group_reading() {
@@ -840,11 +866,11 @@ private:
         GroupsNow now;
         now.last = group_readings_.empty();
         const auto read = [&](const std::string& dn) {
-            std::optional<std::vector<std::string>> members;
-            ldap_.search_paged(dn, LDAP_SCOPE_BASE, "(objectClass=*)", group_attributes(),
-                               [&](Entry&& e) { members = group_member_values(e); });
-            if (!members) throw DirectoryError(fmt::format("group {} is not readable", dn), false);
-            return members;
+            std::optional<Entry> group;
+            ldap_.search_paged(dn, LDAP_SCOPE_BASE, "(objectClass=*)", followed_group_attributes(),
+                               [&](Entry&& e) { group = std::move(e); });
+            if (!group) throw DirectoryError(fmt::format("group {} is not readable", dn), false);
+            return group;
         };
         if (!d_.migrated_group.empty()) now.migrated = read(d_.migrated_group);
         if (!d_.dual_group.empty()) now.dual = read(d_.dual_group);
@@ -856,8 +882,12 @@ private:
     // the last reading (no refint: the old DN stays, and by the directory the user is in no
     // group, as a full read says).
     void apply_group_reading(ViewWriter& writer, GroupsNow& now) {
-        if (now.migrated) apply_group_members(writer, Membership::Group::migrated, std::move(*now.migrated));
-        if (now.dual) apply_group_members(writer, Membership::Group::dual, std::move(*now.dual));
+        // Applied after the messages read with it, as those may be older (the reading then is
+        // newer by entryCSN) or newer (it is then skipped, and they stand).
+        if (now.migrated && newer_group(Membership::Group::migrated, *now.migrated))
+            apply_group_members(writer, Membership::Group::migrated, group_member_values(*now.migrated));
+        if (now.dual && newer_group(Membership::Group::dual, *now.dual))
+            apply_group_members(writer, Membership::Group::dual, group_member_values(*now.dual));
         for (auto it = renamed_out_of_groups_.begin(); it != renamed_out_of_groups_.end();) {
             const auto person = people_.find(it->first);
             if (person == people_.end()) {  // deleted since
@@ -986,6 +1016,7 @@ private:
     std::unordered_map<std::string, std::string> renamed_out_of_groups_;
     std::deque<Clock::time_point> group_readings_;  // earliest first
     bool persisting_ = false;  // in the persist stage: changes come one by one
+    std::string migrated_csn_, dual_csn_;  // entryCSN of the groups as last applied (newer_group())
 };
 
 // follow() until `stop` is set; MapReplaced and MapUnavailable pass through.

@@ -7,7 +7,7 @@ design 9, 13.1, 13.5, 13.6), through the binary only, as an admin would run it.
                                      resume poll ad-shaped address-moves hung-server stalled-message restored
                                      bad-mail follower-killed held-contest alias-restart
                                      alias-is-mail map-replaced alias-hand-set renamed-refint
-                                     moved-refint;
+                                     moved-refint reading-race;
                                      default all)
     test_directory_sync.py BUILD_DIR --except SCENARIO...   (all but these)
 
@@ -1753,6 +1753,123 @@ def scenario_moved_refint(root):
             a.stop_follower()
 
 
+# ---- scenario 26: a reading of the groups and the persist stage, out of order -------------------
+
+class BatchingProxy:
+    """A TCP proxy in front of slapd that passes the server's bytes on only every `period`
+    seconds (a slow or batching link), the client's at once; `on_request(data)` runs in a thread
+    after each piece the client sends. Ends with the test process (daemon threads)."""
+
+    def __init__(self, target_port, period):
+        self.target_port, self.period = target_port, period
+        self.on_request = None
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.uri = f"ldap://127.0.0.1:{self.listener.getsockname()[1]}/"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client), daemon=True).start()
+
+    def _up(self, client, server):
+        try:
+            while data := client.recv(65536):
+                server.sendall(data)
+                if self.on_request:
+                    threading.Thread(target=self.on_request, args=(data,), daemon=True).start()
+        except OSError:
+            pass
+
+    def _down(self, server, client):
+        pending, lock, done = bytearray(), threading.Lock(), threading.Event()
+
+        def flush():
+            while not done.wait(self.period):
+                with lock:
+                    data = bytes(pending)
+                    pending.clear()
+                try:
+                    if data:
+                        client.sendall(data)
+                except OSError:
+                    return
+        threading.Thread(target=flush, daemon=True).start()
+        try:
+            while data := server.recv(65536):
+                with lock:
+                    pending.extend(data)
+        except OSError:
+            pass
+        done.set()
+
+
+def scenario_reading_race(root):
+    """The groups read again after a rename (10 s later) while the persist stage goes on, over a
+    link that passes the server's answers in 0.5 s batches: a source user added to the migrated
+    group just after the follower sent its reading came in the same batch as the reading, which
+    had not seen it, and the reading, applied last, took the user out again, for good (a third
+    re-check's finding). The follower now orders them by the groups' entryCSN."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    renamed = next(u for u in d.uids if d.state(u) == "migrated")
+    joining, busy = [u for u in d.uids if d.state(u) == "source"][:2]
+    with s.Slapd("readingrace", provider=True, refint=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        proxy = BatchingProxy(ldap.port, 0.5)
+        a = Relay(root, "relay-readingrace", ldap, uri=proxy.uri)
+        a.run("init")
+        a.start_follower()
+        stop = threading.Event()
+
+        def churn():   # a change every 0.1 s: the persist stage always has something to read
+            n = 0
+            while not stop.is_set():
+                ldap.ldapmodify(f"dn: {s.people_dn(busy)}\nchangetype: modify\nreplace: description\n"
+                                f"description: x{n}\n")
+                n += 1
+                stop.wait(0.1)
+        threading.Thread(target=churn, daemon=True).start()
+        try:
+            time.sleep(1)
+            renamed_at = time.monotonic()
+            ldap.modrdn(s.people_dn(renamed), f"uid={renamed}-renamed")
+            added = threading.Event()
+
+            def join_after_the_last_reading(_):
+                if added.is_set() or time.monotonic() < renamed_at + 9.4:
+                    return
+                added.set()
+                time.sleep(0.02)
+                ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\nadd: member\nmember: {s.people_dn(joining)}\n")
+            proxy.on_request = join_after_the_last_reading
+            wait_until(added.is_set, 30, "26: the follower's last reading of the groups",
+                       on_timeout=a.follower_output)
+            d.migrated.add(joining)
+            wait_routes([a], {d.mail[joining]: d.expected_user(joining)}, "26 joined the group during the reading",
+                        (ldap,))
+            time.sleep(3)   # what a stale reading applied after it would undo
+            stop.set()
+            compare_routes(a, {d.mail[joining]: d.expected_user(joining),
+                               d.mail[renamed]: d.expected_user(renamed)}, "26 after the reading")
+            check_as_full_sync(root, a, ldap, "26")
+            print("  26 ok: a group change sent during a reading of the groups stands; the map equals a fresh "
+                  "full sync")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            stop.set()
+            a.stop_follower()
+
+
 # ---- scenario 10: a healthy follower of a quiet directory is in sync (design 13.6) ---------------
 
 def scenario_idle_follower(root):
@@ -1967,7 +2084,7 @@ SCENARIOS = {
     "held-contest": scenario_held_contest, "alias-restart": scenario_alias_restart,
     "alias-is-mail": scenario_alias_is_mail, "map-replaced": scenario_map_replaced,
     "alias-hand-set": scenario_alias_hand_set, "renamed-refint": scenario_renamed_refint,
-    "moved-refint": scenario_moved_refint,
+    "moved-refint": scenario_moved_refint, "reading-race": scenario_reading_race,
 }
 
 

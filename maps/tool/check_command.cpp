@@ -129,12 +129,6 @@ std::set<std::string> managed_names(const Config& c) {
     return managed;
 }
 
-// Every managed domain and alias must be a relay domain (contrib/postfix/README.md, "Common to
-// all ways"): missing from relay_domains, its mail from outside is refused ("Relay access
-// denied") and its mail from mynetworks (the old system's outbound) goes out by
-// default_transport to the domain's MX, which is this relay or the old system. A listed parent
-// domain covers it (relay_domains is in parent_domain_matches_subdomains by default), as does
-// ".parent". A table in the list is not opened, so then nothing is said.
 // Whether a domain list's entries (postfix_list_entries()) match `domain`, as Postfix's
 // match_list(3) does: the first entry that matches decides, "!entry" excluding; an entry
 // matches by name, or as a parent (".parent", or "parent" by parent_domain_matches_subdomains'
@@ -152,6 +146,12 @@ bool domain_listed(const std::vector<std::string>& entries, std::string_view dom
     return false;
 }
 
+// Every managed domain and alias must be a relay domain (contrib/postfix/README.md, "Common to
+// all ways"): missing from relay_domains, its mail from outside is refused ("Relay access
+// denied") and its mail from mynetworks (the old system's outbound) goes out by
+// default_transport to the domain's MX, which is this relay or the old system. A listed parent
+// domain covers it (relay_domains is in parent_domain_matches_subdomains by default), as does
+// ".parent". A table in the list is not opened, so then nothing is said.
 void check_relay_domains(const Config& c, const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
     const auto setting = read_postfix_setting(postfix_dir, "relay_domains");
     if (!setting.value) return;

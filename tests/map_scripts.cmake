@@ -24,4 +24,4 @@ endif()
 add_test(NAME map_check
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/tool/test_map_check.py)
 set_tests_properties(map_check PROPERTIES
-  LABELS "integration" TIMEOUT 120 SKIP_RETURN_CODE 77 ENVIRONMENT "${_map_check_env}")
+  LABELS "integration" TIMEOUT 120 COST 60 SKIP_RETURN_CODE 77 ENVIRONMENT "${_map_check_env}")

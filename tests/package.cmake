@@ -8,7 +8,7 @@ if(COEXIST_DPKG_DEB AND COEXIST_MAN)
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/package/check_deb.sh
                    ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR} ${PROJECT_VERSION}
                    $<IF:$<TARGET_EXISTS:coexist-milter>,1,0> $<IF:$<TARGET_EXISTS:coexist-policyd>,1,0>)
-  set_tests_properties(package_deb PROPERTIES LABELS integration TIMEOUT 300)
+  set_tests_properties(package_deb PROPERTIES LABELS integration TIMEOUT 300 COST 40)
 else()
   message(STATUS "package_deb test skipped: needs dpkg-deb and man")
 endif()

@@ -25,7 +25,7 @@ if(TARGET coexist-policyd)
   add_test(NAME policyd_blackbox
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/policyd/blackbox_test.py)
   set_tests_properties(policyd_blackbox PROPERTIES
-    LABELS integration TIMEOUT 180
+    LABELS integration TIMEOUT 180 COST 60
     ENVIRONMENT "COEXIST_POLICYD=$<TARGET_FILE:coexist-policyd>;COEXIST_MAP=$<TARGET_FILE:coexist-map>")
 endif()
 
@@ -54,6 +54,6 @@ if(TARGET coexist-policyd)
   add_test(NAME policyd_transport
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/policyd/transport_test.py)
   set_tests_properties(policyd_transport PROPERTIES
-    LABELS integration TIMEOUT 600 SKIP_RETURN_CODE 77
+    LABELS integration TIMEOUT 600 COST 40 SKIP_RETURN_CODE 77
     ENVIRONMENT "COEXIST_POLICYD=$<TARGET_FILE:coexist-policyd>;COEXIST_MAP=$<TARGET_FILE:coexist-map>")
 endif()

@@ -1,5 +1,7 @@
 #include "sessions.hpp"
 
+#include <optional>
+
 #include <fmt/format.h>
 
 #include "coexist/address.hpp"
@@ -126,10 +128,14 @@ void SocketmapSession::answer(std::string_view payload) {
     // passed in a relay domain, refused in a reject domain, deferred while the map holds nobody
     // of it. Postfix asks it the internal form only after NOTFOUND (an unknown user) for the
     // external one, which this answer repeats.
-    RoutingDecision unreadable{Action::foreign, {}, {}};
-    if (!recipient && *table == SocketmapTable::recipients && services_.route_unreadable)
-        unreadable = services_.route_unreadable(query->key);
-    if (!recipient && unreadable.action == Action::foreign) {
+    std::optional<RoutingDecision> found;
+    if (recipient) {
+        found = services_.route(*recipient);
+    } else if (*table == SocketmapTable::recipients && services_.route_unreadable) {
+        found = services_.route_unreadable(query->key);
+        if (found->action == Action::foreign) found.reset();
+    }
+    if (!found) {
         // Postfix's own probes (bare domains, parent domains, "*"): routine, never a decision.
         if (services_.log_lookups)
             services_.log(fmt::format("socketmap {}: key=<{}>, not an address, reply=\"NOTFOUND\"", to_string(*table),
@@ -137,7 +143,7 @@ void SocketmapSession::answer(std::string_view payload) {
         reply_ = kSocketmapNotFound;
         return;
     }
-    const RoutingDecision decision = recipient ? services_.route(*recipient) : std::move(unreadable);
+    const RoutingDecision& decision = *found;
     count(services_, to_string(*table), decision.action);
     append_socketmap_reply(reply_, *table, query->key, decision);
     // NOTFOUND for a user who stays where they are, OK from recipients: logged only on request

@@ -684,7 +684,7 @@ private:
             // Kept as it was until the groups are read again (apply_group_reading); an entry
             // renamed twice keeps the DN it had before the first rename.
             c.user->state = before->state;
-            renamed_out_of_groups_.try_emplace(uuid, before->dn);
+            held_renames_.try_emplace(uuid, before->dn);
             schedule_group_readings();
         } else if (c.user && !before && persisting_ && groups_decide()) {
             // A new entry may be one moved into the base (modrdn with newSuperior), whose group
@@ -888,10 +888,10 @@ private:
             apply_group_members(writer, Membership::Group::migrated, group_member_values(*now.migrated));
         if (now.dual && newer_group(Membership::Group::dual, *now.dual))
             apply_group_members(writer, Membership::Group::dual, group_member_values(*now.dual));
-        for (auto it = renamed_out_of_groups_.begin(); it != renamed_out_of_groups_.end();) {
+        for (auto it = held_renames_.begin(); it != held_renames_.end();) {
             const auto person = people_.find(it->first);
             if (person == people_.end()) {  // deleted since
-                it = renamed_out_of_groups_.erase(it);
+                it = held_renames_.erase(it);
                 continue;
             }
             if (!now.last && listed(it->second) && !listed(person->second.dn)) {
@@ -905,7 +905,7 @@ private:
                          person->second.dn,
                          listed(person->second.dn) ? "name the new DN" : "do not name the new DN (no refint?)",
                          to_string(person->second.state));
-            it = renamed_out_of_groups_.erase(it);
+            it = held_renames_.erase(it);
         }
     }
 
@@ -926,7 +926,7 @@ private:
         // A rename waiting for the groups to be read again is held in this session only: a
         // restart resumed from a cookie would keep it so, even when the groups still name the
         // old DN (no refint), where a full read says source.
-        const bool renames_pending = !renamed_out_of_groups_.empty();
+        const bool renames_pending = !held_renames_.empty();
         if ((contested_keys_ + contested_aliases_ > 0 || renames_pending) && !removals_held) {
             // The map has one entry of an address that several give (as their address, or an
             // alias several users list or that is also an entry's address); the others live only
@@ -940,8 +940,8 @@ private:
             if (!cookie_withheld_ && renames_pending)
                 log_info("sync: {} renamed, whose state the groups decide: they are read again within 10 s; no "
                          "cookie stored until then, a restart reads the directory in full",
-                         renamed_out_of_groups_.size() == 1 ? std::string("a user")
-                                                            : fmt::format("{} users", renamed_out_of_groups_.size()));
+                         held_renames_.size() == 1 ? std::string("a user")
+                                                            : fmt::format("{} users", held_renames_.size()));
             else if (!cookie_withheld_)
                 log_info("sync: {} addresses are given by more than one entry: no cookie stored while they are, a "
                          "restart reads the directory in full", contested_keys_ + contested_aliases_);
@@ -1013,7 +1013,7 @@ private:
     // (normalized), and when the groups are read again for them: refint's rewrite takes
     // milliseconds on an idle server; the second reading is for a busy one.
     static constexpr std::chrono::seconds kGroupReadingFirst{1}, kGroupReadingLast{10};
-    std::unordered_map<std::string, std::string> renamed_out_of_groups_;
+    std::unordered_map<std::string, std::string> held_renames_;
     std::deque<Clock::time_point> group_readings_;  // earliest first
     bool persisting_ = false;  // in the persist stage: changes come one by one
     std::string migrated_csn_, dual_csn_;  // entryCSN of the groups as last applied (newer_group())

@@ -39,12 +39,13 @@ namespace {
 // always, DATA over a unix socket only: over TCP a DATA without reply leaves cleanup's first
 // header write to Nagle against the filter's delayed ACK, ~40 ms a message, measured by
 // bench/relay.py's author with strace: 2.96 s for 30 messages against 1.55 s), the same
-// actions and the same macro list (the queue id). So "coexist-milter against the null milter
-// with the same negotiation" compares their callbacks, not their protocols.
+// actions and the same macro lists, stage by stage (the queue id, and {rcpt_addr} at RCPT).
+// So "coexist-milter against the null milter with the same negotiation" compares their
+// callbacks, not their protocols.
 using coexist::milter::choose_protocol;
-using coexist::milter::kMacroList;
 using coexist::milter::kMacroStages;
 using coexist::milter::kRequiredActions;
+using coexist::milter::macro_list;
 using coexist::milter::ProtocolChoice;
 
 bool g_reply_to_data = true;  // false on a unix socket (set in main, before smfi_main)
@@ -89,7 +90,7 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned
         return SMFIS_REJECT;  // refuses the connection: the benchmark would not measure what it says
     }
     for (const int stage : kMacroStages)
-        if (smfi_setsymlist(ctx, stage, const_cast<char*>(kMacroList)) != MI_SUCCESS) {
+        if (smfi_setsymlist(ctx, stage, const_cast<char*>(macro_list(stage))) != MI_SUCCESS) {
             std::fprintf(stderr, "bench_null_milter: smfi_setsymlist(%d) failed\n", stage);
             return SMFIS_REJECT;
         }

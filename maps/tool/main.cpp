@@ -106,6 +106,15 @@ int main(int argc, char** argv) {
     std::string postfix_dir = kDefaultPostfixConfigDir;
     check_cmd->add_option("--postfix-config", postfix_dir, "Postfix configuration directory")->capture_default_str();
 
+    // A data error says "(map unchanged)" only for a command that would have written the map:
+    // after `get` or `route` it would suggest that they might have changed it.
+    const auto writes_map = [&] {
+        return init_cmd->parsed() || import_cmd->parsed() || set_cmd->parsed() || remove_cmd->parsed() ||
+               alias_cmd->parsed() || unalias_cmd->parsed() || batch_set_cmd->parsed() ||
+               batch_cancel_cmd->parsed() || sync_cmd->parsed() || restore_cmd->parsed();
+    };
+    const auto unchanged = [&] { return writes_map() ? " (map unchanged)" : ""; };
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -187,10 +196,10 @@ int main(int argc, char** argv) {
         std::cerr << "coexist-map: " << e.what() << '\n';
         return kDataError;
     } catch (const directory::DirectoryError& e) {
-        std::cerr << "coexist-map: " << e.what() << " (map unchanged)\n";
+        std::cerr << "coexist-map: " << e.what() << unchanged() << '\n';
         return kDataError;
     } catch (const DataError& e) {
-        std::cerr << "coexist-map: " << e.what() << " (map unchanged)\n";
+        std::cerr << "coexist-map: " << e.what() << unchanged() << '\n';
         return kDataError;
     } catch (const MapUnavailable& e) {
         std::cerr << "coexist-map: " << e.what() << '\n';

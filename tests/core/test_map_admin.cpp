@@ -278,7 +278,13 @@ TEST_CASE("the coexist-map binary: exit statuses and route output") {
           "x@example.org foreign\nnobody@fabrikam.com reject\n"
           "jsmith@contoso.com dual jsmith@contoso.onmicrosoft.com\n");
     CHECK(test::run_tool(m.config_file, {"set", "ann@contoso.com"}).status == 1);         // usage
-    CHECK(test::run_tool(m.config_file, {"set", "ann@contoso.com", "nope"}).status == 2); // data
+    // A data error says "(map unchanged)" after a command that writes, not after one that reads.
+    const auto bad_state = test::run_tool(m.config_file, {"set", "ann@contoso.com", "nope"});
+    CHECK(bad_state.status == 2);
+    CHECK_THAT(bad_state.out, Catch::EndsWith(" (map unchanged)\n"));
+    const auto unknown = test::run_tool(m.config_file, {"get", "nobody@contoso.com"});
+    CHECK(unknown.status == 2);
+    CHECK(unknown.out == "coexist-map: no such user or alias: nobody@contoso.com\n");
     CHECK(test::run_tool(m.config_file, {"import", m.dir.write("e.csv", "address\nbad\n")}).status == 2);
     const auto missing = m.dir.write("missing.ini", test::standard_config_text(m.dir.file("nomap")));
     CHECK(test::run_tool(missing, {"list"}).status == 3);

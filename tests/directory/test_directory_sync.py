@@ -68,10 +68,11 @@ class Directory:
         self.migrated = {u for i, u in enumerate(self.uids, 1) if i % migrated_every == 1}
         self.dual = {u for i, u in enumerate(self.uids, 1) if i % dual_every == 3}
         self.aliases = {u: [f"alias{i}@{DOMAIN}"] for i, u in enumerate(self.uids, 1) if i % alias_every == 0}
-        # a second alias for some, one of them in a domain we do not manage (ignored by sync)
+        # a second alias for some, one of them in a domain we do not manage (ignored by sync);
+        # a first one for those that alias_every gave none
         for i, u in enumerate(self.uids, 1):
             if i % 30 == 0:
-                self.aliases[u] += [f"second{i}@{DOMAIN}", f"other{i}@example.org"]
+                self.aliases.setdefault(u, []).extend([f"second{i}@{DOMAIN}", f"other{i}@example.org"])
         self.targets = {u: f"t{i}@elsewhere.example" for i, u in enumerate(self.uids, 1) if i % target_every == 0}
         self.mail = {u: f"{u}@{DOMAIN}" for u in self.uids}   # primary address (mail)
 

@@ -20,6 +20,7 @@ bool CsvReader::next(CsvRecord& record) {
 // pos_ and line_ back at the record's start: the record is parsed again with the next piece.
 CsvReader::Step CsvReader::parse(CsvRecord& record) {
     record.fields.clear();
+    record.error.reset();
     if (error_) return Step::end;
     // Skip blank lines between records.
     while (pos_ < text_.size() && (text_[pos_] == '\n' || text_[pos_] == '\r')) {
@@ -42,6 +43,25 @@ CsvReader::Step CsvReader::parse(CsvRecord& record) {
     };
     // The end of what has been read, but not of the text.
     auto cut = [&] { return pos_ >= text_.size() && more_; };
+    // An error found outside any quoted field: the record ends at the next line break, so the
+    // rest of its line is skipped and the reading goes on after it. A line longer than the
+    // record limit ends the reading instead, with this first error.
+    auto bad_line = [&](const std::string& why) {
+        for (;;) {
+            if (cut()) return need_more();
+            if (pos_ >= text_.size()) break;  // the last line, without a line break
+            if (text_[pos_] == '\n') {
+                ++pos_;
+                ++line_;
+                break;
+            }
+            if (pos_ - start >= kMaxCsvRecordBytes) return fail(why);
+            ++pos_;
+        }
+        record.fields.clear();
+        record.error = why;
+        return Step::record;
+    };
     std::string field;
     for (;;) {
         if (pos_ - start > kMaxCsvRecordBytes) return fail("record longer than 64 KiB");
@@ -67,9 +87,10 @@ CsvReader::Step CsvReader::parse(CsvRecord& record) {
                     field.push_back(c);
                 }
             }
-            if (pos_ < text_.size() && text_[pos_] != delimiter_ && text_[pos_] != '\n' && text_[pos_] != '\r')
-                return fail(pos_ - start >= kMaxCsvRecordBytes ? "record longer than 64 KiB"
-                                                               : "text after a closing quote");
+            if (pos_ < text_.size() && text_[pos_] != delimiter_ && text_[pos_] != '\n' && text_[pos_] != '\r') {
+                if (pos_ - start >= kMaxCsvRecordBytes) return fail("record longer than 64 KiB");
+                return bad_line("text after a closing quote");
+            }
         } else {
             // The field's bytes appended at once (a push_back a byte was most of the parse's
             // instructions); the error is that of the first byte that has one, quote first.
@@ -78,13 +99,13 @@ CsvReader::Step CsvReader::parse(CsvRecord& record) {
             const std::size_t too_long = start + kMaxCsvRecordBytes;  // the first byte past the limit
             const std::string_view run = text_.substr(pos_, end - pos_);
             if (const auto quote = run.find('"'); quote != std::string_view::npos && pos_ + quote < too_long)
-                return fail("quote inside an unquoted field");
+                return bad_line("quote inside an unquoted field");
             if (too_long < end) return fail("record longer than 64 KiB");
             field.append(run);
             pos_ = end;
             if (cut()) return need_more();
         }
-        if (record.fields.size() >= kMaxCsvFields) return fail(fmt::format("more than {} fields", kMaxCsvFields));
+        if (record.fields.size() >= kMaxCsvFields) return bad_line(fmt::format("more than {} fields", kMaxCsvFields));
         record.fields.push_back(std::move(field));
         field.clear();
         if (pos_ >= text_.size()) return Step::record;  // the last record, without a line break
@@ -93,7 +114,7 @@ CsvReader::Step CsvReader::parse(CsvRecord& record) {
         if (sep == '\r') {
             if (cut()) return need_more();
             if (pos_ < text_.size() && text_[pos_] == '\n') ++pos_;
-            else return fail("bare carriage return");
+            else return bad_line("bare carriage return");
         }
         ++line_;
         return Step::record;

@@ -222,8 +222,10 @@ ImportShape stage_file(const Config& c, const std::string& file, ImportInput& in
     CsvReader reader(std::move(first), [&source](std::string& out) { return source.more(out); }, delimiter);
     CsvRecord rec;
     // Rows that are wholly empty (",,,," as spreadsheets write them) are skipped everywhere.
+    // A row with a CSV error (rec.error) comes back: the caller names it.
     auto next_record = [&] {
         while (reader.next(rec)) {
+            if (rec.error) return true;
             trim_fields(rec);
             if (!all_empty(rec)) return true;
         }
@@ -233,6 +235,7 @@ ImportShape stage_file(const Config& c, const std::string& file, ImportInput& in
         if (reader.error()) throw DataError(fmt::format("{}:{}: {}", file, reader.error_line(), *reader.error()));
         throw DataError(file + ": empty file (expected a header row)");
     }
+    if (rec.error) throw DataError(fmt::format("{}:{}: {}", file, rec.line, *rec.error));
     const ImportColumns cols = map_import_header(file, rec);
     if (const auto warning = ignored_columns_warning(file, rec.line, cols); !warning.empty() && err)
         *err << "coexist-map: " << warning << '\n';
@@ -244,6 +247,10 @@ ImportShape stage_file(const Config& c, const std::string& file, ImportInput& in
     shape.has_pending = cols.pending_state != -1;
     shape.keeps_batch = cols.batch == -1 && !default_batch;
     while (next_record()) {
+        if (rec.error) {  // its cells cannot be told apart: no address to check the others against
+            errors.add(rec.line, *rec.error);
+            continue;
+        }
         ImportRow row;
         try {
             row = check_row(c, cols, rec, default_batch, default_state);
@@ -268,7 +275,9 @@ ImportShape stage_file(const Config& c, const std::string& file, ImportInput& in
             }
         if (twice) staged.withdraw(row);
     }
-    // A CSV syntax error ends the reading: what follows cannot be split into cells reliably.
+    // A quoted field not closed, or a record over the limit, ends the reading: what follows
+    // cannot be split into cells reliably. (Other CSV errors end at their line break: named
+    // above, and the rows after them are checked.)
     if (reader.error()) errors.add(reader.error_line(), *reader.error());
     return shape;
 }

@@ -183,6 +183,31 @@ TEST_CASE("a file with 7 bad rows reports all 7 in one run, in line order, and c
     CHECK(dry.out == "");
 }
 
+TEST_CASE("a stray quote names its row and the rows after it are still checked; an unclosed one ends the reading") {
+    BatchMap m;
+    m.import_text(kBase);
+    const std::string before = m.export_text();
+    const std::string f = m.dir.write("quotes.csv",
+                                      "address,state\n"
+                                      "good@contoso.com,migrated\n"
+                                      "o\"brien@contoso.com,migrated\n"   // Excel leaves such a quote bare
+                                      "\"x@contoso.com\"y,dual\n"          // text after a closing quote
+                                      "late@contoso.com,finished\n"        // checked all the same
+                                      "\"open@contoso.com,dual\n"          // no closing quote: the end
+                                      "unseen@example.org\n");
+    const auto r = m.import(f);
+    CHECK(r.error == f + ":3: quote inside an unquoted field\n" +
+                         f + ":4: text after a closing quote\n" +
+                         f + ":5: unknown state 'finished' (expected source, migrated or dual)\n" +
+                         f + ":6: quoted field not closed\n" +
+                         f + ": 4 bad rows, nothing imported");
+    CHECK(m.export_text() == before);
+    // In the header row it is the file's one error.
+    const std::string h = m.dir.write("header.csv", "add\"ress,state\nx@contoso.com,dual\n");
+    CHECK(m.import(h).error == h + ":1: quote inside an unquoted field");
+    CHECK(m.export_text() == before);
+}
+
 TEST_CASE("more than 100 bad rows: the first 100 by line, then '... and N more'") {
     BatchMap m;
     std::string csv = "address\n";

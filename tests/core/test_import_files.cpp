@@ -188,6 +188,7 @@ TEST_CASE("TextDecoder and CsvReader in pieces of 4096, 128, 16 and 1 byte give 
             REQUIRE(pieces.next(b));
             CHECK(a.fields == b.fields);
             CHECK(a.line == b.line);
+            CHECK(a.error == b.error);
         }
         CHECK_FALSE(pieces.next(b));
         CHECK(pieces.error() == all.error());

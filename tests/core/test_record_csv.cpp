@@ -100,11 +100,12 @@ TEST_CASE("CSV reader handles quoting, CRLF and blank lines") {
 }
 
 TEST_CASE("CSV reader errors carry the line") {
+    // The first error, of a record (the reading goes on) or of the reader (it ends).
     auto error_of = [](std::string_view text) {
         CsvReader r(text);
         CsvRecord rec;
-        while (r.next(rec)) {
-        }
+        while (r.next(rec))
+            if (rec.error) return std::pair{rec.line, *rec.error};
         REQUIRE(r.error());
         return std::pair{r.error_line(), *r.error()};
     };
@@ -149,6 +150,39 @@ TEST_CASE("CSV reader errors carry the line") {
         CHECK(wide.next(rec));
         CHECK(rec.fields.size() == kMaxCsvFields);
     }
+}
+
+TEST_CASE("CSV errors that end at their line break are each reported, and the reading goes on") {
+    // Each bad line is skipped to its line break; the record of line 4 has a quoted field over
+    // two lines before its error, so the next record starts on line 6; a bad last line needs
+    // no line break.
+    const std::string text = "a,b\nb\"c,d\nok,1\n\"multi\nline\",\"e\"f,g\nh\ri\n" + std::string(kMaxCsvFields, ',') +
+                             "\nlast,2\nx\"";
+    CsvReader r(text);  // a view: the text outlives it
+    CsvRecord rec;
+    std::vector<std::pair<std::size_t, std::string>> seen;
+    while (r.next(rec)) {
+        CHECK((rec.error.has_value() == rec.fields.empty()));
+        seen.emplace_back(rec.line, rec.error ? "error: " + *rec.error : rec.fields.front());
+    }
+    CHECK_FALSE(r.error());
+    CHECK(seen == std::vector<std::pair<std::size_t, std::string>>{
+                      {1, "a"},
+                      {2, "error: quote inside an unquoted field"},
+                      {3, "ok"},
+                      {4, "error: text after a closing quote"},
+                      {6, "error: bare carriage return"},
+                      {7, "error: more than 1024 fields"},
+                      {8, "last"},
+                      {9, "error: quote inside an unquoted field"}});
+    // A bad line longer than a record ends the reading, with its first error.
+    const std::string long_text = "a\nb\"" + std::string(kMaxCsvRecordBytes, 'x') + "\nnext\n";
+    CsvReader long_line(long_text);
+    REQUIRE(long_line.next(rec));
+    CHECK_FALSE(long_line.next(rec));
+    REQUIRE(long_line.error());
+    CHECK(*long_line.error() == "quote inside an unquoted field");
+    CHECK(long_line.error_line() == 2);
 }
 
 TEST_CASE("csv_field quotes only when it must, and the reader reads it back") {

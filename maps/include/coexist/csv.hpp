@@ -18,11 +18,18 @@ inline constexpr std::size_t kMaxCsvFields = 1024;
 struct CsvRecord {
     std::size_t line = 0;  // line the record starts on (1-based)
     std::vector<std::string> fields;
+    // Set (and fields empty) for a record whose error cannot have opened a quoted field: a
+    // quote inside an unquoted field, text after a closing quote, more than kMaxCsvFields
+    // fields, a bare carriage return. Its line ends where the next line break is, so the
+    // reader skips to it and reads on: one run names every such row.
+    std::optional<std::string> error;
 };
 
 // Splits text into records. Quoted fields may hold commas, quotes ("") and line breaks;
 // CRLF and LF both end a record; a trailing newline does not make an empty record; blank lines
-// are skipped. On malformed input returns the error as "LINE: reason" in `error`.
+// are skipped. A malformed record that ends at its line break comes back with its `error`
+// set; one that may not (a quoted field not closed, a record over kMaxCsvRecordBytes) ends the
+// reading, with error() and error_line().
 class CsvReader {
 public:
     // Appends the next piece of the text to `buffer`; false when there is no more.
@@ -38,7 +45,7 @@ public:
     CsvReader(const CsvReader&) = delete;
     CsvReader& operator=(const CsvReader&) = delete;
 
-    // False at the end or on error (then error() is set).
+    // False at the end or on an error that ends the reading (then error() is set).
     bool next(CsvRecord& record);
     const std::optional<std::string>& error() const { return error_; }
     std::size_t error_line() const { return error_line_; }

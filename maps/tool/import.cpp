@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <iostream>
 #include <ostream>
 #include <memory>
@@ -154,6 +155,16 @@ std::vector<std::string> split_aliases(std::string_view v) {
     return out;
 }
 
+constexpr std::size_t kEmptyStateLinesShown = 5;
+
+// One line: "FILE: N rows with an empty state cell take migrated (lines 4, 9, ...)".
+std::string empty_state_warning(const std::string& file, std::size_t count, const std::vector<std::size_t>& lines) {
+    return fmt::format("{}: {} row{} with an empty state cell take{} migrated (line{} {}{}); "
+                       "write the state, or give --state for the rows without one",
+                       file, count, count == 1 ? "" : "s", count == 1 ? "s" : "", lines.size() == 1 ? "" : "s",
+                       fmt::join(lines, ", "), count > lines.size() ? ", ..." : "");
+}
+
 // Checks one row by itself (syntax, domain, state, target, batch, aliases); DataError says why.
 ImportRow check_row(const Config& c, const ImportColumns& cols, const CsvRecord& rec,
                     const std::optional<std::string>& default_batch, State default_state) {
@@ -208,10 +219,12 @@ ImportRow check_row(const Config& c, const ImportColumns& cols, const CsvRecord&
 // Stages CSV rows, header mapping and row validation: the good rows into `staged`, and one
 // reason per bad row in `errors` (syntax, domains, states, duplicates inside the file). Only
 // a missing or unusable header, or a file in no encoding we read, stops it at once. `err`
-// gets the warning naming ignored columns (null: said already, in an earlier try).
+// gets the warnings: ignored columns, empty state cells (null: said already, in an earlier
+// try). `state_option`: --state, the state of rows without one (migrated when not given).
 ImportShape stage_file(const Config& c, const std::string& file, ImportInput& input,
-                       const std::optional<std::string>& default_batch, State default_state, StagedRows& staged,
-                       ImportErrors& errors, std::ostream* err) {
+                       const std::optional<std::string>& default_batch, std::optional<State> state_option,
+                       StagedRows& staged, ImportErrors& errors, std::ostream* err) {
+    const State default_state = state_option.value_or(State::migrated);
     input.rewind();
     DecodingSource source(input, file);
     // The header line tells the delimiter: read until it is whole (or the record limit).
@@ -246,11 +259,18 @@ ImportShape stage_file(const Config& c, const std::string& file, ImportInput& in
     shape.keeps_target = cols.target == -1;
     shape.has_pending = cols.pending_state != -1;
     shape.keeps_batch = cols.batch == -1 && !default_batch;
+    // Rows whose state cell is empty in a file that has the column, without --state: they take
+    // migrated by default, which a cell blanked by mistake (a rolled-back user's) does too.
+    std::vector<std::size_t> empty_state_lines;  // the first few, for the warning
+    std::size_t empty_states = 0;
     while (next_record()) {
         if (rec.error) {  // its cells cannot be told apart: no address to check the others against
             errors.add(rec.line, *rec.error);
             continue;
         }
+        if (cols.state != -1 && !state_option && static_cast<std::size_t>(cols.state) < rec.fields.size() &&
+            rec.fields[static_cast<std::size_t>(cols.state)].empty() && ++empty_states <= kEmptyStateLinesShown)
+            empty_state_lines.push_back(rec.line);
         ImportRow row;
         try {
             row = check_row(c, cols, rec, default_batch, default_state);
@@ -275,6 +295,8 @@ ImportShape stage_file(const Config& c, const std::string& file, ImportInput& in
             }
         if (twice) staged.withdraw(row);
     }
+    if (empty_states && err)
+        *err << "coexist-map: " << empty_state_warning(file, empty_states, empty_state_lines) << '\n';
     // A quoted field not closed, or a record over the limit, ends the reading: what follows
     // cannot be split into cells reliably. (Other CSV errors end at their line break: named
     // above, and the rows after them are checked.)
@@ -294,11 +316,11 @@ std::string summary(const ImportCounts& n) {
 
 int import_csv(const Config& c, const std::string& file, const ImportOptions& options, std::ostream& out,
                std::ostream& err) {
-    State default_state = State::migrated;
+    std::optional<State> state_option;
     if (options.state) {
         const auto st = parse_state(*options.state);
         if (!st) throw UsageError(fmt::format("--state '{}': expected source, migrated or dual", *options.state));
-        default_state = *st;
+        state_option = *st;
     }
     if (options.batch) checked_batch(*options.batch);
     ImportInput input(file);
@@ -325,7 +347,7 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
             ImportErrors errors(file);
             StagedRows staged(t);
             const ImportShape shape =
-                stage_file(c, file, input, options.batch, default_state, staged, errors, warned ? nullptr : &err);
+                stage_file(c, file, input, options.batch, state_option, staged, errors, warned ? nullptr : &err);
             warned = true;
             if (prune.enabled && staged.rows() == 0 && errors.empty())
                 throw DataError(fmt::format("{}: no rows: --prune would remove every user{}; 'coexist-map remove' "

@@ -183,6 +183,25 @@ TEST_CASE("a file with 7 bad rows reports all 7 in one run, in line order, and c
     CHECK(dry.out == "");
 }
 
+TEST_CASE("empty state cells in a file with a state column take migrated, with one warning naming them") {
+    BatchMap m;
+    std::string csv = "address,state\nann@contoso.com,dual\n";
+    for (int i = 0; i < 7; ++i) csv += "u" + std::to_string(i) + "@contoso.com,\n";  // lines 3 to 9
+    const auto r = m.import_text(csv);
+    REQUIRE(r.error == "");
+    CHECK(r.err == "coexist-map: " + m.dir.file("in.csv") +
+                       ": 7 rows with an empty state cell take migrated (lines 3, 4, 5, 6, 7, ...); "
+                       "write the state, or give --state for the rows without one\n");
+    CHECK_THAT(m.export_text(), Catch::Contains("u6@contoso.com,migrated,"));
+    // --state says it for them: no warning. Neither without a state column (the default is meant).
+    tool::ImportOptions given;
+    given.state = "source";
+    const auto with_state = m.import_text("address,state\nu0@contoso.com,\n", given);
+    CHECK(with_state.err == "");
+    CHECK_THAT(m.export_text(), Catch::Contains("u0@contoso.com,source,"));
+    CHECK(m.import_text("address\nu1@contoso.com\n").err == "");
+}
+
 TEST_CASE("a stray quote names its row and the rows after it are still checked; an unclosed one ends the reading") {
     BatchMap m;
     m.import_text(kBase);

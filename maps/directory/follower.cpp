@@ -1060,6 +1060,12 @@ void follow_until_stopped(const Config& config, MapStore& store, const std::atom
                 continue;
             }
         } catch (const DirectoryError& e) {
+            // A SIGTERM during a read ends it as an error (the connection torn down, or
+            // libldap's read giving up): no retry follows, so none is announced.
+            if (stop) {
+                log_info("sync: stopping on a signal ({}); the map keeps what was applied", e.what());
+                return;
+            }
             log_warning("sync: {}{}; the map keeps its last good state; retrying in {} s", e.what(),
                         e.transient() ? "" : " (needs the admin)", backoff);
             // `stats` says what the follower is doing: not following, but retrying.

@@ -1137,6 +1137,34 @@ def scenario_stalled_message(root):
                 raise
             finally:
                 a.stop_follower()
+        # 15c: SIGTERM during such a stall. libldap restarts the interrupted read, so the follower
+        # ends when the read gives up (within timeout): it says it stops on the signal, and
+        # announces no retry that will never come.
+        with StallingProxy(ldap.port, after=1000) as proxy:
+            b = Relay(root, "relay-stalled-term", ldap, uri=f"ldap://{s.LOOPBACK4}:{proxy.port}/",
+                      timeout=str(timeout))
+            b.run("init")
+            b.follower = spawn_follower(b)
+            try:
+                wait_until(proxy.stalled.is_set, FOLLOW_READY, "15c: the proxy stalled the refresh",
+                           on_timeout=b.follower_output)
+                b.follower.send_signal(signal.SIGTERM)
+                try:
+                    rc = b.follower.wait(timeout + 15)
+                except subprocess.TimeoutExpired:
+                    fail(f"15c: sync --follow still runs {timeout + 15} s after SIGTERM during a stall "
+                         f"(timeout = {timeout})", b.follower_output())
+                b.follower = None
+                text = b.follower_text()
+                check(rc == 0, f"15c: sync --follow exited {rc} on SIGTERM during a stall\n{text[-2000:]}")
+                check("sync: stopping on a signal" in text and "retrying in" not in text,
+                      f"15c: the follower's log of SIGTERM during a stall:\n{text[-2000:]}")
+                print("  15c ok: SIGTERM during the stall: exit 0 within the timeout, no retry announced")
+            except Exception:
+                sys.stderr.write(fail_with([b], [ldap]) + "\n")
+                raise
+            finally:
+                b.stop_follower()
 
 
 # ---- scenario 16: the directory restored from an older backup -----------------------------------

@@ -45,7 +45,7 @@ CsvReader::Step CsvReader::parse(CsvRecord& record) {
     auto cut = [&] { return pos_ >= text_.size() && more_; };
     // An error found outside any quoted field: the record ends at the next line break, so the
     // rest of its line is skipped and the reading goes on after it. A line longer than the
-    // record limit ends the reading instead, with this first error.
+    // record limit ends the reading instead, with this first error and the length.
     auto bad_line = [&](const std::string& why) {
         for (;;) {
             if (cut()) return need_more();
@@ -55,7 +55,7 @@ CsvReader::Step CsvReader::parse(CsvRecord& record) {
                 ++line_;
                 break;
             }
-            if (pos_ - start >= kMaxCsvRecordBytes) return fail(why);
+            if (pos_ - start >= kMaxCsvRecordBytes) return fail(why + ", on a line longer than 64 KiB");
             ++pos_;
         }
         record.fields.clear();
@@ -114,7 +114,8 @@ CsvReader::Step CsvReader::parse(CsvRecord& record) {
         if (sep == '\r') {
             if (cut()) return need_more();
             if (pos_ < text_.size() && text_[pos_] == '\n') ++pos_;
-            else return bad_line("bare carriage return");
+            // A CR as the text's last byte ends the last record, as a missing LF would.
+            else if (pos_ < text_.size()) return bad_line("bare carriage return (lines end with LF or CRLF)");
         }
         ++line_;
         return Step::record;

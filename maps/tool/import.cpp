@@ -219,8 +219,8 @@ ImportRow check_row(const Config& c, const ImportColumns& cols, const CsvRecord&
 // Stages CSV rows, header mapping and row validation: the good rows into `staged`, and one
 // reason per bad row in `errors` (syntax, domains, states, duplicates inside the file). Only
 // a missing or unusable header, or a file in no encoding we read, stops it at once. `err`
-// gets the warnings: ignored columns, empty state cells (null: said already, in an earlier
-// try). `state_option`: --state, the state of rows without one (migrated when not given).
+// gets the warning naming ignored columns (null: said already, in an earlier try).
+// `state_option`: --state, the state of rows without one (migrated when not given).
 ImportShape stage_file(const Config& c, const std::string& file, ImportInput& input,
                        const std::optional<std::string>& default_batch, std::optional<State> state_option,
                        StagedRows& staged, ImportErrors& errors, std::ostream* err) {
@@ -259,18 +259,11 @@ ImportShape stage_file(const Config& c, const std::string& file, ImportInput& in
     shape.keeps_target = cols.target == -1;
     shape.has_pending = cols.pending_state != -1;
     shape.keeps_batch = cols.batch == -1 && !default_batch;
-    // Rows whose state cell is empty in a file that has the column, without --state: they take
-    // migrated by default, which a cell blanked by mistake (a rolled-back user's) does too.
-    std::vector<std::size_t> empty_state_lines;  // the first few, for the warning
-    std::size_t empty_states = 0;
     while (next_record()) {
         if (rec.error) {  // its cells cannot be told apart: no address to check the others against
             errors.add(rec.line, *rec.error);
             continue;
         }
-        if (cols.state != -1 && !state_option && static_cast<std::size_t>(cols.state) < rec.fields.size() &&
-            rec.fields[static_cast<std::size_t>(cols.state)].empty() && ++empty_states <= kEmptyStateLinesShown)
-            empty_state_lines.push_back(rec.line);
         ImportRow row;
         try {
             row = check_row(c, cols, rec, default_batch, default_state);
@@ -293,14 +286,20 @@ ImportShape stage_file(const Config& c, const std::string& file, ImportInput& in
                 errors.add(row.line, fmt::format("alias {} is listed twice (first on line {})", a, *first_line));
                 twice = true;
             }
-        if (twice) staged.withdraw(row);
+        if (twice) {
+            staged.withdraw(row);
+            continue;
+        }
+        // A row staged with an empty state cell in a file that has the column, without --state:
+        // it takes migrated by default, as a cell blanked by mistake (a rolled-back user's) does.
+        if (cols.state != -1 && !state_option && rec.fields[static_cast<std::size_t>(cols.state)].empty() &&
+            ++shape.empty_states <= kEmptyStateLinesShown)
+            shape.empty_state_lines.push_back(row.line);
     }
-    if (empty_states && err)
-        *err << "coexist-map: " << empty_state_warning(file, empty_states, empty_state_lines) << '\n';
     // A quoted field not closed, or a record over the limit, ends the reading: what follows
     // cannot be split into cells reliably. (Other CSV errors end at their line break: named
     // above, and the rows after them are checked.)
-    if (reader.error()) errors.add(reader.error_line(), *reader.error());
+    if (reader.error()) errors.reading_stopped(reader.error_line(), *reader.error());
     return shape;
 }
 
@@ -338,6 +337,8 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
     ImportDiff diff(options.dry_run);
     ImportCounts counts;
     std::size_t rows = 0;
+    std::size_t empty_states = 0;
+    std::vector<std::size_t> empty_state_lines;
     bool warned = false;
     try {
         store.write(ctx, [&](MapTxn& t) {
@@ -364,10 +365,14 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
             if (!errors.empty()) throw DataError(errors.report());  // aborts: nothing written
             finish_import(t, shape, staged, prune, diff, counts, !options.dry_run);
             rows = staged.rows();
+            empty_states = shape.empty_states;
+            empty_state_lines = shape.empty_state_lines;
             if (options.dry_run) throw DryRunEnd{};
         });
     } catch (const DryRunEnd&) {
     }
+    // Said only of an import that takes them (or would): a failed one takes nothing.
+    if (empty_states) err << "coexist-map: " << empty_state_warning(file, empty_states, empty_state_lines) << '\n';
 
     diff.print(out);
     out << fmt::format("{} {} rows from {}: {}\n", options.dry_run ? "would import" : "imported", rows, file,

@@ -31,6 +31,10 @@ struct ImportShape {
     // The file has pending_state/pending_at columns (an export): each row's scheduled change, or
     // none when its cells are empty.
     bool has_pending = false;
+    // Rows staged with an empty cell in a state column, without --state: they take migrated.
+    // Counted, and the first kEmptyStateLinesShown lines kept, for the warning of a good import.
+    std::size_t empty_states = 0;
+    std::vector<std::size_t> empty_state_lines;
 };
 
 // --prune: remove the admin-owned users not in the file, of `batch` only when given.

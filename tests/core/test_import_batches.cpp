@@ -200,6 +200,32 @@ TEST_CASE("empty state cells in a file with a state column take migrated, with o
     CHECK(with_state.err == "");
     CHECK_THAT(m.export_text(), Catch::Contains("u0@contoso.com,source,"));
     CHECK(m.import_text("address\nu1@contoso.com\n").err == "");
+    // Only rows the import takes are counted, and only an import that succeeds warns.
+    const auto counted = m.import_text("address,state\nnot an address,\nu2@contoso.com,\nu2@contoso.com,\n"
+                                       "u3@contoso.com,\n");
+    CHECK(counted.error != "");
+    CHECK(counted.err == "");
+    const auto good = m.import_text("address,state\nnot-managed@example.org,dual\nu4@contoso.com,\n",
+                                    opts(std::nullopt, true, false));  // --dry-run: what it would take
+    CHECK(good.error != "");
+    CHECK(good.err == "");
+    const auto dry = m.import_text("address,state\nu4@contoso.com,\nu5@contoso.com,source\n",
+                                   opts(std::nullopt, true, false));
+    REQUIRE(dry.error == "");
+    CHECK(dry.err == "coexist-map: " + m.dir.file("in.csv") +
+                         ": 1 row with an empty state cell takes migrated (line 2); "
+                         "write the state, or give --state for the rows without one\n");
+}
+
+TEST_CASE("a cell quoted in an import error cannot make another line, and a long one is cut") {
+    BatchMap m;
+    const std::string f = m.dir.write("forged.csv", "address,state\n"
+                                                     "a@contoso.com,\"mig\nforged.csv:99: forged \x1b[31mRED\"\n"
+                                                     "b@contoso.com," + std::string(5000, 'y') + "\n");
+    const auto r = m.import(f);
+    CHECK(r.error == f + ":2: unknown state 'mig?forged.csv:99: forged ?[31mRED' (expected source, migrated or dual)\n" +
+                         f + ":4: unknown state '" + std::string(1024 - 15, 'y') + "...\n" +
+                         f + ": 2 bad rows, nothing imported");
 }
 
 TEST_CASE("a stray quote names its row and the rows after it are still checked; an unclosed one ends the reading") {
@@ -218,7 +244,7 @@ TEST_CASE("a stray quote names its row and the rows after it are still checked; 
     CHECK(r.error == f + ":3: quote inside an unquoted field\n" +
                          f + ":4: text after a closing quote\n" +
                          f + ":5: unknown state 'finished' (expected source, migrated or dual)\n" +
-                         f + ":6: quoted field not closed\n" +
+                         f + ":6: quoted field not closed; the rows after it were not read\n" +
                          f + ": 4 bad rows, nothing imported");
     CHECK(m.export_text() == before);
     // In the header row it is the file's one error.
@@ -235,7 +261,10 @@ TEST_CASE("more than 100 bad rows: the first 100 by line, then '... and N more'"
     const auto r = m.import_text(csv);
     CHECK_THAT(r.error, Catch::StartsWith(m.dir.file("in.csv") + ":2: 'user0@example.org' is not in a managed domain\n"));
     CHECK_THAT(r.error, Catch::Contains(":101: 'user99@example.org'"));
-    CHECK_THAT(r.error, Catch::Contains("\n... and 31 more\n" + m.dir.file("in.csv") + ": 131 bad rows, nothing imported"));
+    // The row that ended the reading is shown whatever the count: nothing after it was checked.
+    CHECK_THAT(r.error, Catch::Contains("\n... and 30 more\n" + m.dir.file("in.csv") +
+                                        ":132: quoted field not closed; the rows after it were not read\n" +
+                                        m.dir.file("in.csv") + ": 131 bad rows, nothing imported"));
     CHECK_FALSE(Catch::Contains(":102: ").match(r.error));
     CHECK(m.export_text() == "address,state,target,batch,aliases\n");
 }

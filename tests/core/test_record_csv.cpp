@@ -116,7 +116,7 @@ TEST_CASE("CSV reader errors carry the line") {
     // The first byte in error decides: a quote within the limit, the length past it.
     CHECK(error_of("a\nb,c\"d\n").second == "quote inside an unquoted field");
     CHECK(error_of("a\n" + std::string(1000, 'x') + "\"" + std::string(70000, 'x')).second ==
-          "quote inside an unquoted field");
+          "quote inside an unquoted field, on a line longer than 64 KiB");
     CHECK(error_of("a\n" + std::string(70000, 'x') + "\"").second == "record longer than 64 KiB");
     CHECK(error_of("a\n" + std::string(70000, 'x') + ",b").second == "record longer than 64 KiB");
     CHECK(error_of(std::string(kMaxCsvFields, ',')).second == "more than 1024 fields");
@@ -141,7 +141,7 @@ TEST_CASE("CSV reader errors carry the line") {
     CHECK(error_of("a\n" + two_fields + "y\n").second == "record longer than 64 KiB");
     // A quote as the limit's last byte is the quote's error; one byte later, the length's.
     CHECK(error_of("a\n" + std::string(kMaxCsvRecordBytes - 1, 'x') + "\"x\n").second ==
-          "quote inside an unquoted field");
+          "quote inside an unquoted field, on a line longer than 64 KiB");
     CHECK(error_of("a\n" + std::string(kMaxCsvRecordBytes, 'x') + "\"\n").second == "record longer than 64 KiB");
     {
         const std::string text = std::string(kMaxCsvFields - 1, ',') + "\n";  // GAM's allfields: hundreds of columns
@@ -171,17 +171,25 @@ TEST_CASE("CSV errors that end at their line break are each reported, and the re
                       {2, "error: quote inside an unquoted field"},
                       {3, "ok"},
                       {4, "error: text after a closing quote"},
-                      {6, "error: bare carriage return"},
+                      {6, "error: bare carriage return (lines end with LF or CRLF)"},
                       {7, "error: more than 1024 fields"},
                       {8, "last"},
                       {9, "error: quote inside an unquoted field"}});
-    // A bad line longer than a record ends the reading, with its first error.
+    // A CR as the text's last byte ends the last record (as a missing LF does), not an error.
+    CsvReader final_cr("a,b\nlast,2\r");
+    REQUIRE(final_cr.next(rec));
+    REQUIRE(final_cr.next(rec));
+    CHECK(rec.fields == std::vector<std::string>{"last", "2"});
+    CHECK_FALSE(rec.error);
+    CHECK_FALSE(final_cr.next(rec));
+    CHECK_FALSE(final_cr.error());
+    // A bad line longer than a record ends the reading, with its first error and the length.
     const std::string long_text = "a\nb\"" + std::string(kMaxCsvRecordBytes, 'x') + "\nnext\n";
     CsvReader long_line(long_text);
     REQUIRE(long_line.next(rec));
     CHECK_FALSE(long_line.next(rec));
     REQUIRE(long_line.error());
-    CHECK(*long_line.error() == "quote inside an unquoted field");
+    CHECK(*long_line.error() == "quote inside an unquoted field, on a line longer than 64 KiB");
     CHECK(long_line.error_line() == 2);
 }
 

@@ -29,19 +29,15 @@ public:
     // may quote a cell: it is made one printable line (loggable(), at most kMaxReasonBytes),
     // so that a cell holding a line break or a terminal's escape codes cannot forge a line.
     void add(std::size_t line, std::string_view reason) {
-        if (kept_.count(line) || (stop_ && stop_->first == line)) return;
+        if (kept_.count(line)) return;
         ++count_;
         kept_.emplace(line, loggable(reason, kMaxReasonBytes));
         if (kept_.size() > kMaxReported) kept_.erase(std::prev(kept_.end()));  // keep the earliest lines
     }
     // The CSV error that ended the reading at the row starting on `line` (an unclosed quote, a
     // record over the limit): a bad row too, and always reported, after the others, since no
-    // row after it was checked.
+    // row after it was checked. Its row was never read as a record, so no add() named it.
     void reading_stopped(std::size_t line, std::string_view reason) {
-        if (const auto kept = kept_.find(line); kept != kept_.end()) {
-            kept_.erase(kept);
-            --count_;
-        }
         ++count_;
         stop_.emplace(line, loggable(reason, kMaxReasonBytes));
     }

@@ -1,17 +1,23 @@
 // The milter's libmilter-free logic: xtext, RCPT parameters, trace headers, the per-message
-// plan of envelope edits, replies and log lines, the protocol negotiated with the MTA.
+// plan of envelope edits, replies and log lines, the protocol negotiated with the MTA, the
+// session threads' stack.
 #include <catch2/catch.hpp>
+
+#include <pthread.h>
 
 #include <ctime>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "esmtp_params.hpp"
 #include "message_plan.hpp"
 #include "negotiation.hpp"
 #include "replies.hpp"
+#include "session_threads.hpp"
 #include "trace_header.hpp"
 #include "xtext.hpp"
+#include "coexist/system_error.hpp"
 
 using namespace coexist;
 using namespace coexist::milter;
@@ -248,4 +254,39 @@ TEST_CASE("negotiation: an MTA that offers less gets the protocol of before") {
         CHECK(c.steps == kLibmilterSteps);
         CHECK_FALSE(c.macro_lists);
     }
+}
+
+TEST_CASE("set_default_thread_stack: threads started afterwards get that stack; below PTHREAD_STACK_MIN is refused") {
+    // Process-wide state: put the default back for the test cases that follow.
+    pthread_attr_t before;
+    REQUIRE(pthread_getattr_default_np(&before) == 0);
+    std::size_t before_bytes = 0;
+    REQUIRE(pthread_attr_getstacksize(&before, &before_bytes) == 0);
+    pthread_attr_destroy(&before);
+    struct RestoreAtExit {
+        std::size_t bytes;
+        ~RestoreAtExit() {
+            try {
+                set_default_thread_stack(bytes);
+            } catch (...) {
+            }
+        }
+    } restore{before_bytes};
+
+    const auto stack_of_a_new_thread = [] {
+        std::size_t bytes = 0;
+        std::thread([&bytes] {
+            pthread_attr_t attr;
+            if (pthread_getattr_np(pthread_self(), &attr) != 0) return;
+            pthread_attr_getstacksize(&attr, &bytes);
+            pthread_attr_destroy(&attr);
+        }).join();
+        return bytes;
+    };
+    set_default_thread_stack(kSessionThreadStackBytes);
+    CHECK(stack_of_a_new_thread() == kSessionThreadStackBytes);
+    set_default_thread_stack(2 * kSessionThreadStackBytes);
+    CHECK(stack_of_a_new_thread() == 2 * kSessionThreadStackBytes);
+    CHECK_THROWS_AS(set_default_thread_stack(1024), SystemError);
+    CHECK(stack_of_a_new_thread() == 2 * kSessionThreadStackBytes);  // unchanged by the refusal
 }

@@ -35,6 +35,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_users.hpp"
+
 namespace {
 
 constexpr std::size_t kReadSize = 64 * 1024;
@@ -117,16 +119,7 @@ Fd listen_on(const std::string& spec) {
     return s;
 }
 
-// The shared rule: userN@contoso.com is migrated iff N % 10 == 0. Anything else is not migrated.
-bool migrated(std::string_view key) {
-    constexpr std::string_view prefix = "user", domain = "@contoso.com";
-    if (key.size() <= prefix.size() + domain.size() || key.substr(0, prefix.size()) != prefix) return false;
-    if (key.substr(key.size() - domain.size()) != domain) return false;
-    const std::string_view digits = key.substr(prefix.size(), key.size() - prefix.size() - domain.size());
-    unsigned long n = 0;
-    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
-    return ec == std::errc() && end == digits.data() + digits.size() && n % 10 == 0;
-}
+using coexist::bench::migrated;
 
 void append_netstring(std::string& out, std::string_view payload) {
     char len[24];

@@ -2,7 +2,7 @@
 // of any libmilter design (issue 13). bench/relay.py runs it beside coexist-milter in the same
 // Postfix, so the difference between the two is coexist's own work, not libmilter's.
 //
-//   bench_null_milter --socket inet:PORT@127.0.0.1|unix:/path [--no-reply] [--add-header]
+//   bench_null_milter --socket inet:PORT@127.0.0.1|unix:/path [--no-reply] [--add-header] [--edits]
 //
 // It registers the callbacks coexist-milter registers (envfrom, envrcpt, data, header, eom,
 // abort, close), opens its socket through coexist-milter's own open_milter_socket (so an inet
@@ -21,6 +21,14 @@
 // the action"), so this floor separates what Postfix's cleanup spends on inserting a header from
 // what coexist-milter's own callbacks cost. The recipient changes of a rewrite are not
 // imitated: in the null configurations virtual_alias_maps does that routing.
+//
+// --edits: everything coexist-milter sends Postfix at end of message, with no map and no log:
+// the header of --add-header, and for each migrated recipient of the bench's users
+// (bench_users.hpp: decided from the address alone) the delete of the recipient as received
+// and the add of its routing address with ORCPT, as coexist-milter makes them. The recipients
+// are kept per session from RCPT, as coexist-milter keeps its plan. This is the floor of the
+// design itself: what is left between it and coexist-milter is the map lookup, the log lines
+// and coexist-milter's bookkeeping.
 #include <libmilter/mfapi.h>
 
 #include <atomic>
@@ -29,11 +37,14 @@
 #include <ctime>
 #include <exception>
 #include <string>
+#include <vector>
 
+#include "bench_users.hpp"
 #include "milter_socket.hpp"
 #include "negotiation.hpp"
 #include "session_threads.hpp"
 #include "trace_header.hpp"
+#include "xtext.hpp"
 
 namespace {
 
@@ -65,23 +76,88 @@ sfsistat answer(unsigned long nr_flag) {
     return (g_no_reply.load(std::memory_order_relaxed) & nr_flag) != 0 ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
-sfsistat on_envfrom(SMFICTX*, char**) { return answer(SMFIP_NR_MAIL); }
-sfsistat on_envrcpt(SMFICTX*, char**) { return answer(SMFIP_NR_RCPT); }  // never ACCEPT: it would skip eom
+bool g_add_header = false;  // --add-header or --edits (set in main, before smfi_main)
+bool g_edits = false;       // --edits
+
+// --edits: the migrated recipients of the current message, as received (argv[0] of RCPT).
+struct Session {
+    std::vector<std::string> migrated;
+};
+
+Session* session_of(SMFICTX* ctx) { return static_cast<Session*>(smfi_getpriv(ctx)); }
+
+sfsistat on_envfrom(SMFICTX* ctx, char**) {
+    if (Session* s = session_of(ctx)) s->migrated.clear();
+    return answer(SMFIP_NR_MAIL);
+}
+
+// Never ACCEPT: it would skip eom.
+sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
+    if (!g_edits || argv == nullptr || argv[0] == nullptr) return answer(SMFIP_NR_RCPT);
+    std::string_view address = argv[0];
+    if (address.size() >= 2 && address.front() == '<' && address.back() == '>')
+        address = address.substr(1, address.size() - 2);
+    if (!coexist::bench::migrated(address)) return answer(SMFIP_NR_RCPT);
+    try {
+        Session* s = session_of(ctx);
+        if (s == nullptr) {
+            s = new Session;
+            if (smfi_setpriv(ctx, s) != MI_SUCCESS) {
+                delete s;
+                return SMFIS_TEMPFAIL;  // the run then fails its delivery check
+            }
+        }
+        s->migrated.emplace_back(argv[0]);
+    } catch (const std::exception&) {
+        return SMFIS_TEMPFAIL;
+    }
+    return answer(SMFIP_NR_RCPT);
+}
+
 sfsistat on_data(SMFICTX*) { return answer(SMFIP_NR_DATA); }
 sfsistat on_header(SMFICTX*, char*, char*) { return answer(SMFIP_NR_HDR); }
-bool g_add_header = false;  // --add-header (set in main, before smfi_main)
+
+// --edits: coexist-milter's edits for one migrated recipient (MessagePlan::edits): the delete of
+// the recipient as received, the add of userN@o365.contoso.com with the sender's address as ORCPT.
+bool rewrite(SMFICTX* ctx, const std::string& as_received) {
+    std::string_view address = as_received;
+    if (address.size() >= 2 && address.front() == '<' && address.back() == '>')
+        address = address.substr(1, address.size() - 2);
+    const std::string local(address.substr(0, address.size() - coexist::bench::kManagedDomain.size()));
+    const std::string added = "<" + local + std::string(coexist::bench::kRoutingDomain) + ">";
+    const std::string params = "ORCPT=rfc822;" + coexist::milter::xtext_encode(address);
+    return smfi_delrcpt(ctx, const_cast<char*>(as_received.c_str())) == MI_SUCCESS &&
+           smfi_addrcpt_par(ctx, const_cast<char*>(added.c_str()), const_cast<char*>(params.c_str())) == MI_SUCCESS;
+}
 
 sfsistat on_eom(SMFICTX* ctx) {
     if (!g_add_header) return SMFIS_CONTINUE;
-    const char* id = smfi_getsymval(ctx, const_cast<char*>("i"));
-    const std::string value = coexist::milter::trace_header_value("bench.test", id ? id : "NOQUEUE", std::time(nullptr));
-    if (smfi_addheader(ctx, const_cast<char*>(coexist::milter::kTraceHeaderName.data()),
-                       const_cast<char*>(value.c_str())) != MI_SUCCESS)
-        return SMFIS_TEMPFAIL;  // the run then fails its delivery check: never a silent difference
+    try {
+        if (Session* s = session_of(ctx)) {
+            for (const auto& r : s->migrated)
+                if (!rewrite(ctx, r)) return SMFIS_TEMPFAIL;
+            s->migrated.clear();
+        }
+        const char* id = smfi_getsymval(ctx, const_cast<char*>("i"));
+        const std::string value =
+            coexist::milter::trace_header_value("bench.test", id ? id : "NOQUEUE", std::time(nullptr));
+        if (smfi_addheader(ctx, const_cast<char*>(coexist::milter::kTraceHeaderName.data()),
+                           const_cast<char*>(value.c_str())) != MI_SUCCESS)
+            return SMFIS_TEMPFAIL;  // the run then fails its delivery check: never a silent difference
+    } catch (const std::exception&) {
+        return SMFIS_TEMPFAIL;
+    }
     return SMFIS_CONTINUE;
 }
-sfsistat on_abort(SMFICTX*) { return SMFIS_CONTINUE; }
-sfsistat on_close(SMFICTX*) { return SMFIS_CONTINUE; }
+sfsistat on_abort(SMFICTX* ctx) {
+    if (Session* s = session_of(ctx)) s->migrated.clear();
+    return SMFIS_CONTINUE;
+}
+sfsistat on_close(SMFICTX* ctx) {
+    delete session_of(ctx);
+    smfi_setpriv(ctx, nullptr);
+    return SMFIS_CONTINUE;
+}
 
 // xxfi_negotiate, as coexist-milter's (milter/src/filter.cpp, on_negotiate): f0/f1 are the
 // actions and protocol steps Postfix offers; *pf1 arrives holding libmilter's SMFIP_NO* choice.
@@ -106,7 +182,7 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned
 
 int usage() {
     std::fprintf(stderr, "usage: bench_null_milter --socket inet:PORT@127.0.0.1|unix:/path [--no-reply] "
-                 "[--add-header]\n");
+                 "[--add-header] [--edits]\n");
     return 1;
 }
 
@@ -119,6 +195,7 @@ int main(int argc, char** argv) {
         if (std::strcmp(argv[i], "--socket") == 0 && i + 1 < argc) socket = argv[++i];
         else if (std::strcmp(argv[i], "--no-reply") == 0) no_reply = true;
         else if (std::strcmp(argv[i], "--add-header") == 0) g_add_header = true;
+        else if (std::strcmp(argv[i], "--edits") == 0) g_add_header = g_edits = true;
         else return usage();
     }
     if (socket.empty()) return usage();
@@ -147,7 +224,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     std::fprintf(stderr, "bench_null_milter: listening on %s (%s%s)\n", socket.c_str(),
-                 no_reply ? "no-reply negotiation" : "default negotiation", g_add_header ? ", adds a header" : "");
+                 no_reply ? "no-reply negotiation" : "default negotiation",
+                 g_edits ? ", makes coexist-milter's edits" : g_add_header ? ", adds a header" : "");
     // coexist-milter's session thread stacks (milter/src/session_threads.hpp), by construction:
     // a libmilter-wide saving that any filter can have, so the floor has it too.
     try {

@@ -17,9 +17,12 @@ Configurations:
                    changes nothing), libmilter's default negotiation; its session threads
                    have coexist-milter's stack size (milter/src/session_threads.hpp)
   null-milter-nr   the same, the null milter negotiating no replies (--no-reply)
-  null-milter-nr-header
-                   the same, the null milter also adding one X-Coexist-Trace header to every
-                   message (--add-header), the one change coexist-milter makes to them all
+  null-milter-nr-edits
+                   the null milter negotiating no replies and making coexist-milter's changes
+                   at end of message (--edits): one X-Coexist-Trace header on every message,
+                   and for each migrated recipient (decided from the address: bench_users.hpp)
+                   the delete and the add with ORCPT; no virtual_alias_maps, as for coexist-
+                   milter. The floor of the design itself: no map, no log lines
   milter           coexist-milter over inet:
   milter-unix      coexist-milter over unix:
   socketmap        coexist-policyd's socketmap as shipped (contrib/postfix/main.cf.socketmap:
@@ -490,16 +493,17 @@ def done_when(summaries, negotiation, missing):
             row(f"coexist-milter CPU/msg vs {CONFIG_TITLES[same]}", load_key,
                 f"{fmt_ms(m['cpu']['coexist-milter'])} ms", f"{fmt_ms(n['cpu'][same])} ms", ratio, per_round,
                 "<= 1.1", ratio <= 1.1)
-            if same == "null-milter-nr" and "null-milter-nr-header" in s:
-                # Not a target of the issue: it tells how much of a gap above is Postfix inserting
-                # the one header coexist-milter must add, rather than coexist-milter's own work.
-                h = s["null-milter-nr-header"]
+            if same == "null-milter-nr" and "null-milter-nr-edits" in s:
+                # Not a target of the issue: it tells how much of a gap above is the protocol work
+                # the design asks of coexist-milter at end of message (the trace header, the
+                # delete and add of each rewritten recipient), rather than its own lookups and logs.
+                h = s["null-milter-nr-edits"]
                 ratio, per_round = paired_ratio(m["runs"], h["runs"])
-                row(f"(reading aid) coexist-milter msgs/s vs {CONFIG_TITLES['null-milter-nr-header']}", load_key,
+                row(f"(reading aid) coexist-milter msgs/s vs {CONFIG_TITLES['null-milter-nr-edits']}", load_key,
                     f"{m['rate']:.0f}", f"{h['rate']:.0f}", ratio, per_round, "-", None)
-                ratio, per_round = cpu_ratio(m, h, "null-milter-nr-header")
-                row(f"(reading aid) coexist-milter CPU/msg vs {CONFIG_TITLES['null-milter-nr-header']}", load_key,
-                    f"{fmt_ms(m['cpu']['coexist-milter'])} ms", f"{fmt_ms(h['cpu']['null-milter-nr-header'])} ms",
+                ratio, per_round = cpu_ratio(m, h, "null-milter-nr-edits")
+                row(f"(reading aid) coexist-milter CPU/msg vs {CONFIG_TITLES['null-milter-nr-edits']}", load_key,
+                    f"{fmt_ms(m['cpu']['coexist-milter'])} ms", f"{fmt_ms(h['cpu']['null-milter-nr-edits'])} ms",
                     ratio, per_round, "-", None)
         if "socketmap" in s and "null-socketmap" in s:
             m, n = s["socketmap"], s["null-socketmap"]
@@ -517,7 +521,7 @@ CONFIG_TITLES = {
     "plain": "plain Postfix, `virtual_alias_maps = lmdb:`",
     "null-milter": "null milter, default negotiation",
     "null-milter-nr": "null milter, no-reply negotiation",
-    "null-milter-nr-header": "null milter, no-reply negotiation, adds one header",
+    "null-milter-nr-edits": "null milter, no-reply negotiation, makes coexist-milter's edits",
     "milter": "coexist-milter (`inet:`)",
     "milter-unix": "coexist-milter (`unix:`)",
     "socketmap": "socketmap (`coexist-policyd`, main.cf as in contrib/postfix/main.cf.socketmap)",
@@ -562,7 +566,7 @@ def main():
     with Lab("bench-relay") as lab:
         os.chmod(lab.path(), 0o755)
         ports = {k: lab.free_port() for k in ("milter", "policy", "socketmap", "null_milter",
-                                              "null_milter_nr", "null_milter_nr_header", "null_socketmap",
+                                              "null_milter_nr", "null_milter_nr_edits", "null_socketmap",
                                               "null_policy")}
         unix_sock = lab.path("milter.sock")
         ini = write_ini(lab.path("coexist.ini"), lab, ports, f"inet:{ports['milter']}@127.0.0.1")
@@ -582,9 +586,9 @@ def main():
         daemons["null-milter-nr"] = lab.spawn("null-milter-nr", [null_milter, "--socket",
                                                                  f"inet:{ports['null_milter_nr']}@127.0.0.1",
                                                                  "--no-reply"])
-        daemons["null-milter-nr-header"] = lab.spawn("null-milter-nr-header", [
-            null_milter, "--socket", f"inet:{ports['null_milter_nr_header']}@127.0.0.1", "--no-reply",
-            "--add-header"])
+        daemons["null-milter-nr-edits"] = lab.spawn("null-milter-nr-edits", [
+            null_milter, "--socket", f"inet:{ports['null_milter_nr_edits']}@127.0.0.1", "--no-reply",
+            "--edits"])
         if os.access(null_lookup, os.X_OK):
             daemons["null-socketmap"] = lab.spawn("null-lookup", [
                 null_lookup, "--socketmap", f"inet:127.0.0.1:{ports['null_socketmap']}",
@@ -593,7 +597,7 @@ def main():
             missing["null-socketmap"] = f"{null_lookup} not built"
             print(f"relay.py: {missing['null-socketmap']}: the null socketmap configuration is skipped",
                   file=sys.stderr)
-        for key in ("milter", "policy", "socketmap", "null_milter", "null_milter_nr", "null_milter_nr_header"):
+        for key in ("milter", "policy", "socketmap", "null_milter", "null_milter_nr", "null_milter_nr_edits"):
             wait_listening("127.0.0.1", ports[key], 20)
         if "null-socketmap" in daemons:
             wait_listening("127.0.0.1", ports["null_socketmap"], 20)
@@ -602,9 +606,9 @@ def main():
         negotiation = {"coexist-milter": milter_negotiation(ports["milter"]),
                        "null milter": milter_negotiation(ports["null_milter"]),
                        "null milter --no-reply": milter_negotiation(ports["null_milter_nr"]),
-                       "null milter --no-reply --add-header": milter_negotiation(ports["null_milter_nr_header"])}
+                       "null milter --no-reply --edits": milter_negotiation(ports["null_milter_nr_edits"])}
         if (negotiation["null milter"][0] != "default" or negotiation["null milter --no-reply"][0] != "no-reply"
-                or negotiation["null milter --no-reply --add-header"][0] != "no-reply"):
+                or negotiation["null milter --no-reply --edits"][0] != "no-reply"):
             raise RuntimeError(f"null milters negotiate {negotiation}, not what they are named for")
         print(f"relay.py: negotiation {negotiation}", file=sys.stderr)
 
@@ -625,9 +629,9 @@ def main():
             "null-milter-nr": ({"virtual_alias_maps": plain_table,
                                 "smtpd_milters": f"inet:127.0.0.1:{ports['null_milter_nr']}"},
                                ["null-milter-nr"]),
-            "null-milter-nr-header": ({"virtual_alias_maps": plain_table,
-                                       "smtpd_milters": f"inet:127.0.0.1:{ports['null_milter_nr_header']}"},
-                                      ["null-milter-nr-header"]),
+            # It routes the migrated itself, as coexist-milter does: no virtual_alias_maps.
+            "null-milter-nr-edits": ({"smtpd_milters": f"inet:127.0.0.1:{ports['null_milter_nr_edits']}"},
+                                     ["null-milter-nr-edits"]),
             "milter": ({"smtpd_milters": f"inet:127.0.0.1:{ports['milter']}"}, ["coexist-milter"]),
             "milter-unix": ({"smtpd_milters": f"unix:{unix_sock}"}, ["coexist-milter-unix"]),
             "socketmap": (shipped_socketmap_settings(ports["socketmap"]), ["coexist-policyd"]),
@@ -639,18 +643,16 @@ def main():
         }
         for name in missing:
             configs.pop(name, None)
-        core = [c for c in ("plain", "null-milter-nr", "milter", "socketmap", "null-socketmap") if c in configs]
+        # Every load has the design's own floor (null-milter-nr-edits) beside the issue's: with 5
+        # recipients a message has half a rewrite on average, where the edits weigh most.
+        core = [c for c in ("plain", "null-milter-nr", "null-milter-nr-edits", "milter", "socketmap",
+                            "null-socketmap") if c in configs]
         if negotiation["coexist-milter"][0] == "default":
             core.insert(1, "null-milter")  # the floor with coexist-milter's own negotiation
-        # The header floor where it tells something: 1 recipient, at an MX and where Postfix
-        # itself is the bottleneck (the smart host).
-        with_header = list(core)
-        if "null-milter-nr" in core and "null-milter-nr-header" in configs:
-            with_header.insert(core.index("null-milter-nr") + 1, "null-milter-nr-header")
         # (title, load, recipients per message, configurations, messages per run)
         loads = [("mx, 1 recipient", "mx", 1, list(configs), messages),
                  ("mx, 5 recipients", "mx", 5, core, messages),
-                 ("smarthost, 1 recipient", "smarthost", 1, with_header, messages * SMARTHOST_MESSAGES_FACTOR)]
+                 ("smarthost, 1 recipient", "smarthost", 1, core, messages * SMARTHOST_MESSAGES_FACTOR)]
         if args.loads:
             wanted = set(args.loads.split(","))
             loads = [entry for entry in loads if f"{entry[1]}{entry[2]}" in wanted]

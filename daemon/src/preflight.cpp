@@ -32,17 +32,6 @@ void check_user(const std::string& user, std::vector<std::string>& problems, boo
     }
 }
 
-void check_socket_group(const SocketConfig& socket, std::vector<std::string>& problems) {
-    const auto spec = parse_socket_spec(socket.spec);
-    if (!spec || spec->family != SocketSpec::Family::unix_path || socket.group.empty()) return;
-    try {
-        if (!find_group(socket.group))
-            problems.push_back(fmt::format("socket group '{}' for {} does not exist", socket.group, socket.spec));
-    } catch (const std::exception& e) {
-        problems.push_back(fmt::format("cannot look up socket group '{}': {}", socket.group, e.what()));
-    }
-}
-
 // In the child: become the run-as user and do one lookup. Writes the reason for a failure to
 // `report` and returns the exit status.
 int probe_map_as(const Config& config, const std::string& user, int report) {
@@ -108,12 +97,29 @@ void check_map(const Config& config, const std::string& user, std::vector<std::s
 
 }  // namespace
 
+std::vector<std::string> socket_problems(const SocketConfig& socket) {
+    std::vector<std::string> problems;
+    try {
+        const auto spec = parse_socket_spec(socket.spec);
+        if (!spec || spec->family != SocketSpec::Family::unix_path || socket.group.empty()) return problems;
+        if (!find_group(socket.group))
+            problems.push_back(fmt::format("socket group '{}' for {} does not exist", socket.group, socket.spec));
+    } catch (const std::exception& e) {
+        try {
+            problems.push_back(fmt::format("cannot look up socket group '{}': {}", socket.group, e.what()));
+        } catch (...) {
+        }
+    }
+    return problems;
+}
+
 std::vector<std::string> preflight_problems(const Config& config, const PreflightTarget& target) {
     std::vector<std::string> problems;
     try {
         bool user_exists = false;
         check_user(target.user, problems, user_exists);
-        for (const auto& socket : target.sockets) check_socket_group(socket, problems);
+        for (const auto& socket : target.sockets)
+            for (auto& p : socket_problems(socket)) problems.push_back(std::move(p));
         // Without the user there is no one to read the map as; that problem is reported already.
         if (user_exists || ::geteuid() != 0) check_map(config, target.user, problems);
     } catch (const std::exception& e) {

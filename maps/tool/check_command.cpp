@@ -9,6 +9,7 @@
 #include <ostream>
 #include <set>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "coexist/address.hpp"
@@ -23,23 +24,26 @@ namespace coexist::tool {
 
 namespace {
 
-// The daemons to check as: one target per distinct run-as user, with the sockets of every daemon
-// that runs as it (the usual single `coexist` user checks the map once).
+// The daemons to check as: one target per distinct run-as user (the usual single `coexist` user
+// checks the map once). The sockets are checked apart, each under the name of the daemon that
+// listens on it: a milter socket's missing group is no problem of coexist-policyd's.
 struct DaemonTarget {
     std::string names;  // "coexist-milter", "coexist-milter and coexist-policyd"
-    PreflightTarget target;
+    PreflightTarget target;  // the user and the map; no sockets
 };
 
 std::vector<DaemonTarget> daemon_targets(const Config& c) {
-    std::vector<DaemonTarget> targets{{"coexist-milter", {c.milter.user, {c.milter.socket}}}};
-    const std::vector<SocketConfig> policyd_sockets{c.policyd.policy_socket, c.policyd.socketmap_socket};
-    if (c.policyd.user == c.milter.user) {
-        targets.front().names += " and coexist-policyd";
-        for (const auto& s : policyd_sockets) targets.front().target.sockets.push_back(s);
-    } else {
-        targets.push_back({"coexist-policyd", {c.policyd.user, policyd_sockets}});
-    }
+    std::vector<DaemonTarget> targets{{"coexist-milter", {c.milter.user, {}}}};
+    if (c.policyd.user == c.milter.user) targets.front().names += " and coexist-policyd";
+    else targets.push_back({"coexist-policyd", {c.policyd.user, {}}});
     return targets;
+}
+
+// Each daemon's listeners, by the daemon's name.
+std::vector<std::pair<std::string, SocketConfig>> daemon_sockets(const Config& c) {
+    return {{"coexist-milter", c.milter.socket},
+            {"coexist-policyd", c.policyd.policy_socket},
+            {"coexist-policyd", c.policyd.socketmap_socket}};
 }
 
 // allow_percent_hack and swap_bangpath (both yes by default) turn user%contoso.com@localhost and
@@ -274,8 +278,7 @@ void check_postfix(const Config& c, const std::string& postfix_dir, std::ostream
 void warn_unless_daemons_read_map(const Config& c, std::ostream& err) {
     if (::geteuid() != 0) return;
     bool failed = false;
-    for (auto [names, target] : daemon_targets(c)) {
-        target.sockets.clear();  // their groups are `check`'s business, not the map's
+    for (const auto& [names, target] : daemon_targets(c)) {
         err.flush();
         for (const auto& p : preflight_problems(c, target)) {
             err << fmt::format("coexist-map: warning: {}: {}\n", names, p);
@@ -307,6 +310,11 @@ int check(const Config& c, const std::string& config_path, const std::string& po
         out << fmt::format("{}: user {} exists, map {} readable as {}\n", names, target.user, c.map_path,
                            root ? target.user : std::string("the current user (not root)"));
     }
+    for (const auto& [name, socket] : daemon_sockets(c))
+        for (const auto& p : socket_problems(socket)) {
+            err << fmt::format("coexist-map: {}: {}\n", name, p);
+            failed = true;
+        }
     if (!failed) check_routing_addresses(c, err);
     check_postfix(c, postfix_dir, out, err);
     return failed ? kMapUnavailable : kOk;

@@ -133,6 +133,21 @@ class CheckTest(unittest.TestCase):
         # The milter's user is checked on its own and passes.
         self.assertIn("coexist-milter: user nobody exists", r.stdout)
 
+    def test_a_socket_group_problem_is_named_for_the_daemon_that_listens_there(self):
+        # One run-as user for both daemons, so the user and the map are checked once for both; a
+        # unix socket's group is the problem of the daemon that listens on it alone.
+        ini = self.edited_ini("group.ini", "socket = inet:8891@127.0.0.1",
+                              f"socket = unix:{self.dir}/milter.sock\nsocket_group = no-such-group-c")
+        r = self.check(ini)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn(f"coexist-map: coexist-milter: socket group 'no-such-group-c' for unix:{self.dir}/milter.sock "
+                      "does not exist", r.stderr)
+        self.assertNotIn("coexist-policyd: socket group", r.stderr)
+        self.assertIn("coexist-milter and coexist-policyd: user nobody exists", r.stdout)
+        if POLICYD:  # and the daemon that does not listen there agrees
+            n = subprocess.run([POLICYD, "-n", "-c", ini], capture_output=True, text=True, timeout=60)
+            self.assertEqual(n.returncode, 0, n.stdout + n.stderr)
+
     def test_bad_config_fails_naming_file_and_key(self):
         ini = self.write_ini(name="bad.ini", extra="loop_limt = 3\n")
         r = self.check(ini)

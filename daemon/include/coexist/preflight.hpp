@@ -24,4 +24,8 @@ struct PreflightTarget {
 // Returns one human-readable line per problem; empty when all is well. Never throws.
 std::vector<std::string> preflight_problems(const Config& config, const PreflightTarget& target);
 
+// The problems of one listener alone: the group of a unix socket that does not exist (one line
+// each, as above); empty for an inet socket or one without a group. Never throws.
+std::vector<std::string> socket_problems(const SocketConfig& socket);
+
 }  // namespace coexist

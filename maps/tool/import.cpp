@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <iostream>
+#include <optional>
 #include <ostream>
 #include <memory>
 #include <variant>
@@ -340,11 +341,13 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
     std::size_t empty_states = 0;
     std::vector<std::size_t> empty_state_lines;
     bool warned = false;
+    std::optional<std::string> refused_prune;  // --dry-run: the prune the real run would refuse
     try {
         store.write(ctx, [&](MapTxn& t) {
             // Run again from the start when the map had to grow: nothing of a first try remains.
             diff.clear();
             counts = {};
+            refused_prune.reset();
             ImportErrors errors(file);
             StagedRows staged(t);
             const ImportShape shape =
@@ -358,6 +361,7 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
             if (const auto refusal = prune_refusal(t, staged, prune); refusal && errors.empty()) {
                 if (!options.dry_run) throw DataError(file + ": " + *refusal);
                 diff.note("refused without --force: " + *refusal, false);
+                refused_prune = *refusal;
             }
             // The map-side checks run even when rows are already bad, so one run names every bad row.
             const bool write = !options.dry_run && errors.empty();
@@ -375,8 +379,11 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
     if (empty_states) err << "coexist-map: " << empty_state_warning(file, empty_states, empty_state_lines) << '\n';
 
     diff.print(out);
-    out << fmt::format("{} {} rows from {}: {}\n", options.dry_run ? "would import" : "imported", rows, file,
-                       summary(counts));
+    // The dry run has listed what the prune would remove; it ends as the real run would, with a
+    // data error, so that a script checking the dry run's status does not go on to run it.
+    if (refused_prune) throw DataError(fmt::format("{}: {}: the import is refused without --force", file, *refused_prune));
+    out << fmt::format("{} {} {} from {}: {}\n", options.dry_run ? "would import" : "imported", rows,
+                       rows == 1 ? "row" : "rows", file, summary(counts));
     return kOk;
 }
 

@@ -337,7 +337,7 @@ TEST_CASE("--prune removes the admin's users not in the file, with their aliases
               "unalias anna@contoso.com (of ann@contoso.com)\n"
               "remove carol@contoso.com: migrated, batch wave1 (not in the file)\n"
               "unalias caz@contoso.com (of carol@contoso.com)\n"
-              "would import 1 rows from " + file + ": 0 added, 0 changed, 1 unchanged, 2 removed; aliases +0 -3\n");
+              "would import 1 row from " + file + ": 0 added, 0 changed, 1 unchanged, 2 removed; aliases +0 -3\n");
         const auto real = m.import(file, opts(std::nullopt, false, true));
         REQUIRE(real.error == "");
         CHECK(real.out ==
@@ -346,7 +346,7 @@ TEST_CASE("--prune removes the admin's users not in the file, with their aliases
               "unalias anna@contoso.com (of ann@contoso.com)\n"
               "remove carol@contoso.com: migrated, batch wave1 (not in the file)\n"
               "unalias caz@contoso.com (of carol@contoso.com)\n"
-              "imported 1 rows from " + file + ": 0 added, 0 changed, 1 unchanged, 2 removed; aliases +0 -3\n");
+              "imported 1 row from " + file + ": 0 added, 0 changed, 1 unchanged, 2 removed; aliases +0 -3\n");
         CHECK(m.export_text() == "address,state,target,batch,aliases\n"
                                  "bob@contoso.com,source,,wave2,\n"
                                  "dora@contoso.com,migrated,,wave1,\n");
@@ -362,7 +362,7 @@ TEST_CASE("--prune removes the admin's users not in the file, with their aliases
         const auto r = m.import(wave2, opts(std::string("wave2"), false, true));
         REQUIRE(r.error == "");
         CHECK(r.out == "remove bob@contoso.com: source, batch wave2 (not in the file)\n"
-                       "imported 1 rows from " + wave2 + ": 1 added, 0 changed, 0 unchanged, 1 removed; aliases +0 -0\n");
+                       "imported 1 row from " + wave2 + ": 1 added, 0 changed, 0 unchanged, 1 removed; aliases +0 -0\n");
         CHECK(m.export_text() == "address,state,target,batch,aliases\n"
                                  "ann@contoso.com,migrated,,wave1,a.lee@contoso.com;anna@contoso.com\n"
                                  "carol@contoso.com,migrated,,wave1,caz@contoso.com\n"
@@ -410,10 +410,15 @@ TEST_CASE("--prune of more than half of the users in scope needs --force") {
     const auto refused = m.import_text("address\nu0@contoso.com\n", opts(std::nullopt, false, true));
     CHECK_THAT(refused.error, Catch::Contains("--prune would remove 12 of the 13 users set by hand: more than half"));
     CHECK(m.export_text() == before);
-    // The dry run lists them and says so; --force does it.
+    // The dry run lists them, says so and fails as the real run would (no summary of an import
+    // that will not happen); --force does it.
     const auto dry = m.import_text("address\nu0@contoso.com\n", opts(std::nullopt, true, true));
-    CHECK(dry.error.empty());
     CHECK_THAT(dry.out, Catch::Contains("refused without --force"));
+    CHECK_THAT(dry.out, Catch::Contains("u12@contoso.com"));
+    CHECK_FALSE(Catch::Contains("would import").match(dry.out));
+    CHECK_THAT(dry.error, Catch::Contains("--prune would remove 12 of the 13 users set by hand"));
+    CHECK_THAT(dry.error, Catch::EndsWith("the import is refused without --force"));
+    CHECK(m.export_text() == before);
     auto forced = opts(std::nullopt, false, true);
     forced.force = true;
     CHECK(m.import_text("address\nu0@contoso.com\n", forced).error.empty());

@@ -12,7 +12,7 @@
 // the stages that have no callback, and waits for a reply at every other one), as coexist-milter
 // did before issue 13. With --no-reply it negotiates as coexist-milter does (below).
 //
-// It gives libmilter's session threads coexist-milter's stack size (session_threads.hpp): a
+// It gives libmilter's worker threads coexist-milter's stack size (worker_threads.hpp): a
 // saving at libmilter's level that any filter can have, so the floor has it too.
 //
 // --add-header: at end of message it adds one X-Coexist-Trace header, built as coexist-milter
@@ -42,7 +42,7 @@
 #include "bench_users.hpp"
 #include "milter_socket.hpp"
 #include "negotiation.hpp"
-#include "session_threads.hpp"
+#include "worker_threads.hpp"
 #include "trace_header.hpp"
 #include "xtext.hpp"
 
@@ -226,10 +226,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_null_milter: listening on %s (%s%s)\n", socket.c_str(),
                  no_reply ? "no-reply negotiation" : "default negotiation",
                  g_edits ? ", makes coexist-milter's edits" : g_add_header ? ", adds a header" : "");
-    // coexist-milter's session thread stacks (milter/src/session_threads.hpp), by construction:
+    // coexist-milter's worker thread stacks (milter/src/worker_threads.hpp), by construction:
     // a libmilter-wide saving that any filter can have, so the floor has it too.
     try {
-        coexist::milter::set_default_thread_stack(coexist::milter::kSessionThreadStackBytes);
+        coexist::milter::set_default_thread_stack(coexist::milter::kWorkerThreadStackBytes);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_null_milter: %s\n", e.what());
         return 2;

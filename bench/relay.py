@@ -14,8 +14,8 @@ its pair, whose two runs the VM's slow and fast phases move together.
 Configurations:
   plain            virtual_alias_maps = lmdb: (the migrated users, postmap'd): 1.00
   null-milter      plain, plus the bench's null milter (bench_null_milter: accepts everything,
-                   changes nothing), libmilter's default negotiation; its session threads
-                   have coexist-milter's stack size (milter/src/session_threads.hpp)
+                   changes nothing), libmilter's default negotiation; its worker threads
+                   have coexist-milter's stack size (milter/src/worker_threads.hpp)
   null-milter-nr   the same, the null milter negotiating no replies (--no-reply)
   null-milter-nr-edits
                    the null milter negotiating no replies and making coexist-milter's changes
@@ -435,9 +435,9 @@ def markdown(args, command, setup, loads, summaries, negotiation, runtime, missi
                  "over the run (/proc/PID/stat, 10 ms ticks), divided by messages; client: the "
                  "load client's own CPU; machine: every core's non-idle time over the run "
                  "(/proc/stat), divided by messages, and as a share of all cores (cores busy). "
-                 "Every milter here, the null ones included, gives libmilter's session threads "
-                 "coexist-milter's 256 KiB stacks (milter/src/session_threads.hpp), so that glibc "
-                 "reuses them instead of mapping 8 MiB for each SMTP session. "
+                 "Every milter here, the null ones included, gives libmilter's worker threads "
+                 "coexist-milter's 256 KiB stacks (milter/src/worker_threads.hpp), so that glibc "
+                 "reuses them instead of mapping 8 MiB for most new workers (about two a message at an MX). "
                  "Negotiation seen on the wire (SMFIC_OPTNEG): "
                  + ", ".join(f"{k} {v[0]} (protocol 0x{v[1]:x})" for k, v in negotiation.items()) + ".")
     lines.append("")

@@ -23,7 +23,7 @@
 #include "filter.hpp"
 #include "libmilter_run.hpp"
 #include "milter_socket.hpp"
-#include "session_threads.hpp"
+#include "worker_threads.hpp"
 
 namespace {
 
@@ -119,8 +119,8 @@ int serve(const Options& options, const Config& config) {
     log_summary(options, config, map, was_root ? config.milter.user : current_user_name());
     const MapWatcher watcher(map);  // after the drop; gone before `map`
     // The threads started from here on are libmilter's: its signal thread, its listener and
-    // one per session (session_threads.hpp). The metrics and map watcher threads keep theirs.
-    milter::set_default_thread_stack(milter::kSessionThreadStackBytes);
+    // its workers (worker_threads.hpp). The metrics and map watcher threads keep theirs.
+    milter::set_default_thread_stack(milter::kWorkerThreadStackBytes);
 
     const int rc = milter::run_smfi_main(notify_ready);
     notify_stopping();

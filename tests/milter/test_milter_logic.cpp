@@ -1,6 +1,6 @@
 // The milter's libmilter-free logic: xtext, RCPT parameters, trace headers, the per-message
 // plan of envelope edits, replies and log lines, the protocol negotiated with the MTA, the
-// session threads' stack.
+// worker threads' stack.
 #include <catch2/catch.hpp>
 
 #include <pthread.h>
@@ -14,7 +14,7 @@
 #include "message_plan.hpp"
 #include "negotiation.hpp"
 #include "replies.hpp"
-#include "session_threads.hpp"
+#include "worker_threads.hpp"
 #include "trace_header.hpp"
 #include "xtext.hpp"
 #include "coexist/system_error.hpp"
@@ -283,10 +283,10 @@ TEST_CASE("set_default_thread_stack: threads started afterwards get that stack; 
         }).join();
         return bytes;
     };
-    set_default_thread_stack(kSessionThreadStackBytes);
-    CHECK(stack_of_a_new_thread() == kSessionThreadStackBytes);
-    set_default_thread_stack(2 * kSessionThreadStackBytes);
-    CHECK(stack_of_a_new_thread() == 2 * kSessionThreadStackBytes);
+    set_default_thread_stack(kWorkerThreadStackBytes);
+    CHECK(stack_of_a_new_thread() == kWorkerThreadStackBytes);
+    set_default_thread_stack(2 * kWorkerThreadStackBytes);
+    CHECK(stack_of_a_new_thread() == 2 * kWorkerThreadStackBytes);
     CHECK_THROWS_AS(set_default_thread_stack(1024), SystemError);
-    CHECK(stack_of_a_new_thread() == 2 * kSessionThreadStackBytes);  // unchanged by the refusal
+    CHECK(stack_of_a_new_thread() == 2 * kWorkerThreadStackBytes);  // unchanged by the refusal
 }

@@ -1,4 +1,4 @@
-#include "session_threads.hpp"
+#include "worker_threads.hpp"
 
 #include <pthread.h>
 

@@ -40,11 +40,11 @@
 #include <vector>
 
 #include "bench_users.hpp"
+#include "esmtp_params.hpp"
 #include "milter_socket.hpp"
 #include "negotiation.hpp"
 #include "worker_threads.hpp"
 #include "trace_header.hpp"
-#include "xtext.hpp"
 
 namespace {
 
@@ -94,10 +94,7 @@ sfsistat on_envfrom(SMFICTX* ctx, char**) {
 // Never ACCEPT: it would skip eom.
 sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
     if (!g_edits || argv == nullptr || argv[0] == nullptr) return answer(SMFIP_NR_RCPT);
-    std::string_view address = argv[0];
-    if (address.size() >= 2 && address.front() == '<' && address.back() == '>')
-        address = address.substr(1, address.size() - 2);
-    if (!coexist::bench::migrated(address)) return answer(SMFIP_NR_RCPT);
+    if (!coexist::bench::migrated(coexist::milter::strip_brackets(argv[0]))) return answer(SMFIP_NR_RCPT);
     try {
         Session* s = session_of(ctx);
         if (s == nullptr) {
@@ -118,14 +115,13 @@ sfsistat on_data(SMFICTX*) { return answer(SMFIP_NR_DATA); }
 sfsistat on_header(SMFICTX*, char*, char*) { return answer(SMFIP_NR_HDR); }
 
 // --edits: coexist-milter's edits for one migrated recipient (MessagePlan::edits): the delete of
-// the recipient as received, the add of userN@o365.contoso.com with the sender's address as ORCPT.
+// the recipient as received, the add of userN@o365.contoso.com with the parameters coexist-milter
+// gives it (added_recipient_params: the sender's address as ORCPT).
 bool rewrite(SMFICTX* ctx, const std::string& as_received) {
-    std::string_view address = as_received;
-    if (address.size() >= 2 && address.front() == '<' && address.back() == '>')
-        address = address.substr(1, address.size() - 2);
+    const std::string_view address = coexist::milter::strip_brackets(as_received);
     const std::string local(address.substr(0, address.size() - coexist::bench::kManagedDomain.size()));
     const std::string added = "<" + local + std::string(coexist::bench::kRoutingDomain) + ">";
-    const std::string params = "ORCPT=rfc822;" + coexist::milter::xtext_encode(address);
+    const std::string params = coexist::milter::added_recipient_params({}, address);
     return smfi_delrcpt(ctx, const_cast<char*>(as_received.c_str())) == MI_SUCCESS &&
            smfi_addrcpt_par(ctx, const_cast<char*>(added.c_str()), const_cast<char*>(params.c_str())) == MI_SUCCESS;
 }

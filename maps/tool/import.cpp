@@ -338,8 +338,7 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
     ImportDiff diff(options.dry_run);
     ImportCounts counts;
     std::size_t rows = 0;
-    std::size_t empty_states = 0;
-    std::vector<std::size_t> empty_state_lines;
+    ImportShape taken;  // of the try that committed (or would): its empty state cells
     bool warned = false;
     std::optional<std::string> refused_prune;  // --dry-run: the prune the real run would refuse
     try {
@@ -369,14 +368,14 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
             if (!errors.empty()) throw DataError(errors.report());  // aborts: nothing written
             finish_import(t, shape, staged, prune, diff, counts, !options.dry_run);
             rows = staged.rows();
-            empty_states = shape.empty_states;
-            empty_state_lines = shape.empty_state_lines;
+            taken = shape;
             if (options.dry_run) throw DryRunEnd{};
         });
     } catch (const DryRunEnd&) {
     }
     // Said only of an import that takes them (or would): a failed one takes nothing.
-    if (empty_states) err << "coexist-map: " << empty_state_warning(file, empty_states, empty_state_lines) << '\n';
+    if (taken.empty_states)
+        err << "coexist-map: " << empty_state_warning(file, taken.empty_states, taken.empty_state_lines) << '\n';
 
     diff.print(out);
     // The dry run has listed what the prune would remove; it ends as the real run would, with a

@@ -449,7 +449,9 @@ int on_key(void* user, const char* section, const char* name, const char* value)
         if (!fixed_section(sec)) {
             domain = domain_section(st, sec);
             if (!domain) {
-                st.fail(name, unknown_section(sec));
+                // On the header's line, as for an empty section (validate_empty_sections), not on
+                // the line of its first key.
+                if (!st.error) st.error.emplace(st.file, st.header_line, "", unknown_section(sec));
                 return 0;
             }
         }

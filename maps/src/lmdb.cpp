@@ -1,5 +1,6 @@
 #include "lmdb.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -74,6 +75,24 @@ std::string data_file_problem(int fd) {
     return {};
 }
 
+// After mdb_env_open() failed with EACCES, which says nothing of which file: the first of the
+// map's files this process may not open as LMDB opens them (lock.mdb read-write, as readers
+// take a slot in it; data.mdb read-only or read-write), else the directory (where LMDB would
+// create a missing file). Probing opens nothing new: no O_CREAT.
+std::string denied_map_file(const std::string& dir, bool read_only) {
+    const std::pair<const char*, int> files[] = {{"/lock.mdb", O_RDWR}, {"/data.mdb", read_only ? O_RDONLY : O_RDWR}};
+    for (const auto& [name, mode] : files) {
+        const std::string file = dir + name;
+        const int fd = ::open(file.c_str(), mode | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd >= 0) {
+            ::close(fd);
+            continue;
+        }
+        if (errno == EACCES) return file;
+    }
+    return dir;
+}
+
 }  // namespace
 
 MdbError::MdbError(const std::string& what, int code)
@@ -99,7 +118,8 @@ Environment::Environment(const std::string& path, unsigned flags, std::size_t ma
             const int rc = mdb_env_open(env_, path.c_str(), flags | MDB_NOTLS, 0640);
             // LMDB's own codes are about the data file; errno codes may be about lock.mdb too.
             const bool data_file_bad = rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED;
-            std::string what = "open " + path + (data_file_bad ? "/data.mdb" : "");
+            std::string what = "open " + (rc == EACCES ? denied_map_file(path, read_only_)
+                                                       : path + (data_file_bad ? "/data.mdb" : ""));
             // LMDB opens a data.mdb of 0 bytes read-only as a new map it may not create, and
             // says only "Bad file descriptor": say what the file is.
             struct stat data{};

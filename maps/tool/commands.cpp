@@ -361,13 +361,15 @@ int list(const Config& c, const std::optional<std::string>& state, const std::op
     const std::optional<State> want = state ? std::optional(state_or_throw(*state)) : std::nullopt;
     auto store = open_store(c, MapStore::Mode::read_only);
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
+    bool batch_seen = false;
     store.read([&](MapTxn& t) {
         t.for_each_user([&](std::string_view key, const UserRecord& stored) {
             // A change whose time has come is the state (route() acts on it), stored or not yet.
             UserRecord r = stored;
             r.apply_due(now);
-            if (want && r.effective_state() != *want) return true;
             if (batch && r.batch != *batch) return true;
+            batch_seen = true;
+            if (want && r.effective_state() != *want) return true;
             out << key << ' ' << to_string(r.effective_state());
             if (r.override_state) out << " override";
             if (r.owner == Owner::directory) out << " directory";
@@ -379,6 +381,10 @@ int list(const Config& c, const std::optional<std::string>& state, const std::op
             return true;
         });
     });
+    // A misspelt batch would otherwise list nothing and succeed, as a batch with no user in the
+    // asked state does; batch set and scripts refuse it the same way.
+    if (batch && !batch_seen)
+        throw DataError(fmt::format("unknown batch '{}': no user of the map is in it", printable(*batch)));
     return kOk;
 }
 

@@ -70,7 +70,10 @@ public:
         if (!f) throw DataError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
         struct stat st{};
         if (f != stdin) file_.reset(f);
-        if (::fstat(::fileno(f), &st) == 0 && S_ISREG(st.st_mode) && f != stdin) return;
+        const bool stated = ::fstat(::fileno(f), &st) == 0;
+        // fopen() opens a directory for reading; fread() would then fail with "read error".
+        if (stated && S_ISDIR(st.st_mode)) throw DataError(fmt::format("{}: is a directory, not a CSV file", path));
+        if (stated && S_ISREG(st.st_mode) && f != stdin) return;
         std::unique_ptr<std::FILE, int (*)(std::FILE*)> copy(std::tmpfile(), &std::fclose);
         if (!copy) throw DataError(fmt::format("{}: a temporary copy: {}", path, std::strerror(errno)));
         char buf[1 << 16];
@@ -80,7 +83,7 @@ public:
             if (std::fwrite(buf, 1, n, copy.get()) != n)
                 throw DataError(fmt::format("{}: a temporary copy: {}", path, std::strerror(errno)));
         }
-        if (std::ferror(f)) throw DataError(path + ": read error");
+        if (std::ferror(f)) throw DataError(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
         file_ = std::move(copy);
     }
 
@@ -94,7 +97,8 @@ public:
         piece.resize(std::size_t{1} << 16);
         const std::size_t n = std::fread(piece.data(), 1, piece.size(), file_.get());
         piece.resize(n);
-        if (n == 0 && std::ferror(file_.get())) throw DataError(path_ + ": read error");
+        if (n == 0 && std::ferror(file_.get()))
+            throw DataError(fmt::format("{}: cannot read: {}", path_, std::strerror(errno)));
         if ((read_ += n) > kMaxImportFileBytes) throw DataError(path_ + ": larger than 2 GiB");
         return n > 0;
     }

@@ -5,6 +5,7 @@
 // not managed is refused, not half-routed. Nothing is added to the audit trail (the restored
 // history is the history); the restore itself is logged to syslog.
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -30,13 +31,18 @@ using dump_format::Json;
 std::string read_input(const std::string& path) {
     std::FILE* f = path == "-" ? stdin : std::fopen(path.c_str(), "re");
     if (!f) throw DataError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+    struct stat st{};
+    if (::fstat(::fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (f != stdin) std::fclose(f);
+        throw DataError(fmt::format("{}: is a directory, not a dump file", path));
+    }
     std::string text;
     char buf[1 << 16];
     std::size_t n;
     while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    const bool failed = std::ferror(f);
+    const int read_errno = std::ferror(f) ? errno : 0;
     if (f != stdin) std::fclose(f);
-    if (failed) throw DataError(path + ": read error");
+    if (read_errno) throw DataError(fmt::format("{}: cannot read: {}", path, std::strerror(read_errno)));
     return text;
 }
 

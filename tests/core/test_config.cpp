@@ -79,7 +79,9 @@ const std::string kDomain = "[domain contoso.com]\nrouting_domain = o365.contoso
 }  // namespace
 
 TEST_CASE("config errors name file, line and key") {
-    expect_error(kDomain + "[mapp]\npath = /x\n", 4, "path", "unknown section [mapp]");
+    // An unknown section is reported on its header's line, keys or not.
+    expect_error(kDomain + "[mapp]\npath = /x\n", 3, "", "unknown section [mapp]");
+    expect_error(kDomain + "[domain ]\nrouting_domain = o365.contoso.com\n", 3, "", "unknown section [domain ]");
     expect_error(kDomain + "[map]\npaht = /x\n", 4, "paht", "unknown key");
     expect_error(kDomain + "[routing]\nloop_limit = 0\n", 4, "loop_limit", "whole number");
     expect_error(kDomain + "[routing]\nloop_limit = 3x\n", 4, "loop_limit", "whole number");
@@ -104,7 +106,7 @@ TEST_CASE("a section without keys is checked too") {
     expect_error(kDomain + "[milterr]\n; only a comment\n[map]\n", 3, "", "unknown section [milterr]");
     expect_error(kDomain + "[ milter ]\n", 3, "", "unknown section [ milter ]");
     expect_error(kDomain + "[domain not a domain!]\n", 3, "", "unknown section [domain not a domain!]");
-    expect_error(kDomain + "[domain b\xc3\xbc" "cher.example]\nrouting_domain = o365.example\n", 4, "routing_domain",
+    expect_error(kDomain + "[domain b\xc3\xbc" "cher.example]\nrouting_domain = o365.example\n", 3, "",
                  "an internationalized one as its A-label (xn--...)");
     // A [domain] left without its keys manages nothing: its routing_domain is missing.
     expect_error(kDomain + "[domain contoso.net]\n", 3, "routing_domain", "missing in [domain contoso.net]");

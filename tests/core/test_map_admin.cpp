@@ -107,6 +107,32 @@ TEST_CASE("--batch names rows that have no batch") {
     CHECK(out.str() == "ann@contoso.com migrated batch=wave3\nbob@contoso.com migrated batch=wave3\n");
 }
 
+TEST_CASE("list --batch refuses a batch no user is in, and lists nothing for a batch without the state") {
+    AdminMap m;
+    m.import_text("address\nann@contoso.com\n", std::string("wave3"));
+    // A misspelt batch is a data error, as batch set and scripts say it.
+    const auto misspelt = test::run_tool(m.config_file, {"list", "--batch", "wave33"});
+    CHECK(misspelt.status == 2);
+    CHECK(misspelt.out == "coexist-map: unknown batch 'wave33': no user of the map is in it\n");
+    // A batch that exists with no user in the asked state is an empty answer, not an error.
+    const auto none = test::run_tool(m.config_file, {"list", "--batch", "wave3", "--state", "dual"});
+    CHECK(none.status == 0);
+    CHECK(none.out.empty());
+}
+
+TEST_CASE("import and restore of a directory say so, and change nothing") {
+    AdminMap m;
+    m.import_text(kSample);
+    const std::string before = m.export_text();
+    const auto import = test::run_tool(m.config_file, {"import", m.dir.path()});
+    CHECK(import.status == 2);
+    CHECK_THAT(import.out, Catch::Contains(m.dir.path() + ": is a directory, not a CSV file"));
+    const auto restore = test::run_tool(m.config_file, {"restore", m.dir.path()});
+    CHECK(restore.status == 2);
+    CHECK_THAT(restore.out, Catch::Contains(m.dir.path() + ": is a directory, not a dump file"));
+    CHECK(m.export_text() == before);
+}
+
 TEST_CASE("one bad row fails the whole import with FILE:LINE and leaves the map untouched") {
     AdminMap m;
     m.import_text(kSample);

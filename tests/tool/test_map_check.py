@@ -103,6 +103,25 @@ class CheckTest(unittest.TestCase):
         # The same map is fine for root itself: it is the daemons' user that matters.
         self.assertEqual(self.run_tool("route", "ann@contoso.com").returncode, 0)
 
+    @unittest.skipUnless(ROOT, "needs root to read the map as nobody")
+    def test_map_file_unreadable_as_the_daemons_user_is_named(self):
+        # The directory is open to all, one file in it is not: the error names that file, not
+        # the directory, whose mode is fine.
+        os.chown(self.map_dir, 0, 0)
+        os.chmod(self.map_dir, 0o755)
+        for name in ("data.mdb", "lock.mdb"):
+            os.chown(os.path.join(self.map_dir, name), 0, 0)
+        os.chmod(os.path.join(self.map_dir, "lock.mdb"), 0o666)
+        os.chmod(os.path.join(self.map_dir, "data.mdb"), 0o600)
+        r = self.check()
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn(f"open {self.map_dir}/data.mdb: Permission denied", r.stderr)
+        os.chmod(os.path.join(self.map_dir, "data.mdb"), 0o644)
+        os.chmod(os.path.join(self.map_dir, "lock.mdb"), 0o600)
+        r = self.check()
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn(f"open {self.map_dir}/lock.mdb: Permission denied", r.stderr)
+
     def test_route_reads_stdin_a_line_at_a_time_with_lines_bounded(self):
         # `route -`: one address a line, blanks and a CR trimmed, blank lines skipped; a line of
         # over 4096 bytes (in the middle, or last without a newline) is named and skipped, the

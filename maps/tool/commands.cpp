@@ -59,6 +59,14 @@ std::string checked_batch(const std::string& batch) {
     return batch;
 }
 
+std::string checked_batch_argument(const std::string& batch) {
+    // A CSV cell is trimmed; "wave9 " from a command line would be a second batch beside
+    // wave9, which batch set wave9 leaves behind.
+    if (!batch.empty() && (batch.front() == ' ' || batch.back() == ' '))
+        throw DataError(fmt::format("batch name '{}' starts or ends with a blank", batch));
+    return checked_batch(batch);
+}
+
 std::string format_time(long long unix_time) { return utc_timestamp(unix_time); }
 
 // The group the daemons run in (the primary group of [milter] user, else of [policyd] user):
@@ -90,7 +98,7 @@ int set(const Config& c, const std::string& address, const std::optional<std::st
     std::optional<std::string> new_target;
     if (target) new_target = target->empty() ? std::string() : target_or_throw(c, *target);
     std::optional<std::string> new_batch;
-    if (batch) new_batch = checked_batch(*batch);
+    if (batch) new_batch = checked_batch_argument(*batch);
     auto store = open_store(c);
     std::string old, now;
     store.write(context("set"), [&](MapTxn& t) {

@@ -132,6 +132,9 @@ std::string relative_time(std::int64_t when, std::int64_t now);
 std::string user_key_or_throw(const Config& c, const std::string& address);
 // A batch name: printable, no control bytes, at most 64 bytes. DataError otherwise.
 std::string checked_batch(const std::string& batch);
+// A batch name given on the command line (set --batch, import --batch): checked_batch's rules,
+// and no blank at its start or end, as a CSV cell has none once trimmed. DataError otherwise.
+std::string checked_batch_argument(const std::string& batch);
 std::string format_time(long long unix_time);
 // The group the daemons run in (the primary group of [milter] user, else of [policyd] user):
 // the map directory init and restore create belongs to it. nullopt when neither user exists.

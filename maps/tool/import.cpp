@@ -326,7 +326,10 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
         if (!st) throw UsageError(fmt::format("--state '{}': expected source, migrated or dual", *options.state));
         state_option = *st;
     }
-    if (options.batch) checked_batch(*options.batch);
+    if (options.batch) checked_batch_argument(*options.batch);
+    // --batch names the batch for the rows without one; empty, it would clear the batch of
+    // every such user that has one, which is no batch name at all.
+    if (options.batch && options.batch->empty()) throw UsageError("--batch '': an empty batch name");
     ImportInput input(file);
     const PruneScope prune{options.prune, options.prune ? options.batch : std::nullopt, options.force};
 

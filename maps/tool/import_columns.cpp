@@ -53,14 +53,37 @@ bool one_edit_apart(std::string_view a, std::string_view b) {
     return i + 1 < a.size() && a[i] == b[i + 1] && a[i + 1] == b[i] && a.substr(i + 2) == b.substr(i + 2);
 }
 
+// A header's letters and digits, lowercase: "Migration State", "migration_state" and
+// "MigrationState" all give "migrationstate"; GAM's "aliases.0" gives "aliases0".
+std::string letters_and_digits(std::string_view v) {
+    std::string out;
+    for (char c : v) {
+        if (c >= 'A' && c <= 'Z') out += static_cast<char>(c - 'A' + 'a');
+        else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) out += c;
+    }
+    return out;
+}
+
+// Whether a column named `name` (letters_and_digits) reads as one of the fields that change
+// where mail goes, under another name than coexist's: a state ("Migration State", "UserState",
+// "Status"), a target ("Target Address", Exchange's targetAddress, "ForwardingAddress") or
+// aliases (GAM's "aliases.0", "aliases.1", ...; not its nonEditableAliases, Google's own).
+bool other_name_of(std::string_view field, std::string_view name) {
+    const auto has = [&](std::string_view part) { return name.find(part) != std::string_view::npos; };
+    if (field == "state") return has("state") || has("status");
+    if (field == "target") return has("target") || name.rfind("forward", 0) == 0;
+    if (field == "aliases") return name.rfind("alias", 0) == 0;
+    return false;
+}
+
 // The field an ignored column was probably meant to be, if that field has no column: a
-// misspelt `state` column would otherwise make every user of the file migrated, silently.
-const FieldName* meant_as(const ImportColumns& cols, const std::string& name) {
+// misspelt or otherwise named `state` column would make every user of the file migrated,
+// silently; an ignored target or aliases column would leave those addresses routed as before.
+const FieldName* meant_as(const ImportColumns& cols, const std::string& cell) {
+    const std::string name = ascii_lowercase(cell);
     for (const auto& f : kFieldNames) {
         if (cols.*(f.column) != -1 || f.name != f.field) continue;  // present, or a synonym
-        if (one_edit_apart(name, f.name) || (f.name == "state" && name == "status") ||
-            (f.name == "aliases" && name == "alias"))
-            return &f;
+        if (one_edit_apart(name, f.name) || other_name_of(f.name, letters_and_digits(cell))) return &f;
     }
     return nullptr;
 }
@@ -99,9 +122,11 @@ ImportColumns map_import_header(const std::string& file, const CsvRecord& header
         throw DataError(fmt::format("{}:{}: no 'address' column (also read as EmailAddress, primaryEmail or mail)",
                                     file, header.line));
     for (const auto& cell : cols.ignored)
-        if (const FieldName* f = meant_as(cols, ascii_lowercase(cell)))
-            throw DataError(fmt::format("{}:{}: column '{}' is not read: rename it '{}' if that is what it holds, "
-                                        "or remove it", file, header.line, cell, f->field));
+        if (const FieldName* f = meant_as(cols, cell))
+            throw DataError(fmt::format("{}:{}: column '{}' is not read: rename it '{}' if that is what it holds{}, "
+                                        "or remove it", file, header.line, cell, f->field,
+                                        f->field == "aliases" ? " (all of a user's aliases in one cell, separated by ';')"
+                                                              : ""));
     return cols;
 }
 

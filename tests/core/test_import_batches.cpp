@@ -154,6 +154,17 @@ TEST_CASE("two columns that are both the address (or both any field) are an erro
         {"address,stat\nann@contoso.com,source\n", "column 'stat' is not read: rename it 'state'"},
         {"address,Alias\nann@contoso.com,a@contoso.com\n", "column 'Alias' is not read: rename it 'aliases'"},
         {"address,tagret\nann@contoso.com,a@x.org\n", "column 'tagret' is not read: rename it 'target'"},
+        // Other names for the fields that route, as other tools write them.
+        {"EmailAddress,MigrationState\nann@contoso.com,source\n", "column 'MigrationState' is not read: rename it 'state'"},
+        {"address,Migration State\nann@contoso.com,source\n", "column 'Migration State' is not read: rename it 'state'"},
+        {"address,routing_state\nann@contoso.com,source\n", "column 'routing_state' is not read: rename it 'state'"},
+        {"address,Status2\nann@contoso.com,source\n", "column 'Status2' is not read: rename it 'state'"},
+        {"address,Target Address\nann@contoso.com,a@x.org\n", "column 'Target Address' is not read: rename it 'target'"},
+        {"address,targetAddress\nann@contoso.com,a@x.org\n", "column 'targetAddress' is not read: rename it 'target'"},
+        {"address,ForwardingAddress\nann@contoso.com,a@x.org\n", "column 'ForwardingAddress' is not read: rename it 'target'"},
+        {"primaryEmail,aliases.0,aliases.1\nann@contoso.com,a1@contoso.com,a2@contoso.com\n",
+         "column 'aliases.0' is not read: rename it 'aliases' if that is what it holds (all of a user's aliases in one "
+         "cell, separated by ';'), or remove it"},
         {"adress,state\nann@contoso.com,source\n", "no 'address' column"},
     }));
     CAPTURE(c.csv);

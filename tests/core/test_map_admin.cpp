@@ -120,6 +120,21 @@ TEST_CASE("list --batch refuses a batch no user is in, and lists nothing for a b
     CHECK(none.out.empty());
 }
 
+TEST_CASE("a batch name with a blank at its end, or an empty import --batch, is refused and changes nothing") {
+    AdminMap m;
+    m.import_text("address,batch\nann@contoso.com,wave9\n");
+    const std::string before = m.export_text();
+    const auto set = test::run_tool(m.config_file, {"set", "bob@contoso.com", "source", "--batch", "wave9 "});
+    CHECK(set.status == 2);
+    CHECK_THAT(set.out, Catch::Contains("batch name 'wave9 ' starts or ends with a blank"));
+    const std::string csv = m.dir.write("b.csv", "address\nann@contoso.com\n");
+    CHECK(test::run_tool(m.config_file, {"import", csv, "--batch", " wave9"}).status == 2);
+    const auto empty = test::run_tool(m.config_file, {"import", csv, "--batch", ""});
+    CHECK(empty.status == 1);
+    CHECK_THAT(empty.out, Catch::Contains("--batch '': an empty batch name"));
+    CHECK(m.export_text() == before);
+}
+
 TEST_CASE("import and restore of a directory say so, and change nothing") {
     AdminMap m;
     m.import_text(kSample);

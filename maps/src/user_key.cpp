@@ -1,6 +1,10 @@
 #include "coexist/user_key.hpp"
 
 #include <fmt/format.h>
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+
+#include <optional>
 
 #include "coexist/address.hpp"
 #include "coexist/canonical_address.hpp"
@@ -46,12 +50,47 @@ KeyError at_in_local_part(std::string_view what, std::string_view address) {
                                 "\"local@part\"@domain)", what, address)};
 }
 
+// The first character of `address` that shows as nothing or as a blank: a no-break space
+// (U+00A0) or other Unicode space, a zero-width space (U+200B), a byte-order mark inside a
+// cell (U+FEFF), a direction mark or override (U+200E, U+202E), a soft hyphen, a line
+// separator, a C1 control. A spreadsheet leaves such characters in a cell, and the address
+// then looks like a user's on screen while it is another key, which no mail reaches: ann's
+// mail would still go where it went. RFC 6531 lets a UTF-8 local part hold them; no mailbox
+// an admin migrates is named so. Malformed UTF-8 is left to parse_address().
+std::optional<UChar32> invisible_character(std::string_view address) {
+    const auto* bytes = reinterpret_cast<const uint8_t*>(address.data());
+    const auto length = static_cast<int32_t>(address.size());
+    for (int32_t i = 0; i < length;) {
+        UChar32 c;
+        U8_NEXT(bytes, i, length, c);
+        if (c < 0x80) continue;  // ASCII: parse_address() judges blanks and controls
+        switch (u_charType(c)) {
+            case U_SPACE_SEPARATOR:
+            case U_LINE_SEPARATOR:
+            case U_PARAGRAPH_SEPARATOR:
+            case U_FORMAT_CHAR:
+            case U_CONTROL_CHAR:
+                return c;
+            default:
+                break;
+        }
+    }
+    return std::nullopt;
+}
+
+KeyError invisible_in(std::string_view what, std::string_view address, UChar32 c) {
+    return KeyError{fmt::format("{}'{}' holds U+{:04X}, a character that shows as nothing or as a blank "
+                                "(a spreadsheet's no-break or zero-width space?): type the address again",
+                                what, address, static_cast<std::uint32_t>(c))};
+}
+
 }  // namespace
 
 std::variant<std::string, KeyError> admin_user_key(const Config& config, std::string_view address) {
     const std::string_view given = address;
     address = trim_blanks(address);  // an admin's input: a padded cell or value is still the address
     if (address.empty() && !given.empty()) return blank_input("", given);
+    if (const auto c = invisible_character(address)) return invisible_in("", address, *c);
     const auto a = parse_address(address);
     // Messages are built with fmt, not `"literal" + std::string`: GCC 12 at -O3 reports a false
     // -Wrestrict inside libstdc++'s basic_string insert for that form.
@@ -74,6 +113,7 @@ std::variant<std::string, KeyError> admin_target(const Config& config, std::stri
     const std::string_view given = address;
     address = trim_blanks(address);
     if (address.empty() && !given.empty()) return blank_input("target ", given);
+    if (const auto c = invisible_character(address)) return invisible_in("target ", address, *c);
     const auto a = parse_address(address);
     if (!a) return KeyError{fmt::format("target '{}' is not a valid address", address)};
     if (unquoted_at_in_local_part(address)) return at_in_local_part("target ", address);

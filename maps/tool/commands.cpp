@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <ostream>
+#include <utility>
 #include <variant>
 
 #include "coexist/address.hpp"
@@ -336,6 +337,9 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
             std::cerr << "coexist-map: route: a line of stdin is longer than " << kMaxLine << " bytes\n";
             invalid = true;
         };
+        // A list saved by a Windows editor starts with a byte-order mark, which is no part of
+        // its first address.
+        bool first_line = true;
         for (;;) {
             std::cin.getline(buffer, sizeof buffer);
             const bool at_end = std::cin.eof();
@@ -349,6 +353,7 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
             }
             if (extracted == 0 && at_end) break;
             std::string line(buffer, at_end ? extracted : extracted - 1);  // less the newline
+            if (std::exchange(first_line, false) && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
             while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
             const auto first = line.find_first_not_of(" \t");
             if (first != std::string::npos) {

@@ -62,9 +62,12 @@ struct ToolResult {
 };
 
 // Runs coexist-map in a child process (another process, as an admin would), stdout captured.
-inline ToolResult run_tool(const std::string& config_file, const std::vector<std::string>& args) {
+// `stdin_file`, when given, is its standard input.
+inline ToolResult run_tool(const std::string& config_file, const std::vector<std::string>& args,
+                           const std::string& stdin_file = "") {
     std::string cmd = std::string(COEXIST_MAP_BINARY) + " -c '" + config_file + "'";
     for (const auto& a : args) cmd += " '" + a + "'";
+    if (!stdin_file.empty()) cmd += " < '" + stdin_file + "'";
     cmd += " 2>&1";
     ToolResult r;
     FILE* p = ::popen(cmd.c_str(), "r");

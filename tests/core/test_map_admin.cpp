@@ -251,6 +251,41 @@ TEST_CASE("an address or target of blanks only is named as given, and changes no
     CHECK(m.export_text() == before);
 }
 
+TEST_CASE("an address or target holding a character that shows as nothing is refused, naming it") {
+    AdminMap m;
+    m.import_text(kSample);
+    const std::string before = m.export_text();
+    std::ostringstream out;
+    const std::pair<std::string, std::string> cases[] = {
+        {"\xc2\xa0zz2@contoso.com", "U+00A0"},          // a leading no-break space
+        {"zz3\xe2\x80\x8b@contoso.com", "U+200B"},       // a zero-width space
+        {"\xef\xbb\xbfzz7@contoso.com", "U+FEFF"},       // a byte-order mark inside a cell
+        {"ev\xe2\x80\xaeil@contoso.com", "U+202E"},      // a right-to-left override
+        {"zz\xe2\x80\xa8@contoso.com", "U+2028"},        // a line separator
+    };
+    for (const auto& [address, code] : cases) {
+        CAPTURE(address);
+        CHECK_THROWS_WITH(tool::set(m.config, address, "migrated", std::nullopt, std::nullopt, out),
+                          Catch::Contains(code + ", a character that shows as nothing or as a blank"));
+        CHECK_THROWS_WITH(tool::set(m.config, "ann@contoso.com", "migrated", "t" + address, std::nullopt, out),
+                          Catch::StartsWith("target '") && Catch::Contains(code));
+        CHECK_THAT(m.import_error("address\n" + address + "\n"), Catch::Contains("bad.csv:2: '") && Catch::Contains(code));
+    }
+    // UTF-8 that is letters stays an address (RFC 6531): a local part in another script.
+    CHECK_NOTHROW(tool::set(m.config, "j\xc3\xb6rg@contoso.com", "migrated", std::nullopt, std::nullopt, out));
+    tool::remove(m.config, "j\xc3\xb6rg@contoso.com", out);
+    CHECK(m.export_text() == before);
+}
+
+TEST_CASE("route - skips the byte-order mark of a list saved on Windows") {
+    AdminMap m;
+    m.import_text(kSample);
+    const auto r = test::run_tool(m.config_file, {"route", "-"},
+                                  m.dir.write("list.txt", "\xef\xbb\xbf" "ann@contoso.com\r\nbob@contoso.com\r\n"));
+    CHECK(r.status == 0);
+    CHECK(r.out == "ann@contoso.com rewrite ann@o365.contoso.com\nbob@contoso.com relay\n");
+}
+
 TEST_CASE("alias says when it takes the alias from another user") {
     AdminMap m;
     m.import_text(kSample);  // anna@ is ann@'s alias

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -467,6 +468,7 @@ int on_key(void* user, const char* section, const char* name, const char* value)
         st.keyed_header_line = st.header_line;
         const std::string seen_key = std::string(sec) + "\n" + name;
         if (domain) st.key_lines[domain->name + "\n" + name] = st.line;
+        else st.key_lines["[" + std::string(sec) + "]\n" + name] = st.line;  // "[milter]\nsocket"
         if (!st.seen.insert(seen_key).second) {
             st.fail(name, "given twice in [" + std::string(sec) + "]");
             return 0;
@@ -573,8 +575,52 @@ void validate_empty_sections(ParseState& st, const std::vector<std::pair<int, st
     }
 }
 
+// Whether two listeners of this host would be one socket: the same unix path, or the same
+// port of one family on the same address or with either on the wildcard address. The second
+// daemon (or listener) to start would fail to bind, after every check had said the
+// configuration is fine. Different families are left to bind: the daemons listen on inet6
+// with IPV6_V6ONLY.
+bool same_listener(const SocketSpec& a, const SocketSpec& b) {
+    if (a.family != b.family) return false;
+    if (a.family == SocketSpec::Family::unix_path) return a.path == b.path;
+    const auto wildcard = [](const SocketSpec& s) { return s.host == "0.0.0.0" || s.host == "::"; };
+    return a.port == b.port && (a.host == b.host || wildcard(a) || wildcard(b));
+}
+
+void validate_listeners(ParseState& st) {
+    const Config& c = st.config;
+    struct Listener {
+        const char* section;
+        const char* key;
+        const std::string& spec;
+    };
+    const Listener listeners[] = {{"milter", "socket", c.milter.socket.spec},
+                                  {"policyd", "policy_socket", c.policyd.policy_socket.spec},
+                                  {"policyd", "socketmap_socket", c.policyd.socketmap_socket.spec}};
+    for (std::size_t i = 0; i < std::size(listeners); ++i)
+        for (std::size_t j = i + 1; j < std::size(listeners); ++j) {
+            const auto a = parse_socket_spec(listeners[i].spec), b = parse_socket_spec(listeners[j].spec);
+            if (!a || !b || !same_listener(*a, *b)) continue;
+            // Reported at the later of the two keys given in the file (a default has no line).
+            int line = 0;
+            const char* key = listeners[j].key;
+            for (const auto* l : {&listeners[i], &listeners[j]}) {
+                const auto it = st.key_lines.find("[" + std::string(l->section) + "]\n" + l->key);
+                if (it != st.key_lines.end() && it->second >= line) {
+                    line = it->second;
+                    key = l->key;
+                }
+            }
+            throw ConfigError(st.file, line, key,
+                              fmt::format("[{}] {} = {} and [{}] {} = {} are the same socket: give each its own",
+                                          listeners[i].section, listeners[i].key, listeners[i].spec,
+                                          listeners[j].section, listeners[j].key, listeners[j].spec));
+        }
+}
+
 void validate(ParseState& st) {
     validate_directory(st);
+    validate_listeners(st);
     Config& c = st.config;
     if (c.domains.empty()) throw ConfigError(st.file, st.line, "", "no [domain NAME] section: nothing to manage");
     std::set<std::string> names;
@@ -639,9 +685,11 @@ Config load_config(const std::string& path) {
             throw ConfigError(path, 0, "", "larger than 1 MiB: not a configuration file");
         }
     }
-    const bool read_error = std::ferror(f);
+    // fopen() opens a directory (-c /etc/coexist); reading it fails with EISDIR.
+    const int read_errno = std::ferror(f) ? errno : 0;
     std::fclose(f);
-    if (read_error) throw ConfigError(path, 0, "", "read error");
+    if (read_errno == EISDIR) throw ConfigError(path, 0, "", "is a directory, not a configuration file");
+    if (read_errno) throw ConfigError(path, 0, "", std::string("cannot read: ") + std::strerror(read_errno));
     return parse_config(text, path);
 }
 

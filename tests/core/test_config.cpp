@@ -100,6 +100,29 @@ TEST_CASE("config errors name file, line and key") {
     expect_error(kDomain + "aliases = b\xc3\xbc" "cher.example\n", 3, "aliases", "as its A-label, xn--");
 }
 
+TEST_CASE("two listeners on one socket are a configuration error, at the later key") {
+    expect_error(kDomain + "[policyd]\npolicy_socket = inet:10031@127.0.0.1\nsocketmap_socket = inet:10031@127.0.0.1\n", 5,
+                 "socketmap_socket", "[policyd] policy_socket = inet:10031@127.0.0.1 and [policyd] socketmap_socket = "
+                                     "inet:10031@127.0.0.1 are the same socket");
+    expect_error(kDomain + "[milter]\nsocket = unix:/run/coexist/policy.sock\n", 4, "socket", "are the same socket");
+    expect_error(kDomain + "[policyd]\nsocketmap_socket = inet:8891@0.0.0.0\n[milter]\nsocket = inet:8891@127.0.0.1\n",
+                 6, "socket", "are the same socket");
+    // Other ports, other addresses of one family, or two families are separate sockets.
+    CHECK_NOTHROW(parse_config(kDomain + "[milter]\nsocket = inet:8891@127.0.0.1\n[policyd]\n"
+                                         "policy_socket = inet:8891@127.0.0.2\nsocketmap_socket = inet6:8891@::1\n",
+                               "ok.ini"));
+}
+
+TEST_CASE("a directory given as the configuration file says so") {
+    test::TempDir dir;
+    try {
+        load_config(dir.path());
+        FAIL("no error");
+    } catch (const ConfigError& e) {
+        CHECK_THAT(e.what(), Catch::Contains("is a directory, not a configuration file"));
+    }
+}
+
 TEST_CASE("a section without keys is checked too") {
     // inih reports only keys: an empty misspelt section would otherwise pass unnoticed.
     expect_error(kDomain + "[milterr]\n", 3, "", "unknown section [milterr]");

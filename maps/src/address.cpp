@@ -1,8 +1,12 @@
 #include "coexist/address.hpp"
 
+#include <unicode/uidna.h>
+
 #include <algorithm>
 #include <array>
 #include <exception>
+#include <memory>
+#include <stdexcept>
 
 #include "coexist/canonical_address.hpp"
 
@@ -23,6 +27,37 @@ bool valid_domain(std::string_view d) {
     }
     // No empty labels: ".a", "a..b"
     return d.front() != '.' && d.find("..") == std::string_view::npos;
+}
+
+struct IdnaClose {
+    void operator()(UIDNA* idna) const noexcept { uidna_close(idna); }
+};
+
+// UTS #46 as Postfix's midna_domain_to_ascii() opens it (midna_domain_transitional = no, the
+// default): nontransitional, so "ß" stays a letter of its own (xn--...), not "ss". One for the
+// process: uidna_nameToASCII_UTF8() takes it const, and ICU's IDNA instances are thread-safe.
+const UIDNA& idna() {
+    static const std::unique_ptr<UIDNA, IdnaClose> instance = [] {
+        UErrorCode error = U_ZERO_ERROR;
+        std::unique_ptr<UIDNA, IdnaClose> i(uidna_openUTS46(UIDNA_NONTRANSITIONAL_TO_ASCII, &error));
+        if (U_FAILURE(error) || !i) throw std::runtime_error(std::string("uidna_openUTS46: ") + u_errorName(error));
+        return i;
+    }();
+    return *instance;
+}
+
+// The A-label form of a UTF-8 domain (müller.de -> xn--mller-kva.de), or nullopt when UTS #46
+// finds any error in it, as midna_domain_to_ascii() refuses it then. Postfix (smtputf8_enable
+// = yes) matches a recipient's UTF-8 domain against relay_domains in this form
+// (match_hostname()), and relays its mail to the MX of this name.
+std::optional<std::string> a_label_domain(std::string_view domain) {
+    char out[1024];
+    UErrorCode error = U_ZERO_ERROR;
+    UIDNAInfo info = UIDNA_INFO_INITIALIZER;
+    const int32_t n = uidna_nameToASCII_UTF8(&idna(), domain.data(), static_cast<int32_t>(domain.size()), out,
+                                             static_cast<int32_t>(sizeof out), &info, &error);
+    if (U_FAILURE(error) || info.errors != 0 || n <= 0 || n >= static_cast<int32_t>(sizeof out)) return std::nullopt;
+    return std::string(out, static_cast<std::size_t>(n));
 }
 
 }  // namespace
@@ -145,8 +180,18 @@ std::optional<Address> parse_address(std::string_view raw) {
     } catch (const std::exception&) {
         return std::nullopt;
     }
-    if (!valid_domain(folded)) return std::nullopt;
-    return Address{std::move(local), lowercase_ascii(folded)};
+    if (valid_domain(folded)) return Address{std::move(local), lowercase_ascii(folded)};
+    // A U-label (müller.de): the domain is its A-label, as for Postfix's relay_domains; the
+    // map and the configuration hold domains in that form. Anything UTS #46 refuses (or whose
+    // A-label is no host name) stays no address.
+    std::optional<std::string> ascii;
+    try {
+        ascii = a_label_domain(domain);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    if (!ascii || !valid_domain(*ascii)) return std::nullopt;
+    return Address{std::move(local), lowercase_ascii(*ascii)};
 }
 
 LocalPart split_extension(std::string_view local, std::string_view delimiters) {

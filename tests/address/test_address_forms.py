@@ -49,6 +49,9 @@ unknown_recipient = relay
 loop_limit = 3
 
 """ + DOMAINS_INI + """
+[domain xn--mller-kva.de]
+routing_domain = o365.muller.example
+
 [milter]
 socket = inet:{milter_port}@127.0.0.1
 user = nobody
@@ -81,9 +84,16 @@ USERS = [
     ("bob", "northwind.com", "source", ""),
     ("nina", "northwind.com", "migrated", ""),
     ("Ольга", "northwind.com", "dual", ""),
+    # An internationalized domain, managed as its A-label; the CSV writes it either way.
+    ("uwe", "müller.de", "migrated", ""),
+    ("Jörg", "xn--mller-kva.de", "dual", ""),
+    ("bob", "xn--mller-kva.de", "source", ""),
 ]
 UNKNOWN = ["ghost", "Ζωή", "ÉLODIE", "nobody-else"]
-DOMAINS = ["contoso.com", "Contoso.COM", "contoso.net", "northwind.com", "NorthWind.com"]
+# müller.de is xn--mller-kva.de: Postfix matches it against relay_domains as its A-label,
+# and the daemons read it so (a sender with SMTPUTF8 writes the U-label).
+DOMAINS = ["contoso.com", "Contoso.COM", "contoso.net", "northwind.com", "NorthWind.com", "müller.de", "MÜLLER.de",
+           "xn--mller-kva.de"]
 EXTENSIONS = ["news", "Tag", "x-y", "Ärger", "λ"]
 
 
@@ -188,7 +198,11 @@ class AddressFormsTest(unittest.TestCase):
         sinks = {n: lab.add_sink(n) for n in ("google", "newsys", "internet")}
         routes = {"contoso.com": sinks["google"], "contoso.net": sinks["google"],
                   "northwind.com": sinks["google"], "o365.contoso.com": sinks["newsys"],
-                  "o365.northwind.com": sinks["newsys"], "contoso.onmicrosoft.com": sinks["newsys"]}
+                  "o365.northwind.com": sinks["newsys"], "contoso.onmicrosoft.com": sinks["newsys"],
+                  # Postfix's transport lookup takes the domain as written (case-folded), not
+                  # its A-label: the old system is reached under both names.
+                  "xn--mller-kva.de": sinks["google"], "müller.de": sinks["google"],
+                  "o365.muller.example": sinks["newsys"]}
         common = {"smtputf8_enable": "yes"}
         relays = {
             "milter": lab.add_postfix("milter", routes=routes, default_sink=sinks["internet"], main_cf={

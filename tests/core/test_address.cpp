@@ -73,7 +73,7 @@ TEST_CASE("parse_address rejects control bytes, accepts 8-bit local parts") {
     }
 }
 
-TEST_CASE("a UTF-8 domain is the ASCII domain Postfix's case folding makes of it, a U-label none") {
+TEST_CASE("a UTF-8 domain is the ASCII domain Postfix's case folding makes of it, a U-label its A-label") {
     // U+017F (long s) folds to 's', U+212A (Kelvin sign) to 'k': Postfix (smtputf8_enable =
     // yes) matches contoſo.com against relay_domains as contoso.com and relays it there.
     for (const char* written : {"ann@conto\xc5\xbfo.com", "ANN@CONTO\xc5\xbfO.COM", "<ann@\xe2\x84\xaaontoso.com>"}) {
@@ -83,8 +83,31 @@ TEST_CASE("a UTF-8 domain is the ASCII domain Postfix's case folding makes of it
         CHECK(a->domain == (std::string_view(written).find("\xe2\x84\xaa") != std::string_view::npos ? "kontoso.com"
                                                                                                    : "contoso.com"));
     }
-    CHECK_FALSE(parse_address("ann@b\xc3\xbc" "cher.example"));  // bücher.example: a U-label
     CHECK_FALSE(parse_address("ann@conto\xc5\xbf o.com"));        // folded, still not a domain
+    // A U-label is matched against relay_domains (match_hostname()) and looked up in DNS by
+    // Postfix as its A-label (midna_domain_to_ascii(): UTS #46, nontransitional).
+    const std::pair<const char*, const char*> idn[] = {
+        {"ann@b\xc3\xbc" "cher.example", "xn--bcher-kva.example"},    // bücher.example
+        {"<Ann@M\xc3\x9c" "LLER.de>", "xn--mller-kva.de"},           // MÜLLER.de: mapped to lower case
+        // straße.de: Postfix's case folding (ICU, as every lookup key of its tables and so the
+        // socketmap's) makes strasse.de of it first, and so does the milter's reading: the
+        // daemons agree, for a domain whose A-label (xn--strae-oqa.de) none of them can match.
+        {"ann@stra\xc3\x9f" "e.de", "strasse.de"},
+        {"ann@m\xc3\xbc" "ller.de.", "xn--mller-kva.de"},            // the trailing dot, as for ASCII
+    };
+    for (const auto& [written, domain] : idn) {
+        CAPTURE(written);
+        const auto a = parse_address(written);
+        REQUIRE(a);
+        CHECK(a->domain == domain);
+        CHECK(a->local == (std::string_view(written).find("Ann") != std::string_view::npos ? "Ann" : "ann"));
+    }
+    // What UTS #46 refuses stays no address: a label starting with '-', a disallowed character,
+    // malformed UTF-8, an A-label that is not a host name.
+    CHECK_FALSE(parse_address("ann@-b\xc3\xbc" "cher.example"));
+    CHECK_FALSE(parse_address("ann@b\xc3\xbc" "cher\xe2\x80\xa8.example"));  // a line separator in it
+    CHECK_FALSE(parse_address("ann@b\xc3" "cher.example"));                       // a truncated sequence
+    CHECK_FALSE(parse_address("ann@b\xc3\xbc" "ch_er.example"));
 }
 
 TEST_CASE("parse_address bounds the length") {

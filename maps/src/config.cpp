@@ -125,6 +125,64 @@ std::optional<std::string> parse_unknown(std::string_view v, UnknownRecipient& o
 // A transport(5) result as Postfix's transport_maps expect it: "transport:nexthop" with a
 // transport name of letters, digits, '-', '_' or '.', and a next hop of printable ASCII with no
 // blanks (it becomes one word of a socketmap reply), e.g. smtp:[host]:25 or relay:host.
+std::optional<std::string> parse_domain_name(std::string_view v, std::string& out);
+
+// The host of a next hop as smtp(8) and lmtp(8) read it (transport(5), "RESULT FORMAT"):
+// host, host:port, [host] or [host]:port, where host is a host name or an IP address (inside
+// the brackets: a name looked up without MX, or an address, IPv6 as [ipv6:...]); lmtp's
+// unix:/path and inet:host:port too. nullopt when it is none of these ("smtp:[]",
+// "smtp::25", an unclosed bracket), which Postfix would defer every message for. The host
+// is returned lowercased, without brackets or port, for validate() to compare with the
+// managed domains; empty for a unix: path.
+std::optional<std::string> nexthop_host(std::string_view nexthop) {
+    if (nexthop.rfind("unix:", 0) == 0)
+        return nexthop.size() > 6 && nexthop[5] == '/' ? std::optional<std::string>("") : std::nullopt;
+    if (nexthop.rfind("inet:", 0) == 0) nexthop.remove_prefix(5);
+    std::string_view host = nexthop, port;
+    bool ipv6_literal = false;
+    if (!nexthop.empty() && nexthop.front() == '[') {
+        const auto close = nexthop.find(']');
+        if (close == std::string_view::npos || close == 1) return std::nullopt;
+        host = nexthop.substr(1, close - 1);
+        const std::string_view rest = nexthop.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest.front() != ':') return std::nullopt;
+            port = rest.substr(1);
+            if (port.empty()) return std::nullopt;
+        }
+        if (host.rfind("ipv6:", 0) == 0 || host.rfind("IPv6:", 0) == 0) {
+            in6_addr a6{};
+            const std::string literal(host.substr(5));
+            if (::inet_pton(AF_INET6, literal.c_str(), &a6) != 1) return std::nullopt;
+            ipv6_literal = true;
+        }
+    } else if (const auto c = nexthop.rfind(':'); c != std::string_view::npos) {
+        host = nexthop.substr(0, c);
+        port = nexthop.substr(c + 1);
+        if (port.empty()) return std::nullopt;
+    }
+    if (!port.empty()) {
+        if (port.front() >= '0' && port.front() <= '9') {
+            unsigned value = 0;
+            const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+            if (ec != std::errc() || end != port.data() + port.size() || value < 1 || value > 65535)
+                return std::nullopt;
+        } else {
+            // A service name (smtp, submission) is a port to Postfix too.
+            for (const char ch : port)
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-'))
+                    return std::nullopt;
+        }
+    }
+    if (ipv6_literal) return std::string();  // an address, checked above: no domain to compare
+    if (host.empty()) return std::nullopt;
+    in_addr a4{};
+    if (::inet_pton(AF_INET, std::string(host).c_str(), &a4) == 1) return std::string(host);
+    std::string domain;
+    if (parse_domain_name(host, domain)) return std::nullopt;
+    return domain;
+}
+
 std::optional<std::string> parse_nexthop(std::string_view v, std::string& out) {
     const auto colon = v.find(':');
     if (colon == std::string_view::npos || colon == 0)
@@ -137,7 +195,8 @@ std::optional<std::string> parse_nexthop(std::string_view v, std::string& out) {
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
             return fmt::format("'{}' is not a transport name (master.cf service), in '{}'", transport, v);
     }
-    if (transport == "discard" || transport == "error" || transport == "retry" || transport == "local")
+    const std::string lower = lowercase_ascii(transport);  // Discard: is no other transport to the admin
+    if (lower == "discard" || lower == "error" || lower == "retry" || lower == "local")
         return fmt::format("'{}': the {} transport never reaches the new system", v, transport);
     if (colon + 1 == v.size())
         return fmt::format("'{}' has no next hop: smtp: alone would look up the MX of the managed domain itself, "
@@ -145,12 +204,18 @@ std::optional<std::string> parse_nexthop(std::string_view v, std::string& out) {
     for (const unsigned char c : v.substr(colon + 1))
         if (c <= 0x20 || c >= 0x7f) return fmt::format("the next hop may not contain blanks or control bytes: '{}'", v);
     if (v.size() > 255) return "longer than 255 bytes";
+    if (!nexthop_host(v.substr(colon + 1)))
+        return fmt::format("'{}': the next hop is not host, host:port, [host] or [host]:port (a host name or an "
+                           "IP address; port 1-65535), e.g. smtp:[contoso-com.mail.protection.outlook.com]", v);
     out = std::string(v);
     return std::nullopt;
 }
 
 std::optional<std::string> parse_domain_name(std::string_view v, std::string& out) {
-    auto a = parse_address(std::string("x@") + std::string(v));
+    // ASCII only, as relay_domains must list it for Postfix to match a U-label recipient
+    // (match_hostname() converts the recipient's domain, not the list): the two files then
+    // name a domain alike. parse_address() would read a U-label as its A-label.
+    auto a = is_ascii(v) ? parse_address(std::string("x@") + std::string(v)) : std::nullopt;
     if (!a) {
         std::string why = "not a domain name: '" + std::string(v) + "'";
         if (!is_ascii(v))
@@ -639,6 +704,16 @@ void validate(ParseState& st) {
             throw ConfigError(st.file, line_of("mode"), "new_system_nexthop",
                               "mode = transport in [domain " + d.name + "] needs new_system_nexthop (where migrated "
                               "users' mail goes, e.g. smtp:[contoso-com.mail.protection.outlook.com])");
+        if (d.mode == DomainMode::transport) {
+            // A managed domain (or alias) as the next hop is the old system (its MX), or its
+            // web server ([contoso.net]): never the new system.
+            const auto host = nexthop_host(d.new_system_nexthop.substr(d.new_system_nexthop.find(':') + 1));
+            if (host && !host->empty() && c.find_domain(*host))
+                throw ConfigError(st.file, line_of("new_system_nexthop"), "new_system_nexthop",
+                                  fmt::format("'{}' is a managed domain: its MX is the old system (give the new "
+                                              "system's host, e.g. smtp:[contoso-com.mail.protection.outlook.com])",
+                                              *host));
+        }
         if (d.mode != DomainMode::transport && !d.new_system_nexthop.empty())
             throw ConfigError(st.file, line_of("new_system_nexthop"), "new_system_nexthop",
                               "only used with mode = transport in [domain " + d.name + "]");

@@ -217,14 +217,31 @@ TEST_CASE("transport mode needs a next hop, and a next hop needs transport mode"
                       Catch::Contains("only used with mode = transport"));
     CHECK_THROWS_WITH(parse_config(base + "mode = route\n", "t.ini"), Catch::Contains("rewrite or transport"));
     for (const char* bad : {"[x]", ":[x]", "smtp:[x] y", "sm tp:[x]", "mx.example.com:25", "smtp:", "discard:x",
-                            "error:5.1.1 no"}) {
+                            "error:5.1.1 no", "Discard:x", "smtp::25", "smtp:[]", "smtp:[]:25", "smtp:[x.example",
+                            "smtp:[x.example]:", "smtp:[x.example]:99999", "smtp:[x.example]25", "smtp:x.example:",
+                            "smtp:[ipv6:not-an-address]", "lmtp:unix:relative.sock", "smtp:bad_host.example"}) {
         CAPTURE(bad);
         CHECK_THROWS_AS(parse_config(base + "mode = transport\nnew_system_nexthop = " + bad + "\n", "t.ini"),
                         ConfigError);
     }
+    // A managed domain or one of its aliases is the old system (its MX), bracketed or not.
+    for (const char* managed : {"smtp:contoso.com", "smtp:[Contoso.NET]:25", "relay:[fabrikam.com]"}) {
+        CAPTURE(managed);
+        CHECK_THROWS_WITH(parse_config(base + "aliases = contoso.net\nmode = transport\nnew_system_nexthop = " + managed +
+                                           "\n[domain fabrikam.com]\nrouting_domain = fabrikam.onmicrosoft.com\n",
+                                       "t.ini"),
+                          Catch::Contains("is a managed domain: its MX is the old system"));
+    }
     const Config ok = parse_config(base + "mode = transport\nnew_system_nexthop = relay:[10.0.0.1]:25\n", "t.ini");
     CHECK(ok.domains[0].mode == DomainMode::transport);
     CHECK(ok.domains[0].new_system_nexthop == "relay:[10.0.0.1]:25");
+    for (const char* good : {"smtp:[ipv6:2001:db8::25]:25", "smtp:mx.newsys.example", "smtp:mx.newsys.example:2525",
+                             "smtp:[newsys.example]:submission", "lmtp:unix:/run/newsys/lmtp.sock",
+                             "lmtp:inet:10.0.0.1:24", "smtp:192.0.2.25"}) {
+        CAPTURE(good);
+        CHECK(parse_config(base + "mode = transport\nnew_system_nexthop = " + good + "\n", "t.ini")
+                  .domains[0].new_system_nexthop == good);
+    }
 }
 
 TEST_CASE("export shows a pending change in two more columns, and import reads it back") {

@@ -696,7 +696,7 @@ private:
             // A user whose own entry moves them back to the source (state_attribute, memberOf, a
             // rename out of a group) counts against the same window as a group emptied.
             if (before && before->key == c.user->key && holds(uuid) && before->state != State::source &&
-                c.user->state == State::source && !within_removal_window(c.user->key, "went back to the source"))
+                c.user->state == State::source && !within_removal_window(c.user->key, "went back to the source", false))
                 c.user->state = before->state;
         }
         const bool same_key = before && c.user && before->key == c.user->key;
@@ -725,23 +725,27 @@ private:
     // Whether one more removal or demotion fits in max_removals per 60 s (design 13.5): counted
     // when it does; beyond, the change is held until `coexist-map sync --force`. The limit is a
     // share of the users before the removals of the window, so it does not shrink while a mass
-    // removal is under way.
-    bool within_removal_window(const std::string& key, std::string_view what) {
+    // removal is under way: the users the directory owns now, plus those that left it in the
+    // window. A user moved back to the source is still one of claims_, and counted once: counted
+    // again, each demotion raised the limit, and an emptied group of 20 at 50% sent 19 back.
+    bool within_removal_window(const std::string& key, std::string_view what, bool leaves_directory) {
         const auto now = Clock::now();
-        while (!removals_.empty() && now - removals_.front() > std::chrono::seconds(60)) removals_.pop_front();
-        const std::size_t limit = d_.removal_limit(std::max(claims_.size() + removals_.size(), users_at_refresh_));
+        while (!removals_.empty() && now - removals_.front().when > std::chrono::seconds(60)) removals_.pop_front();
+        const auto departures = static_cast<std::size_t>(
+            std::count_if(removals_.begin(), removals_.end(), [](const WindowRemoval& r) { return r.left_directory; }));
+        const std::size_t limit = d_.removal_limit(std::max(claims_.size() + departures, users_at_refresh_));
         if (removals_.size() >= limit) {
             ++held_;
             log_warning("sync: {} {}, but more than max_removals ({}) users left or went back to the source in the "
                         "last 60 s: kept in the map as it was until 'coexist-map sync --force'", key, what, limit);
             return false;
         }
-        removals_.push_back(now);
+        removals_.push_back({now, leaves_directory});
         return true;
     }
 
     void remove_key(ViewWriter& writer, const std::string& key) {
-        if (!within_removal_window(key, "left the directory")) return;
+        if (!within_removal_window(key, "left the directory", true)) return;
         writer.remove(key);
     }
 
@@ -816,7 +820,7 @@ private:
             const State state = dual ? State::dual : migrated ? State::migrated : State::source;
             // An emptied group un-migrates its members: a mass mistake like a mass removal.
             if (in_map && state == State::source && u.state != State::source &&
-                !within_removal_window(u.key, "went back to the source"))
+                !within_removal_window(u.key, "went back to the source", false))
                 return;
             u.state = state;
         }
@@ -1004,7 +1008,12 @@ private:
     // alias -> the keys of the users that list it (sorted: the first one holds it).
     std::unordered_map<std::string, std::set<std::string>> alias_claims_;
     std::size_t contested_aliases_ = 0;  // addresses for which alias_contested()
-    std::deque<Clock::time_point> removals_;
+    // The removals and demotions of the last 60 s (within_removal_window).
+    struct WindowRemoval {
+        Clock::time_point when;
+        bool left_directory;  // out of claims_ (counted back for the limit), not moved to the source
+    };
+    std::deque<WindowRemoval> removals_;
     std::size_t held_ = 0;
     std::size_t users_at_refresh_ = 0;
     std::string groups_fingerprint_;

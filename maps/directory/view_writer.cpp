@@ -20,9 +20,12 @@ ViewWriter::ViewWriter(MapTxn& txn, SyncCounts& counts, std::function<void(const
 
 namespace {
 
+// A user as a sync line shows it: what routes (state, target) and the batch, which
+// batch_attribute brings and `batch set` acts on, so that a dry run shows who joins a batch.
 std::string routing_text(const UserRecord& r) {
     std::string s(to_string(r.effective_state()));
     if (!r.target.empty()) s += fmt::format(" target={}", r.target);
+    if (!r.batch.empty()) s += fmt::format(" batch={}", r.batch);
     return s;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "coexist/address.hpp"
+#include "coexist/canonical_address.hpp"
 #include "coexist/map_store.hpp"
 #include "coexist/preflight.hpp"
 #include "coexist/route.hpp"
@@ -221,11 +222,19 @@ void check_routing_addresses(const Config& c, std::ostream& err) {
                                "part in more than one get one routing address (below if the map has such)\n",
                                fmt::join(names, "], [domain "), routing);
     MapStore store(c.map_path, c.map_size, MapStore::Mode::read_only);
-    std::map<std::string, std::vector<std::string>> shared;  // routing address -> its users
+    std::map<std::string, std::vector<std::string>> shared;  // routing address (case folded) -> its users
+    // Compared case folded: the new system (Exchange Online, any SMTP mailbox) delivers
+    // DAVE@contoso.onmicrosoft.com and dave@contoso.onmicrosoft.com to one mailbox, and an
+    // explicit target keeps the case the admin typed.
+    const auto folded_routing_address = [&](std::string_view key, const UserRecord& r) -> std::optional<std::string> {
+        auto address = routing_address(c, key, r);
+        if (address) address = fold_case(*address);
+        return address;
+    };
     store.read([&](MapTxn& t) {
         directory::Hash128Set seen, twice;
         t.for_each_user([&](std::string_view key, const UserRecord& r) {
-            if (const auto address = routing_address(c, key, r)) {
+            if (const auto address = folded_routing_address(key, r)) {
                 const auto h = directory::hash128(*address);
                 if (!seen.insert(h)) twice.insert(h);
             }
@@ -233,7 +242,8 @@ void check_routing_addresses(const Config& c, std::ostream& err) {
         });
         if (twice.size() == 0) return;
         t.for_each_user([&](std::string_view key, const UserRecord& r) {
-            if (const auto address = routing_address(c, key, r); address && twice.contains(directory::hash128(*address)))
+            if (const auto address = folded_routing_address(key, r);
+                address && twice.contains(directory::hash128(*address)))
                 shared[*address].emplace_back(key);
             return true;
         });

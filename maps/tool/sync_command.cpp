@@ -30,6 +30,11 @@ int sync(const Config& c, bool dry_run, bool force, bool follow, std::ostream& o
         sigemptyset(&sa.sa_mask);
         sigaction(SIGTERM, &sa, nullptr);
         sigaction(SIGINT, &sa, nullptr);
+        // SIGHUP asks a daemon to reload; the follower reads coexist.ini only when it starts.
+        // Its default action killed the follower without a word. Ignored, not caught: a
+        // handler would interrupt libldap's wait for the server (poll() is never restarted),
+        // which then drops the connection and refreshes from the start.
+        std::signal(SIGHUP, SIG_IGN);
         std::signal(SIGPIPE, SIG_IGN);
         directory::FollowHooks follow_hooks{hooks.ready, hooks.status, hooks.applied, hooks.held, hooks.retrying};
         // The map's files replaced: the follower stopped and logged why. Returning closes the old

@@ -716,6 +716,51 @@ def scenario_follow_limit(root):
             a.stop_follower()
 
 
+def scenario_follow_demotions(root):
+    """A group emptied while following: the users it moves back to the source count against
+    max_removals once each. The limit is a share of the users the directory owns; a demoted user
+    still is one, and counted twice it raised the limit with every demotion (40 users at 25%
+    sent 14 back, not 10)."""
+    d = Directory(40)
+    d.migrated, d.dual = set(d.uids), set()  # all 40 in the migrated group, nobody dual
+    with s.Slapd("demote", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-demote", ldap, max_removals="25%")
+        a.run("init")
+        a.start_follower()
+        try:
+            wait_routes([a], {d.mail[u]: d.expected_user(u) for u in d.uids}, "8b before", (ldap,))
+            # SIGHUP (a reload, to an admin) is ignored: no stop, and no dropped connection (which
+            # would refresh from the start, where an emptied group is refused as a whole).
+            a.follower.send_signal(signal.SIGHUP)
+            time.sleep(1)
+            check(a.follower.poll() is None, "8b: the follower exited on SIGHUP", a.follower_output())
+            ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\nreplace: member\n"
+                            f"member: {s.people_dn('nobody-here')}\n")
+            deadline = time.monotonic() + CONVERGE
+            while True:
+                held = stats_value(a, "removals held back by max_removals:")
+                if held and held.split()[0] == "30":
+                    break
+                check(time.monotonic() < deadline, f"8b: emptying a group of 40 with max_removals = 25% should "
+                      f"move 10 back to the source and hold 30; held {held!r}", a.follower_output())
+                time.sleep(0.2)
+            routes = a.route([d.mail[u] for u in d.uids])
+            back = [u for u in d.uids if routes[d.mail[u]][0] == "relay"]
+            check(len(back) == 10, f"8b: {len(back)} users moved back to the source, max_removals allows 10: {routes}",
+                  a.follower_output())
+            check("Can't contact" not in a.follower_text(), "8b: the follower lost its connection",
+                  a.follower_output())
+            print("  8b ok: SIGHUP ignored; an emptied group of 40 at max_removals = 25%: 10 back to the source, "
+                  "30 held")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 9: two entries claim one alias (follower vs full sync) -----------------------------
 
 def scenario_conflicts(root):
@@ -2025,6 +2070,31 @@ def scenario_poll(root):
             a.stop_follower()
 
 
+def scenario_batch_attribute(root):
+    """batch_attribute: a user joining a batch in the directory is a change the dry run shows and
+    the sync counts (it showed nothing and counted 0 changed, while the real sync wrote it)."""
+    d = Directory(10)
+    with s.Slapd("batch") as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-batch", ldap, batch_attribute="departmentNumber")
+        a.run("init")
+        a.run("sync")
+        u = d.uids[0]
+        ldap.ldapmodify(f"dn: {s.people_dn(u)}\nchangetype: modify\nadd: departmentNumber\ndepartmentNumber: wave3\n")
+        dry = a.run("sync", "--dry-run").stdout
+        want = f"change {d.mail[u]}: {d.state(u)}"
+        check(any(line.startswith(want) and line.endswith(" batch=wave3") for line in dry.splitlines()),
+              f"batch: the dry run does not show {d.mail[u]} joining wave3: {dry!r}")
+        check(", 1 changed," in dry, f"batch: the dry run's count: {dry!r}")
+        out = a.run("sync").stdout
+        check(", 1 changed," in out, f"batch: the sync's count: {out!r}")
+        listed = a.run("list", "--batch", "wave3").stdout
+        check(listed.startswith(d.mail[u] + " ") and len(listed.splitlines()) == 1,
+              f"batch: list --batch wave3 after the sync: {listed!r}")
+        print("  batch ok: a user joining a batch is shown by the dry run and counted by the sync")
+
+
 # ---- scenario 13: an Active Directory-shaped directory (contrib/directory/active-directory.ini) --
 
 def ad_sample_keys():
@@ -2104,7 +2174,9 @@ def scenario_ad_shaped(root):
 SCENARIOS = {
     "replication": None, "changes": None, "restart": None,
     "safety": scenario_safety, "bulk": scenario_bulk, "ownership": scenario_ownership, "tls": scenario_tls,
-    "follow-limit": scenario_follow_limit, "conflicts": scenario_conflicts,
+    "follow-limit": scenario_follow_limit, "follow-demotions": scenario_follow_demotions,
+    "batch-attribute": scenario_batch_attribute,
+    "conflicts": scenario_conflicts,
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
     "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
     "hung-server": scenario_hung_server, "stalled-message": scenario_stalled_message,

@@ -531,11 +531,15 @@ int on_key(void* user, const char* section, const char* name, const char* value)
             return 0;
         }
         st.keyed_header_line = st.header_line;
-        const std::string seen_key = std::string(sec) + "\n" + name;
+        // [map] map_size is max_size's old name: the two are one key, given twice if both are.
+        const bool old_size_name = sec == "map" && std::string_view(name) == "map_size";
+        const std::string seen_key = std::string(sec) + "\n" + (old_size_name ? "max_size" : name);
         if (domain) st.key_lines[domain->name + "\n" + name] = st.line;
         else st.key_lines["[" + std::string(sec) + "]\n" + name] = st.line;  // "[milter]\nsocket"
         if (!st.seen.insert(seen_key).second) {
-            st.fail(name, "given twice in [" + std::string(sec) + "]");
+            st.fail(name, sec == "map" && (old_size_name || std::string_view(name) == "max_size")
+                              ? std::string("given twice in [map] (map_size is max_size's old name)")
+                              : "given twice in [" + std::string(sec) + "]");
             return 0;
         }
         auto table = keys_for(st, sec, domain);

@@ -96,6 +96,8 @@ TEST_CASE("config errors name file, line and key") {
     expect_error(kDomain + "[milter]\nuser = ro ot\n", 4, "user", "not a user");
     expect_error(kDomain + "[policyd]\nmax_connections = 0\n", 4, "max_connections", "whole number");
     expect_error(kDomain + "routing_domain = again.example\n", 3, "routing_domain", "given twice");
+    expect_error(kDomain + "[map]\nmax_size = 64M\nmap_size = 2G\n", 5, "map_size",
+                 "given twice in [map] (map_size is max_size's old name)");
     expect_error(kDomain + "aliases = not_a domain!\n", 3, "aliases", "not a domain");
     expect_error(kDomain + "aliases = b\xc3\xbc" "cher.example\n", 3, "aliases", "as its A-label, xn--");
 }

@@ -61,7 +61,7 @@ SyncCounts full_sync(const Config& config, MapStore& store, LdapSession& session
                 for (auto& w : c.warnings) counts.warn(std::move(w));
                 if (c.user) writer.upsert(*c.user);
             });
-            writer.remove_unseen(d, options.force);
+            writer.remove_unseen(d, options.force, options.earlier_removed, options.earlier_demoted);
             txn.put_meta(meta::kDirectorySyncedAt, std::to_string(context.time));
             txn.put_meta(meta::kDirectoryUri, session.uri());
             txn.put_meta(meta::kDirectoryHeldRemovals, "0");

@@ -17,6 +17,10 @@ namespace coexist::directory {
 struct SyncOptions {
     bool dry_run = false;  // run it all, print the changes, commit nothing
     bool force = false;    // apply removals beyond max_removals
+    // A polling follower's earlier polls within max_removals' 60 s window: the users they
+    // removed and moved back to the source count against this sync's limit (design 13.5).
+    std::size_t earlier_removed = 0;
+    std::size_t earlier_demoted = 0;
 };
 
 // Reads the members of migrated_group and dual_group (base searches on each group DN). A

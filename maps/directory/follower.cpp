@@ -1034,6 +1034,12 @@ void follow_until_stopped(const Config& config, MapStore& store, const std::atom
     const DirectoryConfig& d = config.directory;
     unsigned backoff = 1;
     bool ready_sent = false;
+    // Polling (no RFC 4533): what each poll of the last 60 s removed and moved back.
+    struct PollRemovals {
+        std::chrono::steady_clock::time_point when;
+        std::size_t removed, demoted;
+    };
+    std::deque<PollRemovals> poll_removals;
     FollowHooks once = hooks;
     once.ready = [&] {
         if (!ready_sent && hooks.ready) hooks.ready();
@@ -1052,8 +1058,20 @@ void follow_until_stopped(const Config& config, MapStore& store, const std::atom
                     return;
                 }
             } else {
-                // No RFC 4533 (AD, or a server without syncprov): a full sync every interval.
-                const SyncCounts counts = full_sync(config, store, session, SyncOptions{});
+                // No RFC 4533 (AD, or a server without syncprov): a full sync every interval,
+                // each counting against max_removals what the polls of the last 60 s removed
+                // and moved back, as the persist stage's window does: a group emptied a few
+                // members a poll would otherwise pass the limit.
+                const auto polled_at = std::chrono::steady_clock::now();
+                while (!poll_removals.empty() && polled_at - poll_removals.front().when > std::chrono::seconds(60))
+                    poll_removals.pop_front();
+                SyncOptions options;
+                for (const auto& p : poll_removals) {
+                    options.earlier_removed += p.removed;
+                    options.earlier_demoted += p.demoted;
+                }
+                const SyncCounts counts = full_sync(config, store, session, options);
+                if (counts.removed + counts.demoted) poll_removals.push_back({polled_at, counts.removed, counts.demoted});
                 if (hooks.applied) hooks.applied(counts);
                 if (hooks.held) hooks.held(0);
                 log_info("sync: {} (polling every {} s, the server offers no RFC 4533): {} users, {} added, {} changed, "

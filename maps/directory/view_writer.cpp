@@ -6,13 +6,15 @@
 namespace coexist::directory {
 
 RemovalLimitExceeded::RemovalLimitExceeded(std::size_t would_remove, std::size_t would_demote, std::size_t limit,
-                                           std::size_t owned)
+                                           std::size_t owned, std::size_t earlier)
     : std::runtime_error(fmt::format(
           "of the {} users the directory owns in the map, it no longer lists {} and moves {} back to the "
-          "source (migrated or dual before): {}, more than max_removals allows ({}): nothing changed. A wrong "
+          "source (migrated or dual before){}: {}, more than max_removals allows ({}{}): nothing changed. A wrong "
           "base or filter, or an emptied or wrong group, does this; see what would change with "
           "'coexist-map sync --dry-run --force', and if it is meant, run 'coexist-map sync --force'",
-          owned, would_remove, would_demote, would_remove + would_demote, limit)),
+          owned, would_remove, would_demote,
+          earlier ? fmt::format(", after {} removed or moved back by the polls of the last 60 s", earlier) : "",
+          would_remove + would_demote + earlier, limit, earlier ? " within 60 s" : "")),
       would_remove(would_remove), would_demote(would_demote), limit(limit), owned(owned) {}
 
 ViewWriter::ViewWriter(MapTxn& txn, SyncCounts& counts, std::function<void(const std::string&)> change)
@@ -206,7 +208,8 @@ bool ViewWriter::remove(std::string_view key) {
     return true;
 }
 
-void ViewWriter::remove_unseen(const DirectoryConfig& config, bool force) {
+void ViewWriter::remove_unseen(const DirectoryConfig& config, bool force, std::size_t earlier_removed,
+                               std::size_t earlier_demoted) {
     std::vector<std::string> unseen;
     std::size_t owned = 0;
     txn_.for_each_user([&](std::string_view key, const UserRecord& r) {
@@ -215,9 +218,12 @@ void ViewWriter::remove_unseen(const DirectoryConfig& config, bool force) {
         if (!seen_users_.contains(hash128(key))) unseen.emplace_back(key);
         return true;
     });
-    const std::size_t limit = config.removal_limit(owned);
-    if (unseen.size() + counts_.demoted > limit && !force)
-        throw RemovalLimitExceeded(unseen.size(), counts_.demoted, limit, owned);
+    // The base is the users before the window's removals, as the follower's (follower.cpp,
+    // within_removal_window): those the earlier polls removed are added back.
+    const std::size_t limit = config.removal_limit(owned + earlier_removed);
+    const std::size_t earlier = earlier_removed + earlier_demoted;
+    if (unseen.size() + counts_.demoted + earlier > limit && !force)
+        throw RemovalLimitExceeded(unseen.size(), counts_.demoted, limit, owned, earlier);
     for (const auto& key : unseen) remove(key);
 }
 

@@ -45,7 +45,9 @@ struct SyncCounts {
 // emptied or wrong group un-migrates them) count against the one limit.
 class RemovalLimitExceeded : public std::runtime_error {
 public:
-    RemovalLimitExceeded(std::size_t would_remove, std::size_t would_demote, std::size_t limit, std::size_t owned);
+    // `earlier`: removals and demotions earlier passes made within the same 60 s (polling).
+    RemovalLimitExceeded(std::size_t would_remove, std::size_t would_demote, std::size_t limit, std::size_t owned,
+                         std::size_t earlier = 0);
     std::size_t would_remove, would_demote, limit, owned;
 };
 
@@ -82,8 +84,11 @@ public:
     // were not, unless they and the users this pass moved back to the source are together more
     // than config.removal_limit() of the directory-owned users and `force` is false: then it
     // throws RemovalLimitExceeded, before removing any (the caller's transaction is aborted, so
-    // the demotions already written go with it).
-    void remove_unseen(const DirectoryConfig& config, bool force);
+    // the demotions already written go with it). `earlier_removed` and `earlier_demoted`: what
+    // earlier passes within max_removals' 60 s window removed and moved back (a polling
+    // follower's earlier polls), counted against the same limit, whose base they are part of.
+    void remove_unseen(const DirectoryConfig& config, bool force, std::size_t earlier_removed = 0,
+                       std::size_t earlier_demoted = 0);
 
     // Two entries give `key` as their address; the one with the smaller DN keeps it (upsert's
     // rule). Counted and warned in the report; for the follower, which decides it itself.

@@ -131,7 +131,9 @@ void print_json(const Config& c, const MapCounts& n, std::ostream& out) {
     j["domains"] = domains;
     j["aliases"] = n.aliases;
     j["overrides"] = n.overrides;
-    j["pending"] = {{"total", n.all.pending},
+    // The total is all of them, as coexist-map(8) says: those still to come (the rows' pending)
+    // and those due, which the rows already count in their new state.
+    j["pending"] = {{"total", n.all.pending + n.pending_due},
                     {"due", n.pending_due},
                     {"next_at", n.next_change ? Json(format_time(*n.next_change)) : Json(nullptr)}};
     j["owners"] = {{"admin", n.all.users - n.owned}, {"directory", n.owned}};
@@ -166,8 +168,8 @@ void print_text(const Config& c, const MapCounts& n, std::ostream& out) {
                        n.batches.size());
     for (const auto& [name, counts] : n.batches) out << fmt::format("  batch {}: {}\n", name, counts.text());
     if (!n.batches.empty() && n.unbatched.users) out << fmt::format("  no batch: {}\n", n.unbatched.text());
-    if (n.all.pending)
-        out << fmt::format("scheduled changes: {} ({} due{})\n", n.all.pending, n.pending_due,
+    if (n.all.pending + n.pending_due)
+        out << fmt::format("scheduled changes: {} ({} due{})\n", n.all.pending + n.pending_due, n.pending_due,
                            n.next_change ? ", next at " + format_time(*n.next_change) : std::string());
     out << fmt::format("map size: {:.1f} MiB, used: {:.1f} MiB\n", n.map_size / 1048576.0, n.used_bytes / 1048576.0);
     if (c.directory.configured() || n.synced_at) {

@@ -95,6 +95,32 @@ TEST_CASE("a scheduled batch flips at its second, for route() and every reader")
     CHECK(h.back().command.find("scheduled change due " + at) == 0);
 }
 
+TEST_CASE("stats counts a scheduled change whose time has come among all of them") {
+    ScheduledMap m;
+    const std::int64_t t0 = now() - 200;
+    {
+        // Written 200 s ago: ann's change due 100 s ago (no write since has stored it), bob's
+        // in an hour.
+        MapStore store(m.config.map_path, m.config.map_size, MapStore::Mode::read_write);
+        store.write(ChangeContext{"test", "batch set", t0}, [&](MapTxn& t) {
+            for (const auto& [key, at] : {std::pair<std::string, std::int64_t>{"ann@contoso.com", t0 + 100},
+                                          std::pair<std::string, std::int64_t>{"bob@contoso.com", now() + 3600}}) {
+                const auto existing = t.user(key);
+                UserRecord r = *existing;
+                r.pending_state = State::migrated;
+                r.pending_at = at;
+                t.put_user(key, r, existing);
+            }
+        });
+    }
+    std::ostringstream text;
+    tool::stats(m.config, text);
+    CHECK_THAT(text.str(), Catch::Contains("scheduled changes: 2 (1 due, next at " + utc_timestamp(now() + 3600).substr(0, 13)));
+    std::ostringstream json;
+    tool::stats(m.config, true, json);
+    CHECK_THAT(json.str(), Catch::Contains("\"total\": 2") && Catch::Contains("\"due\": 1"));
+}
+
 TEST_CASE("batch set now replaces a schedule; cancel drops it; unknown batches are refused") {
     ScheduledMap m;
     const std::string first = in_an_hour();

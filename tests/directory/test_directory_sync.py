@@ -2095,6 +2095,41 @@ def scenario_batch_attribute(root):
         print("  batch ok: a user joining a batch is shown by the dry run and counted by the sync")
 
 
+def scenario_poll_limit(root):
+    """Polling (no RFC 4533): max_removals holds within any 60 s, not per poll. A group emptied a
+    few members a poll went through whole, each poll under the limit on its own."""
+    d = Directory(20)
+    d.migrated, d.dual = set(d.uids[:8]), set()
+    with s.Slapd("plain-limit") as ldap:  # no syncprov: the follower polls
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-poll-limit", ldap, interval="5", max_removals="2")
+        a.run("init")
+        try:
+            offset = len(a.follower_text())
+            a.follower = spawn_follower(a)
+            wait_until(lambda: "polling every 5 s" in a.follower_text()[offset:], 60, "the follower's first poll")
+            compare_routes(a, d.expected(), "12b first poll")
+            for step, gone in enumerate((d.uids[0:2], d.uids[2:4]), 1):
+                ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\ndelete: member\n" +
+                                "".join(f"member: {s.people_dn(u)}\n" for u in gone))
+                if step == 1:
+                    d.migrated -= set(gone)
+                    wait_until(lambda: all(a.route([d.mail[u]])[d.mail[u]] == ("relay", None) for u in gone), 60,
+                               "12b: the first two moved back by a poll")
+            wait_until(lambda: "after 2 removed or moved back by the polls of the last 60 s" in a.follower_text(), 60,
+                       "12b: the next poll refused: 2 more within 60 s is over max_removals = 2",
+                       on_timeout=a.follower_output)
+            # The second pair keeps its routing (held), as does everyone else.
+            compare_routes(a, d.expected(), "12b after the refused poll")
+            print("  12b ok: polling, max_removals = 2: two moved back, the next two within 60 s refused")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 13: an Active Directory-shaped directory (contrib/directory/active-directory.ini) --
 
 def ad_sample_keys():
@@ -2178,7 +2213,8 @@ SCENARIOS = {
     "batch-attribute": scenario_batch_attribute,
     "conflicts": scenario_conflicts,
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
-    "poll": scenario_poll, "ad-shaped": scenario_ad_shaped, "address-moves": scenario_address_moves,
+    "poll": scenario_poll, "poll-limit": scenario_poll_limit, "ad-shaped": scenario_ad_shaped,
+    "address-moves": scenario_address_moves,
     "hung-server": scenario_hung_server, "stalled-message": scenario_stalled_message,
     "restored": scenario_restored,
     "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,

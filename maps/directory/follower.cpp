@@ -342,6 +342,7 @@ private:
         alias_claims_.clear();
         contested_aliases_ = 0;
         removals_.clear();
+        departures_ = 0;
         held_ = 0;
         cookie_.reset();
     }
@@ -730,10 +731,11 @@ private:
     // again, each demotion raised the limit, and an emptied group of 20 at 50% sent 19 back.
     bool within_removal_window(const std::string& key, std::string_view what, bool leaves_directory) {
         const auto now = Clock::now();
-        while (!removals_.empty() && now - removals_.front().when > std::chrono::seconds(60)) removals_.pop_front();
-        const auto departures = static_cast<std::size_t>(
-            std::count_if(removals_.begin(), removals_.end(), [](const WindowRemoval& r) { return r.left_directory; }));
-        const std::size_t limit = d_.removal_limit(std::max(claims_.size() + departures, users_at_refresh_));
+        while (!removals_.empty() && now - removals_.front().when > std::chrono::seconds(60)) {
+            departures_ -= removals_.front().left_directory ? 1 : 0;
+            removals_.pop_front();
+        }
+        const std::size_t limit = d_.removal_limit(std::max(claims_.size() + departures_, users_at_refresh_));
         if (removals_.size() >= limit) {
             ++held_;
             log_warning("sync: {} {}, but more than max_removals ({}) users left or went back to the source in the "
@@ -741,6 +743,7 @@ private:
             return false;
         }
         removals_.push_back({now, leaves_directory});
+        departures_ += leaves_directory ? 1 : 0;
         return true;
     }
 
@@ -1014,6 +1017,7 @@ private:
         bool left_directory;  // out of claims_ (counted back for the limit), not moved to the source
     };
     std::deque<WindowRemoval> removals_;
+    std::size_t departures_ = 0;  // the entries of removals_ with left_directory, kept with it
     std::size_t held_ = 0;
     std::size_t users_at_refresh_ = 0;
     std::string groups_fingerprint_;

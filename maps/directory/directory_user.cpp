@@ -34,6 +34,19 @@ std::optional<std::string> malformed_address(const Config& config, std::string_v
     return fmt::format("'{}': {}", printable(value, kQuoted), why);
 }
 
+// A warning for an attribute that should hold one value and holds several that say different
+// things: the map keeps what it had for `kept` ("state", "routing", "batch").
+std::string disagreeing_values(std::string_view key, std::string_view attribute, const std::vector<std::string>& values,
+                               std::string_view kept) {
+    constexpr std::size_t kQuoted = 3;  // a few are enough to see the mistake
+    std::string quoted;
+    for (std::size_t i = 0; i < values.size() && i < kQuoted; ++i)
+        quoted += fmt::format("{}'{}'", i ? ", " : "", printable(values[i], 64));
+    if (values.size() > kQuoted) quoted += fmt::format(" and {} more", values.size() - kQuoted);
+    return fmt::format("{}: {} has {} values that disagree ({}): {} kept as it is", key, attribute, values.size(),
+                       quoted, kept);
+}
+
 void sort_unique(std::vector<std::string>& v) {
     std::sort(v.begin(), v.end());
     v.erase(std::unique(v.begin(), v.end()), v.end());
@@ -155,13 +168,25 @@ Classified classify(const Config& config, const Entry& entry, const Membership& 
     if (!d.state_attribute.empty()) {
         const auto* values = entry.values(d.state_attribute);
         if (values && !values->empty()) {
-            if (auto s = parse_state(values->front())) {
-                user.state = *s;
-            } else {
-                user.keep_routing = true;
-                result.warnings.push_back(fmt::format("{}: {} '{}' is not source, migrated or dual: state kept as it is",
-                                                      user.key, d.state_attribute, printable(values->front())));
+            std::optional<State> state;
+            for (const auto& value : *values) {
+                const auto s = parse_state(value);
+                if (!s) {
+                    user.keep_routing = true;
+                    result.warnings.push_back(fmt::format("{}: {} '{}' is not source, migrated or dual: state kept as it is",
+                                                          user.key, d.state_attribute, printable(value)));
+                    break;
+                }
+                if (state && *state != *s) {
+                    // The server may send the values in any order: taking the first would let
+                    // two relays route the user differently.
+                    user.keep_routing = true;
+                    result.warnings.push_back(disagreeing_values(user.key, d.state_attribute, *values, "state"));
+                    break;
+                }
+                state = s;
             }
+            if (!user.keep_routing) user.state = *state;
         }
     } else if (membership.contains(Membership::Group::dual, user.dn) || member_of(entry, d.dual_group)) {
         user.state = State::dual;
@@ -173,15 +198,23 @@ Classified classify(const Config& config, const Entry& entry, const Membership& 
         user.target = std::string();
         const auto* values = entry.values(d.target_attribute);
         if (values && !values->empty()) {
-            const auto smtp = smtp_value(values->front());
-            auto t = admin_target(config, smtp ? *smtp : std::string_view(values->front()));
-            if (auto* ok = std::get_if<std::string>(&t)) {
+            for (const auto& value : *values) {
+                const auto smtp = smtp_value(value);
+                auto t = admin_target(config, smtp ? *smtp : std::string_view(value));
+                auto* ok = std::get_if<std::string>(&t);
+                if (!ok) {
+                    user.keep_routing = true;
+                    result.warnings.push_back(fmt::format("{}: {} '{}': {}: routing kept as it is", user.key,
+                                                          d.target_attribute, printable(value),
+                                                          std::get<KeyError>(t).reason));
+                    break;
+                }
+                if (&value != &values->front() && *ok != *user.target) {
+                    user.keep_routing = true;
+                    result.warnings.push_back(disagreeing_values(user.key, d.target_attribute, *values, "routing"));
+                    break;
+                }
                 user.target = std::move(*ok);
-            } else {
-                user.keep_routing = true;
-                result.warnings.push_back(fmt::format("{}: {} '{}': {}: routing kept as it is", user.key,
-                                                      d.target_attribute, printable(values->front()),
-                                                      std::get<KeyError>(t).reason));
             }
         }
     }
@@ -193,7 +226,11 @@ Classified classify(const Config& config, const Entry& entry, const Membership& 
             const bool ok = b.size() <= 64 && std::all_of(b.begin(), b.end(), [](char c) {
                 return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
             });
-            if (ok) user.batch = b;
+            if (std::any_of(values->begin(), values->end(), [&](const std::string& v) { return v != b; })) {
+                user.batch.reset();
+                result.warnings.push_back(disagreeing_values(user.key, d.batch_attribute, *values, "batch"));
+            }
+            else if (ok) user.batch = b;
             else result.warnings.push_back(fmt::format("{}: {} is not a batch name (printable, at most 64 bytes): ignored",
                                                        user.key, d.batch_attribute));
         }

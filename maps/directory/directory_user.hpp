@@ -69,7 +69,9 @@ struct Classified {
 // An entry as a user (design 9): the first value of address_attribute in a managed domain is
 // the primary address (further ones in managed domains become aliases). State from
 // state_attribute, else dual_group, then migrated_group (listed as the group's member, or the
-// group named in the entry's memberOf), else source. Alias values may carry AD's "smtp:"
+// group named in the entry's memberOf), else source. A state, target or batch attribute with
+// several values that disagree is the directory's mistake: the map keeps what it had (the
+// server may send values in any order, and relays must not pick differently), with a warning. Alias values may carry AD's "smtp:"
 // prefix; values with another prefix ("X500:", "SIP:") and addresses outside the managed
 // domains are ignored.
 Classified classify(const Config& config, const Entry& entry, const Membership& membership);

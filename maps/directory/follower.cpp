@@ -657,13 +657,17 @@ private:
     // gets the holder's view, or loses the key when no entry gives it any more (within
     // max_removals). `was`: the holder before the change, as it was; `changed`: the entryUUID
     // of the entry that changed (its view is written when it holds the key).
+    // `renamed`: the entry that changed is still a user, under another address; a key it leaves
+    // with nobody is removed without counting against max_removals (no user left).
     void settle(ViewWriter& writer, const std::string& key, const std::optional<DirectoryUser>& was,
-                const std::string& changed) {
+                const std::string& changed, bool renamed = false) {
         const DirectoryUser* now = holder(key);
         if (was) claim_aliases(*was, false);
         if (now) claim_aliases(*now, true);
         if (!now) {
-            if (was) remove_key(writer, key);
+            if (!was) return;
+            if (renamed) writer.remove(key, true);
+            else remove_key(writer, key);
             return;
         }
         if (!was || was->entry_uuid != now->entry_uuid || now->entry_uuid == changed) {
@@ -695,8 +699,9 @@ private:
         if (c.user) {
             c.user->entry_uuid = uuid;
             // A user whose own entry moves them back to the source (state_attribute, memberOf, a
-            // rename out of a group) counts against the same window as a group emptied.
-            if (before && before->key == c.user->key && holds(uuid) && before->state != State::source &&
+            // rename out of a group) counts against the same window as a group emptied, whether
+            // or not its address changed with it (a rename alone is not counted: settle()).
+            if (before && holds(uuid) && before->state != State::source &&
                 c.user->state == State::source && !within_removal_window(c.user->key, "went back to the source", false))
                 c.user->state = before->state;
         }
@@ -707,7 +712,7 @@ private:
         if (c.user) add_entry(*c.user);
         // Renamed to another address, or no longer a user of a managed domain: the old key goes
         // to the next entry giving it, or out of the map.
-        if (before && !same_key) settle(writer, before->key, was_old, uuid);
+        if (before && !same_key) settle(writer, before->key, was_old, uuid, c.user.has_value());
         if (c.user) settle(writer, c.user->key, same_key ? was_old : was_new, uuid);
     }
 
@@ -1075,7 +1080,9 @@ void follow_until_stopped(const Config& config, MapStore& store, const std::atom
                     options.earlier_demoted += p.demoted;
                 }
                 const SyncCounts counts = full_sync(config, store, session, options);
-                if (counts.removed + counts.demoted) poll_removals.push_back({polled_at, counts.removed, counts.demoted});
+                // A rename is no user gone (ViewWriter::remove_unseen): not carried to the next poll.
+                if (const std::size_t gone = counts.removed - counts.renamed; gone + counts.demoted)
+                    poll_removals.push_back({polled_at, gone, counts.demoted});
                 if (hooks.applied) hooks.applied(counts);
                 if (hooks.held) hooks.held(0);
                 log_info("sync: {} (polling every {} s, the server offers no RFC 4533): {} users, {} added, {} changed, "

@@ -35,6 +35,10 @@ std::string routing_text(const UserRecord& r) {
 
 void ViewWriter::upsert(const DirectoryUser& u) {
     ++counts_.users;
+    if (!counted_users_) {
+        may_rename_ = txn_.user_count() > 0;
+        counted_users_ = true;
+    }
     const auto existing = txn_.user(u.key);
     const bool seen_before = !seen_users_.insert(hash128(u.key));
     if (existing && existing->owner == Owner::directory && existing->dn != u.dn &&
@@ -92,6 +96,14 @@ void ViewWriter::upsert(const DirectoryUser& u) {
         record.state == State::source)
         ++counts_.demoted;
 
+    if (!existing && may_rename_) {
+        const std::string routed = record.state != State::source ? " routed" : "";
+        for (const std::string& id : {"uuid " + u.entry_uuid, "dn " + u.dn}) {
+            if (id == "uuid ") continue;
+            renamed_to_.insert(hash128(id));
+            if (!routed.empty()) renamed_to_.insert(hash128(id + routed));
+        }
+    }
     if (!existing) {
         ++counts_.added;
         if (change_) change_(fmt::format("add {} {}", u.key, routing_text(record)));
@@ -188,7 +200,7 @@ void ViewWriter::reassign(const std::string& alias, std::string_view from) {
     if (change_) change_(fmt::format("alias {} -> {}", alias, *owner));
 }
 
-bool ViewWriter::remove(std::string_view key) {
+bool ViewWriter::remove(std::string_view key, bool renamed) {
     const auto existing = txn_.user(key);
     if (!existing || existing->owner != Owner::directory) return false;
     const auto aliases = txn_.aliases_of(key);
@@ -204,27 +216,46 @@ bool ViewWriter::remove(std::string_view key) {
     for (const auto& alias : aliases) reassign(alias, key);
     reassign(std::string(key), key);
     ++counts_.removed;
-    if (change_) change_(fmt::format("remove {}", key));
+    counts_.renamed += renamed ? 1 : 0;
+    if (change_) change_(fmt::format("remove {}{}", key, renamed ? " (its entry gives another address now)" : ""));
     return true;
+}
+
+bool ViewWriter::renamed(const UserRecord& r) const {
+    if (renamed_to_.size() == 0) return false;
+    // A user moved back to the source on the way is counted as one (a mass mistake may do both).
+    const std::string_view routed = r.state != State::source ? " routed" : "";
+    const auto given = [&](std::string_view kind, const std::string& id) {
+        return !id.empty() && renamed_to_.contains(hash128(fmt::format("{} {}{}", kind, id, routed)));
+    };
+    return given("uuid", r.entry_uuid) || given("dn", r.dn);
 }
 
 void ViewWriter::remove_unseen(const DirectoryConfig& config, bool force, std::size_t earlier_removed,
                                std::size_t earlier_demoted) {
-    std::vector<std::string> unseen;
+    std::vector<std::pair<std::string, bool>> unseen;  // key, and whether its entry was seen (renamed)
+    std::size_t renames = 0;
     std::size_t owned = 0;
     txn_.for_each_user([&](std::string_view key, const UserRecord& r) {
         if (r.owner != Owner::directory) return true;  // the admin's users stay (design 13.1)
         ++owned;
-        if (!seen_users_.contains(hash128(key))) unseen.emplace_back(key);
+        if (seen_users_.contains(hash128(key))) return true;
+        // Its entry is still here under another primary address (a rename, a mail value moved
+        // first): no user left, so not one of the mass mistakes max_removals guards against,
+        // and a rename of many must not hold every other change of the pass.
+        const bool entry_seen = renamed(r);
+        unseen.emplace_back(key, entry_seen);
+        renames += entry_seen ? 1 : 0;
         return true;
     });
     // The base is the users before the window's removals, as the follower's (follower.cpp,
     // within_removal_window): those the earlier polls removed are added back.
     const std::size_t limit = config.removal_limit(owned + earlier_removed);
     const std::size_t earlier = earlier_removed + earlier_demoted;
-    if (unseen.size() + counts_.demoted + earlier > limit && !force)
-        throw RemovalLimitExceeded(unseen.size(), counts_.demoted, limit, owned, earlier);
-    for (const auto& key : unseen) remove(key);
+    const std::size_t gone = unseen.size() - renames;
+    if (gone + counts_.demoted + earlier > limit && !force)
+        throw RemovalLimitExceeded(gone, counts_.demoted, limit, owned, earlier);
+    for (const auto& [key, entry_seen] : unseen) remove(key, entry_seen);
 }
 
 }  // namespace coexist::directory

@@ -26,6 +26,7 @@ struct SyncCounts {
     std::size_t entries = 0;          // entries read from the directory
     std::size_t users = 0;            // of which users of managed domains
     std::size_t added = 0, changed = 0, removed = 0;
+    std::size_t renamed = 0;          // of `removed`: the entry is still a user, under another address
     std::size_t aliases_added = 0, aliases_removed = 0;
     std::size_t overrides = 0;        // users whose admin override wins over the directory
     std::size_t overrides_dropped = 0;  // overrides the directory caught up with
@@ -77,8 +78,9 @@ public:
     // takes over into one); drops an override the directory caught up with.
     void upsert(const DirectoryUser& u);
     // The entry behind `key` left the directory (deleted, renamed out of base, no longer
-    // matching the filter): removes the user if the directory owns it. False if not.
-    bool remove(std::string_view key);
+    // matching the filter), or, `renamed`, now gives another primary address: removes the user
+    // if the directory owns it. False if not.
+    bool remove(std::string_view key, bool renamed = false);
 
     // Full sync only, after every entry was upserted: removes the directory-owned users that
     // were not, unless they and the users this pass moved back to the source are together more
@@ -111,6 +113,16 @@ private:
     // Keys (and aliases) visited in this pass, as hashes (key_hash.hpp): 16 bytes a user, not a
     // copy of the directory.
     Hash128Set seen_users_, seen_aliases_;
+    // The entries of the users this pass added to the map (entryUUID and DN; each again with
+    // " routed" when its state is not source): a key not seen whose entry gives a new one now is
+    // a primary address changed, not a user gone, and does not count against max_removals
+    // unless it also moved back to the source. Only the added, as only they can be renames: a
+    // million-user initial sync into an empty map keeps none (the limit on its memory).
+    Hash128Set renamed_to_;
+    bool may_rename_ = false;  // the map had users when the pass began
+    bool counted_users_ = false;
+    // Whether the entry of a directory user record gives another, added key in this pass.
+    bool renamed(const UserRecord& r) const;
     // Full sync: aliases listed by a user of this pass but hidden by a user's address in the map,
     // and the smallest key listing each; given to it if remove_unseen removes that user. Only
     // such conflicts are kept, not every alias.

@@ -129,6 +129,61 @@ TEST_CASE("classify: a bad state or target value keeps the map's routing, with a
     CHECK(cl.user->keep_routing);
 }
 
+TEST_CASE("classify: a state, target or batch attribute with values that disagree keeps the map's, with a warning") {
+    TempDir dir;
+    const Config c = parse_config(coexist::test::standard_config_text(dir.file("map")) +
+                                      "\n[directory]\nuri = ldap://127.0.0.1:1/\nbase = " + kPeople +
+                                      "\nstate_attribute = employeeType\ntarget_attribute = mailRoutingAddress\n"
+                                      "batch_attribute = departmentNumber\n",
+                                  "test.ini");
+    Entry ann = person("ann", {"ann@contoso.com"});
+    // The same state twice, spelt differently: one state, no warning.
+    ann.attributes["employeetype"] = {"migrated", "Migrated"};
+    ann.attributes["mailroutingaddress"] = {"ann@contoso.onmicrosoft.com", "SMTP:ann@contoso.onmicrosoft.com"};
+    ann.attributes["departmentnumber"] = {"wave3"};
+    auto cl = classify(c, ann, {});
+    REQUIRE(cl.user);
+    CHECK(cl.warnings.empty());
+    CHECK_FALSE(cl.user->keep_routing);
+    CHECK(cl.user->state == State::migrated);
+    CHECK(cl.user->target == std::optional<std::string>("ann@contoso.onmicrosoft.com"));
+    CHECK(cl.user->batch == std::optional<std::string>("wave3"));
+
+    // Which value comes first is the server's choice: neither may win.
+    for (const auto& states : {std::vector<std::string>{"source", "migrated"}, std::vector<std::string>{"migrated", "source"}}) {
+        ann.attributes["employeetype"] = states;
+        cl = classify(c, ann, {});
+        CHECK(cl.user->keep_routing);
+        REQUIRE(cl.warnings.size() == 1);
+        CHECK(cl.warnings[0] == fmt::format("ann@contoso.com: employeetype has 2 values that disagree ('{}', '{}'): "
+                                            "state kept as it is", states[0], states[1]));
+    }
+    ann.attributes["employeetype"] = {"migrated"};
+    ann.attributes["mailroutingaddress"] = {"ann@contoso.onmicrosoft.com", "ann@o365.contoso.com"};
+    cl = classify(c, ann, {});
+    CHECK(cl.user->keep_routing);
+    REQUIRE(cl.warnings.size() == 1);
+    CHECK_THAT(cl.warnings[0], Catch::Contains("mailroutingaddress has 2 values that disagree") &&
+                                   Catch::EndsWith("routing kept as it is"));
+    ann.attributes["mailroutingaddress"] = {"ann@contoso.onmicrosoft.com"};
+    ann.attributes["departmentnumber"] = {"wave3", "wave4", "wave5", "wave6"};
+    cl = classify(c, ann, {});
+    CHECK_FALSE(cl.user->keep_routing);
+    CHECK_FALSE(cl.user->batch);  // the map's batch stays
+    REQUIRE(cl.warnings.size() == 1);
+    CHECK_THAT(cl.warnings[0], Catch::Contains("('wave3', 'wave4', 'wave5' and 1 more): batch kept as it is"));
+
+    // Written: the map keeps the user's routing and batch.
+    MapStore store(c.map_path, 1 << 20, MapStore::Mode::create);
+    ann.attributes["departmentnumber"] = {"wave3"};
+    full(store, c, {ann}, {});
+    ann.attributes["employeetype"] = {"source", "migrated"};
+    ann.attributes["departmentnumber"] = {"wave3", "wave4"};
+    full(store, c, {ann}, {});
+    CHECK(routed(c, "ann@contoso.com") == "rewrite ann@contoso.onmicrosoft.com");
+    store.read([](MapTxn& t) { CHECK(t.user("ann@contoso.com")->batch == "wave3"); });
+}
+
 TEST_CASE("classify: a mail value that is no address is warned of with the entry's DN, not dropped silently") {
     TempDir dir;
     const Config c = directory_config(dir.file("map"));
@@ -226,6 +281,55 @@ TEST_CASE("the safety limit: a sync that would remove too many users changes not
     std::vector<Entry> few_gone(view.begin(), view.begin() + 45);  // 5 of 50 = 10%: allowed
     CHECK(full(store, c, few_gone, members({"u00"})).removed == 5);
     CHECK(full(store, c, shrunk, members({}), true).removed == 40);  // --force
+}
+
+TEST_CASE("the safety limit: an entry that gives another primary address now is no user gone") {
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"));  // max_removals = 10%
+    MapStore store(c.map_path, 1 << 20, MapStore::Mode::create);
+    const bool by_uuid = GENERATE(true, false);  // OpenLDAP's entryUUID; a directory without one (DN)
+    std::vector<Entry> view;
+    std::vector<std::string> migrated;
+    for (int i = 0; i < 50; ++i) {
+        view.push_back(person(fmt::format("u{:02}", i), {fmt::format("u{:02}@contoso.com", i)}));
+        if (by_uuid) view.back().attributes["entryuuid"] = {fmt::format("1b4f0f7e-0000-0000-0000-0000000000{:02}", i)};
+        if (i % 2 == 0) migrated.push_back(fmt::format("u{:02}", i));
+    }
+    full(store, c, view, members(migrated));
+    // 20 of 50 renamed (a new domain policy, first.last): 40% would be "gone" by key.
+    auto renamed = view;
+    for (int i = 0; i < 20; ++i) {
+        renamed[i].attributes["mail"] = {fmt::format("user.{:02}@contoso.com", i), fmt::format("u{:02}@contoso.com", i)};
+        if (!by_uuid) continue;
+        renamed[i].dn = fmt::format("uid=user.{:02},{}", i, kPeople);  // modrdn too: the entryUUID stays
+        if (i % 2 == 0) migrated[i / 2] = fmt::format("user.{:02}", i);
+    }
+    if (by_uuid) renamed.push_back(person("new", {"new@contoso.com"}));  // and one more change in the same pass
+    const auto counts = full(store, c, renamed, members(migrated));
+    CHECK(counts.removed == 20);
+    CHECK(counts.renamed == 20);
+    CHECK(counts.added == (by_uuid ? 21 : 20));
+    CHECK(routed(c, "user.00@contoso.com") == "rewrite user.00@o365.contoso.com");
+    CHECK(routed(c, "u00@contoso.com") == "rewrite user.00@o365.contoso.com");  // the old address: an alias now
+    CHECK(routed(c, "user.01@contoso.com") == "relay");
+    if (by_uuid) CHECK(routed(c, "new@contoso.com") == "relay");
+
+    // Still counted: users gone, and a rename that also moves the user back to the source.
+    auto gone = renamed;
+    gone.erase(gone.begin() + 40, gone.begin() + 50);  // 10 of 50 (u40..u49) leave: over 10%
+    CHECK_THROWS_AS(full(store, c, gone, members(migrated)), RemovalLimitExceeded);
+    auto demoted = renamed;
+    for (int i = 0; i < 12; i += 2) {
+        demoted[i].attributes["mail"] = {fmt::format("first.{:02}@contoso.com", i)};
+    }
+    std::vector<std::string> fewer(migrated.begin() + 6, migrated.end());  // and out of the group
+    try {
+        full(store, c, demoted, members(fewer));
+        FAIL("renames that moved 6 users back to the source were not counted");
+    } catch (const RemovalLimitExceeded& e) {
+        CHECK(e.would_remove == 6);
+    }
+    CHECK(routed(c, "user.00@contoso.com") == "rewrite user.00@o365.contoso.com");
 }
 
 TEST_CASE("an admin's change to a directory user is an override the sync keeps, until the directory catches up") {

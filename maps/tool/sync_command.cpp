@@ -8,6 +8,7 @@
 #include "coexist/log.hpp"
 #include "directory_sync.hpp"
 #include "follower.hpp"
+#include "follower_lock.hpp"
 
 namespace coexist::tool {
 
@@ -25,6 +26,7 @@ int sync(const Config& c, bool dry_run, bool force, bool follow, std::ostream& o
     if (follow) {
         open_log("coexist-map", true);
         MapStore store(c.map_path, c.map_size, MapStore::Mode::read_write);
+        const FollowerLock one_follower(c.map_path);
         struct sigaction sa{};
         sa.sa_handler = request_stop;
         sigemptyset(&sa.sa_mask);

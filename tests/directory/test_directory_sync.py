@@ -761,6 +761,102 @@ def scenario_follow_demotions(root):
             a.stop_follower()
 
 
+def scenario_renames(root):
+    """A user whose primary address changes (mail replaced, the old address kept as a second value
+    or dropped) is no user gone: max_removals holds none of it, in the follower, in its resume
+    after a restart, or in a full sync. Before, each rename counted as a removal, and after a
+    restart 10 renames held the whole refresh until `sync --force`. A rename that also moves
+    the user back to the source still counts."""
+    d = Directory(30)
+    with s.Slapd("renames", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-renames", ldap, max_removals="2")
+        b = Relay(root, "relay-renames-oneshot", ldap, max_removals="2")
+        for relay in (a, b):
+            relay.run("init")
+        b.run("sync")
+        a.start_follower()
+        expected = {}
+
+        def rename(uids):
+            mods = []
+            for i, u in enumerate(uids):
+                old, new = d.mail[u], f"renamed.{u}@{DOMAIN}"
+                values = [new, old] if i % 2 == 0 else [new]
+                mods.append(f"dn: {s.people_dn(u)}\nchangetype: modify\nreplace: mail\n" +
+                            "".join(f"mail: {v}\n" for v in values))
+                d.mail[u] = new
+                expected[new] = d.expected_user(u)
+                expected[old] = d.expected_user(u) if i % 2 == 0 else ("relay", None)
+            ldap.ldapmodify("\n".join(mods))
+
+        try:
+            wait_routes([a], d.expected(), "renames before", (ldap,))
+            rename(d.uids[:10])
+            wait_routes([a], expected, "renames: 10 renamed while following", (ldap,))
+            check(stats_value(a, "removals held back by max_removals:") is None,
+                  "renames: the follower held renames as removals:\n" + a.run("stats").stdout, a.follower_output())
+            a.stop_follower()
+            rename(d.uids[10:20])
+            a.start_follower()
+            wait_routes([a], expected, "renames: 10 more renamed while the follower was stopped", (ldap,))
+            check(stats_value(a, "removals held back by max_removals:") is None,
+                  "renames: the resumed follower held renames as removals:\n" + a.run("stats").stdout,
+                  a.follower_output())
+            out = b.run("sync").stdout
+            check(", 20 removed," in out, f"renames: the full sync of 20 renames: {out!r}")
+            compare_routes(b, {**d.expected(), **expected}, "renames: full sync")
+            check(a.digest() == b.digest(), f"renames: follower {a.digest()} != full sync {b.digest()}")
+            # Renamed and out of the migrated group in the same change: moved back, counted.
+            back = [u for u in d.uids[20:] if d.state(u) == "migrated"][:3]
+            check(len(back) == 3, f"renames: the directory has {len(back)} migrated users left to rename")
+            a.stop_follower()
+            ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\ndelete: member\n" +
+                            "".join(f"member: {s.people_dn(u)}\n" for u in back))
+            rename(back)
+            res = b.run("sync", expect=None)
+            check(res.returncode != 0 and "max_removals" in res.stderr,
+                  f"renames: 3 renamed and moved back with max_removals = 2 were applied: {res.stdout!r} {res.stderr!r}")
+            print("  renames ok: 20 renames applied by the follower (live and resumed) and by a full sync with "
+                  "max_removals = 2; 3 renamed and moved back are held")
+        except Exception:
+            sys.stderr.write(fail_with([a, b], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
+def scenario_second_follower(root):
+    """One follower per map: a second `sync --follow` on the same map (one started by hand beside
+    the systemd unit) is refused with exit 3 and says why, and the first goes on; once the first
+    stops, another may start. Two ran side by side before, each applying every change and
+    writing its own cookie."""
+    d = Directory(10)
+    with s.Slapd("second", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-second", ldap)
+        a.run("init")
+        a.start_follower()
+        try:
+            second = a.run("sync", "--follow", expect=3, timeout=60)
+            check("is following the directory into" in second.stderr and "already" in second.stderr,
+                  f"second follower: its refusal does not say why: {second.stderr!r}")
+            u = next(u for u in d.uids if d.state(u) == "source")
+            ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\nadd: member\nmember: {s.people_dn(u)}\n")
+            d.migrated.add(u)
+            wait_routes([a], {d.mail[u]: d.expected_user(u)}, "second follower: the first one goes on", (ldap,))
+            check(a.stop_follower() == 0, "second follower: the first one did not stop cleanly", a.follower_output())
+            a.start_follower()  # the lock went with the first
+            print("  second-follower ok: a second follower on one map is refused (exit 3); the first goes on")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
 # ---- scenario 9: two entries claim one alias (follower vs full sync) -----------------------------
 
 def scenario_conflicts(root):
@@ -2210,7 +2306,8 @@ SCENARIOS = {
     "replication": None, "changes": None, "restart": None,
     "safety": scenario_safety, "bulk": scenario_bulk, "ownership": scenario_ownership, "tls": scenario_tls,
     "follow-limit": scenario_follow_limit, "follow-demotions": scenario_follow_demotions,
-    "batch-attribute": scenario_batch_attribute,
+    "batch-attribute": scenario_batch_attribute, "renames": scenario_renames,
+    "second-follower": scenario_second_follower,
     "conflicts": scenario_conflicts,
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
     "poll": scenario_poll, "poll-limit": scenario_poll_limit, "ad-shaped": scenario_ad_shaped,

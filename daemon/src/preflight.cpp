@@ -113,6 +113,28 @@ std::vector<std::string> socket_problems(const SocketConfig& socket) {
     return problems;
 }
 
+std::vector<std::string> socket_warnings(const SocketConfig& socket) {
+    std::vector<std::string> warnings;
+    try {
+        const auto spec = parse_socket_spec(socket.spec);
+        if (!spec) return warnings;
+        if (spec->family != SocketSpec::Family::unix_path && socket.spec.find('@') == std::string::npos)
+            warnings.push_back(fmt::format(
+                "socket {} has no @host: it listens on every address of this host, and anyone who reaches port {} "
+                "may ask who is migrated; write {}@{} for a Postfix on this host (or name the wildcard address "
+                "if that is meant)",
+                socket.spec, spec->port, socket.spec, spec->family == SocketSpec::Family::inet ? "127.0.0.1" : "::1"));
+        if (spec->family == SocketSpec::Family::unix_path && (socket.mode & 0022) == 0)
+            warnings.push_back(fmt::format(
+                "socket {} has mode {:04o}: connecting takes write permission, so only its owner and root can "
+                "connect; Postfix (user postfix) could not, and every message would wait in the queue (0660 with "
+                "socket_group = postfix)",
+                socket.spec, static_cast<unsigned>(socket.mode)));
+    } catch (...) {
+    }
+    return warnings;
+}
+
 std::vector<std::string> preflight_problems(const Config& config, const PreflightTarget& target) {
     std::vector<std::string> problems;
     try {

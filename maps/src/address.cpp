@@ -1,5 +1,6 @@
 #include "coexist/address.hpp"
 
+#include <fmt/format.h>
 #include <unicode/uidna.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <stdexcept>
 
 #include "coexist/canonical_address.hpp"
+#include "coexist/log_text.hpp"
 
 namespace coexist {
 
@@ -106,6 +108,27 @@ constexpr std::array<bool, 256> kUnquotedSpecial = [] {
 bool is_unquoted_special(char c) { return kUnquotedSpecial[static_cast<unsigned char>(c)]; }
 
 }  // namespace
+
+std::optional<std::string> host_name_problem(std::string_view domain, std::size_t min_labels) {
+    if (domain.size() > 253) return std::string("longer than 253 characters");
+    std::size_t labels = 0;
+    while (true) {
+        const auto dot = domain.find('.');
+        const std::string_view label = domain.substr(0, dot);
+        ++labels;
+        if (label.empty()) return std::string("an empty label");
+        if (label.size() > 63) return fmt::format("the label '{}' is longer than 63 characters", printable(label, 63));
+        for (const char c : label)
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+                return fmt::format("the label '{}' holds '{}'", printable(label), printable(std::string_view(&c, 1)));
+        if (label.front() == '-' || label.back() == '-')
+            return fmt::format("the label '{}' begins or ends with a hyphen", printable(label));
+        if (dot == std::string_view::npos) break;
+        domain.remove_prefix(dot + 1);
+    }
+    if (labels < min_labels) return std::string("a single label, no domain other systems can reach");
+    return std::nullopt;
+}
 
 std::string_view trim_blanks(std::string_view text) {
     while (!text.empty() && is_space(text.front())) text.remove_prefix(1);

@@ -125,7 +125,8 @@ std::optional<std::string> parse_unknown(std::string_view v, UnknownRecipient& o
 // A transport(5) result as Postfix's transport_maps expect it: "transport:nexthop" with a
 // transport name of letters, digits, '-', '_' or '.', and a next hop of printable ASCII with no
 // blanks (it becomes one word of a socketmap reply), e.g. smtp:[host]:25 or relay:host.
-std::optional<std::string> parse_domain_name(std::string_view v, std::string& out);
+// `min_labels`: host_name_problem()'s (address.hpp).
+std::optional<std::string> parse_domain_name(std::string_view v, std::string& out, std::size_t min_labels = 2);
 
 // The host of a next hop as smtp(8) and lmtp(8) read it (transport(5), "RESULT FORMAT"):
 // host, host:port, [host] or [host]:port, where host is a host name or an IP address (inside
@@ -179,7 +180,7 @@ std::optional<std::string> nexthop_host(std::string_view nexthop) {
     in_addr a4{};
     if (::inet_pton(AF_INET, std::string(host).c_str(), &a4) == 1) return std::string(host);
     std::string domain;
-    if (parse_domain_name(host, domain)) return std::nullopt;
+    if (parse_domain_name(host, domain, 1)) return std::nullopt;
     return domain;
 }
 
@@ -211,7 +212,7 @@ std::optional<std::string> parse_nexthop(std::string_view v, std::string& out) {
     return std::nullopt;
 }
 
-std::optional<std::string> parse_domain_name(std::string_view v, std::string& out) {
+std::optional<std::string> parse_domain_name(std::string_view v, std::string& out, std::size_t min_labels) {
     // ASCII only, as relay_domains must list it for Postfix to match a U-label recipient
     // (match_hostname() converts the recipient's domain, not the list): the two files then
     // name a domain alike. parse_address() would read a U-label as its A-label.
@@ -222,6 +223,7 @@ std::optional<std::string> parse_domain_name(std::string_view v, std::string& ou
             why += " (an internationalized domain is written as its A-label, xn--...)";
         return why;
     }
+    if (auto why = host_name_problem(a->domain, min_labels)) return fmt::format("not a domain name: '{}': {}", v, *why);
     out = a->domain;
     return std::nullopt;
 }

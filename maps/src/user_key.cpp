@@ -8,6 +8,7 @@
 
 #include "coexist/address.hpp"
 #include "coexist/canonical_address.hpp"
+#include "coexist/log_text.hpp"
 
 namespace coexist {
 
@@ -20,7 +21,7 @@ namespace {
 // What an admin gave that holds nothing but blanks: named as given (the trimmed value would read
 // '', as if nothing had been given at all).
 KeyError blank_input(std::string_view what, std::string_view given) {
-    return KeyError{fmt::format("{}'{}' is blank, not an address", what, given)};
+    return KeyError{fmt::format("{}'{}' is blank, not an address", what, loggable(given))};
 }
 
 // True when the local part holds an '@' outside quotes. parse_address(), as Postfix, takes the
@@ -47,7 +48,7 @@ bool unquoted_at_in_local_part(std::string_view address) {
 
 KeyError at_in_local_part(std::string_view what, std::string_view address) {
     return KeyError{fmt::format("{}'{}' has an '@' in its local part (one that belongs there is quoted: "
-                                "\"local@part\"@domain)", what, address)};
+                                "\"local@part\"@domain)", what, loggable(address))};
 }
 
 // The first character of `address` that shows as nothing or as a blank: a no-break space
@@ -81,7 +82,7 @@ std::optional<UChar32> invisible_character(std::string_view address) {
 KeyError invisible_in(std::string_view what, std::string_view address, UChar32 c) {
     return KeyError{fmt::format("{}'{}' holds U+{:04X}, a character that shows as nothing or as a blank "
                                 "(a spreadsheet's no-break or zero-width space?): type the address again",
-                                what, address, static_cast<std::uint32_t>(c))};
+                                what, loggable(address), static_cast<std::uint32_t>(c))};
 }
 
 }  // namespace
@@ -94,10 +95,10 @@ std::variant<std::string, KeyError> admin_user_key(const Config& config, std::st
     const auto a = parse_address(address);
     // Messages are built with fmt, not `"literal" + std::string`: GCC 12 at -O3 reports a false
     // -Wrestrict inside libstdc++'s basic_string insert for that form.
-    if (!a) return KeyError{fmt::format("'{}' is not a valid address", address)};
+    if (!a) return KeyError{fmt::format("'{}' is not a valid address", loggable(address))};
     if (unquoted_at_in_local_part(address)) return at_in_local_part("", address);
     const DomainConfig* d = config.find_domain(a->domain);
-    if (!d) return KeyError{fmt::format("'{}' is not in a managed domain", address)};
+    if (!d) return KeyError{fmt::format("'{}' is not in a managed domain", loggable(address))};
     // No check for the recipient delimiter: route() looks the whole local part up first, as
     // Postfix does, so a user named mary-ann (recipient_delimiter = -) is found as herself.
     std::string key = make_user_key(a->local, *d);
@@ -105,7 +106,7 @@ std::variant<std::string, KeyError> admin_user_key(const Config& config, std::st
     // MDB_BAD_VALSIZE at the write, too late for a line number. Refuse here, with the reason.
     if (key.size() > kMaxUserKeyBytes)
         return KeyError{fmt::format("'{}' is {} bytes long: longer than an address can be ({} bytes)",
-                                    address.substr(0, 64), key.size(), kMaxUserKeyBytes)};
+                                    loggable(address, 64), key.size(), kMaxUserKeyBytes)};
     return key;
 }
 
@@ -115,10 +116,13 @@ std::variant<std::string, KeyError> admin_target(const Config& config, std::stri
     if (address.empty() && !given.empty()) return blank_input("target ", given);
     if (const auto c = invisible_character(address)) return invisible_in("target ", address, *c);
     const auto a = parse_address(address);
-    if (!a) return KeyError{fmt::format("target '{}' is not a valid address", address)};
+    if (!a) return KeyError{fmt::format("target '{}' is not a valid address", loggable(address))};
     if (unquoted_at_in_local_part(address)) return at_in_local_part("target ", address);
     if (config.find_domain(a->domain))
-        return KeyError{fmt::format("target '{}' is in a managed domain: mail would loop", address)};
+        return KeyError{fmt::format("target '{}' is in a managed domain: mail would loop", loggable(address))};
+    if (const auto why = host_name_problem(a->domain))
+        return KeyError{fmt::format("target '{}': its domain is no host name mail can be sent to: {}", loggable(address),
+                                    *why)};
     // Stored in external form, as a virtual_alias_maps result is (mail_addr_find(3)).
     return quote_local_part(a->local) + "@" + a->domain;
 }

@@ -7,6 +7,7 @@
 #include <ostream>
 #include <vector>
 
+#include "coexist/log_text.hpp"
 #include "coexist/map_store.hpp"
 #include "coexist/utc_time.hpp"
 #include "commands.hpp"
@@ -18,7 +19,7 @@ std::int64_t scheduled_time_or_throw(const std::string& at, std::int64_t now) {
     if (!when)
         throw DataError(fmt::format("--at '{}' is not a valid ISO 8601 date and time with an offset (e.g. 2026-12-05T22:00:00Z "
                                     "or 2026-12-05T23:00:00+01:00; without an offset each relay would read it "
-                                    "in its own time zone)", at));
+                                    "in its own time zone)", loggable(at)));
     if (*when <= now)
         throw DataError(fmt::format("--at {} is not in the future (it is {} now); leave out --at to change it now",
                                     utc_timestamp(*when), utc_timestamp(now)));
@@ -58,7 +59,7 @@ std::vector<std::pair<std::string, UserRecord>> batch_users(MapTxn& t, const std
         return true;
     });
     if (users.empty())
-        throw DataError(fmt::format("no user in batch '{}' ('coexist-map batch list' shows the batches)", name));
+        throw DataError(fmt::format("no user in batch '{}' ('coexist-map batch list' shows the batches)", loggable(name)));
     return users;
 }
 
@@ -100,7 +101,7 @@ int batch_list(const Config& c, std::ostream& out) {
 int batch_set(const Config& c, const std::string& name, const std::string& state, const std::optional<std::string>& at,
               bool dry_run, std::ostream& out) {
     const auto new_state = parse_state(state);
-    if (!new_state) throw DataError("unknown state '" + state + "' (expected source, migrated or dual)");
+    if (!new_state) throw DataError(fmt::format("unknown state '{}' (expected source, migrated or dual)", printable(state)));
     const auto started = now_seconds();
     const std::optional<std::int64_t> when = at ? std::optional(scheduled_time_or_throw(*at, started)) : std::nullopt;
     MapStore store(c.map_path, c.map_size, dry_run ? MapStore::Mode::read_only : MapStore::Mode::read_write);
@@ -182,7 +183,7 @@ int batch_cancel(const Config& c, const std::string& name, std::ostream& out) {
         }
         if (cancelled == 0)
             throw DataError(fmt::format("batch '{}' has no pending change to cancel (a change whose time has come is in "
-                                        "effect: roll it back with 'coexist-map batch set {} STATE')", name, name));
+                                        "effect: roll it back with 'coexist-map batch set {} STATE')", loggable(name), loggable(name)));
     });
     out << fmt::format("batch {}: {} pending changes cancelled\n", name, cancelled);
     return kOk;

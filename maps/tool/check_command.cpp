@@ -136,19 +136,30 @@ std::set<std::string> managed_names(const Config& c) {
 
 // Whether a domain list's entries (postfix_list_entries()) match `domain`, as Postfix's
 // match_list(3) does: the first entry that matches decides, "!entry" excluding; an entry
-// matches by name, or as a parent (".parent", or "parent" by parent_domain_matches_subdomains'
-// default).
-bool domain_listed(const std::vector<std::string>& entries, std::string_view domain) {
+// matches by name, or as a parent: ".parent" always, "parent" when `parent_matches` (the list
+// is named in parent_domain_matches_subdomains, as relay_domains is by default).
+bool domain_listed(const std::vector<std::string>& entries, std::string_view domain, bool parent_matches) {
     for (const auto& entry : entries) {
         const bool excluded = entry.front() == '!';
         const std::string_view e = excluded ? std::string_view(entry).substr(1) : std::string_view(entry);
         if (e.empty()) continue;
-        const std::string_view parent = e.front() == '.' ? e.substr(1) : e;
-        if (e == domain || (domain.size() > parent.size() && domain.ends_with(parent) &&
+        const bool dotted = e.front() == '.';
+        const std::string_view parent = dotted ? e.substr(1) : e;
+        if (e == domain || ((dotted || parent_matches) && domain.size() > parent.size() && domain.ends_with(parent) &&
                             domain[domain.size() - parent.size() - 1] == '.'))
             return !excluded;
     }
     return false;
+}
+
+// Whether Postfix lets a plain "parent" entry of relay_domains match its subdomains: the
+// setting parent_domain_matches_subdomains lists relay_domains (postconf(5); Postfix's default
+// does). Unreadable: the default is assumed.
+bool relay_domains_match_subdomains(const std::string& postfix_dir) {
+    const auto setting = read_postfix_setting(postfix_dir, "parent_domain_matches_subdomains");
+    if (!setting.value) return true;
+    const auto names = postfix_list_entries(*setting.value);
+    return std::find(names.begin(), names.end(), "relay_domains") != names.end();
 }
 
 // Every managed domain and alias must be a relay domain (contrib/postfix/README.md, "Common to
@@ -163,8 +174,9 @@ void check_relay_domains(const Config& c, const std::string& postfix_dir, std::o
     const auto entries = postfix_list_entries(*setting.value);
     for (const auto& e : entries)
         if (e.find(':') != std::string::npos || e.front() == '/') return;  // a table
+    const bool parent_matches = relay_domains_match_subdomains(postfix_dir);
     for (const auto& domain : managed_names(c))
-        if (!domain_listed(entries, domain))
+        if (!domain_listed(entries, domain, parent_matches))
             err << fmt::format("coexist-map: warning: postfix {}: relay_domains does not list {}, a domain coexist "
                                "manages: Postfix refuses its mail from outside (Relay access denied) and sends the "
                                "old system's mail for it out by default_transport; add it to relay_domains\n",
@@ -176,7 +188,7 @@ void check_relay_domains(const Config& c, const std::string& postfix_dir, std::o
     for (const auto& d : c.domains)
         if (said.insert(d.routing_domain).second)
             out << fmt::format("postfix {}: routing_domain {} {}\n", postfix_dir, d.routing_domain,
-                               domain_listed(entries, d.routing_domain)
+                               domain_listed(entries, d.routing_domain, parent_matches)
                                    ? "is a relay domain (relay_transport, or transport_maps)"
                                    : "is not a relay domain: mail to it goes by default_transport to its MX (is it "
                                      "spelt right?)");
@@ -320,11 +332,13 @@ int check(const Config& c, const std::string& config_path, const std::string& po
         out << fmt::format("{}: user {} exists, map {} readable as {}\n", names, target.user, c.map_path,
                            root ? target.user : std::string("the current user (not root)"));
     }
-    for (const auto& [name, socket] : daemon_sockets(c))
+    for (const auto& [name, socket] : daemon_sockets(c)) {
         for (const auto& p : socket_problems(socket)) {
             err << fmt::format("coexist-map: {}: {}\n", name, p);
             failed = true;
         }
+        for (const auto& w : socket_warnings(socket)) err << fmt::format("coexist-map: warning: {}: {}\n", name, w);
+    }
     if (!failed) check_routing_addresses(c, err);
     check_postfix(c, postfix_dir, out, err);
     return failed ? kMapUnavailable : kOk;

@@ -35,7 +35,7 @@ ChangeContext context(std::string command) {
 
 State state_or_throw(const std::string& s) {
     const auto st = parse_state(s);
-    if (!st) throw DataError("unknown state '" + s + "' (expected source, migrated or dual)");
+    if (!st) throw DataError(fmt::format("unknown state '{}' (expected source, migrated or dual)", printable(s)));
     return *st;
 }
 
@@ -64,7 +64,7 @@ std::string checked_batch_argument(const std::string& batch) {
     // A CSV cell is trimmed; "wave9 " from a command line would be a second batch beside
     // wave9, which batch set wave9 leaves behind.
     if (!batch.empty() && (batch.front() == ' ' || batch.back() == ' '))
-        throw DataError(fmt::format("batch name '{}' starts or ends with a blank", batch));
+        throw DataError(fmt::format("batch name '{}' starts or ends with a blank", loggable(batch)));
     return checked_batch(batch);
 }
 

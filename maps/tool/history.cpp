@@ -8,6 +8,7 @@
 
 #include "coexist/csv.hpp"
 #include "coexist/utc_time.hpp"
+#include "coexist/log_text.hpp"
 #include "coexist/map_store.hpp"
 #include "commands.hpp"
 
@@ -57,10 +58,10 @@ int history(const Config& c, const HistoryQuery& q, std::ostream& out) {
         since = parse_iso8601(*q.since);
         if (!since)
             throw DataError(fmt::format("--since '{}' is not a time with its offset (YYYY-MM-DDTHH:MM[:SS]Z or +HH:MM)",
-                                         *q.since));
+                                         loggable(*q.since)));
     }
     if (q.format != "text" && q.format != "csv")
-        throw UsageError(fmt::format("--format '{}': expected text or csv", q.format));
+        throw UsageError(fmt::format("--format '{}': expected text or csv", loggable(q.format)));
     std::optional<std::string> key;
     if (q.address) key = user_key_or_throw(c, *q.address);
 

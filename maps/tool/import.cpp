@@ -21,6 +21,7 @@
 
 #include "coexist/address.hpp"
 #include "coexist/csv.hpp"
+#include "coexist/log_text.hpp"
 #include "coexist/map_store.hpp"
 #include "coexist/text_decode.hpp"
 #include "coexist/utc_time.hpp"
@@ -323,7 +324,7 @@ int import_csv(const Config& c, const std::string& file, const ImportOptions& op
     std::optional<State> state_option;
     if (options.state) {
         const auto st = parse_state(*options.state);
-        if (!st) throw UsageError(fmt::format("--state '{}': expected source, migrated or dual", *options.state));
+        if (!st) throw UsageError(fmt::format("--state '{}': expected source, migrated or dual", loggable(*options.state)));
         state_option = *st;
     }
     if (options.batch) checked_batch_argument(*options.batch);

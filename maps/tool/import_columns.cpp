@@ -6,6 +6,7 @@
 #include <string_view>
 #include <utility>
 
+#include "coexist/log_text.hpp"
 #include "commands.hpp"
 
 namespace coexist::tool {
@@ -110,7 +111,7 @@ ImportColumns map_import_header(const std::string& file, const CsvRecord& header
         if (slot != -1) {
             const auto first = static_cast<std::size_t>(slot);
             throw DataError(fmt::format("{}:{}: columns '{}' ({}) and '{}' ({}) are both the {}: keep one",
-                                        file, header.line, header.fields[first], first + 1, cell, i + 1,
+                                        file, header.line, loggable(header.fields[first]), first + 1, loggable(cell), i + 1,
                                         known->field));
         }
         slot = static_cast<int>(i);
@@ -124,7 +125,7 @@ ImportColumns map_import_header(const std::string& file, const CsvRecord& header
     for (const auto& cell : cols.ignored)
         if (const FieldName* f = meant_as(cols, cell))
             throw DataError(fmt::format("{}:{}: column '{}' is not read: rename it '{}' if that is what it holds{}, "
-                                        "or remove it", file, header.line, cell, f->field,
+                                        "or remove it", file, header.line, loggable(cell), f->field,
                                         f->field == "aliases" ? " (all of a user's aliases in one cell, separated by ';')"
                                                               : ""));
     return cols;

@@ -155,6 +155,8 @@ int main(int argc, char** argv) {
         const auto problems = preflight_problems(config, {config.milter.user, {config.milter.socket}});
         for (const auto& p : problems) std::fprintf(stderr, "coexist-milter: %s\n", p.c_str());
         if (!problems.empty()) return kExitStart;
+        for (const auto& w : socket_warnings(config.milter.socket))
+            std::fprintf(stderr, "coexist-milter: warning: %s\n", w.c_str());
         std::printf("coexist-milter: %s: configuration OK, user %s exists, map %s readable\n",
                     options.config.c_str(), config.milter.user.c_str(), config.map_path.c_str());
         return kExitOk;

@@ -197,6 +197,8 @@ int main(int argc, char** argv) {
             preflight_problems(config, {config.policyd.user, {config.policyd.policy_socket, config.policyd.socketmap_socket}});
         for (const auto& problem : problems) log_error("{}", problem);
         if (!problems.empty()) return kExitStart;
+        for (const auto* socket : {&config.policyd.policy_socket, &config.policyd.socketmap_socket})
+            for (const auto& w : socket_warnings(*socket)) log_warning("warning: {}", w);
         fmt::print("{}: configuration {} is valid, user {} exists, map {} readable\n", kProgram, config_path,
                    config.policyd.user, config.map_path);
         // As the daemon would set it up, here; a sandbox of its unit can still refuse it.

@@ -100,6 +100,15 @@ TEST_CASE("config errors name file, line and key") {
                  "given twice in [map] (map_size is max_size's old name)");
     expect_error(kDomain + "aliases = not_a domain!\n", 3, "aliases", "not a domain");
     expect_error(kDomain + "aliases = b\xc3\xbc" "cher.example\n", 3, "aliases", "as its A-label, xn--");
+    // Host names (RFC 1123): a routing domain or alias no other system can reach is a typo.
+    expect_error("[domain contoso.com]\nrouting_domain = localhost\n", 2, "routing_domain",
+                 "not a domain name: 'localhost': a single label");
+    expect_error(kDomain + "aliases = -contoso.net\n", 3, "aliases", "the label '-contoso' begins or ends with a hyphen");
+    expect_error("[domain contoso.com]\nrouting_domain = o365-.contoso.com\n", 2, "routing_domain", "hyphen");
+    expect_error("[domain contoso.com]\nrouting_domain = " + std::string(64, 'a') + ".com\n", 2, "routing_domain",
+                 "longer than 63 characters");
+    // A next hop's host may be a local name (smtp:[newsys]).
+    CHECK_NOTHROW(parse_config(kDomain + "mode = transport\nnew_system_nexthop = smtp:[newsys]:2525\n", "ok.ini"));
 }
 
 TEST_CASE("two listeners on one socket are a configuration error, at the later key") {

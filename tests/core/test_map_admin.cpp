@@ -247,7 +247,25 @@ TEST_CASE("an address or target of blanks only is named as given, and changes no
     CHECK_THROWS_WITH(tool::set(m.config, " ", "migrated", std::nullopt, std::nullopt, out),
                       "' ' is blank, not an address");
     CHECK_THROWS_WITH(tool::set(m.config, "ann@contoso.com", "migrated", std::string(" \t"), std::nullopt, out),
-                      "target ' \t' is blank, not an address");
+                      "target ' ?' is blank, not an address");
+    CHECK(m.export_text() == before);
+}
+
+TEST_CASE("a target whose domain is no host name, and control bytes in what was typed, are refused readably") {
+    AdminMap m;
+    m.import_text(kSample);
+    const std::string before = m.export_text();
+    std::ostringstream out;
+    CHECK_THROWS_WITH(tool::set(m.config, "ann@contoso.com", "migrated", std::string("ann@-bad-.com"), std::nullopt, out),
+                      "target 'ann@-bad-.com': its domain is no host name mail can be sent to: the label '-bad-' "
+                      "begins or ends with a hyphen");
+    CHECK_THROWS_WITH(tool::set(m.config, "ann@contoso.com", "migrated", std::string("ann@localhost"), std::nullopt, out),
+                      Catch::Contains("a single label"));
+    // An escape sequence is no address, and reaches the terminal as '?', not as a colour change.
+    CHECK_THROWS_WITH(tool::set(m.config, "ann\x1b[31m@contoso.com", "migrated", std::nullopt, std::nullopt, out),
+                      "'ann?[31m@contoso.com' is not a valid address");
+    CHECK_THROWS_WITH(tool::set(m.config, "ann@contoso.com", "mig\x1b]0;x\x07", std::nullopt, std::nullopt, out),
+                      "unknown state 'mig?]0;x?' (expected source, migrated or dual)");
     CHECK(m.export_text() == before);
 }
 

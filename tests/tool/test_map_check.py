@@ -167,6 +167,34 @@ class CheckTest(unittest.TestCase):
             n = subprocess.run([POLICYD, "-n", "-c", ini], capture_output=True, text=True, timeout=60)
             self.assertEqual(n.returncode, 0, n.stdout + n.stderr)
 
+    def test_a_wildcard_inet_socket_or_a_socket_postfix_cannot_open_is_a_warning(self):
+        # Walk-through: "socket = inet:8891" (every address of the host, by libmilter's syntax)
+        # and "socket_mode = 0000" passed check and -n without a word.
+        ini = self.edited_ini("wild.ini", "socket = inet:8891@127.0.0.1", "socket = inet:8891")
+        r = self.check(ini)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("coexist-map: warning: coexist-milter: socket inet:8891 has no @host: it listens on every "
+                      "address of this host, and anyone who reaches port 8891 may ask who is migrated; write "
+                      "inet:8891@127.0.0.1", r.stderr)
+        self.assertEqual(r.stderr.count("warning"), 1, r.stderr)
+        closed = self.edited_ini("closed.ini", "policy_socket = inet:8892@127.0.0.1",
+                                 f"policy_socket = unix:{self.dir}/policy.sock\nsocket_mode = 0600")
+        r = self.check(closed)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"coexist-map: warning: coexist-policyd: socket unix:{self.dir}/policy.sock has mode 0600: "
+                      "connecting takes write permission", r.stderr)
+        self.assertEqual(r.stderr.count("warning"), 1, r.stderr)
+        # The daemons' -n say the same and still pass.
+        for daemon, config, text in ((MILTER, ini, "has no @host"), (POLICYD, closed, "has mode 0600")):
+            if not daemon:
+                continue
+            n = subprocess.run([daemon, "-n", "-c", config], capture_output=True, text=True, timeout=60)
+            self.assertEqual(n.returncode, 0, n.stdout + n.stderr)
+            self.assertIn("warning: socket ", n.stderr)
+            self.assertIn(text, n.stderr)
+        # Explicit addresses and a mode Postfix can use: nothing said.
+        self.assertEqual(self.check().stderr, "")
+
     def test_bad_config_fails_naming_file_and_key(self):
         ini = self.write_ini(name="bad.ini", extra="loop_limt = 3\n")
         r = self.check(ini)
@@ -311,6 +339,18 @@ class CheckTest(unittest.TestCase):
         self.assertEqual(self.check(ini).stderr, "")
         self.main_cf(base + "relay_domains = contoso.com contoso.net, contoso.org\n")
         self.assertEqual(self.check(ini).stderr, "")
+        # Unless relay_domains is left out of parent_domain_matches_subdomains: then only
+        # ".parent" covers a subdomain (postconf(5)).
+        self.main_cf(base + "relay_domains = contoso.com contoso.net, contoso.org\n"
+                     "parent_domain_matches_subdomains = smtpd_access_maps\n")
+        r = self.check(ini)
+        self.assertIn("relay_domains does not list eu.contoso.org", r.stderr)
+        self.assertEqual(r.stderr.count("warning"), 1, r.stderr)
+        self.assertIn(f"postfix {self.postfix}: routing_domain o365.contoso.com is not a relay domain", r.stdout)
+        self.main_cf(base + "relay_domains = contoso.com contoso.net, .contoso.org\n"
+                     "parent_domain_matches_subdomains = smtpd_access_maps\n")
+        self.assertEqual(self.check(ini).stderr, "")
+        self.main_cf(base + "relay_domains = contoso.com contoso.net, contoso.org\n")
         # Where the routing addresses go is said: o365.contoso.com is a relay domain under
         # contoso.com; a misspelt one is not.
         self.assertIn(f"postfix {self.postfix}: routing_domain o365.contoso.com is a relay domain", self.check(ini).stdout)

@@ -28,4 +28,12 @@ std::vector<std::string> preflight_problems(const Config& config, const Prefligh
 // each, as above); empty for an inet socket or one without a group. Never throws.
 std::vector<std::string> socket_problems(const SocketConfig& socket);
 
+// What of one listener is allowed but likely a mistake, one line each (said by -n and by
+// `coexist-map check`, which still pass): an inet socket without "@host", which libmilter's
+// syntax reads as every address of the host, so that anyone who reaches the port may ask who
+// is migrated; a unix socket whose mode lets neither its group nor others connect (connecting
+// takes write permission: Postfix, running as postfix, could not, and with
+// milter_default_action = tempfail every message would wait in the queue). Never throws.
+std::vector<std::string> socket_warnings(const SocketConfig& socket);
+
 }  // namespace coexist

@@ -33,6 +33,15 @@ struct Address {
 // bytes in the local part are accepted (RFC 6531). Never throws beyond std::bad_alloc.
 std::optional<Address> parse_address(std::string_view raw);
 
+// Why `domain` (ASCII, as parse_address() returns it) is no host name mail can be sent to, or
+// nullopt: RFC 1123 section 2.1 (labels of letters, digits and hyphens, 1 to 63 characters, none
+// beginning or ending with a hyphen; '_' let through, as Postfix does), at most 253 characters,
+// and `min_labels` labels at least (a routing domain or target named "localhost" or "contoso"
+// reaches no other system; a next hop's host may be a name of the local network). For what an
+// admin names (coexist.ini's domains and hosts, a target), never for a recipient Postfix hands
+// over, which is taken as it is. Never throws beyond std::bad_alloc.
+std::optional<std::string> host_name_problem(std::string_view domain, std::size_t min_labels = 2);
+
 // `text` without the spaces and tabs at either end: for what an admin typed (a CSV cell, a
 // command-line argument, a directory value) before it is parsed, never for a key Postfix asks.
 std::string_view trim_blanks(std::string_view text);

@@ -136,6 +136,34 @@ std::string_view trim_blanks(std::string_view text) {
     return text;
 }
 
+std::optional<std::string> matched_domain(std::string_view domain) {
+    if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);  // "contoso.com." is contoso.com
+    if (valid_domain(domain)) return lowercase_ascii(domain);
+    // A domain with 8-bit bytes that Postfix's case folding (smtputf8_enable = yes: ICU, as
+    // fold_case()) turns into an ASCII one, e.g. "contoſo.com" (U+017F, long s) into
+    // contoso.com: Postfix matches it against relay_domains and its tables as that domain and
+    // relays it there, so it is that domain here too.
+    if (is_ascii(domain)) return std::nullopt;
+    std::string folded;
+    try {
+        folded = fold_case(domain);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    if (valid_domain(folded)) return lowercase_ascii(folded);
+    // A U-label (müller.de): the domain is its A-label, as for Postfix's relay_domains; the
+    // map and the configuration hold domains in that form. Anything UTS #46 refuses (or whose
+    // A-label is no host name) stays no domain.
+    std::optional<std::string> ascii;
+    try {
+        ascii = a_label_domain(domain);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    if (!ascii || !valid_domain(*ascii)) return std::nullopt;
+    return lowercase_ascii(*ascii);
+}
+
 std::optional<Address> parse_address(std::string_view raw) {
     if (!raw.empty() && raw.front() == '<') {
         if (raw.size() < 2 || raw.back() != '>') return std::nullopt;
@@ -189,32 +217,9 @@ std::optional<Address> parse_address(std::string_view raw) {
         }
     }
     if (in_quote || i >= mailbox->size() || local.empty()) return std::nullopt;
-    std::string_view domain = mailbox->substr(i + 1);
-    if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);  // "contoso.com." is contoso.com
-    if (valid_domain(domain)) return Address{std::move(local), lowercase_ascii(domain)};
-    // A domain with 8-bit bytes that Postfix's case folding (smtputf8_enable = yes: ICU, as
-    // fold_case()) turns into an ASCII one, e.g. "contoſo.com" (U+017F, long s) into
-    // contoso.com: Postfix matches it against relay_domains and its tables as that domain and
-    // relays it there, so it is that domain here too. A U-label (bücher.example) stays none.
-    if (is_ascii(domain)) return std::nullopt;
-    std::string folded;
-    try {
-        folded = fold_case(domain);
-    } catch (const std::exception&) {
-        return std::nullopt;
-    }
-    if (valid_domain(folded)) return Address{std::move(local), lowercase_ascii(folded)};
-    // A U-label (müller.de): the domain is its A-label, as for Postfix's relay_domains; the
-    // map and the configuration hold domains in that form. Anything UTS #46 refuses (or whose
-    // A-label is no host name) stays no address.
-    std::optional<std::string> ascii;
-    try {
-        ascii = a_label_domain(domain);
-    } catch (const std::exception&) {
-        return std::nullopt;
-    }
-    if (!ascii || !valid_domain(*ascii)) return std::nullopt;
-    return Address{std::move(local), lowercase_ascii(*ascii)};
+    auto domain = matched_domain(mailbox->substr(i + 1));
+    if (!domain) return std::nullopt;
+    return Address{std::move(local), std::move(*domain)};
 }
 
 LocalPart split_extension(std::string_view local, std::string_view delimiters) {

@@ -241,10 +241,10 @@ const DomainConfig* unreadable_recipients_domain(const Config& config, std::stri
     if (!recipient.empty() && recipient.back() == '>') recipient.remove_suffix(1);
     const auto at = recipient.rfind('@');
     if (at == std::string_view::npos) return nullptr;
-    std::string_view domain = recipient.substr(at + 1);
-    // A trailing dot, as Postfix drops it (resolve_clnt: "ann@contoso.com." is ann@contoso.com).
-    if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
-    return config.find_domain(lowercase_ascii(domain));
+    // As parse_address() reads a domain: a trailing dot dropped (resolve_clnt: "ann@contoso.com."
+    // is ann@contoso.com), case folded, a U-label as its A-label.
+    const auto domain = matched_domain(recipient.substr(at + 1));
+    return domain ? config.find_domain(*domain) : nullptr;
 }
 
 RoutingDecision decide_unreadable(const Config& config, MapReader& map, std::string_view recipient,

@@ -33,6 +33,13 @@ struct Address {
 // bytes in the local part are accepted (RFC 6531). Never throws beyond std::bad_alloc.
 std::optional<Address> parse_address(std::string_view raw);
 
+// A recipient's domain as Postfix matches it against relay_domains and its tables, the form
+// parse_address() gives: a trailing dot dropped, lowercased, a domain with 8-bit bytes case
+// folded as Postfix folds it (contoſo.com is contoso.com) or, a U-label, its A-label (UTS #46
+// nontransitional: müller.de is xn--mller-kva.de). nullopt when it is no domain name in any of
+// these forms. Never throws beyond std::bad_alloc.
+std::optional<std::string> matched_domain(std::string_view domain);
+
 // Why `domain` (ASCII, as parse_address() returns it) is no host name mail can be sent to, or
 // nullopt: RFC 1123 section 2.1 (labels of letters, digits and hyphens, 1 to 63 characters, none
 // beginning or ending with a hyphen; '_' let through, as Postfix does), at most 253 characters,

@@ -15,6 +15,7 @@ add_executable(core_tests
   core/test_map_doubt.cpp
   core/test_directory_view.cpp
   core/test_schedule.cpp
+  core/test_terminal_text.cpp
 )
 target_link_libraries(core_tests PRIVATE coexist_admin coexist_catch_main)
 target_include_directories(core_tests PRIVATE ${CMAKE_SOURCE_DIR}/maps/src ${CMAKE_CURRENT_SOURCE_DIR}/core

@@ -118,12 +118,15 @@ std::vector<std::string> socket_warnings(const SocketConfig& socket) {
     try {
         const auto spec = parse_socket_spec(socket.spec);
         if (!spec) return warnings;
-        if (spec->family != SocketSpec::Family::unix_path && socket.spec.find('@') == std::string::npos)
+        // "inet:PORT" and "inet:PORT@" alike: libmilter's syntax reads a missing host as every address.
+        const auto at = socket.spec.find('@');
+        if (spec->family != SocketSpec::Family::unix_path && (at == std::string::npos || at + 1 == socket.spec.size()))
             warnings.push_back(fmt::format(
                 "socket {} has no @host: it listens on every address of this host, and anyone who reaches port {} "
                 "may ask who is migrated; write {}@{} for a Postfix on this host (or name the wildcard address "
                 "if that is meant)",
-                socket.spec, spec->port, socket.spec, spec->family == SocketSpec::Family::inet ? "127.0.0.1" : "::1"));
+                socket.spec, spec->port, socket.spec.substr(0, at),
+                spec->family == SocketSpec::Family::inet ? "127.0.0.1" : "::1"));
         if (spec->family == SocketSpec::Family::unix_path && (socket.mode & 0022) == 0)
             warnings.push_back(fmt::format(
                 "socket {} has mode {:04o}: connecting takes write permission, so only its owner and root can "

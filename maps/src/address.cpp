@@ -110,6 +110,7 @@ bool is_unquoted_special(char c) { return kUnquotedSpecial[static_cast<unsigned 
 }  // namespace
 
 std::optional<std::string> host_name_problem(std::string_view domain, std::size_t min_labels) {
+    const std::string_view whole = domain;
     if (domain.size() > 253) return std::string("longer than 253 characters");
     std::size_t labels = 0;
     while (true) {
@@ -119,14 +120,24 @@ std::optional<std::string> host_name_problem(std::string_view domain, std::size_
         if (label.empty()) return std::string("an empty label");
         if (label.size() > 63) return fmt::format("the label '{}' is longer than 63 characters", printable(label, 63));
         for (const char c : label)
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
                 return fmt::format("the label '{}' holds '{}'", printable(label), printable(std::string_view(&c, 1)));
         if (label.front() == '-' || label.back() == '-')
             return fmt::format("the label '{}' begins or ends with a hyphen", printable(label));
-        if (dot == std::string_view::npos) break;
+        if (dot == std::string_view::npos) {
+            // RFC 1123 2.1: the highest-level label is never all digits (1.2.3.4 is an address,
+            // 999.1.1.1 and 1.2.3 are nothing).
+            if (std::all_of(label.begin(), label.end(), [](char c) { return c >= '0' && c <= '9'; }))
+                return fmt::format("the last label '{}' is all digits: no top-level domain is", printable(label));
+            break;
+        }
         domain.remove_prefix(dot + 1);
     }
     if (labels < min_labels) return std::string("a single label, no domain other systems can reach");
+    // An A-label ("xn--" label) must decode (RFC 5891 5.4): xn--zz is no name a resolver finds.
+    const std::string lower = lowercase_ascii(whole);
+    if ((lower.rfind("xn--", 0) == 0 || lower.find(".xn--") != std::string::npos) && !a_label_domain(lower))
+        return std::string("it holds an A-label (xn--...) that is no valid internationalized name (IDNA)");
     return std::nullopt;
 }
 

@@ -19,15 +19,20 @@
 #include <vector>
 
 #include "coexist/address.hpp"
+#include "coexist/log_text.hpp"
 #include "coexist/socket_spec.hpp"
 
 namespace coexist {
 
 // Formatted with fmt: GCC 12 at -O3 reports a false -Wrestrict inside libstdc++'s basic_string
 // insert for `"literal" + std::string`.
+// The message quotes what the file holds (a value, a key, a section name) and the file's own
+// name: loggable() keeps UTF-8 and turns control bytes into '?', so that an escape sequence in
+// coexist.ini reaches neither a terminal nor the mail log as one.
 ConfigError::ConfigError(std::string file, int line, std::string key, const std::string& message)
-    : std::runtime_error(fmt::format("{}{}: {}{}", file, line > 0 ? fmt::format(":{}", line) : "",
-                                     key.empty() ? "" : fmt::format("key '{}': ", key), message)),
+    : std::runtime_error(loggable(fmt::format("{}{}: {}{}", file, line > 0 ? fmt::format(":{}", line) : "",
+                                              key.empty() ? "" : fmt::format("key '{}': ", key), message),
+                                  4096)),
       file_(std::move(file)), line_(line), key_(std::move(key)) {}
 
 std::string_view to_string(DomainMode m) { return m == DomainMode::transport ? "transport" : "rewrite"; }
@@ -218,12 +223,18 @@ std::optional<std::string> parse_domain_name(std::string_view v, std::string& ou
     // name a domain alike. parse_address() would read a U-label as its A-label.
     auto a = is_ascii(v) ? parse_address(std::string("x@") + std::string(v)) : std::nullopt;
     if (!a) {
-        std::string why = "not a domain name: '" + std::string(v) + "'";
+        std::string why = fmt::format("not a domain name: '{}'", loggable(v));
+        const auto other = std::find_if_not(v.begin(), v.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+        });
         if (!is_ascii(v))
             why += " (an internationalized domain is written as its A-label, xn--...)";
+        else if (other != v.end())
+            why += fmt::format(": it holds '{}' (letters, digits, hyphens and dots only)", printable(std::string_view(&*other, 1)));
         return why;
     }
-    if (auto why = host_name_problem(a->domain, min_labels)) return fmt::format("not a domain name: '{}': {}", v, *why);
+    if (auto why = host_name_problem(a->domain, min_labels))
+        return fmt::format("not a domain name: '{}': {}", loggable(v), *why);
     out = a->domain;
     return std::nullopt;
 }
@@ -573,6 +584,10 @@ struct LineSource {
     // a key, so an empty one (a misspelt [milterr], a [domain] left without its keys) is
     // checked from here.
     std::vector<std::pair<int, std::string>>* headers;
+    // A line longer than inih's buffer (INI_MAX_LINE, fixed when libinih was built): its line
+    // number and the longest line the buffer holds, in bytes. Reading stops there.
+    int* overlong_line;
+    std::size_t* longest_line;
 };
 
 char* read_line(char* buf, int size, void* stream) {
@@ -580,9 +595,15 @@ char* read_line(char* buf, int size, void* stream) {
     if (src.pos >= src.text.size() || size < 2) return nullptr;
     auto end = src.text.find('\n', src.pos);
     std::size_t len = (end == std::string_view::npos ? src.text.size() : end + 1) - src.pos;
-    // inih's buffer is INI_MAX_LINE; a longer line is returned in pieces, which inih reports
-    // as a parse error on the continuation, so an oversized line can't be misread silently.
-    len = std::min(len, static_cast<std::size_t>(size - 1));
+    // inih's buffer is INI_MAX_LINE bytes, the newline and the terminating NUL included. A
+    // longer line handed over in pieces would have its last piece read as a line of its own: a
+    // long comment ending in "unknown_recipient = reject" would set it. So reading stops there,
+    // and parse_with() refuses the file naming the line.
+    if (len > static_cast<std::size_t>(size - 1)) {
+        *src.overlong_line = *src.line + 1;
+        *src.longest_line = static_cast<std::size_t>(size - 2);
+        return nullptr;
+    }
     std::memcpy(buf, src.text.data() + src.pos, len);
     buf[len] = '\0';
     if (len > 0 && buf[len - 1] == '\n') ++*src.line;
@@ -737,6 +758,11 @@ void validate(ParseState& st) {
 Config parse_with(LineSource src, ParseState& st) {
     const int rc = ini_parse_stream(read_line, &src, on_key, &st);
     if (st.error) throw *st.error;
+    if (*src.overlong_line)
+        throw ConfigError(st.file, *src.overlong_line, "",
+                          fmt::format("line longer than {} bytes, the most coexist.ini's reader (inih) takes: "
+                                      "shorten it (a comment, or a list of domains)",
+                                      *src.longest_line));
     if (rc > 0) throw ConfigError(st.file, rc, "", "syntax error (expected [section] or key = value)");
     if (rc < 0) throw ConfigError(st.file, 0, "", "cannot read the file");
     validate_empty_sections(st, *src.headers);
@@ -751,7 +777,9 @@ Config parse_config(std::string_view text, const std::string& name) {
     st.file = name;
     st.config.source = name;
     std::vector<std::pair<int, std::string>> headers;
-    return parse_with(LineSource{text, 0, &st.line, &st.header_line, &headers}, st);
+    int overlong_line = 0;
+    std::size_t longest_line = 0;
+    return parse_with(LineSource{text, 0, &st.line, &st.header_line, &headers, &overlong_line, &longest_line}, st);
 }
 
 Config load_config(const std::string& path) {

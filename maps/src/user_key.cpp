@@ -111,6 +111,20 @@ std::variant<std::string, KeyError> admin_user_key(const Config& config, std::st
 }
 
 std::variant<std::string, KeyError> admin_target(const Config& config, std::string_view address) {
+    auto target = stored_target(config, address);
+    if (const auto* ok = std::get_if<std::string>(&target))
+        if (const auto why = target_host_problem(*ok))
+            return KeyError{fmt::format("target '{}': its domain is no host name mail can be sent to: {}",
+                                        loggable(trim_blanks(address)), *why)};
+    return target;
+}
+
+std::optional<std::string> target_host_problem(std::string_view target) {
+    const auto at = target.rfind('@');
+    return host_name_problem(at == std::string_view::npos ? target : target.substr(at + 1));
+}
+
+std::variant<std::string, KeyError> stored_target(const Config& config, std::string_view address) {
     const std::string_view given = address;
     address = trim_blanks(address);
     if (address.empty() && !given.empty()) return blank_input("target ", given);
@@ -120,9 +134,6 @@ std::variant<std::string, KeyError> admin_target(const Config& config, std::stri
     if (unquoted_at_in_local_part(address)) return at_in_local_part("target ", address);
     if (config.find_domain(a->domain))
         return KeyError{fmt::format("target '{}' is in a managed domain: mail would loop", loggable(address))};
-    if (const auto why = host_name_problem(a->domain))
-        return KeyError{fmt::format("target '{}': its domain is no host name mail can be sent to: {}", loggable(address),
-                                    *why)};
     // Stored in external form, as a virtual_alias_maps result is (mail_addr_find(3)).
     return quote_local_part(a->local) + "@" + a->domain;
 }

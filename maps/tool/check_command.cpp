@@ -15,6 +15,7 @@
 #include "coexist/address.hpp"
 #include "coexist/canonical_address.hpp"
 #include "coexist/map_store.hpp"
+#include "coexist/user_key.hpp"
 #include "coexist/preflight.hpp"
 #include "coexist/route.hpp"
 #include "commands.hpp"
@@ -219,6 +220,26 @@ void check_domain_classes(const Config& c, const std::string& postfix_dir, std::
     }
 }
 
+// Targets the map holds whose domain is no host name mail can be sent to (target_host_problem()):
+// set before the rule, or restored from such a dump. route() still sends their mail there, and
+// import refuses them, so an export of the map would not read back: said here, before either.
+void check_stored_targets(const Config& c, std::ostream& err) {
+    MapStore store(c.map_path, c.map_size, MapStore::Mode::read_only);
+    std::size_t found = 0;
+    store.read([&](MapTxn& t) {
+        t.for_each_user([&](std::string_view key, const UserRecord& r) {
+            if (r.target.empty()) return true;
+            if (const auto why = target_host_problem(r.target); why && ++found <= 10)
+                err << fmt::format("coexist-map: warning: {} has the target {}, no host name mail can be sent to "
+                                   "({}): its mail goes nowhere once it is routed; give it another (coexist-map set "
+                                   "ADDRESS STATE --target ...)\n",
+                                   key, r.target, *why);
+            return true;
+        });
+    });
+    if (found > 10) err << fmt::format("coexist-map: warning: {} targets in all are no host names\n", found);
+}
+
 // Two users with one routing address are one mailbox on the new system: ann@contoso.com and
 // ann@fabrikam.com when both domains have routing_domain = contoso.onmicrosoft.com (the tenant's
 // own domain, a natural choice), or two users given one target. Once migrated, each gets the
@@ -339,7 +360,10 @@ int check(const Config& c, const std::string& config_path, const std::string& po
         }
         for (const auto& w : socket_warnings(socket)) err << fmt::format("coexist-map: warning: {}: {}\n", name, w);
     }
-    if (!failed) check_routing_addresses(c, err);
+    if (!failed) {
+        check_routing_addresses(c, err);
+        check_stored_targets(c, err);
+    }
     check_postfix(c, postfix_dir, out, err);
     return failed ? kMapUnavailable : kOk;
 }

@@ -20,6 +20,10 @@ namespace {
 // time of the change: a user moved from wave1 to wave2 keeps its wave1 history in wave1);
 // else, for entries that record none (aliases, notes written by the directory sync), the
 // current batch of the user the address belongs to, or of the user an alias entry names.
+// An audit field as printed: it records what was typed (a command line, a file's name) and what a
+// restored dump held, so control bytes in it are shown as '?', never sent to the terminal.
+std::string shown(std::string_view field) { return loggable(field, 4096); }
+
 class BatchOf {
 public:
     explicit BatchOf(MapTxn& t) : t_(t) {}
@@ -68,12 +72,14 @@ int history(const Config& c, const HistoryQuery& q, std::ostream& out) {
     MapStore store(c.map_path, c.map_size, MapStore::Mode::read_only);
     std::vector<AuditEntry> entries;
     bool any = false;
+    bool batch_seen = false;  // an entry of --batch, before --since: the batch is known
     store.read([&](MapTxn& t) {
         BatchOf batch_of(t);
         const auto keep = [&](const AuditEntry& e) {
             any = true;
-            if (since && e.time < *since) return true;
             if (q.batch && batch_of(e) != *q.batch) return true;
+            batch_seen = true;
+            if (since && e.time < *since) return true;
             entries.push_back(e);
             return true;
         };
@@ -84,6 +90,9 @@ int history(const Config& c, const HistoryQuery& q, std::ostream& out) {
         }
     });
     if (key && !any) throw DataError("no history for " + *key);
+    // A misspelt batch would print nothing and succeed; list, batch set and scripts refuse it so.
+    if (q.batch && !batch_seen)
+        throw DataError(fmt::format("unknown batch '{}': no change of the map's history is in it", printable(*q.batch)));
     // The audit keys sort by address; the sequence is the order the changes were committed in.
     std::stable_sort(entries.begin(), entries.end(),
                      [](const AuditEntry& a, const AuditEntry& b) { return a.sequence < b.sequence; });
@@ -91,16 +100,16 @@ int history(const Config& c, const HistoryQuery& q, std::ostream& out) {
     if (q.format == "csv") {
         out << "time,address,old,new,batch,by,command\n";
         for (const auto& e : entries)
-            out << format_time(e.time) << ',' << csv_field(e.address) << ',' << csv_field(e.old_value) << ','
-                << csv_field(e.new_value) << ',' << csv_field(e.batch) << ',' << csv_field(e.who) << ','
-                << csv_field(e.command) << '\n';
+            out << format_time(e.time) << ',' << csv_field(shown(e.address)) << ',' << csv_field(shown(e.old_value))
+                << ',' << csv_field(shown(e.new_value)) << ',' << csv_field(shown(e.batch)) << ','
+                << csv_field(shown(e.who)) << ',' << csv_field(shown(e.command)) << '\n';
         return kOk;
     }
     for (const auto& e : entries) {
-        out << fmt::format("{} {}: {} -> {}", format_time(e.time), e.address, or_none(e.old_value),
-                           or_none(e.new_value));
-        if (!e.batch.empty()) out << ", batch=" << e.batch;
-        out << fmt::format(", by={} ({})\n", e.who, e.command);
+        out << fmt::format("{} {}: {} -> {}", format_time(e.time), shown(e.address), shown(or_none(e.old_value)),
+                           shown(or_none(e.new_value)));
+        if (!e.batch.empty()) out << ", batch=" << shown(e.batch);
+        out << fmt::format(", by={} ({})\n", shown(e.who), shown(e.command));
     }
     return kOk;
 }

@@ -1,5 +1,7 @@
 #include "import_columns.hpp"
 
+#include <algorithm>
+
 #include <array>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -99,6 +101,11 @@ ImportColumns map_import_header(const std::string& file, const CsvRecord& header
     for (std::size_t i = 0; i < named; ++i) {
         const std::string& cell = header.fields[i];
         if (cell.empty()) throw DataError(fmt::format("{}:{}: column {} has no name", file, header.line, i + 1));
+        // A column name with a control character is no name anyone typed on purpose; ignored, it
+        // would also slip past the check for a misspelt state, target or aliases column.
+        if (std::any_of(cell.begin(), cell.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+            throw DataError(fmt::format("{}:{}: the name of column {}, '{}', holds a control character", file,
+                                        header.line, i + 1, loggable(cell, 64)));
         const std::string name = ascii_lowercase(cell);  // "Address", "EmailAddress", "primaryEmail"
         const FieldName* known = nullptr;
         for (const auto& f : kFieldNames)

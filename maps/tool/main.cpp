@@ -11,6 +11,7 @@
 #include "commands.hpp"
 #include "commands_scripts.hpp"
 #include "directory_sync.hpp"
+#include "terminal_safe_stream.hpp"
 #ifdef COEXIST_HAVE_SERVICE_MANAGER
 #include <memory>
 
@@ -23,6 +24,9 @@ using namespace coexist;
 using namespace coexist::tool;
 
 int main(int argc, char** argv) {
+    // Every message on standard error, the option parser's included, with control characters
+    // shown as '?' (terminal_safe_stream.hpp).
+    const TerminalSafeStream safe_errors(std::cerr);
     CLI::App app{"coexist-map: manage the coexist routing map (users, states, aliases)", "coexist-map"};
     app.set_version_flag("--version", std::string("coexist-map ") + COEXIST_VERSION);
     app.require_subcommand(1);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "coexist/log.hpp"
+#include "coexist/log_text.hpp"
 #include "coexist/map_store.hpp"
 #include "coexist/user_key.hpp"
 #include "commands.hpp"
@@ -123,6 +124,10 @@ private:
 
 struct Counts {
     std::size_t users = 0, aliases = 0, audit = 0, meta = 0;
+    // Targets restored as they were although no host name (stored_target()): the first few,
+    // said after the summary, and how many.
+    std::vector<std::string> unreachable_targets;
+    std::size_t unreachable_target_count = 0;
 };
 
 std::string key_or_fail(const Config& c, const Line& l, const std::string& address) {
@@ -131,16 +136,23 @@ std::string key_or_fail(const Config& c, const Line& l, const std::string& addre
     return std::get<std::string>(r);
 }
 
-void restore_user(const Config& c, const Line& l, MapTxn& t) {
+void restore_user(const Config& c, const Line& l, MapTxn& t, Counts& counts) {
     l.only({"user", "state", "target", "batch", "changed", "owner", "override", "dn", "entryUUID", "pending",
             "hidden_aliases"});
     const std::string key = key_or_fail(c, l, l.text("user", true));
     UserRecord r;
     r.state = *l.state("state", true);
     if (auto target = l.text("target"); !target.empty()) {
-        auto checked = admin_target(c, target);
+        // A backup restores what the map held: a target written before targets had to be host
+        // names is kept, and said, rather than the whole dump refused.
+        auto checked = stored_target(c, target);
         if (auto* e = std::get_if<KeyError>(&checked)) l.fail(e->reason);
         r.target = std::get<std::string>(checked);
+        if (const auto why = target_host_problem(r.target)) {
+            if (counts.unreachable_targets.size() < 10)
+                counts.unreachable_targets.push_back(fmt::format("{} -> {}: {}", key, r.target, *why));
+            ++counts.unreachable_target_count;
+        }
     }
     try {
         r.batch = checked_batch(l.text("batch"));
@@ -205,8 +217,13 @@ void restore_audit(const Line& l, MapTxn& t) {
 void restore_meta(const Line& l, MapTxn& t) {
     l.only({"meta", "value"});
     const std::string key = l.text("meta", true);
-    if (key.empty() || derived_meta_key(key) || key == meta::kDirectoryFollowing)
-        l.fail(fmt::format("meta \"{}\" is not one a dump carries", key));
+    // Meta keys are coexist's own names (lowercase letters, digits, '_', '.', ':', '-'); one a
+    // newer version adds is restored, a key of any other bytes is no dump's.
+    const bool named = key.size() <= 128 && std::all_of(key.begin(), key.end(), [](char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == ':' || ch == '-';
+    });
+    if (key.empty() || !named || derived_meta_key(key) || key == meta::kDirectoryFollowing)
+        l.fail(fmt::format("meta \"{}\" is not one a dump carries", printable(key, 128)));
     if (t.meta(key)) l.fail(fmt::format("meta \"{}\" is given twice", key));
     t.put_meta(key, l.text("value", true));
 }
@@ -225,8 +242,12 @@ Counts check_header(const Line& l) {
                            "it with coexist-map {} or later",
                            schema, COEXIST_VERSION, ours, l.has("version") ? l.text("version") : "?"));
     if (schema < 1) l.fail("\"schema\" must be 1 or more");
-    return Counts{static_cast<std::size_t>(l.integer("users", true)), static_cast<std::size_t>(l.integer("aliases", true)),
-                  static_cast<std::size_t>(l.integer("audit", true)), static_cast<std::size_t>(l.integer("meta", true))};
+    Counts announced;
+    announced.users = static_cast<std::size_t>(l.integer("users", true));
+    announced.aliases = static_cast<std::size_t>(l.integer("aliases", true));
+    announced.audit = static_cast<std::size_t>(l.integer("audit", true));
+    announced.meta = static_cast<std::size_t>(l.integer("meta", true));
+    return announced;
 }
 
 // Reads the header line of `text` alone: DataError when the file is no dump this build can
@@ -280,7 +301,7 @@ Counts restore_all(const Config& c, const std::string& file, std::string_view te
             header = true;
             continue;
         }
-        if (j.contains("user")) restore_user(c, l, t), ++found.users;
+        if (j.contains("user")) restore_user(c, l, t, found), ++found.users;
         else if (j.contains("alias")) restore_alias(c, l, t), ++found.aliases;
         else if (j.contains("audit")) restore_audit(l, t), ++found.audit;
         else if (j.contains("meta")) restore_meta(l, t), ++found.meta;
@@ -328,6 +349,12 @@ int restore(const Config& c, const std::string& file, bool replace, std::ostream
              restored.users, restored.aliases, restored.audit);
     out << fmt::format("restored {} users, {} aliases, {} audit entries and {} meta lines from {} into {}\n",
                        restored.users, restored.aliases, restored.audit, restored.meta, name, c.map_path);
+    for (const auto& t : restored.unreachable_targets)
+        out << fmt::format("warning: target restored as it was, no host name mail can be sent to: {}\n", t);
+    if (restored.unreachable_target_count > restored.unreachable_targets.size())
+        out << fmt::format("warning: {} such targets in all\n", restored.unreachable_target_count);
+    if (restored.unreachable_target_count)
+        out << "warning: give each user a target that is reachable (coexist-map set ADDRESS STATE --target ...)\n";
     return kOk;
 }
 

@@ -107,8 +107,33 @@ TEST_CASE("config errors name file, line and key") {
     expect_error("[domain contoso.com]\nrouting_domain = o365-.contoso.com\n", 2, "routing_domain", "hyphen");
     expect_error("[domain contoso.com]\nrouting_domain = " + std::string(64, 'a') + ".com\n", 2, "routing_domain",
                  "longer than 63 characters");
+    expect_error("[domain contoso.com]\nrouting_domain = o365.123\n", 2, "routing_domain",
+                 "the last label '123' is all digits");
+    expect_error("[domain contoso.com]\nrouting_domain = xn--zz.com\n", 2, "routing_domain",
+                 "A-label (xn--...) that is no valid internationalized name");
+    CHECK_NOTHROW(parse_config("[domain contoso.com]\nrouting_domain = xn--mller-kva.de\n", "ok.ini"));
+    expect_error(kDomain + "mode = transport\nnew_system_nexthop = smtp:[999.1.1.1]\n", 4, "new_system_nexthop",
+                 "next hop is not host");
+    expect_error("[domain contoso.com]\nrouting_domain = o365_x.contoso.com\n", 2, "routing_domain",
+                 "it holds '_' (letters, digits, hyphens and dots only)");
+    // A value's control bytes are not copied into the message.
+    expect_error("[domain contoso.com]\nrouting_domain = o365\x1b[31m.contoso.com\n", 2, "routing_domain",
+                 "'o365?[31m.contoso.com'");
     // A next hop's host may be a local name (smtp:[newsys]).
     CHECK_NOTHROW(parse_config(kDomain + "mode = transport\nnew_system_nexthop = smtp:[newsys]:2525\n", "ok.ini"));
+}
+
+TEST_CASE("a line longer than the INI reader's buffer is refused, never read in pieces") {
+    // Walk-through: a 199-byte comment followed by "unknown_recipient = reject" set that key:
+    // inih handed the line over in pieces and read the last one as a line of its own.
+    const std::string comment = "# " + std::string(197 - std::string("unknown_recipient = reject").size(), 'x') +
+                                "unknown_recipient = reject\n";
+    REQUIRE(comment.size() == 200);
+    expect_error(kDomain + comment, 3, "", "line longer than 198 bytes, the most coexist.ini's reader (inih) takes");
+    expect_error(kDomain + "# " + std::string(400, 'y') + "\n", 3, "", "line longer than");
+    // The longest line the reader holds is read whole.
+    const Config c = parse_config(kDomain + "# " + std::string(196, 'z') + "\n", "ok.ini");
+    CHECK_FALSE(c.domains.front().unknown_recipient);
 }
 
 TEST_CASE("two listeners on one socket are a configuration error, at the later key") {

@@ -140,6 +140,10 @@ TEST_CASE("a value under a header cell with no name is an error, not silently dr
                Catch::Contains("users.csv:2: 3 fields, the header has 2: 'oops' in a column with no name"));
     CHECK_THAT(m.import_bytes("address,,state\nann@contoso.com,,migrated\n"),
                Catch::Contains("users.csv:1: column 2 has no name"));
+    // A control character in a column's name: refused, not ignored (it slipped past the check
+    // for a misspelt state column: every row then took migrated), and quoted with '?'.
+    CHECK_THAT(m.import_bytes("address,sta\x1b[31m\ate\nann@contoso.com,source\n"),
+               Catch::Contains("users.csv:1: the name of column 2, 'sta?[31m?te', holds a control character"));
 }
 
 TEST_CASE("decode_text: UTF-16 surrogate pairs become 4-byte UTF-8; offsets point at the bad byte") {

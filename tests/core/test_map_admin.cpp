@@ -261,12 +261,18 @@ TEST_CASE("a target whose domain is no host name, and control bytes in what was 
                       "begins or ends with a hyphen");
     CHECK_THROWS_WITH(tool::set(m.config, "ann@contoso.com", "migrated", std::string("ann@localhost"), std::nullopt, out),
                       Catch::Contains("a single label"));
+    CHECK_THROWS_WITH(tool::set(m.config, "ann@contoso.com", "migrated", std::string("ann@1.2.3.4"), std::nullopt, out),
+                      Catch::Contains("the last label '4' is all digits"));
+    CHECK_THROWS_WITH(tool::set(m.config, "ann@contoso.com", "migrated", std::string("ann@xn--zz.com"), std::nullopt, out),
+                      Catch::Contains("no valid internationalized name"));
     // An escape sequence is no address, and reaches the terminal as '?', not as a colour change.
     CHECK_THROWS_WITH(tool::set(m.config, "ann\x1b[31m@contoso.com", "migrated", std::nullopt, std::nullopt, out),
                       "'ann?[31m@contoso.com' is not a valid address");
     CHECK_THROWS_WITH(tool::set(m.config, "ann@contoso.com", "mig\x1b]0;x\x07", std::nullopt, std::nullopt, out),
                       "unknown state 'mig?]0;x?' (expected source, migrated or dual)");
     CHECK(m.export_text() == before);
+    // An A-label that decodes is a host name.
+    CHECK_NOTHROW(tool::set(m.config, "ann@contoso.com", "migrated", std::string("ann@xn--mller-kva.de"), std::nullopt, out));
 }
 
 TEST_CASE("an address or target holding a character that shows as nothing is refused, naming it") {

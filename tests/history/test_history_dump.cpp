@@ -132,7 +132,12 @@ TEST_CASE("history --batch: the batch recorded in the entry, else the user's cur
     REQUIRE(wave2.size() == 2);
     CHECK_THAT(wave2[0], Catch::Contains("erin@fabrikam.com: (none) -> source"));
     CHECK_THAT(wave2[1], Catch::Contains("bob@contoso.com: dual -> migrated, batch=wave2"));
-    CHECK(m.history({std::nullopt, std::string("nope"), std::nullopt, "text"}).empty());
+    // A batch no change of the history is in: an error, as list and batch set say it (it printed
+    // nothing and succeeded, so a misspelt batch looked like a quiet one).
+    CHECK_THROWS_WITH(m.history({std::nullopt, std::string("nope"), std::nullopt, "text"}),
+                      "unknown batch 'nope': no change of the map's history is in it");
+    // Known, but nothing since: empty, no error.
+    CHECK(m.history({std::nullopt, std::string("wave2"), std::string("2030-01-01T00:00:00Z"), "text"}).empty());
     // An address that never had a change is an error, as before.
     CHECK_THROWS_AS(m.history({"ghost@contoso.com", std::nullopt, std::nullopt, "text"}), tool::DataError);
 }
@@ -282,6 +287,43 @@ TEST_CASE("restore refuses, naming the line, and leaves the map as it was") {
     // Whatever failed, nothing changed.
     CHECK(b.dump().substr(b.dump().find('\n')) == before);
     CHECK(b.digest() == digest);
+}
+
+TEST_CASE("restore keeps a target the map held that is no host name, and says so; history shows control bytes as '?'") {
+    // A map written before targets had to be host names: its dump must still restore.
+    Map a;
+    a.write_at(kFriday, "set", [](MapTxn& t) {
+        t.put_user("ann@contoso.com", record(State::migrated, "", "ann@-old-.example"));
+        t.put_user("bob@contoso.com", record(State::migrated, "", "bob@elsewhere.example"));
+    });
+    const std::string dump = a.dump();
+    Map b;
+    std::ostringstream out;
+    tool::restore(b.config, b.dir.write("a.jsonl", dump), false, out);
+    CHECK_THAT(out.str(), Catch::Contains("warning: target restored as it was, no host name mail can be sent to: "
+                                          "ann@contoso.com -> ann@-old-.example: the label '-old-' begins or ends "
+                                          "with a hyphen"));
+    CHECK_THAT(out.str(), !Catch::Contains("bob@"));
+    CHECK(b.digest() == a.digest());
+    // What the admin types is still refused.
+    CHECK_THROWS_WITH(tool::set(b.config, "cat@contoso.com", "migrated", std::string("cat@-old-.example"),
+                                std::nullopt, out),
+                      Catch::Contains("its domain is no host name mail can be sent to"));
+
+    // A meta key of other bytes than coexist's names is no dump's.
+    Map c;
+    CHECK_THAT(c.restore_error("{\"coexist_dump\":1,\"schema\":2,\"users\":0,\"aliases\":0,\"audit\":0,\"meta\":1}\n"
+                               "{\"meta\":\"k\\u001b[31m\",\"value\":\"v\"}\n"),
+               Catch::Contains(":2: meta \"k?[31m\" is not one a dump carries"));
+
+    // An audit entry restored with control bytes in what it records is printed with '?'.
+    Map d;
+    d.write_at(kFriday, "import w\x1b[2Jave.csv", [](MapTxn& t) { t.put_user("zed@contoso.com", record(State::source, "")); });
+    const std::string shown = d.history({std::string("zed@contoso.com"), std::nullopt, std::nullopt, "text"});
+    CHECK_THAT(shown, Catch::Contains("(import w?[2Jave.csv)"));
+    CHECK(shown.find('\x1b') == std::string::npos);
+    const std::string csv = d.history({std::string("zed@contoso.com"), std::nullopt, std::nullopt, "csv"});
+    CHECK(csv.find('\x1b') == std::string::npos);
 }
 
 TEST_CASE("restore --replace replaces a map whole") {

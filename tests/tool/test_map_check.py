@@ -177,6 +177,12 @@ class CheckTest(unittest.TestCase):
                       "address of this host, and anyone who reaches port 8891 may ask who is migrated; write "
                       "inet:8891@127.0.0.1", r.stderr)
         self.assertEqual(r.stderr.count("warning"), 1, r.stderr)
+        # "inet:PORT@" too: an empty host is every address as well.
+        empty_host = self.edited_ini("empty-host.ini", "policy_socket = inet:8892@127.0.0.1", "policy_socket = inet:8892@")
+        r = self.check(empty_host)
+        self.assertIn("coexist-map: warning: coexist-policyd: socket inet:8892@ has no @host: it listens on every "
+                      "address of this host, and anyone who reaches port 8892 may ask who is migrated; write "
+                      "inet:8892@127.0.0.1", r.stderr)
         closed = self.edited_ini("closed.ini", "policy_socket = inet:8892@127.0.0.1",
                                  f"policy_socket = unix:{self.dir}/policy.sock\nsocket_mode = 0600")
         r = self.check(closed)
@@ -194,6 +200,24 @@ class CheckTest(unittest.TestCase):
             self.assertIn(text, n.stderr)
         # Explicit addresses and a mode Postfix can use: nothing said.
         self.assertEqual(self.check().stderr, "")
+
+    def test_a_stored_target_that_is_no_host_name_is_a_warning(self):
+        # A map written before targets had to be host names (its dump restores with a warning):
+        # route still sends the user's mail there, and export | import would refuse the row.
+        dump = os.path.join(self.dir, "old.jsonl")
+        with open(dump, "w") as f:
+            f.write('{"coexist_dump":1,"schema":2,"users":2,"aliases":0,"audit":0,"meta":0}\n'
+                    '{"user":"ann@contoso.com","state":"migrated","target":"ann@-old-.example"}\n'
+                    '{"user":"bob@contoso.com","state":"migrated","target":"bob@elsewhere.example"}\n')
+        r = self.run_tool("restore", "--replace", dump)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("warning: target restored as it was, no host name mail can be sent to: ann@contoso.com -> "
+                      "ann@-old-.example", r.stdout)
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("coexist-map: warning: ann@contoso.com has the target ann@-old-.example, no host name mail can "
+                      "be sent to (the label '-old-' begins or ends with a hyphen)", r.stderr)
+        self.assertNotIn("bob@", r.stderr)
 
     def test_bad_config_fails_naming_file_and_key(self):
         ini = self.write_ini(name="bad.ini", extra="loop_limt = 3\n")

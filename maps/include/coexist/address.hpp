@@ -42,7 +42,8 @@ std::optional<std::string> matched_domain(std::string_view domain);
 
 // Why `domain` (ASCII, as parse_address() returns it) is no host name mail can be sent to, or
 // nullopt: RFC 1123 section 2.1 (labels of letters, digits and hyphens, 1 to 63 characters, none
-// beginning or ending with a hyphen; '_' let through, as Postfix does), at most 253 characters,
+// beginning or ending with a hyphen, the last not all digits), A-labels that decode (RFC 5891),
+// at most 253 characters,
 // and `min_labels` labels at least (a routing domain or target named "localhost" or "contoso"
 // reaches no other system; a next hop's host may be a name of the local network). For what an
 // admin names (coexist.ini's domains and hosts, a target), never for a recipient Postfix hands

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -28,7 +29,16 @@ struct KeyError {
 std::variant<std::string, KeyError> admin_user_key(const Config& config, std::string_view address);
 
 // A target an admin gives: a valid address outside every managed domain (else mail would loop
-// back into the map). Returns the address with its domain lowercased, or why not.
+// back into the map), whose domain is a host name mail can be sent to (target_host_problem()).
+// Returns the address with its domain lowercased, or why not.
 std::variant<std::string, KeyError> admin_target(const Config& config, std::string_view address);
+
+// admin_target() without the host-name rule: a target as a map may hold it already (a dump
+// restored, written before that rule), refused only when it is no address or would loop.
+std::variant<std::string, KeyError> stored_target(const Config& config, std::string_view address);
+
+// Why a stored target's domain is no host name mail can be sent to (host_name_problem(),
+// address.hpp), or nullopt: for the warnings of restore and check about targets kept so.
+std::optional<std::string> target_host_problem(std::string_view target);
 
 }  // namespace coexist

@@ -5,6 +5,7 @@
 #include <variant>
 
 #include "coexist/address.hpp"
+#include "coexist/canonical_address.hpp"
 #include "coexist/log_text.hpp"
 #include "coexist/user_key.hpp"
 
@@ -209,10 +210,15 @@ Classified classify(const Config& config, const Entry& entry, const Membership& 
                                                           std::get<KeyError>(t).reason));
                     break;
                 }
-                if (&value != &values->front() && *ok != *user.target) {
-                    user.keep_routing = true;
-                    result.warnings.push_back(disagreeing_values(user.key, d.target_attribute, *values, "routing"));
-                    break;
+                // One mailbox spelt in two cases (the new system folds them) is one target: the
+                // smallest spelling, whatever order the server sends them in.
+                if (&value != &values->front()) {
+                    if (fold_case(*ok) != fold_case(*user.target)) {
+                        user.keep_routing = true;
+                        result.warnings.push_back(disagreeing_values(user.key, d.target_attribute, *values, "routing"));
+                        break;
+                    }
+                    if (*ok >= *user.target) continue;
                 }
                 user.target = std::move(*ok);
             }

@@ -344,6 +344,7 @@ private:
         removals_.clear();
         departures_ = 0;
         held_ = 0;
+        held_entries_ = {};
         cookie_.reset();
     }
 
@@ -667,7 +668,7 @@ private:
         if (!now) {
             if (!was) return;
             if (renamed) writer.remove(key, true);
-            else remove_key(writer, key);
+            else remove_key(writer, key, was->entry_uuid);
             return;
         }
         if (!was || was->entry_uuid != now->entry_uuid || now->entry_uuid == changed) {
@@ -702,7 +703,8 @@ private:
             // rename out of a group) counts against the same window as a group emptied, whether
             // or not its address changed with it (a rename alone is not counted: settle()).
             if (before && holds(uuid) && before->state != State::source &&
-                c.user->state == State::source && !within_removal_window(c.user->key, "went back to the source", false))
+                c.user->state == State::source &&
+                !within_removal_window(c.user->key, "went back to the source", false, uuid))
                 c.user->state = before->state;
         }
         const bool same_key = before && c.user && before->key == c.user->key;
@@ -734,7 +736,10 @@ private:
     // removal is under way: the users the directory owns now, plus those that left it in the
     // window. A user moved back to the source is still one of claims_, and counted once: counted
     // again, each demotion raised the limit, and an emptied group of 20 at 50% sent 19 back.
-    bool within_removal_window(const std::string& key, std::string_view what, bool leaves_directory) {
+    // `entry`: the entryUUID of the user's entry, which held_ counts once however many of its
+    // changes are held (a demotion, then a rename of the same user).
+    bool within_removal_window(const std::string& key, std::string_view what, bool leaves_directory,
+                               const std::string& entry) {
         const auto now = Clock::now();
         while (!removals_.empty() && now - removals_.front().when > std::chrono::seconds(60)) {
             departures_ -= removals_.front().left_directory ? 1 : 0;
@@ -742,7 +747,9 @@ private:
         }
         const std::size_t limit = d_.removal_limit(std::max(claims_.size() + departures_, users_at_refresh_));
         if (removals_.size() >= limit) {
-            ++held_;
+            // Counted once a user: a user held for leaving its group, then again for a rename, is
+            // one removal held back, as stats says it.
+            if (held_entries_.insert(hash128(entry.empty() ? key : entry))) ++held_;
             log_warning("sync: {} {}, but more than max_removals ({}) users left or went back to the source in the "
                         "last 60 s: kept in the map as it was until 'coexist-map sync --force'", key, what, limit);
             return false;
@@ -752,8 +759,8 @@ private:
         return true;
     }
 
-    void remove_key(ViewWriter& writer, const std::string& key) {
-        if (!within_removal_window(key, "left the directory", true)) return;
+    void remove_key(ViewWriter& writer, const std::string& key, const std::string& entry) {
+        if (!within_removal_window(key, "left the directory", true, entry)) return;
         writer.remove(key);
     }
 
@@ -828,7 +835,7 @@ private:
             const State state = dual ? State::dual : migrated ? State::migrated : State::source;
             // An emptied group un-migrates its members: a mass mistake like a mass removal.
             if (in_map && state == State::source && u.state != State::source &&
-                !within_removal_window(u.key, "went back to the source", false))
+                !within_removal_window(u.key, "went back to the source", false, u.entry_uuid))
                 return;
             u.state = state;
         }
@@ -1024,6 +1031,7 @@ private:
     std::deque<WindowRemoval> removals_;
     std::size_t departures_ = 0;  // the entries of removals_ with left_directory, kept with it
     std::size_t held_ = 0;
+    Hash128Set held_entries_;  // the entries (entryUUID) counted in held_
     std::size_t users_at_refresh_ = 0;
     std::string groups_fingerprint_;
     std::string since_ = utc_timestamp(::time(nullptr));

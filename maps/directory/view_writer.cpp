@@ -69,6 +69,12 @@ void ViewWriter::upsert(const DirectoryUser& u) {
     if (u.keep_routing && existing) {
         record.state = existing->state;
         record.target = existing->target;
+    } else if (u.keep_routing) {
+        // Nothing to keep: a user new to the map whose state or target could not be read (a
+        // typo, values that disagree) stays where its mail went before it was listed, the
+        // source, rather than take whichever value the server sent first.
+        record.state = State::source;
+        record.target.clear();
     }
     if (existing && existing->owner == Owner::directory) {
         record.override_state = existing->override_state;
@@ -92,11 +98,17 @@ void ViewWriter::upsert(const DirectoryUser& u) {
         ++counts_.overrides_dropped;
     }
     if (record.override_state) ++counts_.overrides;
-    if (existing && existing->owner == Owner::directory && existing->state != State::source &&
-        record.state == State::source)
-        ++counts_.demoted;
+    // The entry that held the key before: this one (its state changed), or another (two
+    // entries exchanged or passed on their addresses, which moves no user back to the source).
+    const bool same_entry = existing && existing->owner == Owner::directory &&
+                            (!existing->entry_uuid.empty() && !u.entry_uuid.empty() ? existing->entry_uuid == u.entry_uuid
+                                                                                    : existing->dn == u.dn);
+    if (same_entry && existing->state != State::source && record.state == State::source) ++counts_.demoted;
+    if (!existing || existing->owner != Owner::directory) ++newly_owned_;
 
-    if (!existing && may_rename_) {
+    // The entry is new at this key (added, or taking over an address another entry gave): the
+    // key it gave before, if unseen in this pass, is a rename (remove_unseen()).
+    if (!same_entry && may_rename_) {
         const std::string routed = record.state != State::source ? " routed" : "";
         for (const std::string& id : {"uuid " + u.entry_uuid, "dn " + u.dn}) {
             if (id == "uuid ") continue;
@@ -248,13 +260,16 @@ void ViewWriter::remove_unseen(const DirectoryConfig& config, bool force, std::s
         renames += entry_seen ? 1 : 0;
         return true;
     });
-    // The base is the users before the window's removals, as the follower's (follower.cpp,
-    // within_removal_window): those the earlier polls removed are added back.
-    const std::size_t limit = config.removal_limit(owned + earlier_removed);
+    // The base is the users the directory owned before this pass (not those it added: 20 renames
+    // counted twice raised the limit of 30 users at 10% from 3 to 5) and before the window's
+    // removals, as the follower's (follower.cpp, within_removal_window): those the earlier polls
+    // removed are added back.
+    const std::size_t owned_before = owned - std::min(owned, newly_owned_);
+    const std::size_t limit = config.removal_limit(owned_before + earlier_removed);
     const std::size_t earlier = earlier_removed + earlier_demoted;
     const std::size_t gone = unseen.size() - renames;
     if (gone + counts_.demoted + earlier > limit && !force)
-        throw RemovalLimitExceeded(gone, counts_.demoted, limit, owned, earlier);
+        throw RemovalLimitExceeded(gone, counts_.demoted, limit, owned_before, earlier);
     for (const auto& [key, entry_seen] : unseen) remove(key, entry_seen);
 }
 

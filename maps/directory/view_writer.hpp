@@ -113,13 +113,15 @@ private:
     // Keys (and aliases) visited in this pass, as hashes (key_hash.hpp): 16 bytes a user, not a
     // copy of the directory.
     Hash128Set seen_users_, seen_aliases_;
-    // The entries of the users this pass added to the map (entryUUID and DN; each again with
-    // " routed" when its state is not source): a key not seen whose entry gives a new one now is
-    // a primary address changed, not a user gone, and does not count against max_removals
-    // unless it also moved back to the source. Only the added, as only they can be renames: a
-    // million-user initial sync into an empty map keeps none (the limit on its memory).
+    // The entries new at a key in this pass (added, or taking over another entry's address:
+    // entryUUID and DN, each again with " routed" when its state is not source): a key not seen
+    // whose entry gives another now is a primary address changed, not a user gone, and does
+    // not count against max_removals unless it also moved back to the source. Only those, as
+    // only they can be renames: a million-user initial sync into an empty map keeps none (the
+    // limit on its memory).
     Hash128Set renamed_to_;
     bool may_rename_ = false;  // the map had users when the pass began
+    std::size_t newly_owned_ = 0;  // keys this pass made the directory's (added, or taken over)
     bool counted_users_ = false;
     // Whether the entry of a directory user record gives another, added key in this pass.
     bool renamed(const UserRecord& r) const;

@@ -332,6 +332,80 @@ TEST_CASE("the safety limit: an entry that gives another primary address now is 
     CHECK(routed(c, "user.00@contoso.com") == "rewrite user.00@o365.contoso.com");
 }
 
+TEST_CASE("the safety limit: addresses exchanged or passed on are no removals; its base is the users before the pass") {
+    TempDir dir;
+    const Config c = directory_config(dir.file("map"), "max_removals = 0\n");
+    MapStore store(c.map_path, 1 << 20, MapStore::Mode::create);
+    std::vector<Entry> view;
+    for (int i = 0; i < 10; ++i) {
+        view.push_back(person(fmt::format("u{:02}", i), {fmt::format("u{:02}@contoso.com", i)}));
+        view.back().attributes["entryuuid"] = {fmt::format("1b4f0f7e-0000-0000-0000-0000000000{:02}", i)};
+    }
+    full(store, c, view, members({"u00", "u02"}));
+    // u00 (migrated) and u01 (source) exchange addresses; u03 takes u02's address, which moves
+    // to a new one. max_removals = 0: nothing may count.
+    view[0].attributes["mail"] = {"u01@contoso.com"};
+    view[1].attributes["mail"] = {"u00@contoso.com"};
+    view[2].attributes["mail"] = {"new02@contoso.com"};
+    view[3].attributes["mail"] = {"u02@contoso.com"};
+    const auto counts = full(store, c, view, members({"u00", "u02"}));
+    CHECK(counts.demoted == 0);
+    CHECK(counts.removed == 1);  // u03@: its entry gives u02@ now
+    CHECK(counts.renamed == 1);
+    CHECK(routed(c, "u01@contoso.com") == "rewrite u01@o365.contoso.com");  // the migrated entry's now
+    CHECK(routed(c, "u00@contoso.com") == "relay");
+    CHECK(routed(c, "new02@contoso.com") == "rewrite new02@o365.contoso.com");
+    CHECK(routed(c, "u02@contoso.com") == "relay");
+
+    // 30 users at 10% allow 3: 20 renamed and 4 gone is 4 gone, held (the 20 new keys counted in
+    // the base made the limit 5).
+    TempDir dir2;
+    const Config c2 = directory_config(dir2.file("map"));
+    MapStore store2(c2.map_path, 1 << 20, MapStore::Mode::create);
+    std::vector<Entry> thirty;
+    for (int i = 0; i < 30; ++i) thirty.push_back(person(fmt::format("v{:02}", i), {fmt::format("v{:02}@contoso.com", i)}));
+    full(store2, c2, thirty, members({}));
+    auto changed = thirty;
+    for (int i = 0; i < 20; ++i) changed[i].attributes["mail"] = {fmt::format("w{:02}@contoso.com", i)};
+    changed.resize(26);
+    try {
+        full(store2, c2, changed, members({}));
+        FAIL("4 of 30 removed with max_removals = 10%");
+    } catch (const RemovalLimitExceeded& e) {
+        CHECK(e.would_remove == 4);
+        CHECK(e.limit == 3);
+        CHECK(e.owned == 30);
+    }
+}
+
+TEST_CASE("a new user whose routing cannot be read goes to the source, not to the first value sent") {
+    TempDir dir;
+    const Config c = parse_config(coexist::test::standard_config_text(dir.file("map")) +
+                                      "\n[directory]\nuri = ldap://127.0.0.1:1/\nbase = " + kPeople +
+                                      "\nstate_attribute = employeeType\ntarget_attribute = labeledURI\n",
+                                  "test.ini");
+    MapStore store(c.map_path, 1 << 20, MapStore::Mode::create);
+    Entry newbie = person("newbie", {"newbie@contoso.com"});
+    newbie.attributes["employeetype"] = {"migrated"};
+    newbie.attributes["labeleduri"] = {"b@elsewhere.example", "a@elsewhere.example"};
+    Entry dora = person("dora", {"dora@contoso.com"});
+    dora.attributes["employeetype"] = {"migrated", "source"};
+    // One mailbox in two spellings is one target, the same whatever the order.
+    Entry tom = person("tom", {"tom@contoso.com"});
+    tom.attributes["employeetype"] = {"migrated"};
+    for (const auto& order : {std::vector<std::string>{"t4@elsewhere.example", "T4@Elsewhere.Example"},
+                              std::vector<std::string>{"T4@Elsewhere.Example", "t4@elsewhere.example"}}) {
+        tom.attributes["labeleduri"] = order;
+        const auto cl = classify(c, tom, {});
+        CHECK(cl.warnings.empty());
+        CHECK(cl.user->target == std::optional<std::string>("T4@elsewhere.example"));
+    }
+    full(store, c, {newbie, dora, tom}, {});
+    CHECK(routed(c, "newbie@contoso.com") == "relay");
+    CHECK(routed(c, "dora@contoso.com") == "relay");
+    CHECK(routed(c, "tom@contoso.com") == "rewrite T4@elsewhere.example");
+}
+
 TEST_CASE("an admin's change to a directory user is an override the sync keeps, until the directory catches up") {
     TempDir dir;
     const Config c = directory_config(dir.file("map"));

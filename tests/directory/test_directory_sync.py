@@ -779,10 +779,10 @@ def scenario_renames(root):
         a.start_follower()
         expected = {}
 
-        def rename(uids):
+        def rename(uids, prefix="renamed"):
             mods = []
             for i, u in enumerate(uids):
-                old, new = d.mail[u], f"renamed.{u}@{DOMAIN}"
+                old, new = d.mail[u], f"{prefix}.{u}@{DOMAIN}"
                 values = [new, old] if i % 2 == 0 else [new]
                 mods.append(f"dn: {s.people_dn(u)}\nchangetype: modify\nreplace: mail\n" +
                             "".join(f"mail: {v}\n" for v in values))
@@ -804,17 +804,42 @@ def scenario_renames(root):
             check(stats_value(a, "removals held back by max_removals:") is None,
                   "renames: the resumed follower held renames as removals:\n" + a.run("stats").stdout,
                   a.follower_output())
+            # Two users exchange addresses, and a chain (one takes the address another gave up),
+            # while the follower is stopped: its full-read path met them as removals and demotions.
+            a.stop_follower()
+            # Two exchanges of a migrated and a source user's addresses, and one chain: counted as
+            # before, 2 demotions and 1 removal, over max_removals = 2.
+            swaps = [(d.uids[20], d.uids[21]), (d.uids[24], d.uids[25])]
+            check([(d.state(x), d.state(y)) for x, y in swaps] == [("migrated", "source")] * 2,
+                  f"renames: the exchanged users' states: {[(d.state(x), d.state(y)) for x, y in swaps]}")
+            p, q = d.uids[26], d.uids[27]
+            mods = []
+            for x, y in swaps:
+                mods += [f"dn: {s.people_dn(x)}\nchangetype: modify\nreplace: mail\nmail: {d.mail[y]}\n",
+                         f"dn: {s.people_dn(y)}\nchangetype: modify\nreplace: mail\nmail: {d.mail[x]}\n"]
+                d.mail[x], d.mail[y] = d.mail[y], d.mail[x]
+            mods += [f"dn: {s.people_dn(p)}\nchangetype: modify\nreplace: mail\nmail: chained.{p}@{DOMAIN}\n",
+                     f"dn: {s.people_dn(q)}\nchangetype: modify\nreplace: mail\nmail: {d.mail[p]}\n"]
+            ldap.ldapmodify("\n".join(mods))
+            old_q = d.mail[q]
+            d.mail[q], d.mail[p] = d.mail[p], f"chained.{p}@{DOMAIN}"
+            for u in [u for pair in swaps for u in pair] + [p, q]:
+                expected[d.mail[u]] = d.expected_user(u)
+            expected[old_q] = ("relay", None)
+            a.start_follower()
+            wait_routes([a], expected, "renames: an exchange and a chain while the follower was stopped", (ldap,))
             out = b.run("sync").stdout
-            check(", 20 removed," in out, f"renames: the full sync of 20 renames: {out!r}")
+            check(", 21 removed," in out, f"renames: the full sync of 20 renames, an exchange and a chain: {out!r}")
             compare_routes(b, {**d.expected(), **expected}, "renames: full sync")
             check(a.digest() == b.digest(), f"renames: follower {a.digest()} != full sync {b.digest()}")
             # Renamed and out of the migrated group in the same change: moved back, counted.
-            back = [u for u in d.uids[20:] if d.state(u) == "migrated"][:3]
+            exchanged = {u for pair in swaps for u in pair}
+            back = [u for u in d.uids if d.state(u) == "migrated" and u not in exchanged][-3:]
             check(len(back) == 3, f"renames: the directory has {len(back)} migrated users left to rename")
             a.stop_follower()
             ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\ndelete: member\n" +
                             "".join(f"member: {s.people_dn(u)}\n" for u in back))
-            rename(back)
+            rename(back, "again")
             res = b.run("sync", expect=None)
             check(res.returncode != 0 and "max_removals" in res.stderr,
                   f"renames: 3 renamed and moved back with max_removals = 2 were applied: {res.stdout!r} {res.stderr!r}")
@@ -822,6 +847,41 @@ def scenario_renames(root):
                   "max_removals = 2; 3 renamed and moved back are held")
         except Exception:
             sys.stderr.write(fail_with([a, b], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
+def scenario_held_once(root):
+    """stats counts a held user once: users moved out of the migrated group beyond max_removals,
+    then renamed, are held again under their new address, and "removals held back" said 4 for
+    2 users."""
+    d = Directory(12, alias_every=1000, target_every=1000)
+    with s.Slapd("heldonce", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-heldonce", ldap, max_removals="1")
+        a.run("init")
+        a.start_follower()
+        try:
+            wait_routes([a], d.expected(), "held-once before", (ldap,))
+            gone = [u for u in d.uids if d.state(u) == "migrated"][:3]
+            check(len(gone) == 3, f"held-once: {len(gone)} migrated users")
+            ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\ndelete: member\n" +
+                            "".join(f"member: {s.people_dn(u)}\n" for u in gone))
+            wait_until(lambda: (stats_value(a, "removals held back by max_removals:") or "").startswith("2"), CONVERGE,
+                       "held-once: 2 of 3 users out of the group held", on_timeout=a.follower_output)
+            offset = len(a.follower_text())
+            ldap.ldapmodify("\n".join(f"dn: {s.people_dn(u)}\nchangetype: modify\nreplace: mail\n"
+                                      f"mail: moved.{u}@{DOMAIN}\n" for u in gone))
+            wait_until(lambda: a.follower_text()[offset:].count("kept in the map as it was") >= 2, CONVERGE,
+                       "held-once: the renames of the held users held too", on_timeout=a.follower_output)
+            held = stats_value(a, "removals held back by max_removals:")
+            check((held or "").startswith("2"), f"held-once: stats says {held!r} held back for 2 users",
+                  a.follower_output())
+            print("  held-once ok: 2 users held, then renamed and held again: stats says 2")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
             raise
         finally:
             a.stop_follower()
@@ -2308,7 +2368,7 @@ SCENARIOS = {
     "safety": scenario_safety, "bulk": scenario_bulk, "ownership": scenario_ownership, "tls": scenario_tls,
     "follow-limit": scenario_follow_limit, "follow-demotions": scenario_follow_demotions,
     "batch-attribute": scenario_batch_attribute, "renames": scenario_renames,
-    "second-follower": scenario_second_follower,
+    "second-follower": scenario_second_follower, "held-once": scenario_held_once,
     "conflicts": scenario_conflicts,
     "idle-follower": scenario_idle_follower, "resume": scenario_resume,
     "poll": scenario_poll, "poll-limit": scenario_poll_limit, "ad-shaped": scenario_ad_shaped,

@@ -1,6 +1,7 @@
 #include "coexist/preflight.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -133,6 +134,23 @@ std::vector<std::string> socket_warnings(const SocketConfig& socket) {
                 "connect; Postfix (user postfix) could not, and every message would wait in the queue (0660 with "
                 "socket_group = postfix)",
                 socket.spec, static_cast<unsigned>(socket.mode)));
+        if (spec->family == SocketSpec::Family::unix_path) {
+            // The daemon creates the socket, not its directory: without one it stops at start.
+            // systemd's RuntimeDirectory= (contrib/systemd) makes /run/coexist only when the unit
+            // starts, so this is a warning and says so.
+            const auto slash = spec->path.rfind('/');
+            const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : spec->path.substr(0, slash);
+            struct stat st {};
+            const bool found = ::stat(dir.c_str(), &st) == 0;
+            if (!found && errno == ENOENT)
+                warnings.push_back(fmt::format(
+                    "socket {}: directory {} does not exist, and the daemon does not create it: it would stop "
+                    "at start (systemd's RuntimeDirectory= in the units creates /run/coexist when they start)",
+                    socket.spec, dir));
+            else if (found && !S_ISDIR(st.st_mode))
+                warnings.push_back(fmt::format("socket {}: {} is not a directory: the daemon would stop at start",
+                                               socket.spec, dir));
+        }
     } catch (...) {
     }
     return warnings;

@@ -190,8 +190,17 @@ class CheckTest(unittest.TestCase):
         self.assertIn(f"coexist-map: warning: coexist-policyd: socket unix:{self.dir}/policy.sock has mode 0600: "
                       "connecting takes write permission", r.stderr)
         self.assertEqual(r.stderr.count("warning"), 1, r.stderr)
+        # A unix socket in a directory that does not exist: the daemon would stop at start.
+        nodir = self.edited_ini("nodir.ini", "policy_socket = inet:8892@127.0.0.1",
+                                f"policy_socket = unix:{self.dir}/missing/policy.sock")
+        r = self.check(nodir)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"coexist-map: warning: coexist-policyd: socket unix:{self.dir}/missing/policy.sock: directory "
+                      f"{self.dir}/missing does not exist, and the daemon does not create it", r.stderr)
+        self.assertEqual(r.stderr.count("warning"), 1, r.stderr)
         # The daemons' -n say the same and still pass.
-        for daemon, config, text in ((MILTER, ini, "has no @host"), (POLICYD, closed, "has mode 0600")):
+        for daemon, config, text in ((MILTER, ini, "has no @host"), (POLICYD, closed, "has mode 0600"),
+                                     (POLICYD, nodir, "does not exist")):
             if not daemon:
                 continue
             n = subprocess.run([daemon, "-n", "-c", config], capture_output=True, text=True, timeout=60)

@@ -33,7 +33,9 @@ std::vector<std::string> socket_problems(const SocketConfig& socket);
 // syntax reads as every address of the host, so that anyone who reaches the port may ask who
 // is migrated; a unix socket whose mode lets neither its group nor others connect (connecting
 // takes write permission: Postfix, running as postfix, could not, and with
-// milter_default_action = tempfail every message would wait in the queue). Never throws.
+// milter_default_action = tempfail every message would wait in the queue); a unix socket whose
+// directory does not exist (the daemon would stop at start; systemd may create it later, so it
+// is not an error). Never throws.
 std::vector<std::string> socket_warnings(const SocketConfig& socket);
 
 }  // namespace coexist

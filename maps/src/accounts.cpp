@@ -66,6 +66,13 @@ std::optional<SystemGroup> find_group(const std::string& name) {
         to_group);
 }
 
+std::optional<SystemGroup> find_group(gid_t gid) {
+    return lookup<group, SystemGroup>(
+        fmt::format("gid {}", gid),
+        [&](group* e, char* b, std::size_t n, group** f) { return ::getgrgid_r(gid, e, b, n, f); },
+        to_group);
+}
+
 std::string current_user_name() {
     if (const char* sudo = std::getenv("SUDO_USER"); sudo && *sudo) return std::string(sudo).substr(0, 64);
     try {

@@ -1,5 +1,6 @@
 #include "check_command.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "coexist/accounts.hpp"
 #include "coexist/address.hpp"
 #include "coexist/canonical_address.hpp"
 #include "coexist/map_store.hpp"
@@ -318,21 +320,58 @@ void check_postfix(const Config& c, const std::string& postfix_dir, std::ostream
 
 }  // namespace
 
+// The group to give the map for `user` to read it: the user's primary group, by name. "GROUP"
+// when it cannot be said (no such user: a problem reported already). Never throws.
+std::string primary_group_name(const std::string& user) noexcept {
+    try {
+        if (const auto u = find_user(user)) {
+            if (const auto g = find_group(u->gid)) return g->name;
+            return std::to_string(u->gid);
+        }
+    } catch (...) {
+    }
+    return "GROUP";
+}
+
+std::optional<SystemGroup> find_group_noexcept(const std::string& name) noexcept {
+    try {
+        return find_group(name);
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
 void warn_unless_daemons_read_map(const Config& c, std::ostream& err) {
     if (::geteuid() != 0) return;
-    bool failed = false;
+    std::vector<std::string> groups;
     for (const auto& [names, target] : daemon_targets(c)) {
         err.flush();
-        for (const auto& p : preflight_problems(c, target)) {
-            err << fmt::format("coexist-map: warning: {}: {}\n", names, p);
-            failed = true;
-        }
+        const auto problems = preflight_problems(c, target);
+        for (const auto& p : problems) err << fmt::format("coexist-map: warning: {}: {}\n", names, p);
+        if (problems.empty()) continue;
+        // The hint names the group of the user that failed (user = nobody: nogroup, not coexist).
+        const std::string group = primary_group_name(target.user);
+        if (std::find(groups.begin(), groups.end(), group) == groups.end()) groups.push_back(group);
     }
-    if (failed)
+    if (groups.empty()) return;
+    const std::string group = groups.size() == 1 ? groups.front() : "GROUP";
+    // init gives the map the daemons' group itself: when it has it, with group read and search,
+    // what stops them is a directory above (a 0700 parent), which no chgrp of the map mends.
+    struct stat st {};
+    const auto g = groups.size() == 1 ? find_group_noexcept(group) : std::nullopt;
+    if (g && ::stat(c.map_path.c_str(), &st) == 0 && st.st_gid == g->gid && (st.st_mode & 0050) == 0050) {
         err << fmt::format("coexist-map: warning: started so, the daemons would defer every managed recipient: "
-                           "give {} their group, mode 2750 (e.g. chgrp coexist {}; chmod 2750 {}; see "
-                           "coexist-map(8), FILES)\n",
-                           c.map_path, c.map_path, c.map_path);
+                           "{} has their group {} and mode {:04o} already, so a directory above it does not let "
+                           "them through: each one needs search permission (x) for them\n",
+                           c.map_path, group, static_cast<unsigned>(st.st_mode & 07777));
+        return;
+    }
+    err << fmt::format("coexist-map: warning: started so, the daemons would defer every managed recipient: "
+                       "give {} their group, mode 2750 (e.g. chgrp {} {}; chmod 2750 {}; see "
+                       "coexist-map(8), FILES){}\n",
+                       c.map_path, group, c.map_path, c.map_path,
+                       groups.size() == 1 ? "" : fmt::format("; the daemons' users have different groups ({}): "
+                                                             "give them one", fmt::join(groups, ", ")));
 }
 
 int check(const Config& c, const std::string& config_path, const std::string& postfix_dir, std::ostream& out,

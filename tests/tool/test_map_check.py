@@ -104,6 +104,31 @@ class CheckTest(unittest.TestCase):
         self.assertEqual(self.run_tool("route", "ann@contoso.com").returncode, 0)
 
     @unittest.skipUnless(ROOT, "needs root to read the map as nobody")
+    def test_init_hint_names_the_daemons_group_or_the_directory_above(self):
+        # Walk-through: init's hint said "chgrp coexist" whatever the daemons' user; with
+        # user = nobody that group is nogroup (nobody's primary group on Debian).
+        import grp
+        import pwd
+        group = grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+        shutil.rmtree(self.map_dir)
+        os.mkdir(self.map_dir, 0o700)  # made by hand, root's: init keeps an existing directory as it is
+        r = self.run_tool("init")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"(e.g. chgrp {group} {self.map_dir}; chmod 2750 {self.map_dir};", r.stderr)
+        self.assertNotIn("chgrp coexist", r.stderr)
+        # The map's group and mode are right, a directory above it is closed: no chgrp mends that.
+        shutil.rmtree(self.map_dir)
+        os.chmod(self.dir, 0o700)
+        try:
+            r = self.run_tool("init")
+        finally:
+            os.chmod(self.dir, 0o755)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"{self.map_dir} has their group {group} and mode 2750 already, so a directory above it does "
+                      "not let them through", r.stderr)
+        self.assertNotIn("chgrp", r.stderr)
+
+    @unittest.skipUnless(ROOT, "needs root to read the map as nobody")
     def test_map_file_unreadable_as_the_daemons_user_is_named(self):
         # The directory is open to all, one file in it is not: the error names that file, not
         # the directory, whose mode is fine.

@@ -27,6 +27,7 @@ struct SystemGroup {
 std::optional<SystemUser> find_user(const std::string& name);
 std::optional<SystemUser> find_user(uid_t uid);
 std::optional<SystemGroup> find_group(const std::string& name);
+std::optional<SystemGroup> find_group(gid_t gid);
 
 // The login name to record in the audit trail: SUDO_USER when run through sudo, else the name of
 // the real uid, else "uid N". Never throws.

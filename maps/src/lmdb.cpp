@@ -227,6 +227,26 @@ std::size_t newest_commit_in_file(MDB_env* env) {
 
 }  // namespace
 
+void Environment::check_commit_ids(std::optional<std::size_t>& one_ahead) const {
+    const std::size_t file_before = newest_commit_in_file(env_);
+    MDB_txn* txn = nullptr;
+    if (mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn) != 0) return;
+    const std::size_t lock_id = mdb_txn_id(txn);
+    mdb_txn_abort(txn);
+    const std::size_t file_after = newest_commit_in_file(env_);
+    // The bounds of Transaction's check: a whole map's file is never behind lock.mdb's id, and
+    // at most one commit ahead of the id read after it.
+    if (file_after < lock_id || file_before > lock_id + 1) throw_replaced(path_, file_after, lock_id);
+    if (file_after != lock_id + 1) {
+        one_ahead.reset();
+        return;
+    }
+    // A commit's meta page is written, then its id stored in lock.mdb: one ahead at the last
+    // look too, with no commit between, is no commit in flight.
+    if (one_ahead == lock_id) throw_replaced(path_, file_after, lock_id);
+    one_ahead = lock_id;
+}
+
 void Environment::await_lock_matching_file() {
     constexpr int kAttempts = 40;
     for (int attempt = 1;; ++attempt) {

@@ -78,6 +78,18 @@ public:
     // stale or torn view. Two stat calls; never throws.
     bool files_replaced() const;
 
+    // Whether lock.mdb still describes data.mdb, as the constructor checked at open, looked at
+    // again by a process that keeps the map open (the daemons, once a second). A data.mdb copied
+    // over in place (cp backup/data.mdb map/) keeps its inode, so files_replaced() does not see
+    // it, and LMDB goes on reading it at the meta page of lock.mdb's parity: the copy's previous
+    // commit half of the time (the empty map a restored import began as), with no error.
+    // `one_ahead` carries the lock id of the last look that found the file exactly one commit
+    // ahead of lock.mdb: a commit in flight looks so for an instant, a copied file at two looks
+    // in a row. Throws MapFilesMismatch for a file behind lock.mdb's id, more than one commit
+    // ahead, or one ahead at two looks with the same id. Begins and aborts one read transaction;
+    // when none can begin, leaves the judgement to the next lookup, which meets the same error.
+    void check_commit_ids(std::optional<std::size_t>& one_ahead) const;
+
     // Clears the reader slots of processes that died inside a read transaction (they pin old
     // pages, so the file only grows). Returns how many; never throws.
     int clear_stale_readers() noexcept;

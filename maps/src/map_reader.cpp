@@ -162,6 +162,9 @@ private:
     std::size_t kept_ = 0;                            // slots with keep set; guarded by mutex_
     std::unique_ptr<OpenMap> map_;
     std::string unavailable_;  // why map_ is null
+    // lock.mdb's id at the last look that found data.mdb one commit ahead of it (Environment::
+    // check_commit_ids); guarded by mutex_.
+    std::optional<std::size_t> one_commit_ahead_;
     std::atomic<std::int64_t> next_check_ns_{0};  // steady clock; 0 = at the next lookup
     std::atomic<std::uint64_t> recheck_generation_{0};  // recheck() calls so far
     std::atomic<bool> exclusive_wanted_{false};
@@ -309,7 +312,9 @@ void SharedMap::refresh() {
     try {
         if (map_ && !map_->env.files_replaced()) {
             map_->env.check_data_file();  // pread: safe beside running lookups
+            map_->env.check_commit_ids(one_commit_ahead_);  // a data.mdb copied over in place
         } else {
+            one_commit_ahead_.reset();
             struct stat st{};
             const std::string file = path_ + "/data.mdb";
             if (::stat(file.c_str(), &st) != 0)

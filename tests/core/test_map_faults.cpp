@@ -9,6 +9,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <thread>
 
@@ -83,6 +86,68 @@ TEST_CASE("a data.mdb truncated in place (same inode) is caught by the periodic 
               if (int rc = expect_tempfail_naming_file(m.config, reader, "ann@contoso.com")) return rc;
               MapReader fresh(m.config.map_path);
               if (int rc = expect_tempfail_naming_file(m.config, fresh, "bob@contoso.com")) return 30 + rc;
+              return 0;
+          }) == 0);
+}
+
+namespace {
+
+// `cp FROM data.mdb`: the bytes of FROM written over data.mdb in place, its inode kept.
+void copy_over_in_place(const std::string& from, const std::string& to) {
+    std::ifstream in(from, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(to, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+}  // namespace
+
+TEST_CASE("a data.mdb copied over in place is tempfail at the next look, then read whole once let go") {
+    // Found by an admin walk-through: `cp backup/data.mdb map/data.mdb` under running daemons
+    // kept the inode, so they went on answering from the copy's previous commit (the empty map
+    // an import began as, half of the time), silently and until restarted, while coexist-map
+    // refused the map and said the daemons would let go.
+    FaultMap m;
+    const std::string backup = m.dir.file("backup.mdb");
+    std::filesystem::copy_file(m.data_file(), backup);  // bob dual, ann migrated
+    // One commit after the backup, then two: the copy's previous commit has either parity.
+    const int commits_after = GENERATE(1, 2);
+    for (int i = 0; i < commits_after; ++i)
+        REQUIRE(test::run_tool(m.config_file, {"set", "ann@contoso.com", i % 2 ? "migrated" : "source"}).status == 0);
+    CHECK(in_child([&] {
+              MapReader reader(m.config.map_path);
+              const Action live = commits_after == 1 ? Action::relay : Action::rewrite;
+              if (route(m.config, reader, "ann@contoso.com").action != live) return 10;
+              copy_over_in_place(backup, m.data_file());
+              reader.recheck();  // as if the second had passed
+              if (int rc = expect_tempfail_naming_file(m.config, reader, "bob@contoso.com")) return rc;
+              // Nothing else has the map open: the reader opens it again as the first, taking
+              // its ids from the file, and reads the copy at its newest commit.
+              reader.recheck();
+              if (route(m.config, reader, "bob@contoso.com").action != Action::dual) return 30;
+              if (route(m.config, reader, "ann@contoso.com").action != Action::rewrite) return 31;
+              return 0;
+          }) == 0);
+}
+
+TEST_CASE("a data.mdb copied in place one commit ahead of lock.mdb is refused at the second look") {
+    // A commit in flight looks one ahead for an instant; a copy made one commit later than the
+    // live map looks so at every look, and LMDB would read the copy's previous commit.
+    FaultMap m;
+    const std::string other = m.dir.file("other");
+    std::filesystem::copy(m.config.map_path, other);
+    const std::string other_config =
+        m.dir.write("other.ini", test::standard_config_text(other));
+    REQUIRE(test::run_tool(other_config, {"set", "ann@contoso.com", "source"}).status == 0);
+    CHECK(in_child([&] {
+              MapReader reader(m.config.map_path);
+              if (route(m.config, reader, "ann@contoso.com").action != Action::rewrite) return 10;
+              copy_over_in_place(other + "/data.mdb", m.data_file());
+              reader.recheck();
+              (void)route(m.config, reader, "ann@contoso.com");  // the first look: maybe a commit in flight
+              reader.recheck();
+              if (int rc = expect_tempfail_naming_file(m.config, reader, "bob@contoso.com")) return rc;
+              reader.recheck();
+              if (route(m.config, reader, "ann@contoso.com").action != Action::relay) return 30;
               return 0;
           }) == 0);
 }

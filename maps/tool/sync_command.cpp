@@ -23,6 +23,10 @@ int sync(const Config& c, bool dry_run, bool force, bool follow, std::ostream& o
     if (!c.directory.configured())
         throw UsageError(fmt::format("{}: no [directory] section: this map is kept by hand", c.source));
     if (follow && (dry_run || force)) throw UsageError("--follow takes neither --dry-run nor --force");
+    // libldap writes to the server's socket without MSG_NOSIGNAL: a server that went away in the
+    // middle of a search (slapd restarted) killed a one-shot sync with SIGPIPE, exit 141 and no
+    // word. Ignored, the write fails with EPIPE and the sync says "Can't contact LDAP server".
+    std::signal(SIGPIPE, SIG_IGN);
     if (follow) {
         open_log("coexist-map", true);
         MapStore store(c.map_path, c.map_size, MapStore::Mode::read_write);
@@ -37,7 +41,6 @@ int sync(const Config& c, bool dry_run, bool force, bool follow, std::ostream& o
         // handler would interrupt libldap's wait for the server (poll() is never restarted),
         // which then drops the connection and refreshes from the start.
         std::signal(SIGHUP, SIG_IGN);
-        std::signal(SIGPIPE, SIG_IGN);
         directory::FollowHooks follow_hooks{hooks.ready, hooks.status, hooks.applied, hooks.held, hooks.retrying};
         // The map's files replaced: the follower stopped and logged why. Returning closes the old
         // files (store); the exit status is a refused write's (MapUnavailable, 3), and systemd's

@@ -220,53 +220,6 @@ std::string read_bind_password(const std::string& path) {
     return password;
 }
 
-namespace {
-
-// A DN of plain RDNs (type=value, the value letters, digits and . _ - @ only) is already in
-// RFC 4514 form; lowercasing is all ldap_dn_normalize() would do to it. Most DNs are such
-// (uid=jdoe,ou=people,dc=contoso,dc=com), and normalizing a 30,000-member group's DNs through
-// libldap each time the group changes costs a quarter of a second.
-bool plain_dn(std::string_view dn) {
-    if (dn.empty()) return false;
-    bool in_value = false, type_start = true, value_empty = true;
-    for (char c : dn) {
-        const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-        if (!in_value) {
-            if (c == '=') {
-                if (type_start) return false;
-                in_value = true;
-                value_empty = true;
-            } else if (alnum || (c == '-' && !type_start)) {
-                if (type_start && !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return false;
-                type_start = false;
-            } else {
-                return false;
-            }
-        } else if (c == ',') {
-            if (value_empty) return false;
-            in_value = false;
-            type_start = true;
-        } else if (alnum || c == '.' || c == '_' || c == '-' || c == '@') {
-            value_empty = false;
-        } else {
-            return false;
-        }
-    }
-    return in_value && !value_empty;
-}
-
-}  // namespace
-
-std::string normalize_dn(std::string_view dn) {
-    if (plain_dn(dn)) return ascii_lower(dn);
-    std::string input(dn);  // ldap_dn_normalize wants a terminated string
-    char* raw = nullptr;
-    if (ldap_dn_normalize(input.c_str(), LDAP_DN_FORMAT_LDAP, &raw, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS)
-        return ascii_lower(dn);
-    LdapString normalized(raw);
-    return ascii_lower(normalized ? normalized.get() : "");
-}
-
 Entry entry_from_message(LDAP* ld, LDAPMessage* message) {
     Entry entry;
     LdapString dn(ldap_get_dn(ld, message));

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "distinguished_name.hpp"
 #include "coexist/config.hpp"
 
 typedef struct ldap LDAP;
@@ -45,9 +46,6 @@ struct Entry {
 // also an empty password (libldap would bind anonymously without saying so).
 std::string read_bind_password(const std::string& path);
 
-// The DN in a form two DNs can be compared in: ldap_dn_normalize() (RFC 4514 string form) with
-// attribute types and ASCII lowercased. A DN libldap cannot parse is returned lowercased as is.
-std::string normalize_dn(std::string_view dn);
 
 class LdapSession {
 public:

@@ -119,6 +119,36 @@ TEST_CASE("normalize_dn compares DNs as the directory does", "[unit]") {
     }
 }
 
+TEST_CASE("normalize_dn compares values beyond ASCII as caseIgnoreMatch does", "[unit]") {
+    // Walk-through: slapd found uid=JÖRG and "cn=Jörg  Müller" (two spaces) in the migrated
+    // group for the entries uid=jörg and "cn=Jörg Müller"; coexist-map, lowercasing ASCII only,
+    // did not, and routed both users to the old system.
+    const std::string joerg = normalize_dn("uid=j\xc3\xb6rg,ou=people,dc=contoso,dc=com");
+    auto same = GENERATE(as<std::string>{},
+                         "uid=J\xc3\x96RG,ou=people,dc=contoso,dc=com",   // JÖRG
+                         "UID=J\xc3\x96rg, OU=People,DC=Contoso,DC=com",
+                         "uid=jo\xcc\x88rg,ou=people,dc=contoso,dc=com",  // o + combining diaeresis (NFD)
+                         "uid=j\\C3\\B6rg,ou=people,dc=contoso,dc=com",   // hex-escaped UTF-8
+                         "uid=\\ j\xc3\xb6rg\\ ,ou=people,dc=contoso,dc=com");  // escaped leading and trailing spaces
+    INFO(same);
+    CHECK(normalize_dn(same) == joerg);
+    CHECK(normalize_dn("cn=J\xc3\xb6rg  M\xc3\xbcller,ou=people,dc=contoso,dc=com") ==
+          normalize_dn("cn=j\xc3\xb6rg m\xc3\xbcller,ou=people,dc=contoso,dc=com"));
+    CHECK(normalize_dn("cn=John   Smith,ou=people,dc=contoso,dc=com") ==
+          normalize_dn("CN=john smith,ou=people,dc=contoso,dc=com"));
+    CHECK(normalize_dn("uid=STRASSE,ou=people,dc=contoso,dc=com") ==
+          normalize_dn("uid=stra\xc3\x9f" "e,ou=people,dc=contoso,dc=com"));  // ß folds to ss
+    // Different people stay different.
+    CHECK(normalize_dn("uid=jorg,ou=people,dc=contoso,dc=com") != joerg);
+    CHECK(normalize_dn("cn=John Smith,ou=people,dc=contoso,dc=com") !=
+          normalize_dn("cn=JohnSmith,ou=people,dc=contoso,dc=com"));
+    // A DN with a comma in a value keeps it escaped: not another RDN.
+    CHECK(normalize_dn("cn=M\xc3\xbcller\\, J\xc3\xb6rg,ou=people,dc=contoso,dc=com") ==
+          normalize_dn("cn=m\xc3\xbcller\\, j\xc3\xb6rg,ou=people,dc=contoso,dc=com"));
+    CHECK(normalize_dn("cn=M\xc3\xbcller\\, J\xc3\xb6rg,ou=people,dc=contoso,dc=com") !=
+          normalize_dn("cn=M\xc3\xbcller,cn=J\xc3\xb6rg,ou=people,dc=contoso,dc=com"));
+}
+
 TEST_CASE("read_bind_password takes the first line of a private file", "[unit]") {
     TempDir dir;
     SECTION("0600 and 0640 are accepted; the line ending is not part of the password") {

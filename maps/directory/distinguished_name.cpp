@@ -1,0 +1,158 @@
+// normalize_dn() (distinguished_name.hpp): libldap parses and writes the DN; each value is put in
+// its caseIgnoreMatch form here, with ICU for what is not ASCII.
+#include "distinguished_name.hpp"
+
+#include <ldap.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
+
+#include <cstring>
+#include <new>
+#include <optional>
+
+#include "coexist/address.hpp"
+
+namespace coexist::directory {
+
+namespace {
+
+// A DN of plain RDNs (type=value, the value letters, digits and . _ - @ only) is already in
+// RFC 4514 form; lowercasing is all the general way below would do to it. Most DNs are such
+// (uid=jdoe,ou=people,dc=contoso,dc=com), and parsing a 30,000-member group's DNs through
+// libldap each time the group changes costs a quarter of a second.
+bool plain_dn(std::string_view dn) {
+    if (dn.empty()) return false;
+    bool in_value = false, type_start = true, value_empty = true;
+    for (char c : dn) {
+        const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!in_value) {
+            if (c == '=') {
+                if (type_start) return false;
+                in_value = true;
+                value_empty = true;
+            } else if (alnum || (c == '-' && !type_start)) {
+                if (type_start && !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return false;
+                type_start = false;
+            } else {
+                return false;
+            }
+        } else if (c == ',') {
+            if (value_empty) return false;
+            in_value = false;
+            type_start = true;
+        } else if (alnum || c == '.' || c == '_' || c == '-' || c == '@') {
+            value_empty = false;
+        } else {
+            return false;
+        }
+    }
+    return in_value && !value_empty;
+}
+
+bool is_ascii(std::string_view s) {
+    for (const char c : s)
+        if (static_cast<unsigned char>(c) >= 0x80) return false;
+    return true;
+}
+
+// NFKC_Casefold (Unicode's compatibility decomposition, case folding and composition in one
+// step, as RFC 4518's Map and Normalize steps and slapd's UTF8bvnormalize do them); nullopt
+// for text that is not UTF-8.
+std::optional<std::string> nfkc_casefold(std::string_view utf8) {
+    UErrorCode error = U_ZERO_ERROR;
+    const UNormalizer2* nfkc_cf = unorm2_getNFKCCasefoldInstance(&error);
+    if (U_FAILURE(error)) return std::nullopt;
+    const auto length = static_cast<int32_t>(utf8.size());
+    int32_t units = 0;
+    u_strFromUTF8(nullptr, 0, &units, utf8.data(), length, &error);  // measures; fails on bad UTF-8
+    if (U_FAILURE(error) && error != U_BUFFER_OVERFLOW_ERROR) return std::nullopt;
+    std::u16string text(static_cast<std::size_t>(units), u'\0');
+    error = U_ZERO_ERROR;
+    u_strFromUTF8(text.data(), units, nullptr, utf8.data(), length, &error);
+    if (U_FAILURE(error)) return std::nullopt;
+    error = U_ZERO_ERROR;
+    const int32_t folded_units = unorm2_normalize(nfkc_cf, text.data(), units, nullptr, 0, &error);
+    if (U_FAILURE(error) && error != U_BUFFER_OVERFLOW_ERROR) return std::nullopt;
+    std::u16string folded(static_cast<std::size_t>(folded_units), u'\0');
+    error = U_ZERO_ERROR;
+    unorm2_normalize(nfkc_cf, text.data(), units, folded.data(), folded_units, &error);
+    if (U_FAILURE(error)) return std::nullopt;
+    int32_t bytes = 0;
+    error = U_ZERO_ERROR;
+    u_strToUTF8(nullptr, 0, &bytes, folded.data(), folded_units, &error);
+    if (U_FAILURE(error) && error != U_BUFFER_OVERFLOW_ERROR) return std::nullopt;
+    std::string out(static_cast<std::size_t>(bytes), '\0');
+    error = U_ZERO_ERROR;
+    u_strToUTF8(out.data(), bytes, nullptr, folded.data(), folded_units, &error);
+    if (U_FAILURE(error)) return std::nullopt;
+    return out;
+}
+
+// One attribute value as caseIgnoreMatch compares it: folded (bytes that are not UTF-8 only
+// ASCII-lowercased), no space leading or trailing, runs of spaces one space (RFC 4518 2.6.1).
+std::string matching_form(std::string_view value) {
+    std::string folded;
+    if (!is_ascii(value)) folded = nfkc_casefold(value).value_or(std::string());
+    if (folded.empty()) folded = lowercase_ascii(value);
+    std::string out;
+    out.reserve(folded.size());
+    bool space = false;
+    for (const char c : folded) {
+        if (c == ' ') {
+            space = !out.empty();
+            continue;
+        }
+        if (space) out.push_back(' ');
+        space = false;
+        out.push_back(c);
+    }
+    return out;
+}
+
+struct ParsedDn {
+    LDAPDN dn = nullptr;
+    ~ParsedDn() {
+        if (dn) ldap_dnfree(dn);
+    }
+};
+
+struct LdapText {
+    char* text = nullptr;
+    ~LdapText() {
+        if (text) ldap_memfree(text);
+    }
+};
+
+// Replaces an AVA's value by `value`, in memory libldap's ldap_dnfree() frees.
+void replace_value(LDAPAVA& ava, const std::string& value) {
+    auto* copy = static_cast<char*>(ber_memalloc(value.size() + 1));
+    if (!copy) throw std::bad_alloc();
+    std::memcpy(copy, value.data(), value.size());
+    copy[value.size()] = '\0';
+    if (ava.la_flags & LDAP_AVA_FREE_VALUE) ber_memfree(ava.la_value.bv_val);
+    ava.la_value.bv_val = copy;
+    ava.la_value.bv_len = value.size();
+    // Written as UTF-8 whatever the value was parsed from: "J\C3\B6rg" and "Jörg" alike.
+    ava.la_flags = (ava.la_flags & ~LDAP_AVA_NONPRINTABLE) | LDAP_AVA_FREE_VALUE;
+}
+
+}  // namespace
+
+std::string normalize_dn(std::string_view dn) {
+    if (plain_dn(dn)) return lowercase_ascii(dn);
+    const std::string input(dn);  // libldap wants a terminated string
+    ParsedDn parsed;
+    if (ldap_str2dn(input.c_str(), &parsed.dn, LDAP_DN_FORMAT_LDAP) != LDAP_SUCCESS || !parsed.dn)
+        return lowercase_ascii(dn);
+    for (LDAPRDN* rdn = parsed.dn; *rdn; ++rdn)
+        for (LDAPAVA** ava = *rdn; *ava; ++ava) {
+            if ((*ava)->la_flags & LDAP_AVA_BINARY) continue;  // "#04...": compared as given
+            replace_value(**ava, matching_form(std::string_view((*ava)->la_value.bv_val, (*ava)->la_value.bv_len)));
+        }
+    LdapText written;
+    if (ldap_dn2str(parsed.dn, &written.text, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS || !written.text)
+        return lowercase_ascii(dn);
+    return lowercase_ascii(written.text);  // the attribute types
+}
+
+}  // namespace coexist::directory

@@ -313,6 +313,7 @@ struct ParseState {
     int header_line = 0;          // line of the last "[section]" read (read_line sets it)
     int keyed_header_line = 0;    // header_line when on_key last ran
     std::map<std::string, std::pair<int, std::string>> domain_headers;  // name -> line, as written
+    std::map<std::string, int> section_headers;  // [map], [routing], ... -> line of its header
 
     void fail(const std::string& key, const std::string& msg) {
         if (!error) error.emplace(file, line, key, msg);
@@ -543,6 +544,15 @@ int on_key(void* user, const char* section, const char* name, const char* value)
                                              sec, first_spelling, first_line));
             return 0;
         }
+        // [routing] twice: each key once still, but the file reads as two settings where there
+        // is one, and a second [milter] pasted below the first is a mistake.
+        if (!domain && st.header_line != st.keyed_header_line &&
+            !st.section_headers.emplace(std::string(sec), st.header_line).second) {
+            if (!st.error)
+                st.error.emplace(st.file, st.header_line, "",
+                                 fmt::format("[{}] repeats [{}] of line {}", sec, sec, st.section_headers.at(std::string(sec))));
+            return 0;
+        }
         st.keyed_header_line = st.header_line;
         // [map] map_size is max_size's old name: the two are one key, given twice if both are.
         const bool old_size_name = sec == "map" && std::string_view(name) == "map_size";
@@ -651,7 +661,15 @@ void validate_empty_sections(ParseState& st, const std::vector<std::pair<int, st
         if (section == "directory" && !directory_keys)
             throw ConfigError(st.file, line, "uri", "missing in [directory] (an empty section: give uri and base, "
                                                     "or remove it)");
-        if (fixed_section(section)) continue;
+        if (fixed_section(section)) {
+            // An empty repeat of a section given with keys, before or after it; or of an empty one.
+            const auto first = st.section_headers.emplace(section, line).first;
+            if (first->second != line)
+                throw ConfigError(st.file, std::max(line, first->second), "",
+                                  fmt::format("[{}] repeats [{}] of line {}", section, section,
+                                              std::min(line, first->second)));
+            continue;
+        }
         constexpr std::string_view prefix = "domain ";
         std::string name;
         if (std::string_view(section).substr(0, prefix.size()) != prefix ||

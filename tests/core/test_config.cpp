@@ -172,6 +172,13 @@ TEST_CASE("a section without keys is checked too") {
     // An empty repeat of a domain is a repeat, before or after the section with the keys.
     expect_error(kDomain + "[domain Contoso.COM]\n", 3, "", "[domain Contoso.COM] repeats [domain contoso.com] of line 1");
     expect_error("[domain contoso.com]\n" + kDomain, 1, "", "[domain contoso.com] repeats [domain contoso.com] of line 2");
+    // Other sections given twice (walk-through: two [routing] or [milter] passed when no key
+    // repeated), with keys in both, or an empty repeat before or after.
+    expect_error(kDomain + "[routing]\nloop_limit = 3\n[milter]\nuser = nobody\n[routing]\nshadow = no\n", 7, "",
+                 "[routing] repeats [routing] of line 3");
+    expect_error(kDomain + "[milter]\nuser = nobody\n[milter]\n", 5, "", "[milter] repeats [milter] of line 3");
+    expect_error(kDomain + "[milter]\n[milter]\nuser = nobody\n", 4, "", "[milter] repeats [milter] of line 3");
+    expect_error(kDomain + "[map]\n[map]\n", 4, "", "[map] repeats [map] of line 3");
     // [directory] has no default source: empty, it is an error that names what it needs.
     expect_error(kDomain + "[directory]\n", 3, "uri", "missing in [directory] (an empty section");
     // Other empty sections with fixed names take every default.

@@ -45,6 +45,11 @@ Membership read_membership(const DirectoryConfig& config, LdapSession& session) 
     return m;
 }
 
+std::string skipped_reference_warning(const DirectoryConfig& d, std::string_view url) {
+    return fmt::format("a continuation reference under {} was not followed: {}: the users held there are not "
+                       "read (coexist reads the servers of uri only)", d.base, url);
+}
+
 SyncCounts full_sync(const Config& config, MapStore& store, LdapSession& session, const SyncOptions& options,
                      const std::function<void(const std::string&)>& change) {
     const DirectoryConfig& d = config.directory;
@@ -61,6 +66,7 @@ SyncCounts full_sync(const Config& config, MapStore& store, LdapSession& session
                 for (auto& w : c.warnings) counts.warn(std::move(w));
                 if (c.user) writer.upsert(*c.user);
             });
+            for (const auto& url : session.take_skipped_references()) counts.warn(skipped_reference_warning(d, url));
             writer.remove_unseen(d, options.force, options.earlier_removed, options.earlier_demoted);
             txn.put_meta(meta::kDirectorySyncedAt, std::to_string(context.time));
             txn.put_meta(meta::kDirectoryUri, session.uri());

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "coexist/config.hpp"
 #include "coexist/map_store.hpp"
@@ -34,6 +35,10 @@ Membership read_membership(const DirectoryConfig& config, LdapSession& session);
 // (nothing changed), RemovalLimitExceeded (nothing changed), MapUnavailable.
 SyncCounts full_sync(const Config& config, MapStore& store, LdapSession& session, const SyncOptions& options,
                      const std::function<void(const std::string&)>& change = {});
+
+// The warning for a continuation reference a search under the base met and did not follow: its
+// users are on another server, and are not read (a one-shot sync's warnings, the follower's log).
+std::string skipped_reference_warning(const DirectoryConfig& d, std::string_view url);
 
 // The ChangeContext of the directory's writes: who = the running user, command = "sync URI".
 ChangeContext sync_context(const std::string& uri);

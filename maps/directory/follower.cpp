@@ -77,19 +77,24 @@ void pause(const std::atomic<bool>& stop, FilesWatch& files, unsigned seconds) {
 
 // One decoded message of a sync search.
 struct SyncMessage {
-    enum class Kind { entry, info, done, other } kind = Kind::other;
+    enum class Kind { entry, info, done, reference, other } kind = Kind::other;
     int msgid = 0;
     std::optional<SyncState> state;  // entry
     Entry entry;                     // entry (dn only for a delete)
     std::optional<SyncInfo> info;    // info
     int result = LDAP_SUCCESS;       // done
     std::string diagnostic;          // done
+    std::vector<std::string> references;  // reference: a continuation reference's URLs
 };
 
 SyncMessage decode(LDAP* ld, LDAPMessage* m) {
     SyncMessage out;
     out.msgid = ldap_msgid(m);
     switch (ldap_msgtype(m)) {
+        case LDAP_RES_SEARCH_REFERENCE:
+            out.kind = SyncMessage::Kind::reference;
+            out.references = reference_urls(ld, m);
+            break;
         case LDAP_RES_SEARCH_ENTRY: {
             out.kind = SyncMessage::Kind::entry;
             LDAPControl** raw = nullptr;
@@ -178,7 +183,14 @@ public:
 
         groups_fingerprint_ = fingerprint_groups();
         std::optional<std::string> resume_cookie = resumable();
-        people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, person_attributes(d_), resume_cookie);
+        if (resume_cookie) {
+            if (const auto why = witness_fallen()) {
+                forget_cookie(*why);
+                forget_index();
+                resume_cookie.reset();
+            }
+        }
+        people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, followed_person_attributes(), resume_cookie);
         if (resume_cookie) {
             try {
                 resume_people();
@@ -188,7 +200,7 @@ public:
                 forget_cookie(e.why);
                 forget_index();
                 resume_cookie.reset();
-                people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, person_attributes(d_));
+                people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, followed_person_attributes());
                 refresh_people();
             }
         } else {
@@ -248,7 +260,12 @@ private:
                 continue;
             }
             files_.look_every_second();
-            return decode(ldap_.handle(), m.get());
+            SyncMessage decoded = decode(ldap_.handle(), m.get());
+            if (decoded.kind != SyncMessage::Kind::reference) return decoded;
+            // Its users are on another server: not followed, said once a session each.
+            for (const auto& url : decoded.references)
+                if (said_references_.size() < LdapSession::kMaxSkippedReferences && said_references_.insert(url).second)
+                    log_warning("sync: {}", skipped_reference_warning(d_, url));
         }
     }
 
@@ -327,7 +344,11 @@ private:
                 add_entry(std::move(u));
                 return true;
             });
-            if (complete) cookie = *stored;
+            if (!complete) return;
+            cookie = *stored;
+            // Maps from before the witness was stored have none: resumed as before.
+            if (const auto w = txn.meta(meta::kDirectoryCookieWitness); w && w->find(' ') != std::string::npos)
+                witness_ = CookieWitness{w->substr(0, w->find(' ')), w->substr(w->find(' ') + 1)};
         });
         if (!cookie) forget_index();
         return cookie;
@@ -346,12 +367,14 @@ private:
         held_ = 0;
         held_entries_ = {};
         cookie_.reset();
+        witness_.reset();
     }
 
     // The refresh stage of a search resumed from a cookie (RFC 4533 3.3.1): only what changed
     // since comes as "add"; deletions as "delete" entries or a syncIdSet, or, in the present
     // phase, every unchanged entry is named present and the rest are gone. Written in one
-    // transaction, removals within max_removals.
+    // transaction, removals within max_removals. Whether the cookie may be resumed from at all
+    // was asked before (witness_fallen()): a restored directory's "unchanged" is not the map's.
     void resume_people() {
         write_refresh([&](MapTxn& txn, std::int64_t refresh_time) {
             SyncCounts counts;
@@ -454,6 +477,51 @@ private:
     struct CannotResume {
         std::string why;
     };
+
+    // The people attributes the follower asks for: entryCSN too, for the cookie's witness.
+    std::vector<std::string> followed_person_attributes() const {
+        auto attributes = person_attributes(d_);
+        attributes.emplace_back("entryCSN");
+        return attributes;
+    }
+
+    // Keeps the entry as the cookie's witness when its entryCSN is the newest seen. CSNs
+    // ("20261207192501.123456Z#000000#000#000000") order as text, the time first.
+    void note_witness(const std::string& uuid, const Entry& entry) {
+        const auto csn = entry.attributes.find("entrycsn");
+        if (csn == entry.attributes.end() || csn->second.empty() || csn->second.front().empty()) return;
+        if (!witness_ || csn->second.front() > witness_->csn) witness_ = CookieWitness{uuid, csn->second.front()};
+    }
+
+    // Why the stored cookie cannot be trusted, or nullopt. A directory restored from a backup
+    // older than the cookie, and written to before the follower is back, takes the cookie (the
+    // write moved its contextCSN past it) and names only what changed since by its own log:
+    // entries the restore brought back or took back to an older state carry the backup's
+    // entryCSNs, are "unchanged", and the map would keep their newer state for good. The newest
+    // entry the cookie covers tells: restored, it is gone (added after the backup) or older
+    // (changed after it). Gone may also be a later delete: a full read then, which is right in
+    // either case. A witness whose entryCSN cannot be read (ACLs) says nothing. Throws
+    // DirectoryError when the search fails (the follower reconnects and tries again).
+    std::optional<std::string> witness_fallen() {
+        if (!witness_) return std::nullopt;
+        std::optional<std::string> csn_now;
+        bool found = false;
+        ldap_.search_paged(d_.base, LDAP_SCOPE_SUBTREE, "(entryUUID=" + witness_->uuid + ")", {"entryCSN"},
+                           [&](Entry&& e) {
+                               found = true;
+                               const auto csn = e.attributes.find("entrycsn");
+                               if (csn != e.attributes.end() && !csn->second.empty()) csn_now = csn->second.front();
+                           });
+        if (!found)
+            return fmt::format("the newest entry the cookie covers (entryUUID {}, entryCSN {}) is gone: deleted "
+                               "since, or the directory was restored from an older backup",
+                               witness_->uuid, witness_->csn);
+        if (csn_now && *csn_now < witness_->csn)
+            return fmt::format("the newest entry the cookie covers (entryUUID {}) is older than the cookie "
+                               "(entryCSN {}, was {}): the directory was restored from an older backup",
+                               witness_->uuid, *csn_now, witness_->csn);
+        return std::nullopt;
+    }
     void forget_cookie(const std::string& why) {
         store_.write(sync_context(ldap_.uri()), [](MapTxn& txn) { txn.put_meta(meta::kDirectoryCookie, ""); });
         log_info("sync: {} cannot resume from the stored cookie ({}); cookie dropped, reading the directory in full",
@@ -682,6 +750,7 @@ private:
 
     void apply_person(ViewWriter& writer, const SyncMessage& m) {
         const std::string uuid = format_uuid(m.state->entry_uuid);
+        note_witness(uuid, m.entry);
         Classified c = classify(config_, m.entry, membership_);
         for (const auto& w : c.warnings) log_warning("sync: {}", w);
         std::optional<DirectoryUser> before;
@@ -972,6 +1041,7 @@ private:
             txn.put_meta(meta::kDirectoryCookie, *cookie_);
             txn.put_meta(meta::kDirectoryCookieView, view_fingerprint());
             txn.put_meta(meta::kDirectoryCookieGroups, fingerprint_groups());
+            txn.put_meta(meta::kDirectoryCookieWitness, witness_ ? witness_->uuid + " " + witness_->csn : "");
         }
         if (full_sync_time) txn.put_meta(meta::kDirectorySyncedAt, std::to_string(full_sync_time));
         else txn.put_meta(meta::kDirectorySyncedAt, std::to_string(static_cast<std::int64_t>(::time(nullptr))));
@@ -1010,6 +1080,13 @@ private:
     Membership membership_;
     std::vector<std::string> raw_migrated_, raw_dual_;  // the groups' member values as last sent
     std::optional<std::string> cookie_;
+    std::set<std::string> said_references_;  // continuation references warned of in this session
+    // The people entry with the newest entryCSN this session applied (or loaded with the cookie):
+    // stored with the cookie, looked up before a resume (witness_stands()).
+    struct CookieWitness {
+        std::string uuid, csn;
+    };
+    std::optional<CookieWitness> witness_;
     // The directory's users as this session knows them: entryUUID -> the entry's view (deletes
     // and renames name the entry by UUID; a group change re-derives the state of its members),
     // DN -> entryUUID (group members are DNs), and key -> the entries giving it, ordered by DN

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -218,6 +219,19 @@ std::string read_bind_password(const std::string& path) {
     if (password.empty())
         throw refuse("the password (its first line) is empty; libldap would bind anonymously");
     return password;
+}
+
+std::vector<std::string> LdapSession::take_skipped_references() {
+    return std::exchange(skipped_references_, {});
+}
+
+std::vector<std::string> reference_urls(LDAP* ld, LDAPMessage* message) {
+    std::vector<std::string> urls;
+    char** raw = nullptr;
+    if (ldap_parse_reference(ld, message, &raw, nullptr, 0) != LDAP_SUCCESS) return urls;
+    for (char** u = raw; u && *u; ++u) urls.emplace_back(*u);
+    ber_memvfree(reinterpret_cast<void**>(raw));
+    return urls;
 }
 
 Entry entry_from_message(LDAP* ld, LDAPMessage* message) {
@@ -451,7 +465,10 @@ void LdapSession::search_paged(std::string_view base, int scope, std::string_vie
                 visit(entry_from_message(ld_, message.get()));
                 break;
             case LDAP_RES_SEARCH_REFERENCE:
-                break;  // continuation references lead to other servers: not ours to follow
+                // Continuation references lead to other servers: not ours to follow, but said.
+                for (auto& url : reference_urls(ld_, message.get()))
+                    if (skipped_references_.size() < kMaxSkippedReferences) skipped_references_.push_back(std::move(url));
+                break;
             case LDAP_RES_SEARCH_RESULT: {
                 pending.finished();
                 page_done = true;

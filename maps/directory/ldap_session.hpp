@@ -73,11 +73,21 @@ public:
     void search_paged(std::string_view base, int scope, std::string_view filter,
                       const std::vector<std::string>& attributes, const std::function<void(Entry&&)>& visit);
 
+    // The URLs of the continuation references (RFC 4511 4.5.3) search_paged() met since the last
+    // call, at most kMaxSkippedReferences: the entries there are on another server, which coexist
+    // does not follow (its account, TLS and limits are this one's). Empties the list.
+    std::vector<std::string> take_skipped_references();
+    static constexpr std::size_t kMaxSkippedReferences = 20;
+
 private:
     const DirectoryConfig& config_;
     LDAP* ld_ = nullptr;
     std::string uri_;
+    std::vector<std::string> skipped_references_;
 };
+
+// The URLs of a SearchResultReference message; empty when it cannot be parsed.
+std::vector<std::string> reference_urls(LDAP* ld, LDAPMessage* message);
 
 // Builds an Entry from a SearchResultEntry message (for searches run on handle() directly, such
 // as the RFC 4533 follow). Throws DirectoryError when the message cannot be parsed.

@@ -1038,8 +1038,11 @@ def scenario_address_moves(root):
             ldap.start()
             offset = len(a.follower_text())
             a.start_follower()
-            check("resumed from the stored cookie" in a.follower_text()[offset:],
-                  "14d: the follower did not resume from its cookie", a.follower_output())
+            # Every entryUUID is new, the cookie's witness among them: the follower cannot tell a
+            # rebuild from a restore, and reads in full, with no removal either way.
+            check("the newest entry the cookie covers" in a.follower_text()[offset:] and
+                  "reading the directory in full" in a.follower_text()[offset:],
+                  "14d: the follower did not read the rebuilt directory in full", a.follower_output())
             compare_routes(a, d.expected(), "14d after the directory was rebuilt")
             log = a.follower_text()[offset:]
             check("max_removals" not in log and " remove " not in log,
@@ -1412,7 +1415,10 @@ def scenario_restored(root):
                 log = a.follower_text()[offset:]
                 check("resumed" not in log, f"16 ({how}): the follower says it resumed", a.follower_output())
                 if how == "follower":
-                    check("cannot resume from the stored cookie" in log and "newer than provider" in log,
+                    # The cookie's witness (added after the backup) is gone, or slapd refuses the
+                    # cookie: either is said.
+                    check("cannot resume from the stored cookie" in log and
+                          ("newer than provider" in log or "restored from an older backup" in log),
                           "16: the follower does not say why it reads in full", a.follower_output())
                 else:
                     check("newer than provider" not in log,
@@ -1422,6 +1428,87 @@ def scenario_restored(root):
                 a.stop_follower()  # before the next round's: one follower per map
             print("  16 ok: a directory restored from an older backup: the follower drops its cookie and reads "
                   "in full; a one-shot sync clears the cookie")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
+def scenario_restored_written(root):
+    """The directory restored from a backup older than the follower's cookie and written to before
+    the follower is back: the write moves slapd's contextCSN past the cookie, so slapd takes the
+    cookie and names only the write (its session log), or answers with a present phase; either
+    way an entry deleted after the backup, and one whose mail changed after it, look unchanged
+    (the restore took their entryCSNs back). The follower finds the newest entry its cookie
+    covers older than it was (its witness), says so, reads the people in full and ends where a
+    fresh full sync ends (walk-through: it resumed, kept the deleted user gone and the renamed
+    one renamed, for good, and a restart resumed from the same cookie)."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    with s.Slapd("restored-written", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        backup = os.path.join(root, "backup.ldif")
+        subprocess.run([os.path.join(os.path.dirname(s.SLAPADD), "slapcat"), "-f", ldap.config_path, "-b", s.SUFFIX,
+                        "-l", backup], check=True, capture_output=True, timeout=60)
+        a = Relay(root, "relay-restored-written", ldap)
+        a.run("init")
+        try:
+            a.start_follower()
+            deleted, renamed = d.uids[8], d.uids[16]   # both migrated: their moves show in route
+            check(d.state(deleted) == "migrated" and d.state(renamed) == "migrated", "16b: the sample changed")
+            ldap.ldapdelete(s.people_dn(deleted))
+            ldap.ldapmodify(f"dn: {s.people_dn(renamed)}\nchangetype: modify\nreplace: mail\nmail: renamed@{DOMAIN}\n")
+            wait_routes([a], {d.mail[deleted]: ("relay", None), d.mail[renamed]: ("relay", None),
+                              f"renamed@{DOMAIN}": ("rewrite", f"renamed@{ROUTING}")}, "16b changes after the backup",
+                        (ldap,))
+            a.stop_follower()
+            restore_backup(ldap, backup)
+            add_person(ldap, "written", f"written@{DOMAIN}")   # after the restore, before the follower
+            offset = len(a.follower_text())
+            a.start_follower()
+            log = a.follower_text()[offset:]
+            check("cannot resume from the stored cookie" in log and "restored from an older backup" in log,
+                  "16b: the follower does not say it reads in full after the restore", a.follower_output())
+            compare_routes(a, {**d.expected(), f"written@{DOMAIN}": ("relay", None),
+                               f"renamed@{DOMAIN}": ("relay", None)}, "16b after the restore and a write")
+            fresh = Relay(root, "relay-restored-written-fresh", ldap)
+            fresh.run("init")
+            fresh.run("sync")
+            check(a.digest() == fresh.digest(), f"16b: follower {a.digest()} != fresh sync {fresh.digest()}")
+            print("  16b ok: restored and written to before the follower came back: the cookie's witness is "
+                  "older, the people are read in full")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
+def scenario_referral(root):
+    """A continuation reference under the base (a branch delegated to another server) is not
+    followed, and is said: the one-shot sync warns with its URL, as the follower's log does
+    (walk-through: both said nothing, and the sync reported every user read)."""
+    d = Directory(5)
+    with s.Slapd("referral", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        url = f"ldap://branch.contoso.com/ou=branch,{PEOPLE}"
+        ldap.ldapadd(f"dn: ou=branch,{PEOPLE}\nobjectClass: referral\nobjectClass: extensibleObject\nou: branch\n"
+                     f"ref: {url}\n")
+        a = Relay(root, "relay-referral", ldap)
+        a.run("init")
+        # slapd adds the search's scope to the URL it sends ("...??sub").
+        said = f"a continuation reference under {PEOPLE} was not followed: {url}"
+        r = a.run("sync")
+        check(f"warning: {said}" in r.stdout and "the users held there are not read" in r.stdout,
+              f"17b: the one-shot sync does not warn of the reference:\n{r.stdout}{r.stderr}")
+        compare_routes(a, d.expected(), "17b the users read")
+        try:
+            a.start_follower()
+            wait_until(lambda: said in a.follower_text(), CONVERGE, "17b: the follower's warning of the reference",
+                       on_timeout=a.follower_output)
+            print("  17b ok: a continuation reference is not followed, and said by sync and the follower")
         except Exception:
             sys.stderr.write(fail_with([a], [ldap]) + "\n")
             raise
@@ -2375,6 +2462,8 @@ SCENARIOS = {
     "address-moves": scenario_address_moves,
     "hung-server": scenario_hung_server, "stalled-message": scenario_stalled_message,
     "restored": scenario_restored,
+    "restored-written": scenario_restored_written,
+    "referral": scenario_referral,
     "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,
     "held-contest": scenario_held_contest, "alias-restart": scenario_alias_restart,
     "alias-is-mail": scenario_alias_is_mail, "map-replaced": scenario_map_replaced,

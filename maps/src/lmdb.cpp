@@ -247,6 +247,12 @@ void Environment::check_commit_ids(std::optional<std::size_t>& one_ahead) const 
     one_ahead = lock_id;
 }
 
+void Environment::check_snapshot(MDB_txn* txn) const {
+    const std::size_t lock_id = mdb_txn_id(txn);
+    const std::size_t file_id = newest_commit_in_file(env_);
+    if (file_id < lock_id) throw_replaced(path_, file_id, lock_id);
+}
+
 void Environment::await_lock_matching_file() {
     constexpr int kAttempts = 40;
     for (int attempt = 1;; ++attempt) {

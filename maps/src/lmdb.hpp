@@ -90,6 +90,14 @@ public:
     // when none can begin, leaves the judgement to the next lookup, which meets the same error.
     void check_commit_ids(std::optional<std::size_t>& one_ahead) const;
 
+    // At every snapshot a long-lived reader starts (`txn`, begun or renewed on this
+    // environment): throws MapFilesMismatch when data.mdb's newest commit is older than the
+    // one lock.mdb gave the snapshot, which no whole map has (a commit writes its meta page
+    // before its id): a file copied over in place, whose older commit LMDB would read until
+    // the next look. Reads the two meta pages through the mapping, as the begin just did; no
+    // syscall.
+    void check_snapshot(MDB_txn* txn) const;
+
     // Clears the reader slots of processes that died inside a read transaction (they pin old
     // pages, so the file only grows). Returns how many; never throws.
     int clear_stale_readers() noexcept;

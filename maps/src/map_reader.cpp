@@ -263,6 +263,16 @@ ReaderSlot& SharedMap::enter() {
         if (!map_) throw MapUnavailable(unavailable_);
         const int rc = slot.handle.start(map_->env);
         if (rc == 0) {
+            try {
+                map_->env.check_snapshot(slot.handle.get());
+            } catch (const std::exception& e) {
+                // A data.mdb copied over in place: refused now rather than at the next look,
+                // which closes the map (check_commit_ids) and is asked for at once.
+                slot.handle.close();
+                own.unlock();
+                next_check_ns_ = 0;
+                throw MapUnavailable(e.what());
+            }
             own.release();  // held until leave()
             slot.depth = 1;
             slot.discard = false;

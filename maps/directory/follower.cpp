@@ -348,7 +348,7 @@ private:
             cookie = *stored;
             // Maps from before the witness was stored have none: resumed as before.
             if (const auto w = txn.meta(meta::kDirectoryCookieWitness); w && w->find(' ') != std::string::npos)
-                witness_ = CookieWitness{w->substr(0, w->find(' ')), w->substr(w->find(' ') + 1)};
+                newest_.assign(1, CookieWitness{w->substr(0, w->find(' ')), w->substr(w->find(' ') + 1)});
         });
         if (!cookie) forget_index();
         return cookie;
@@ -367,7 +367,7 @@ private:
         held_ = 0;
         held_entries_ = {};
         cookie_.reset();
-        witness_.reset();
+        newest_.clear();
     }
 
     // The refresh stage of a search resumed from a cookie (RFC 4533 3.3.1): only what changed
@@ -477,6 +477,10 @@ private:
     struct CannotResume {
         std::string why;
     };
+    // A people entry and its entryCSN, as the cookie's witness (witness_fallen()).
+    struct CookieWitness {
+        std::string uuid, csn;
+    };
 
     // The people attributes the follower asks for: entryCSN too, for the cookie's witness.
     std::vector<std::string> followed_person_attributes() const {
@@ -485,13 +489,23 @@ private:
         return attributes;
     }
 
-    // Keeps the entry as the cookie's witness when its entryCSN is the newest seen. CSNs
-    // ("20261207192501.123456Z#000000#000#000000") order as text, the time first.
+    // Keeps the entry among the newest by entryCSN. CSNs ("20261207192501.123456Z#000000#000#000000")
+    // order as text, the time first.
     void note_witness(const std::string& uuid, const Entry& entry) {
         const auto csn = entry.attributes.find("entrycsn");
         if (csn == entry.attributes.end() || csn->second.empty() || csn->second.front().empty()) return;
-        if (!witness_ || csn->second.front() > witness_->csn) witness_ = CookieWitness{uuid, csn->second.front()};
+        std::erase_if(newest_, [&](const CookieWitness& w) { return w.uuid == uuid; });
+        const auto at = std::find_if(newest_.begin(), newest_.end(),
+                                     [&](const CookieWitness& w) { return w.csn < csn->second.front(); });
+        newest_.insert(at, CookieWitness{uuid, csn->second.front()});
+        if (newest_.size() > kWitnesses) newest_.pop_back();
     }
+    // A deleted entry is no witness: the next newest is, so that deleting the entry last
+    // changed does not make the next resume a full read (unless all kWitnesses were deleted).
+    void drop_witness(const std::string& uuid) {
+        std::erase_if(newest_, [&](const CookieWitness& w) { return w.uuid == uuid; });
+    }
+    const CookieWitness* witness() const { return newest_.empty() ? nullptr : &newest_.front(); }
 
     // Why the stored cookie cannot be trusted, or nullopt. A directory restored from a backup
     // older than the cookie, and written to before the follower is back, takes the cookie (the
@@ -503,6 +517,7 @@ private:
     // either case. A witness whose entryCSN cannot be read (ACLs) says nothing. Throws
     // DirectoryError when the search fails (the follower reconnects and tries again).
     std::optional<std::string> witness_fallen() {
+        const CookieWitness* witness_ = witness();
         if (!witness_) return std::nullopt;
         std::optional<std::string> csn_now;
         bool found = false;
@@ -788,6 +803,7 @@ private:
     }
 
     void remove_uuid(ViewWriter& writer, const std::string& uuid) {
+        drop_witness(uuid);
         const auto known = people_.find(uuid);
         if (known == people_.end()) return;  // not a user of ours (a group, or out of the filter)
         const std::string key = known->second.key;
@@ -1041,7 +1057,8 @@ private:
             txn.put_meta(meta::kDirectoryCookie, *cookie_);
             txn.put_meta(meta::kDirectoryCookieView, view_fingerprint());
             txn.put_meta(meta::kDirectoryCookieGroups, fingerprint_groups());
-            txn.put_meta(meta::kDirectoryCookieWitness, witness_ ? witness_->uuid + " " + witness_->csn : "");
+            const CookieWitness* w = witness();
+            txn.put_meta(meta::kDirectoryCookieWitness, w ? w->uuid + " " + w->csn : "");
         }
         if (full_sync_time) txn.put_meta(meta::kDirectorySyncedAt, std::to_string(full_sync_time));
         else txn.put_meta(meta::kDirectorySyncedAt, std::to_string(static_cast<std::int64_t>(::time(nullptr))));
@@ -1082,11 +1099,10 @@ private:
     std::optional<std::string> cookie_;
     std::set<std::string> said_references_;  // continuation references warned of in this session
     // The people entry with the newest entryCSN this session applied (or loaded with the cookie):
-    // stored with the cookie, looked up before a resume (witness_stands()).
-    struct CookieWitness {
-        std::string uuid, csn;
-    };
-    std::optional<CookieWitness> witness_;
+    // stored with the cookie, looked up before a resume (witness_fallen()). The next newest
+    // are kept too, in case the newest is deleted.
+    static constexpr std::size_t kWitnesses = 8;
+    std::vector<CookieWitness> newest_;  // by entryCSN, newest first
     // The directory's users as this session knows them: entryUUID -> the entry's view (deletes
     // and renames name the entry by UUID; a group change re-derives the state of its members),
     // DN -> entryUUID (group members are DNs), and key -> the entries giving it, ordered by DN

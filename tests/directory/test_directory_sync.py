@@ -2273,6 +2273,22 @@ def scenario_resume(root):
             check("resumed" not in a.follower_text()[offset:],
                   "11: the follower resumed from its cookie although a group changed meanwhile", a.follower_output())
             compare_routes(a, d.expected(), "11 after a group change while stopped")
+            # The entry changed last, deleted while following: the next newest entry is the
+            # cookie's witness, and a restart still resumes (no needless full read).
+            last = d.uids[5]
+            ldap.ldapmodify(f"dn: {s.people_dn(last)}\nchangetype: modify\nreplace: mailLocalAddress\n"
+                            f"mailLocalAddress: last-{last}@{DOMAIN}\n")
+            ldap.ldapdelete(s.people_dn(last))
+            wait_until(lambda: f"remove {d.mail[last]}" in a.follower_text(), CONVERGE,
+                       "11: the follower's removal of the entry changed last", on_timeout=a.follower_output)
+            d.uids.remove(last)
+            a.stop_follower()
+            offset = len(a.follower_text())
+            a.start_follower()
+            check("resumed from the stored cookie" in a.follower_text()[offset:],
+                  "11: after the entry changed last was deleted, the restart read the directory in full",
+                  a.follower_output())
+            compare_routes(a, d.expected(), "11 after the entry changed last was deleted")
             print("  11 ok: a restarted follower resumes from its cookie, and reads in full after a group change")
         except Exception:
             sys.stderr.write(fail_with([a], [ldap]) + "\n")

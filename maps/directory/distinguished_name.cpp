@@ -3,7 +3,9 @@
 #include "distinguished_name.hpp"
 
 #include <ldap.h>
+#include <unicode/uchar.h>
 #include <unicode/unorm2.h>
+#include <unicode/utf16.h>
 #include <unicode/ustring.h>
 
 #include <cstring>
@@ -55,12 +57,14 @@ bool is_ascii(std::string_view s) {
     return true;
 }
 
-// NFKC_Casefold (Unicode's compatibility decomposition, case folding and composition in one
-// step, as RFC 4518's Map and Normalize steps and slapd's UTF8bvnormalize do them); nullopt
-// for text that is not UTF-8.
-std::optional<std::string> nfkc_casefold(std::string_view utf8) {
+// The text as slapd's caseIgnoreMatch normalizes it (UTF8bvnormalize with LDAP_UTF8_CASEFOLD,
+// liblunicode): each code point lowercased by Unicode's simple mapping (one code point for one:
+// "İ" is "i", "ß" and a final "ς" stay as they are), then compatibility composed (NFKC). Not
+// ICU's full case folding (NFKC_Casefold), which makes "weiß" and "weiss" one name where slapd
+// keeps two entries. nullopt for text that is not UTF-8.
+std::optional<std::string> slapd_casefold(std::string_view utf8) {
     UErrorCode error = U_ZERO_ERROR;
-    const UNormalizer2* nfkc_cf = unorm2_getNFKCCasefoldInstance(&error);
+    const UNormalizer2* nfkc = unorm2_getNFKCInstance(&error);
     if (U_FAILURE(error)) return std::nullopt;
     const auto length = static_cast<int32_t>(utf8.size());
     int32_t units = 0;
@@ -70,12 +74,26 @@ std::optional<std::string> nfkc_casefold(std::string_view utf8) {
     error = U_ZERO_ERROR;
     u_strFromUTF8(text.data(), units, nullptr, utf8.data(), length, &error);
     if (U_FAILURE(error)) return std::nullopt;
+    std::u16string lower;
+    lower.reserve(text.size());
+    for (int32_t i = 0; i < units;) {
+        UChar32 c = 0;
+        U16_NEXT(text.data(), i, units, c);
+        c = u_tolower(c);
+        if (U_IS_BMP(c)) {
+            lower.push_back(static_cast<char16_t>(c));
+        } else {
+            lower.push_back(static_cast<char16_t>(U16_LEAD(c)));
+            lower.push_back(static_cast<char16_t>(U16_TRAIL(c)));
+        }
+    }
+    const auto lower_units = static_cast<int32_t>(lower.size());
     error = U_ZERO_ERROR;
-    const int32_t folded_units = unorm2_normalize(nfkc_cf, text.data(), units, nullptr, 0, &error);
+    const int32_t folded_units = unorm2_normalize(nfkc, lower.data(), lower_units, nullptr, 0, &error);
     if (U_FAILURE(error) && error != U_BUFFER_OVERFLOW_ERROR) return std::nullopt;
     std::u16string folded(static_cast<std::size_t>(folded_units), u'\0');
     error = U_ZERO_ERROR;
-    unorm2_normalize(nfkc_cf, text.data(), units, folded.data(), folded_units, &error);
+    unorm2_normalize(nfkc, lower.data(), lower_units, folded.data(), folded_units, &error);
     if (U_FAILURE(error)) return std::nullopt;
     int32_t bytes = 0;
     error = U_ZERO_ERROR;
@@ -88,11 +106,11 @@ std::optional<std::string> nfkc_casefold(std::string_view utf8) {
     return out;
 }
 
-// One attribute value as caseIgnoreMatch compares it: folded (bytes that are not UTF-8 only
-// ASCII-lowercased), no space leading or trailing, runs of spaces one space (RFC 4518 2.6.1).
+// One attribute value as caseIgnoreMatch compares it: lowercased and composed as slapd does
+// (bytes that are not UTF-8 only ASCII-lowercased), no space leading or trailing, runs of spaces one space (RFC 4518 2.6.1).
 std::string matching_form(std::string_view value) {
     std::string folded;
-    if (!is_ascii(value)) folded = nfkc_casefold(value).value_or(std::string());
+    if (!is_ascii(value)) folded = slapd_casefold(value).value_or(std::string());
     if (folded.empty()) folded = lowercase_ascii(value);
     std::string out;
     out.reserve(folded.size());

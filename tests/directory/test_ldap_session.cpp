@@ -136,8 +136,18 @@ TEST_CASE("normalize_dn compares values beyond ASCII as caseIgnoreMatch does", "
           normalize_dn("cn=j\xc3\xb6rg m\xc3\xbcller,ou=people,dc=contoso,dc=com"));
     CHECK(normalize_dn("cn=John   Smith,ou=people,dc=contoso,dc=com") ==
           normalize_dn("CN=john smith,ou=people,dc=contoso,dc=com"));
-    CHECK(normalize_dn("uid=STRASSE,ou=people,dc=contoso,dc=com") ==
-          normalize_dn("uid=stra\xc3\x9f" "e,ou=people,dc=contoso,dc=com"));  // ß folds to ss
+    // As slapd, not as full case folding: ß is not ss, a final ς is not σ, İ is i (walk-through:
+    // slapd's ldapcompare said FALSE for the first two and TRUE for the third).
+    CHECK(normalize_dn("uid=WEISS,ou=people,dc=contoso,dc=com") !=
+          normalize_dn("uid=wei\xc3\x9f,ou=people,dc=contoso,dc=com"));
+    CHECK(normalize_dn("uid=\xce\xa3\xce\x8a\xce\xa3\xce\xa5\xce\xa6\xce\x9f\xce\xa3,ou=people,dc=contoso,dc=com") !=  // ΣΊΣΥΦΟΣ
+          normalize_dn("uid=\xcf\x83\xce\xaf\xcf\x83\xcf\x85\xcf\x86\xce\xbf\xcf\x82,ou=people,dc=contoso,dc=com"));  // σίσυφος
+    CHECK(normalize_dn("uid=\xc4\xb0stanbul,ou=people,dc=contoso,dc=com") ==  // İstanbul
+          normalize_dn("uid=istanbul,ou=people,dc=contoso,dc=com"));
+    // Compatibility forms compose as in slapd: the fi ligature, full-width letters, NBSP.
+    CHECK(normalize_dn("cn=\xef\xac\x81le,ou=people,dc=contoso,dc=com") == normalize_dn("cn=file,ou=people,dc=contoso,dc=com"));
+    CHECK(normalize_dn("cn=\xef\xbc\xa1nn,ou=people,dc=contoso,dc=com") == normalize_dn("cn=ann,ou=people,dc=contoso,dc=com"));
+    CHECK(normalize_dn("cn=ann\xc2\xa0lee,ou=people,dc=contoso,dc=com") == normalize_dn("cn=ann lee,ou=people,dc=contoso,dc=com"));
     // Different people stay different.
     CHECK(normalize_dn("uid=jorg,ou=people,dc=contoso,dc=com") != joerg);
     CHECK(normalize_dn("cn=John Smith,ou=people,dc=contoso,dc=com") !=

@@ -148,6 +148,7 @@ public:
     // Returns when stop is set; throws DirectoryError when the connection or a search ends.
     void run(const FollowHooks& hooks) {
         hooks_ = &hooks;
+        warn_of_references();
         // Groups first, so every person of the refresh is classified with the membership.
         if (!d_.migrated_group.empty())
             migrated_id_ = start(d_.migrated_group, LDAP_SCOPE_BASE, "(objectClass=*)", followed_group_attributes());
@@ -316,9 +317,19 @@ private:
         std::optional<std::string> cookie;
         store_.read([&](MapTxn& txn) {
             const auto stored = txn.meta(meta::kDirectoryCookie);
-            if (!stored || stored->empty() || txn.meta(meta::kDirectoryCookieView) != view_fingerprint() ||
-                txn.meta(meta::kDirectoryCookieGroups) != groups_fingerprint_)
+            if (!stored || stored->empty()) return;
+            // Said, as the server's refusals of a cookie are: a full read of a large directory
+            // is not something to leave unexplained in the log.
+            if (txn.meta(meta::kDirectoryCookieView) != view_fingerprint()) {
+                log_info("sync: the server, base, filter, attributes, groups or managed domains changed since the "
+                         "stored cookie: reading the directory in full");
                 return;
+            }
+            if (txn.meta(meta::kDirectoryCookieGroups) != groups_fingerprint_) {
+                log_info("sync: the groups' members changed since the stored cookie (which covers the people "
+                         "only): reading the directory in full");
+                return;
+            }
             bool complete = true;
             txn.for_each_user([&](std::string_view key, const UserRecord& r) {
                 if (r.owner != Owner::directory) return true;
@@ -349,6 +360,12 @@ private:
             // Maps from before the witness was stored have none: resumed as before.
             if (const auto w = txn.meta(meta::kDirectoryCookieWitness); w && w->find(' ') != std::string::npos)
                 newest_.assign(1, CookieWitness{w->substr(0, w->find(' ')), w->substr(w->find(' ') + 1)});
+            if (const auto gone = txn.meta(meta::kDirectoryCookieDeleted))
+                for (std::string_view rest = *gone; !rest.empty();) {
+                    const auto end = std::min(rest.find(' '), rest.size());
+                    if (end > 0) recently_left_.emplace_back(rest.substr(0, end));
+                    rest.remove_prefix(std::min(end + 1, rest.size()));
+                }
         });
         if (!cookie) forget_index();
         return cookie;
@@ -368,6 +385,7 @@ private:
         held_entries_ = {};
         cookie_.reset();
         newest_.clear();
+        recently_left_.clear();
     }
 
     // The refresh stage of a search resumed from a cookie (RFC 4533 3.3.1): only what changed
@@ -489,6 +507,20 @@ private:
         return attributes;
     }
 
+    // Continuation references under the base, looked for at each session's start: a resumed
+    // refresh names none that did not change, and the persist stage none at all (slapd 2.5), so
+    // a branch delegated to another server would go unsaid. Advisory: a failure is left to the
+    // searches that follow, which meet it too.
+    void warn_of_references() {
+        try {
+            ldap_.search_paged(d_.base, LDAP_SCOPE_SUBTREE, "(objectClass=referral)", {"1.1"}, [](Entry&&) {});
+        } catch (const DirectoryError&) {
+        }
+        for (const auto& url : ldap_.take_skipped_references())
+            if (said_references_.size() < LdapSession::kMaxSkippedReferences && said_references_.insert(url).second)
+                log_warning("sync: {}", skipped_reference_warning(d_, url));
+    }
+
     // Keeps the entry among the newest by entryCSN. CSNs ("20261207192501.123456Z#000000#000#000000")
     // order as text, the time first.
     void note_witness(const std::string& uuid, const Entry& entry) {
@@ -504,6 +536,11 @@ private:
     // changed does not make the next resume a full read (unless all kWitnesses were deleted).
     void drop_witness(const std::string& uuid) {
         std::erase_if(newest_, [&](const CookieWitness& w) { return w.uuid == uuid; });
+        // Kept instead among the entries that left the view: one of them there again is a
+        // restore (a delete leaves no entryCSN behind to compare).
+        std::erase(recently_left_, uuid);
+        recently_left_.push_back(uuid);
+        if (recently_left_.size() > kWitnesses) recently_left_.erase(recently_left_.begin());
     }
     const CookieWitness* witness() const { return newest_.empty() ? nullptr : &newest_.front(); }
 
@@ -518,7 +555,7 @@ private:
     // DirectoryError when the search fails (the follower reconnects and tries again).
     std::optional<std::string> witness_fallen() {
         const CookieWitness* witness_ = witness();
-        if (!witness_) return std::nullopt;
+        if (!witness_) return left_entry_back();
         std::optional<std::string> csn_now;
         bool found = false;
         ldap_.search_paged(d_.base, LDAP_SCOPE_SUBTREE, "(entryUUID=" + witness_->uuid + ")", {"entryCSN"},
@@ -535,7 +572,24 @@ private:
             return fmt::format("the newest entry the cookie covers (entryUUID {}) is older than the cookie "
                                "(entryCSN {}, was {}): the directory was restored from an older backup",
                                witness_->uuid, *csn_now, witness_->csn);
-        return std::nullopt;
+        return left_entry_back();
+    }
+
+    // An entry the cookie saw leave the view (deleted, or out of the base or filter) in it
+    // again under its entryUUID, which no new entry takes: restored (or put back into the
+    // filter, which a full read handles as well).
+    std::optional<std::string> left_entry_back() {
+        if (recently_left_.empty()) return std::nullopt;
+        std::string any;
+        for (const auto& uuid : recently_left_) any += "(entryUUID=" + uuid + ")";
+        std::optional<std::string> back;
+        ldap_.search_paged(d_.base, LDAP_SCOPE_SUBTREE, "(&" + d_.filter + "(|" + any + "))", {"1.1"},
+                           [&](Entry&& e) {
+                               if (!back) back = e.dn;
+                           });
+        if (!back) return std::nullopt;
+        return fmt::format("{} left the directory's view before the cookie and is there again under the same "
+                           "entryUUID: the directory was restored from an older backup", *back);
     }
     void forget_cookie(const std::string& why) {
         store_.write(sync_context(ldap_.uri()), [](MapTxn& txn) { txn.put_meta(meta::kDirectoryCookie, ""); });
@@ -1059,6 +1113,7 @@ private:
             txn.put_meta(meta::kDirectoryCookieGroups, fingerprint_groups());
             const CookieWitness* w = witness();
             txn.put_meta(meta::kDirectoryCookieWitness, w ? w->uuid + " " + w->csn : "");
+            txn.put_meta(meta::kDirectoryCookieDeleted, fmt::format("{}", fmt::join(recently_left_, " ")));
         }
         if (full_sync_time) txn.put_meta(meta::kDirectorySyncedAt, std::to_string(full_sync_time));
         else txn.put_meta(meta::kDirectorySyncedAt, std::to_string(static_cast<std::int64_t>(::time(nullptr))));
@@ -1103,6 +1158,7 @@ private:
     // are kept too, in case the newest is deleted.
     static constexpr std::size_t kWitnesses = 8;
     std::vector<CookieWitness> newest_;  // by entryCSN, newest first
+    std::vector<std::string> recently_left_;  // entryUUIDs of the last kWitnesses entries that left, oldest first
     // The directory's users as this session knows them: entryUUID -> the entry's view (deletes
     // and renames name the entry by UUID; a group change re-derives the state of its members),
     // DN -> entryUUID (group members are DNs), and key -> the entries giving it, ordered by DN

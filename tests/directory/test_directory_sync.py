@@ -1487,28 +1487,86 @@ def scenario_restored_written(root):
 
 def scenario_referral(root):
     """A continuation reference under the base (a branch delegated to another server) is not
-    followed, and is said: the one-shot sync warns with its URL, as the follower's log does
-    (walk-through: both said nothing, and the sync reported every user read)."""
+    followed, and is said: by the one-shot sync, with its URL, and by the follower when it
+    starts, a resume from its cookie too (walk-through: both said nothing, and the sync reported
+    every user read; then the follower said nothing of a referral added while it ran, even after
+    a restart, since a resumed refresh names only what changed)."""
     d = Directory(5)
     with s.Slapd("referral", provider=True) as ldap:
         ldap.load_bulk(d.ldif())
         ldap.start()
-        url = f"ldap://branch.contoso.com/ou=branch,{PEOPLE}"
-        ldap.ldapadd(f"dn: ou=branch,{PEOPLE}\nobjectClass: referral\nobjectClass: extensibleObject\nou: branch\n"
-                     f"ref: {url}\n")
         a = Relay(root, "relay-referral", ldap)
         a.run("init")
+        url = f"ldap://branch.contoso.com/ou=branch,{PEOPLE}"
         # slapd adds the search's scope to the URL it sends ("...??sub").
         said = f"a continuation reference under {PEOPLE} was not followed: {url}"
-        r = a.run("sync")
-        check(f"warning: {said}" in r.stdout and "the users held there are not read" in r.stdout,
-              f"17b: the one-shot sync does not warn of the reference:\n{r.stdout}{r.stderr}")
-        compare_routes(a, d.expected(), "17b the users read")
         try:
             a.start_follower()
-            wait_until(lambda: said in a.follower_text(), CONVERGE, "17b: the follower's warning of the reference",
-                       on_timeout=a.follower_output)
+            ldap.ldapadd(f"dn: ou=branch,{PEOPLE}\nobjectClass: referral\nobjectClass: extensibleObject\n"
+                         f"ou: branch\nref: {url}\n")
+            add_person(ldap, "after-branch", f"after-branch@{DOMAIN}")   # a change, so the cookie moves on
+            wait_routes([a], {f"after-branch@{DOMAIN}": ("relay", None)}, "17b a change after the referral", (ldap,))
+            a.stop_follower()
+            offset = len(a.follower_text())
+            a.start_follower()
+            log = a.follower_text()[offset:]
+            check("resumed from the stored cookie" in log, "17b: the follower did not resume", a.follower_output())
+            check(said in log, "17b: the resumed follower does not warn of the reference", a.follower_output())
+            a.stop_follower()
+            r = a.run("sync")
+            check(f"warning: {said}" in r.stdout and "the users held there are not read" in r.stdout,
+                  f"17b: the one-shot sync does not warn of the reference:\n{r.stdout}{r.stderr}")
+            compare_routes(a, {**d.expected(), f"after-branch@{DOMAIN}": ("relay", None)}, "17b the users read")
             print("  17b ok: a continuation reference is not followed, and said by sync and the follower")
+        except Exception:
+            sys.stderr.write(fail_with([a], [ldap]) + "\n")
+            raise
+        finally:
+            a.stop_follower()
+
+
+def scenario_restored_deletes(root):
+    """The directory restored from a backup older than the follower's cookie, where the only
+    change after the backup was a delete, and written to before the follower is back: a delete
+    leaves no entryCSN to compare, so the cookie's witness is unchanged; the entry the restore
+    brought back is one the follower saw leave, there again under its entryUUID. The follower
+    reads in full (walk-through: it resumed, and the user stayed out of the map even once added
+    to the migrated group, until a one-shot sync)."""
+    d = Directory(20, alias_every=1000, target_every=1000)
+    with s.Slapd("restored-deletes", provider=True) as ldap:
+        ldap.load_bulk(d.ldif())
+        ldap.start()
+        a = Relay(root, "relay-restored-deletes", ldap)
+        a.run("init")
+        try:
+            a.start_follower()
+            backup = os.path.join(root, "backup.ldif")
+            subprocess.run([os.path.join(os.path.dirname(s.SLAPADD), "slapcat"), "-f", ldap.config_path, "-b",
+                            s.SUFFIX, "-l", backup], check=True, capture_output=True, timeout=60)
+            victim = d.uids[15]   # a source user
+            check(d.state(victim) == "source", "16c: the sample changed")
+            ldap.ldapdelete(s.people_dn(victim))
+            wait_until(lambda: f"remove {d.mail[victim]}" in a.follower_text(), CONVERGE,
+                       "16c: the follower's removal", on_timeout=a.follower_output)
+            a.stop_follower()
+            restore_backup(ldap, backup)
+            ldap.ldapmodify(f"dn: {s.people_dn(d.uids[2])}\nchangetype: modify\nreplace: description\n"
+                            "description: after the restore\n")
+            offset = len(a.follower_text())
+            a.start_follower()
+            log = a.follower_text()[offset:]
+            check("cannot resume from the stored cookie" in log and "is there again under the same entryUUID" in log,
+                  "16c: the follower does not read in full after the restore", a.follower_output())
+            fresh = Relay(root, "relay-restored-deletes-fresh", ldap)
+            fresh.run("init")
+            fresh.run("sync")
+            check(a.digest() == fresh.digest(), f"16c: follower {a.digest()} != fresh sync {fresh.digest()}")
+            ldap.ldapmodify(f"dn: {MIGRATED}\nchangetype: modify\nadd: member\nmember: {s.people_dn(victim)}\n")
+            d.migrated.add(victim)
+            wait_routes([a], {d.mail[victim]: ("rewrite", f"{victim}@{ROUTING}")}, "16c the restored user migrated",
+                        (ldap,))
+            print("  16c ok: restored after a delete and written to: the entry back under its entryUUID is seen, "
+                  "the people are read in full")
         except Exception:
             sys.stderr.write(fail_with([a], [ldap]) + "\n")
             raise
@@ -2480,6 +2538,7 @@ SCENARIOS = {
     "restored": scenario_restored,
     "restored-written": scenario_restored_written,
     "referral": scenario_referral,
+    "restored-deletes": scenario_restored_deletes,
     "bad-mail": scenario_bad_mail, "follower-killed": scenario_follower_killed,
     "held-contest": scenario_held_contest, "alias-restart": scenario_alias_restart,
     "alias-is-mail": scenario_alias_is_mail, "map-replaced": scenario_map_replaced,

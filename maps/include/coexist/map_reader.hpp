@@ -25,6 +25,7 @@ inline constexpr std::string_view kDirectoryCookie = "directory_cookie";       /
 inline constexpr std::string_view kDirectoryCookieView = "directory_cookie_view";      // what the cookie is valid for
 inline constexpr std::string_view kDirectoryCookieGroups = "directory_cookie_groups";  // the groups when it was stored
 inline constexpr std::string_view kDirectoryCookieWitness = "directory_cookie_witness";  // "entryUUID entryCSN" of the newest entry it covers
+inline constexpr std::string_view kDirectoryCookieDeleted = "directory_cookie_deleted";  // entryUUIDs of the last entries it saw leave
 inline constexpr std::string_view kDirectoryHeldRemovals = "directory_held_removals";  // removals beyond max_removals, waiting for --force
 inline constexpr std::string_view kDirectoryFollowing = "directory_following";   // "refreshAndPersist" or "poll", with the time
 }  // namespace meta

@@ -50,6 +50,21 @@ std::vector<std::pair<std::string, SocketConfig>> daemon_sockets(const Config& c
             {"coexist-policyd", c.policyd.socketmap_socket}};
 }
 
+// A '#' after a main.cf value is part of the value: main.cf comments take a line of their own
+// (postconf(5)), so "smtputf8_enable = yes # why" is a boolean Postfix refuses at start ("bad
+// boolean configuration") and "recipient_delimiter = + # why" makes every one of those
+// characters a delimiter. Says so and returns true; the caller then judges nothing else of it.
+bool comment_in_value(const std::string& postfix_dir, std::string_view name, const std::string& value,
+                      std::ostream& err) {
+    const auto hash = value.find('#');
+    if (hash == std::string::npos || hash == 0 || (value[hash - 1] != ' ' && value[hash - 1] != '\t')) return false;
+    err << fmt::format("coexist-map: warning: postfix {}: {} = {}: the '#' and what follows it are part of the value "
+                       "(main.cf comments take a line of their own): Postfix refuses such a yes/no setting at start, "
+                       "and reads any other with the comment in it; put the comment on its own line\n",
+                       postfix_dir, name, value);
+    return true;
+}
+
 // allow_percent_hack and swap_bangpath (both yes by default) turn user%contoso.com@localhost and
 // contoso.com!user@localhost into user@contoso.com only when Postfix resolves the next hop,
 // after the milter, the policy service and virtual_alias_maps have seen the recipient as
@@ -63,7 +78,7 @@ void check_address_rewriting(const std::string& postfix_dir, std::ostream& out, 
     const auto is_no = [](const std::string& value) { return lowercase_ascii(value) == "no"; };
     for (const char* name : {"allow_percent_hack", "swap_bangpath"}) {
         const auto setting = read_postfix_setting(postfix_dir, name);
-        if (!setting.value) continue;
+        if (!setting.value || comment_in_value(postfix_dir, name, *setting.value, err)) continue;
         if (is_no(*setting.value)) {
             out << fmt::format("postfix {}: {} = no\n", postfix_dir, name);
             continue;
@@ -96,7 +111,7 @@ void check_address_rewriting(const std::string& postfix_dir, std::ostream& out, 
 // cutting (at "+" by default) then only finds the user an extension address belongs to.
 void check_delimiter(const Config& c, const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
     const auto setting = read_postfix_setting(postfix_dir, "recipient_delimiter");
-    if (!setting.value) return;
+    if (!setting.value || comment_in_value(postfix_dir, "recipient_delimiter", *setting.value, err)) return;
     const auto chars = [](std::string_view v) { return std::set<char>(v.begin(), v.end()); };
     if (setting.value->empty() || chars(*setting.value) == chars(c.recipient_delimiter)) {
         out << fmt::format("postfix {}: recipient_delimiter = {}\n", postfix_dir, *setting.value);
@@ -173,7 +188,7 @@ bool relay_domains_match_subdomains(const std::string& postfix_dir) {
 // ".parent". A table in the list is not opened, so then nothing is said.
 void check_relay_domains(const Config& c, const std::string& postfix_dir, std::ostream& out, std::ostream& err) {
     const auto setting = read_postfix_setting(postfix_dir, "relay_domains");
-    if (!setting.value) return;
+    if (!setting.value || comment_in_value(postfix_dir, "relay_domains", *setting.value, err)) return;
     const auto entries = postfix_list_entries(*setting.value);
     for (const auto& e : entries)
         if (e.find(':') != std::string::npos || e.front() == '/') return;  // a table
@@ -308,6 +323,7 @@ void check_postfix(const Config& c, const std::string& postfix_dir, std::ostream
     check_delimiter(c, postfix_dir, out, err);
     check_domain_classes(c, postfix_dir, err);
     check_relay_domains(c, postfix_dir, out, err);
+    if (comment_in_value(postfix_dir, "smtputf8_enable", *smtputf8.value, err)) return;
     if (*smtputf8.value == "yes") {
         out << fmt::format("postfix {}: smtputf8_enable = yes\n", postfix_dir);
         return;

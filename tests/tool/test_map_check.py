@@ -289,6 +289,22 @@ class CheckTest(unittest.TestCase):
         r = self.check()
         self.assertEqual(r.stderr, "", r.stderr)
 
+    def test_a_comment_after_a_main_cf_value_is_a_warning(self):
+        # Walk-through: contrib/postfix/README.md's base block had "smtputf8_enable = yes  # ..."
+        # lines; Postfix stops at start on such a boolean, and check called it fine.
+        self.main_cf("compatibility_level = 3.6\nrelay_domains = contoso.com, contoso.net, fabrikam.com\n"
+                     "swap_bangpath = no\nsmtputf8_enable = yes    # Postfix folds case as the map does\n"
+                     "allow_percent_hack = no # see below\nrecipient_delimiter = + # the same as coexist's\n")
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for name in ("smtputf8_enable", "allow_percent_hack", "recipient_delimiter"):
+            self.assertIn(f"coexist-map: warning: postfix {self.postfix}: {name} = ", r.stderr)
+        self.assertEqual(r.stderr.count("the '#' and what follows it are part of the value"), 3, r.stderr)
+        # Nothing else is judged of those values: no "set allow_percent_hack = no", no delimiter advice.
+        self.assertNotIn("set allow_percent_hack = no", r.stderr)
+        self.assertNotIn("in coexist.ini", r.stderr)
+        self.assertNotIn("smtputf8_enable = yes\n", r.stdout)
+
     def test_percent_hack_and_bang_path_on_are_warnings(self):
         # Postfix's defaults (yes) let user%contoso.com@localhost reach the old system unchanged.
         self.main_cf("compatibility_level = 3.6\n")

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <deque>
 #include <fmt/format.h>
+#include <map>
 #include <memory>
 #include <thread>
 #include <set>
@@ -13,6 +14,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "coexist/address.hpp"
 #include "coexist/log.hpp"
 #include "coexist/map_reader.hpp"
 #include "coexist/utc_time.hpp"
@@ -140,6 +142,16 @@ SyncMessage decode(LDAP* ld, LDAPMessage* m) {
 // One connection's RFC 4533 session: the group searches and the people search, their refresh
 // written as one full sync, then each change as it comes.
 class SyncSession {
+    // A people entry and its entryCSN, as the cookie's witness (read_witnesses()).
+    struct CookieWitness {
+        std::string uuid, csn;
+    };
+    // What read_witnesses() found before a resume.
+    struct WitnessReading {
+        std::optional<std::string> restored;            // why, when certain
+        std::map<std::string, std::string> gone, back;  // entryUUID -> what to say of it
+    };
+
 public:
     SyncSession(const Config& config, MapStore& store, LdapSession& ldap, const std::atomic<bool>& stop,
                 FilesWatch& files)
@@ -184,9 +196,11 @@ public:
 
         groups_fingerprint_ = fingerprint_groups();
         std::optional<std::string> resume_cookie = resumable();
+        WitnessReading witnesses;
         if (resume_cookie) {
-            if (const auto why = witness_fallen()) {
-                forget_cookie(*why);
+            witnesses = read_witnesses();
+            if (witnesses.restored) {
+                forget_cookie(*witnesses.restored);
                 forget_index();
                 resume_cookie.reset();
             }
@@ -194,7 +208,7 @@ public:
         people_id_ = start(d_.base, LDAP_SCOPE_SUBTREE, d_.filter, followed_person_attributes(), resume_cookie);
         if (resume_cookie) {
             try {
-                resume_people();
+                resume_people(witnesses);
             } catch (const CannotResume& e) {
                 // The resume's transaction is aborted: the index it changed is thrown away
                 // with it, and the people are read again from the start, without a cookie.
@@ -358,8 +372,8 @@ private:
             if (!complete) return;
             cookie = *stored;
             // Maps from before the witness was stored have none: resumed as before.
-            if (const auto w = txn.meta(meta::kDirectoryCookieWitness); w && w->find(' ') != std::string::npos)
-                newest_.assign(1, CookieWitness{w->substr(0, w->find(' ')), w->substr(w->find(' ') + 1)});
+            if (const auto w = txn.meta(meta::kDirectoryCookieWitness))
+                newest_ = parse_witnesses(*w);
             if (const auto gone = txn.meta(meta::kDirectoryCookieDeleted))
                 for (std::string_view rest = *gone; !rest.empty();) {
                     const auto end = std::min(rest.find(' '), rest.size());
@@ -392,8 +406,8 @@ private:
     // since comes as "add"; deletions as "delete" entries or a syncIdSet, or, in the present
     // phase, every unchanged entry is named present and the rest are gone. Written in one
     // transaction, removals within max_removals. Whether the cookie may be resumed from at all
-    // was asked before (witness_fallen()): a restored directory's "unchanged" is not the map's.
-    void resume_people() {
+    // was asked before (read_witnesses()), and what it doubted must be answered here.
+    void resume_people(const WitnessReading& witnesses) {
         write_refresh([&](MapTxn& txn, std::int64_t refresh_time) {
             SyncCounts counts;
             ViewWriter writer(txn, counts, log_change);
@@ -447,6 +461,13 @@ private:
                         break;
                 }
             }
+            // The witnesses' doubts, each answered by this refresh or the restore is certain.
+            for (const auto& [uuid, why] : witnesses.gone) {
+                const bool said_deleted = std::find(deleted.begin(), deleted.end(), uuid) != deleted.end();
+                if (!said_deleted && !(present_phase && !present.count(uuid))) throw CannotResume{why};
+            }
+            for (const auto& [uuid, why] : witnesses.back)
+                if (!present.count(uuid)) throw CannotResume{why};  // not sent as added or changed
             if (present_phase)
                 for (const auto& [uuid, person] : people_)
                     if (!present.count(uuid)) deleted.push_back(uuid);
@@ -495,10 +516,6 @@ private:
     struct CannotResume {
         std::string why;
     };
-    // A people entry and its entryCSN, as the cookie's witness (witness_fallen()).
-    struct CookieWitness {
-        std::string uuid, csn;
-    };
 
     // The people attributes the follower asks for: entryCSN too, for the cookie's witness.
     std::vector<std::string> followed_person_attributes() const {
@@ -527,6 +544,7 @@ private:
         const auto csn = entry.attributes.find("entrycsn");
         if (csn == entry.attributes.end() || csn->second.empty() || csn->second.front().empty()) return;
         std::erase_if(newest_, [&](const CookieWitness& w) { return w.uuid == uuid; });
+        std::erase(recently_left_, uuid);  // back in the view, and seen so
         const auto at = std::find_if(newest_.begin(), newest_.end(),
                                      [&](const CookieWitness& w) { return w.csn < csn->second.front(); });
         newest_.insert(at, CookieWitness{uuid, csn->second.front()});
@@ -540,56 +558,80 @@ private:
         // restore (a delete leaves no entryCSN behind to compare).
         std::erase(recently_left_, uuid);
         recently_left_.push_back(uuid);
-        if (recently_left_.size() > kWitnesses) recently_left_.erase(recently_left_.begin());
+        if (recently_left_.size() > kLeftWitnesses) recently_left_.erase(recently_left_.begin());
     }
-    const CookieWitness* witness() const { return newest_.empty() ? nullptr : &newest_.front(); }
+    // "UUID CSN UUID CSN ...", as finish() stores them; a pair cut short is left out.
+    static std::vector<CookieWitness> parse_witnesses(std::string_view text) {
+        std::vector<std::string> words;
+        for (std::string_view rest = text; !rest.empty();) {
+            const auto end = std::min(rest.find(' '), rest.size());
+            if (end > 0) words.emplace_back(rest.substr(0, end));
+            rest.remove_prefix(std::min(end + 1, rest.size()));
+        }
+        std::vector<CookieWitness> out;
+        for (std::size_t i = 0; i + 1 < words.size() && out.size() < kWitnesses; i += 2)
+            out.push_back(CookieWitness{words[i], words[i + 1]});
+        return out;
+    }
 
-    // Why the stored cookie cannot be trusted, or nullopt. A directory restored from a backup
-    // older than the cookie, and written to before the follower is back, takes the cookie (the
-    // write moved its contextCSN past it) and names only what changed since by its own log:
+    // What the stored cookie's witnesses say before a resume. A directory restored from a
+    // backup older than the cookie, and written to before the follower is back, takes the cookie
+    // (the write moved its contextCSN past it) and names only what changed since by its own log:
     // entries the restore brought back or took back to an older state carry the backup's
-    // entryCSNs, are "unchanged", and the map would keep their newer state for good. The newest
-    // entry the cookie covers tells: restored, it is gone (added after the backup) or older
-    // (changed after it). Gone may also be a later delete: a full read then, which is right in
-    // either case. A witness whose entryCSN cannot be read (ACLs) says nothing. Throws
-    // DirectoryError when the search fails (the follower reconnects and tries again).
-    std::optional<std::string> witness_fallen() {
-        const CookieWitness* witness_ = witness();
-        if (!witness_) return left_entry_back();
-        std::optional<std::string> csn_now;
-        bool found = false;
-        ldap_.search_paged(d_.base, LDAP_SCOPE_SUBTREE, "(entryUUID=" + witness_->uuid + ")", {"entryCSN"},
-                           [&](Entry&& e) {
-                               found = true;
-                               const auto csn = e.attributes.find("entrycsn");
-                               if (csn != e.attributes.end() && !csn->second.empty()) csn_now = csn->second.front();
-                           });
-        if (!found)
-            return fmt::format("the newest entry the cookie covers (entryUUID {}, entryCSN {}) is gone: deleted "
-                               "since, or the directory was restored from an older backup",
-                               witness_->uuid, witness_->csn);
-        if (csn_now && *csn_now < witness_->csn)
-            return fmt::format("the newest entry the cookie covers (entryUUID {}) is older than the cookie "
-                               "(entryCSN {}, was {}): the directory was restored from an older backup",
-                               witness_->uuid, *csn_now, witness_->csn);
-        return left_entry_back();
-    }
-
-    // An entry the cookie saw leave the view (deleted, or out of the base or filter) in it
-    // again under its entryUUID, which no new entry takes: restored (or put back into the
-    // filter, which a full read handles as well).
-    std::optional<std::string> left_entry_back() {
-        if (recently_left_.empty()) return std::nullopt;
-        std::string any;
-        for (const auto& uuid : recently_left_) any += "(entryUUID=" + uuid + ")";
-        std::optional<std::string> back;
-        ldap_.search_paged(d_.base, LDAP_SCOPE_SUBTREE, "(&" + d_.filter + "(|" + any + "))", {"1.1"},
-                           [&](Entry&& e) {
-                               if (!back) back = e.dn;
-                           });
-        if (!back) return std::nullopt;
-        return fmt::format("{} left the directory's view before the cookie and is there again under the same "
-                           "entryUUID: the directory was restored from an older backup", *back);
+    // entryCSNs, are "unchanged", and the map would keep their newer state for good. So the
+    // cookie keeps the newest entries it covers (kWitnesses, by entryCSN) and the last entries
+    // it saw leave the view (kLeftWitnesses):
+    // - a witness older than the cookie saw it: restored, for certain (`restored`);
+    // - a witness gone, or an entry that left there again under its entryUUID (which no new
+    //   entry takes): restored, unless the resume itself says why, by naming that witness
+    //   deleted (or, in a present phase, not present) or sending that entry as changed
+    //   (`suspects`, checked by resume_people()).
+    // A witness whose entryCSN cannot be read (ACLs) says nothing. Throws DirectoryError when a
+    // search fails (the follower reconnects and tries again).
+    WitnessReading read_witnesses() {
+        WitnessReading r;
+        if (!newest_.empty()) {
+            std::string any;
+            for (const auto& w : newest_) any += "(entryUUID=" + w.uuid + ")";
+            std::map<std::string, std::optional<std::string>> found;  // entryUUID -> entryCSN now
+            ldap_.search_paged(d_.base, LDAP_SCOPE_SUBTREE, "(|" + any + ")", {"entryUUID", "entryCSN"},
+                               [&](Entry&& e) {
+                                   const auto uuid = e.attributes.find("entryuuid");
+                                   if (uuid == e.attributes.end() || uuid->second.empty()) return;
+                                   const auto csn = e.attributes.find("entrycsn");
+                                   found[lowercase_ascii(uuid->second.front())] =
+                                       csn != e.attributes.end() && !csn->second.empty()
+                                           ? std::optional<std::string>(csn->second.front())
+                                           : std::nullopt;
+                               });
+            for (const auto& w : newest_) {
+                const auto now = found.find(lowercase_ascii(w.uuid));
+                if (now == found.end()) {
+                    r.gone.emplace(lowercase_ascii(w.uuid),
+                                   fmt::format("an entry the cookie covers (entryUUID {}, entryCSN {}) is gone, and "
+                                               "the directory does not say it was deleted: it was restored from an "
+                                               "older backup", w.uuid, w.csn));
+                } else if (now->second && *now->second < w.csn && !r.restored) {
+                    r.restored = fmt::format("an entry the cookie covers (entryUUID {}) is older than the cookie "
+                                             "(entryCSN {}, was {}): the directory was restored from an older "
+                                             "backup", w.uuid, *now->second, w.csn);
+                }
+            }
+        }
+        if (!recently_left_.empty()) {
+            std::string any;
+            for (const auto& uuid : recently_left_) any += "(entryUUID=" + uuid + ")";
+            ldap_.search_paged(d_.base, LDAP_SCOPE_SUBTREE, "(&" + d_.filter + "(|" + any + "))", {"entryUUID"},
+                               [&](Entry&& e) {
+                                   const auto uuid = e.attributes.find("entryuuid");
+                                   if (uuid == e.attributes.end() || uuid->second.empty()) return;
+                                   r.back.emplace(lowercase_ascii(uuid->second.front()),
+                                                  fmt::format("{} left the directory's view before the cookie and is "
+                                                              "there again under the same entryUUID, unchanged since: "
+                                                              "the directory was restored from an older backup", e.dn));
+                               });
+        }
+        return r;
     }
     void forget_cookie(const std::string& why) {
         store_.write(sync_context(ldap_.uri()), [](MapTxn& txn) { txn.put_meta(meta::kDirectoryCookie, ""); });
@@ -1111,8 +1153,9 @@ private:
             txn.put_meta(meta::kDirectoryCookie, *cookie_);
             txn.put_meta(meta::kDirectoryCookieView, view_fingerprint());
             txn.put_meta(meta::kDirectoryCookieGroups, fingerprint_groups());
-            const CookieWitness* w = witness();
-            txn.put_meta(meta::kDirectoryCookieWitness, w ? w->uuid + " " + w->csn : "");
+            std::string witnesses;
+            for (const auto& w : newest_) witnesses += (witnesses.empty() ? "" : " ") + w.uuid + " " + w.csn;
+            txn.put_meta(meta::kDirectoryCookieWitness, witnesses);
             txn.put_meta(meta::kDirectoryCookieDeleted, fmt::format("{}", fmt::join(recently_left_, " ")));
         }
         if (full_sync_time) txn.put_meta(meta::kDirectorySyncedAt, std::to_string(full_sync_time));
@@ -1154,9 +1197,8 @@ private:
     std::optional<std::string> cookie_;
     std::set<std::string> said_references_;  // continuation references warned of in this session
     // The people entry with the newest entryCSN this session applied (or loaded with the cookie):
-    // stored with the cookie, looked up before a resume (witness_fallen()). The next newest
-    // are kept too, in case the newest is deleted.
-    static constexpr std::size_t kWitnesses = 8;
+    // stored with the cookie, looked up before a resume (read_witnesses()).
+    static constexpr std::size_t kWitnesses = 8, kLeftWitnesses = 32;
     std::vector<CookieWitness> newest_;  // by entryCSN, newest first
     std::vector<std::string> recently_left_;  // entryUUIDs of the last kWitnesses entries that left, oldest first
     // The directory's users as this session knows them: entryUUID -> the entry's view (deletes

@@ -1038,11 +1038,10 @@ def scenario_address_moves(root):
             ldap.start()
             offset = len(a.follower_text())
             a.start_follower()
-            # Every entryUUID is new, the cookie's witness among them: the follower cannot tell a
-            # rebuild from a restore, and reads in full, with no removal either way.
-            check("the newest entry the cookie covers" in a.follower_text()[offset:] and
-                  "reading the directory in full" in a.follower_text()[offset:],
-                  "14d: the follower did not read the rebuilt directory in full", a.follower_output())
+            # Every entryUUID is new, the cookie's witnesses' too: gone, but the server's present
+            # phase says so (not present), so the follower resumes.
+            check("resumed from the stored cookie" in a.follower_text()[offset:],
+                  "14d: the follower did not resume from its cookie", a.follower_output())
             compare_routes(a, d.expected(), "14d after the directory was rebuilt")
             log = a.follower_text()[offset:]
             check("max_removals" not in log and " remove " not in log,
@@ -1373,6 +1372,14 @@ def scenario_stalled_message(root):
 
 # ---- scenario 16: the directory restored from an older backup -----------------------------------
 
+def take_backup(ldap, root):
+    """The directory's database as slapcat LDIF in root/backup.ldif, as an admin's backup; its path."""
+    backup = os.path.join(root, "backup.ldif")
+    subprocess.run([os.path.join(os.path.dirname(s.SLAPADD), "slapcat"), "-f", ldap.config_path, "-b", s.SUFFIX,
+                    "-l", backup], check=True, capture_output=True, timeout=60)
+    return backup
+
+
 def restore_backup(ldap, backup):
     """Replaces the directory's database by `backup` (slapcat LDIF), as an admin restoring it."""
     ldap.stop()
@@ -1392,9 +1399,7 @@ def scenario_restored(root):
     with s.Slapd("restored", provider=True) as ldap:
         ldap.load_bulk(d.ldif())
         ldap.start()
-        backup = os.path.join(root, "backup.ldif")
-        subprocess.run([os.path.join(os.path.dirname(s.SLAPADD), "slapcat"), "-f", ldap.config_path, "-b", s.SUFFIX,
-                        "-l", backup], check=True, capture_output=True, timeout=60)
+        backup = take_backup(ldap, root)
         a = Relay(root, "relay-restored", ldap, domain_keys="unknown_recipient = reject\n")
         a.run("init")
         try:
@@ -1448,9 +1453,7 @@ def scenario_restored_written(root):
     with s.Slapd("restored-written", provider=True) as ldap:
         ldap.load_bulk(d.ldif())
         ldap.start()
-        backup = os.path.join(root, "backup.ldif")
-        subprocess.run([os.path.join(os.path.dirname(s.SLAPADD), "slapcat"), "-f", ldap.config_path, "-b", s.SUFFIX,
-                        "-l", backup], check=True, capture_output=True, timeout=60)
+        backup = take_backup(ldap, root)
         a = Relay(root, "relay-restored-written", ldap)
         a.run("init")
         try:
@@ -1459,18 +1462,27 @@ def scenario_restored_written(root):
             check(d.state(deleted) == "migrated" and d.state(renamed) == "migrated", "16b: the sample changed")
             ldap.ldapdelete(s.people_dn(deleted))
             ldap.ldapmodify(f"dn: {s.people_dn(renamed)}\nchangetype: modify\nreplace: mail\nmail: renamed@{DOMAIN}\n")
+            # Last, a change to another entry, which makes it the newest the cookie covers.
+            newest = d.uids[4]
+            ldap.ldapmodify(f"dn: {s.people_dn(newest)}\nchangetype: modify\nadd: mailLocalAddress\n"
+                            f"mailLocalAddress: newest@{DOMAIN}\n")
             wait_routes([a], {d.mail[deleted]: ("relay", None), d.mail[renamed]: ("relay", None),
-                              f"renamed@{DOMAIN}": ("rewrite", f"renamed@{ROUTING}")}, "16b changes after the backup",
+                              f"renamed@{DOMAIN}": ("rewrite", f"renamed@{ROUTING}"),
+                              f"newest@{DOMAIN}": ("rewrite", f"{newest}@{ROUTING}")}, "16b changes after the backup",
                         (ldap,))
             a.stop_follower()
             restore_backup(ldap, backup)
             add_person(ldap, "written", f"written@{DOMAIN}")   # after the restore, before the follower
+            # The newest entry written to again (a password change, a last-login stamp): newer than
+            # the cookie saw it, which alone would hide the restore (walk-through).
+            ldap.ldapmodify(f"dn: {s.people_dn(newest)}\nchangetype: modify\nreplace: description\n"
+                            "description: written after the restore\n")
             offset = len(a.follower_text())
             a.start_follower()
             log = a.follower_text()[offset:]
             check("cannot resume from the stored cookie" in log and "restored from an older backup" in log,
                   "16b: the follower does not say it reads in full after the restore", a.follower_output())
-            compare_routes(a, {**d.expected(), f"written@{DOMAIN}": ("relay", None),
+            compare_routes(a, {**d.expected(), f"written@{DOMAIN}": ("relay", None), f"newest@{DOMAIN}": ("relay", None),
                                f"renamed@{DOMAIN}": ("relay", None)}, "16b after the restore and a write")
             fresh = Relay(root, "relay-restored-written-fresh", ldap)
             fresh.run("init")
@@ -1540,9 +1552,7 @@ def scenario_restored_deletes(root):
         a.run("init")
         try:
             a.start_follower()
-            backup = os.path.join(root, "backup.ldif")
-            subprocess.run([os.path.join(os.path.dirname(s.SLAPADD), "slapcat"), "-f", ldap.config_path, "-b",
-                            s.SUFFIX, "-l", backup], check=True, capture_output=True, timeout=60)
+            backup = take_backup(ldap, root)
             victim = d.uids[15]   # a source user
             check(d.state(victim) == "source", "16c: the sample changed")
             ldap.ldapdelete(s.people_dn(victim))
@@ -2347,6 +2357,24 @@ def scenario_resume(root):
                   "11: after the entry changed last was deleted, the restart read the directory in full",
                   a.follower_output())
             compare_routes(a, d.expected(), "11 after the entry changed last was deleted")
+            # An entry moved out of the base and back while following: seen leaving and coming
+            # back, so a restart resumes (walk-through: it read in full, blaming a restore).
+            away = d.uids[6]
+            groups_ou = f"ou=groups,{s.SUFFIX}"
+            ldap.modrdn(s.people_dn(away), f"uid={away}", new_superior=groups_ou)
+            wait_until(lambda: f"remove {d.mail[away]}" in a.follower_text(), CONVERGE,
+                       "11: the follower's removal of the entry moved out of the base", on_timeout=a.follower_output)
+            offset = len(a.follower_text())
+            ldap.modrdn(f"uid={away},{groups_ou}", f"uid={away}", new_superior=PEOPLE)
+            wait_until(lambda: f"add {d.mail[away]}" in a.follower_text()[offset:], CONVERGE,
+                       "11: the follower's add of the entry moved back", on_timeout=a.follower_output)
+            a.stop_follower()
+            offset = len(a.follower_text())
+            a.start_follower()
+            check("resumed from the stored cookie" in a.follower_text()[offset:],
+                  "11: after an entry left the base and came back, the restart read the directory in full",
+                  a.follower_output())
+            compare_routes(a, d.expected(), "11 after an entry left the base and came back")
             print("  11 ok: a restarted follower resumes from its cookie, and reads in full after a group change")
         except Exception:
             sys.stderr.write(fail_with([a], [ldap]) + "\n")

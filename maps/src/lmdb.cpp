@@ -247,10 +247,12 @@ void Environment::check_commit_ids(std::optional<std::size_t>& one_ahead) const 
     one_ahead = lock_id;
 }
 
-void Environment::check_snapshot(MDB_txn* txn) const {
+std::size_t Environment::newest_commit() const { return newest_commit_in_file(env_); }
+
+void Environment::check_snapshot(MDB_txn* txn, std::size_t file_before) const {
     const std::size_t lock_id = mdb_txn_id(txn);
-    const std::size_t file_id = newest_commit_in_file(env_);
-    if (file_id < lock_id) throw_replaced(path_, file_id, lock_id);
+    const std::size_t file_after = newest_commit_in_file(env_);
+    if (file_after < lock_id || file_before > lock_id + 1) throw_replaced(path_, file_after, lock_id);
 }
 
 void Environment::await_lock_matching_file() {

@@ -90,13 +90,18 @@ public:
     // when none can begin, leaves the judgement to the next lookup, which meets the same error.
     void check_commit_ids(std::optional<std::size_t>& one_ahead) const;
 
+    // The id of the newest commit in data.mdb itself (its newer meta page, read through the
+    // mapping as mdb_txn_begin reads it; no syscall). Throws MdbError.
+    std::size_t newest_commit() const;
+
     // At every snapshot a long-lived reader starts (`txn`, begun or renewed on this
-    // environment): throws MapFilesMismatch when data.mdb's newest commit is older than the
-    // one lock.mdb gave the snapshot, which no whole map has (a commit writes its meta page
-    // before its id): a file copied over in place, whose older commit LMDB would read until
-    // the next look. Reads the two meta pages through the mapping, as the begin just did; no
-    // syscall.
-    void check_snapshot(MDB_txn* txn) const;
+    // environment; `file_before` = newest_commit() just before): throws MapFilesMismatch, as
+    // Transaction does, when data.mdb's newest commit is older than the one lock.mdb gave the
+    // snapshot, or was more than one ahead of it before the begin, which no whole map has (a
+    // commit writes its meta page, then its id): a file copied over in place, from which LMDB
+    // would read the commit of lock.mdb's parity until the next look. One ahead is a commit
+    // in flight as well, left to check_commit_ids(). No syscall.
+    void check_snapshot(MDB_txn* txn, std::size_t file_before) const;
 
     // Clears the reader slots of processes that died inside a read transaction (they pin old
     // pages, so the file only grows). Returns how many; never throws.

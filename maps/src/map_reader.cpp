@@ -261,10 +261,15 @@ ReaderSlot& SharedMap::enter() {
         }
         std::unique_lock own(slot.mutex);
         if (!map_) throw MapUnavailable(unavailable_);
+        std::size_t file_before = 0;  // 0 when unreadable: the begin meets the trouble itself
+        try {
+            file_before = map_->env.newest_commit();
+        } catch (const std::exception&) {
+        }
         const int rc = slot.handle.start(map_->env);
         if (rc == 0) {
             try {
-                map_->env.check_snapshot(slot.handle.get());
+                map_->env.check_snapshot(slot.handle.get(), file_before);
             } catch (const std::exception& e) {
                 // A data.mdb copied over in place: refused now rather than at the next look,
                 // which closes the map (check_commit_ids) and is asked for at once.

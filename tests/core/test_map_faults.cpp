@@ -155,6 +155,24 @@ TEST_CASE("a data.mdb copied in place one commit ahead of lock.mdb is refused at
           }) == 0);
 }
 
+TEST_CASE("a data.mdb copied in place more than one commit ahead of lock.mdb is refused at once") {
+    // Walk-through: a copy three commits ahead was read at the commit of lock.mdb's parity (one
+    // where ann was on the source) for most of a second, until the next look.
+    FaultMap m;
+    const std::string other = m.dir.file("other");
+    std::filesystem::copy(m.config.map_path, other);
+    const std::string other_config = m.dir.write("other.ini", test::standard_config_text(other));
+    REQUIRE(test::run_tool(other_config, {"set", "ann@contoso.com", "source"}).status == 0);
+    REQUIRE(test::run_tool(other_config, {"set", "ann@contoso.com", "migrated"}).status == 0);
+    CHECK(in_child([&] {
+              MapReader reader(m.config.map_path);
+              if (route(m.config, reader, "ann@contoso.com").action != Action::rewrite) return 10;
+              copy_over_in_place(other + "/data.mdb", m.data_file());
+              if (int rc = expect_tempfail_naming_file(m.config, reader, "ann@contoso.com")) return rc;
+              return 0;
+          }) == 0);
+}
+
 TEST_CASE("MapStore refuses a truncated map, read-only and read-write, with MapUnavailable") {
     FaultMap m;
     m.replace_with_prefix(8192);

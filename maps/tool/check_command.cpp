@@ -56,8 +56,12 @@ std::vector<std::pair<std::string, SocketConfig>> daemon_sockets(const Config& c
 // characters a delimiter. Says so and returns true; the caller then judges nothing else of it.
 bool comment_in_value(const std::string& postfix_dir, std::string_view name, const std::string& value,
                       std::ostream& err) {
+    // A yes/no setting has no '#' of its own anywhere ("no#off" too); in a list, one after a
+    // blank starts what was meant as a comment.
+    const bool yes_no = name == "smtputf8_enable" || name == "allow_percent_hack" || name == "swap_bangpath";
     const auto hash = value.find('#');
-    if (hash == std::string::npos || hash == 0 || (value[hash - 1] != ' ' && value[hash - 1] != '\t')) return false;
+    if (hash == std::string::npos) return false;
+    if (!yes_no && (hash == 0 || (value[hash - 1] != ' ' && value[hash - 1] != '\t'))) return false;
     err << fmt::format("coexist-map: warning: postfix {}: {} = {}: the '#' and what follows it are part of the value "
                        "(main.cf comments take a line of their own): Postfix refuses such a yes/no setting at start, "
                        "and reads any other with the comment in it; put the comment on its own line\n",
@@ -173,9 +177,11 @@ bool domain_listed(const std::vector<std::string>& entries, std::string_view dom
 // Whether Postfix lets a plain "parent" entry of relay_domains match its subdomains: the
 // setting parent_domain_matches_subdomains lists relay_domains (postconf(5); Postfix's default
 // does). Unreadable: the default is assumed.
-bool relay_domains_match_subdomains(const std::string& postfix_dir) {
+bool relay_domains_match_subdomains(const std::string& postfix_dir, std::ostream& err) {
     const auto setting = read_postfix_setting(postfix_dir, "parent_domain_matches_subdomains");
     if (!setting.value) return true;
+    // Read as Postfix reads it, a comment's words as entries; but said.
+    (void)comment_in_value(postfix_dir, "parent_domain_matches_subdomains", *setting.value, err);
     const auto names = postfix_list_entries(*setting.value);
     return std::find(names.begin(), names.end(), "relay_domains") != names.end();
 }
@@ -192,7 +198,7 @@ void check_relay_domains(const Config& c, const std::string& postfix_dir, std::o
     const auto entries = postfix_list_entries(*setting.value);
     for (const auto& e : entries)
         if (e.find(':') != std::string::npos || e.front() == '/') return;  // a table
-    const bool parent_matches = relay_domains_match_subdomains(postfix_dir);
+    const bool parent_matches = relay_domains_match_subdomains(postfix_dir, err);
     for (const auto& domain : managed_names(c))
         if (!domain_listed(entries, domain, parent_matches))
             err << fmt::format("coexist-map: warning: postfix {}: relay_domains does not list {}, a domain coexist "

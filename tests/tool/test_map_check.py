@@ -304,6 +304,16 @@ class CheckTest(unittest.TestCase):
         self.assertNotIn("set allow_percent_hack = no", r.stderr)
         self.assertNotIn("in coexist.ini", r.stderr)
         self.assertNotIn("smtputf8_enable = yes\n", r.stdout)
+        # A yes/no value with a '#' anywhere; a list whose comment Postfix reads as entries.
+        self.main_cf("compatibility_level = 3.6\nrelay_domains = contoso.com, contoso.net, fabrikam.com\n"
+                     "allow_percent_hack = no\nswap_bangpath = no#off\n"
+                     "parent_domain_matches_subdomains = debug_peer_list # add relay_domains later\n")
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for name in ("swap_bangpath", "parent_domain_matches_subdomains"):
+            self.assertIn(f"coexist-map: warning: postfix {self.postfix}: {name} = ", r.stderr)
+        self.assertEqual(r.stderr.count("the '#' and what follows it are part of the value"), 2, r.stderr)
+        self.assertNotIn("set swap_bangpath = no", r.stderr)
 
     def test_percent_hack_and_bang_path_on_are_warnings(self):
         # Postfix's defaults (yes) let user%contoso.com@localhost reach the old system unchanged.

@@ -413,6 +413,7 @@ private:
             ViewWriter writer(txn, counts, log_change);
             follow_incrementally(writer);
             std::unordered_set<std::string> present;
+            std::unordered_set<std::string> changed;  // sent as added or changed (present too)
             bool present_phase = false;
             // Entries named deleted are removed once the refresh has been read: an entry re-created
             // under a new entryUUID, or a directory rebuilt, gives its address to the new entry
@@ -454,6 +455,7 @@ private:
                     case SyncStateKind::add:
                     case SyncStateKind::modify:
                         present.insert(uuid);
+                        changed.insert(uuid);
                         apply_person(writer, m);
                         break;
                     case SyncStateKind::remove:
@@ -466,8 +468,9 @@ private:
                 const bool said_deleted = std::find(deleted.begin(), deleted.end(), uuid) != deleted.end();
                 if (!said_deleted && !(present_phase && !present.count(uuid))) throw CannotResume{why};
             }
+            // Named present only (a present phase) is no answer: the restored entry is "unchanged".
             for (const auto& [uuid, why] : witnesses.back)
-                if (!present.count(uuid)) throw CannotResume{why};  // not sent as added or changed
+                if (!changed.count(uuid)) throw CannotResume{why};
             if (present_phase)
                 for (const auto& [uuid, person] : people_)
                     if (!present.count(uuid)) deleted.push_back(uuid);

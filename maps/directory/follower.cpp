@@ -1203,7 +1203,7 @@ private:
     // stored with the cookie, looked up before a resume (read_witnesses()).
     static constexpr std::size_t kWitnesses = 8, kLeftWitnesses = 32;
     std::vector<CookieWitness> newest_;  // by entryCSN, newest first
-    std::vector<std::string> recently_left_;  // entryUUIDs of the last kWitnesses entries that left, oldest first
+    std::vector<std::string> recently_left_;  // entryUUIDs of the last kLeftWitnesses entries that left, oldest first
     // The directory's users as this session knows them: entryUUID -> the entry's view (deletes
     // and renames name the entry by UUID; a group change re-derives the state of its members),
     // DN -> entryUUID (group members are DNs), and key -> the entries giving it, ordered by DN

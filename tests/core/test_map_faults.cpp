@@ -99,6 +99,16 @@ void copy_over_in_place(const std::string& from, const std::string& to) {
     std::ofstream(to, std::ios::binary | std::ios::trunc) << bytes;
 }
 
+// A copy of the map's directory, then one commit on the copy for each of ann's `states`: a map
+// as many commits ahead of the live one. Returns the copy's directory.
+std::string copy_ahead(const FaultMap& m, std::initializer_list<const char*> states) {
+    const std::string other = m.dir.file("other");
+    std::filesystem::copy(m.config.map_path, other);
+    const std::string other_config = m.dir.write("other.ini", test::standard_config_text(other));
+    for (const char* state : states) REQUIRE(test::run_tool(other_config, {"set", "ann@contoso.com", state}).status == 0);
+    return other;
+}
+
 }  // namespace
 
 TEST_CASE("a data.mdb copied over in place is tempfail at once, then read whole once let go") {
@@ -136,11 +146,7 @@ TEST_CASE("a data.mdb copied in place one commit ahead of lock.mdb is refused at
     // A commit in flight looks one ahead for an instant; a copy made one commit later than the
     // live map looks so at every look, and LMDB would read the copy's previous commit.
     FaultMap m;
-    const std::string other = m.dir.file("other");
-    std::filesystem::copy(m.config.map_path, other);
-    const std::string other_config =
-        m.dir.write("other.ini", test::standard_config_text(other));
-    REQUIRE(test::run_tool(other_config, {"set", "ann@contoso.com", "source"}).status == 0);
+    const std::string other = copy_ahead(m, {"source"});
     CHECK(in_child([&] {
               MapReader reader(m.config.map_path);
               if (route(m.config, reader, "ann@contoso.com").action != Action::rewrite) return 10;
@@ -159,11 +165,7 @@ TEST_CASE("a data.mdb copied in place more than one commit ahead of lock.mdb is 
     // Walk-through: a copy three commits ahead was read at the commit of lock.mdb's parity (one
     // where ann was on the source) for most of a second, until the next look.
     FaultMap m;
-    const std::string other = m.dir.file("other");
-    std::filesystem::copy(m.config.map_path, other);
-    const std::string other_config = m.dir.write("other.ini", test::standard_config_text(other));
-    REQUIRE(test::run_tool(other_config, {"set", "ann@contoso.com", "source"}).status == 0);
-    REQUIRE(test::run_tool(other_config, {"set", "ann@contoso.com", "migrated"}).status == 0);
+    const std::string other = copy_ahead(m, {"source", "migrated"});
     CHECK(in_child([&] {
               MapReader reader(m.config.map_path);
               if (route(m.config, reader, "ann@contoso.com").action != Action::rewrite) return 10;

@@ -396,6 +396,7 @@ private:
         removals_.clear();
         departures_ = 0;
         held_ = 0;
+        held_written_ = 0;
         held_entries_ = {};
         cookie_.reset();
         newest_.clear();
@@ -1125,6 +1126,14 @@ private:
         // keeps users the directory no longer has, and a full read would be refused by
         // max_removals until the admin's `sync --force`, the follower following nothing meanwhile.
         const auto held_in_map = txn.meta(meta::kDirectoryHeldRemovals);
+        // A `sync --force` since this session last wrote its held count (it writes "0") applied
+        // every removal held here: this session's count is done with, not to be written again
+        // (stats went on saying "removals held back" after the admin forced them).
+        if (held_ > 0 && held_written_ > 0 && held_in_map && *held_in_map == "0") {
+            held_ = 0;
+            held_entries_ = {};
+            held_written_ = 0;
+        }
         const bool removals_held = held_ > 0 || (held_in_map && !held_in_map->empty() && *held_in_map != "0");
         // A rename waiting for the groups to be read again is held in this session only: a
         // restart resumed from a cookie would keep it so, even when the groups still name the
@@ -1165,7 +1174,10 @@ private:
         else txn.put_meta(meta::kDirectorySyncedAt, std::to_string(static_cast<std::int64_t>(::time(nullptr))));
         txn.put_meta(meta::kDirectoryUri, ldap_.uri());
         txn.put_meta(meta::kDirectoryFollowing, following_text());
-        if (held_) txn.put_meta(meta::kDirectoryHeldRemovals, std::to_string(held_));
+        if (held_) {
+            txn.put_meta(meta::kDirectoryHeldRemovals, std::to_string(held_));
+            held_written_ = held_;
+        }
         if (counts.added + counts.changed + counts.removed + counts.aliases_added + counts.aliases_removed > 0)
             log_info("sync: {} added, {} changed, {} removed, {} aliases added, {} aliases removed{}", counts.added,
                      counts.changed, counts.removed, counts.aliases_added, counts.aliases_removed,
@@ -1225,6 +1237,7 @@ private:
     std::deque<WindowRemoval> removals_;
     std::size_t departures_ = 0;  // the entries of removals_ with left_directory, kept with it
     std::size_t held_ = 0;
+    std::size_t held_written_ = 0;  // the held count finish() last stored (0: none since the session began)
     Hash128Set held_entries_;  // the entries (entryUUID) counted in held_
     std::size_t users_at_refresh_ = 0;
     std::string groups_fingerprint_;

@@ -51,12 +51,6 @@ bool plain_dn(std::string_view dn) {
     return in_value && !value_empty;
 }
 
-bool is_ascii(std::string_view s) {
-    for (const char c : s)
-        if (static_cast<unsigned char>(c) >= 0x80) return false;
-    return true;
-}
-
 // The text as slapd's caseIgnoreMatch normalizes it (UTF8bvnormalize with LDAP_UTF8_CASEFOLD,
 // liblunicode): each code point lowercased by Unicode's simple mapping (one code point for one:
 // "İ" is "i", "ß" and a final "ς" stay as they are), then compatibility composed (NFKC). Not

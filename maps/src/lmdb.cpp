@@ -215,6 +215,14 @@ std::size_t newest_commit_in_file(MDB_env* env) {
     return info.me_last_txnid;
 }
 
+// Whether a read snapshot that lock.mdb gave the id `lock_id` cannot be of this data.mdb, whose
+// newest commit was `file_before` just before the begin and `file_after` just after: in a whole
+// map the file is never behind lock.mdb (a commit writes its meta page, then its id) and at most
+// one commit ahead of the id read after it (a commit in flight).
+bool foreign_to_snapshot(std::size_t file_before, std::size_t lock_id, std::size_t file_after) {
+    return file_after < lock_id || file_before > lock_id + 1;
+}
+
 // What a data.mdb that lock.mdb does not describe is refused with (Transaction, Environment).
 [[noreturn]] void throw_replaced(const std::string& path, std::size_t file_id, std::size_t lock_id) {
     throw MapFilesMismatch(fmt::format(
@@ -234,9 +242,7 @@ void Environment::check_commit_ids(std::optional<std::size_t>& one_ahead) const 
     const std::size_t lock_id = mdb_txn_id(txn);
     mdb_txn_abort(txn);
     const std::size_t file_after = newest_commit_in_file(env_);
-    // The bounds of Transaction's check: a whole map's file is never behind lock.mdb's id, and
-    // at most one commit ahead of the id read after it.
-    if (file_after < lock_id || file_before > lock_id + 1) throw_replaced(path_, file_after, lock_id);
+    if (foreign_to_snapshot(file_before, lock_id, file_after)) throw_replaced(path_, file_after, lock_id);
     if (file_after != lock_id + 1) {
         one_ahead.reset();
         return;
@@ -252,7 +258,7 @@ std::size_t Environment::newest_commit() const { return newest_commit_in_file(en
 void Environment::check_snapshot(MDB_txn* txn, std::size_t file_before) const {
     const std::size_t lock_id = mdb_txn_id(txn);
     const std::size_t file_after = newest_commit_in_file(env_);
-    if (file_after < lock_id || file_before > lock_id + 1) throw_replaced(path_, file_after, lock_id);
+    if (foreign_to_snapshot(file_before, lock_id, file_after)) throw_replaced(path_, file_after, lock_id);
 }
 
 void Environment::await_lock_matching_file() {
@@ -301,7 +307,7 @@ Transaction::Transaction(Environment& env, Mode mode) {
     // id from the file, mdb_mutex_failed), so here the file's newest commit is lock.mdb's id
     // exactly. One commit ahead is a copy renamed in (or a lock.mdb other writers no longer use).
     const bool foreign = mode == Mode::write ? file_after != lock_id
-                                             : (file_after < lock_id || file_before > lock_id + 1);
+                                             : foreign_to_snapshot(file_before, lock_id, file_after);
     if (foreign) {
         mdb_txn_abort(txn_);
         txn_ = nullptr;

@@ -15,7 +15,8 @@ sanitize=no
 
 if [ "$sanitize" = yes ]; then
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
-  BUILD_DIR=build-asan ./scripts/build.sh -DCOEXIST_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  # The bench's programs (built and checked by the normal build above) have no test to run here.
+  BUILD_DIR=build-asan ./scripts/build.sh -DCOEXIST_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCOEXIST_BUILD_BENCH=OFF
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
      ctest --output-on-failure -j2 -L unit --timeout 600)
   echo "== integration suites with the daemons built with AddressSanitizer + UndefinedBehaviorSanitizer"

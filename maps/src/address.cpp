@@ -228,6 +228,19 @@ std::optional<Address> parse_address(std::string_view raw) {
         }
     }
     if (in_quote || i >= mailbox->size() || local.empty()) return std::nullopt;
+    // A source route inside the quotes, <"@x.example:ann"@contoso.com>: unquoted, Postfix's
+    // internal form is @x.example:ann@contoso.com, and trivial-rewrite strips a leading route
+    // from that as from any other (rewrite.c, "Strip source route": up to the first ':'), so
+    // it looks up and delivers ann@contoso.com, as does the socketmap way. The milter decides on
+    // the argument as written; without this it read "@x.example:ann" as an unknown user and
+    // passed a migrated user's mail to the old system. The route is not checked: Postfix does not.
+    if (local.front() == '@') {
+        const auto colon = local.find(':');
+        if (colon != std::string::npos) {
+            local.erase(0, colon + 1);
+            if (local.empty()) return std::nullopt;
+        }
+    }
     auto domain = matched_domain(mailbox->substr(i + 1));
     if (!domain) return std::nullopt;
     return Address{std::move(local), std::move(*domain)};

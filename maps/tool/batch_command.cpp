@@ -53,6 +53,7 @@ ChangeContext batch_context(std::string command) {
 // The keys of the batch's users, in key order; DataError for an unknown or empty batch so that
 // a typo in a batch name is never a command that silently does nothing.
 std::vector<std::pair<std::string, UserRecord>> batch_users(MapTxn& t, const std::string& name) {
+    require_batch_name(name);
     std::vector<std::pair<std::string, UserRecord>> users;
     t.for_each_user([&](std::string_view key, const UserRecord& r) {
         if (r.batch == name) users.emplace_back(std::string(key), r);
@@ -108,6 +109,9 @@ int batch_set(const Config& c, const std::string& name, const std::string& state
     std::size_t changed = 0, unchanged = 0, overrides = 0;
     std::map<std::pair<std::int64_t, State>, std::size_t> replaced;  // pending changes this one replaces
     const auto plan = [&](MapTxn& t, bool write) {
+        // MapStore::write runs this again after growing a full map: count only the last run.
+        changed = unchanged = overrides = 0;
+        replaced.clear();
         for (auto& [key, old] : batch_users(t, name)) {
             UserRecord r = old;
             if (old.pending_state && !old.pending_due(started) &&
@@ -171,6 +175,7 @@ int batch_cancel(const Config& c, const std::string& name, std::ostream& out) {
     std::size_t cancelled = 0;
     const auto now = now_seconds();
     store.write(batch_context("batch cancel " + name), [&](MapTxn& t) {
+        cancelled = 0;  // run again after a full map grew: count only the last run
         for (auto& [key, old] : batch_users(t, name)) {
             // A change already due has been acted on by route(): it is stored, not cancelled
             // (the write that began this transaction has just done so).

@@ -68,6 +68,12 @@ std::string checked_batch_argument(const std::string& batch) {
     return checked_batch(batch);
 }
 
+void require_batch_name(const std::string& batch) {
+    if (batch.empty())
+        throw DataError("an empty batch name: it would select every user without a batch ('coexist-map batch list' "
+                        "shows the batches)");
+}
+
 std::string format_time(long long unix_time) { return utc_timestamp(unix_time); }
 
 // The group the daemons run in (the primary group of [milter] user, else of [policyd] user):
@@ -371,6 +377,7 @@ int route(const Config& c, const std::vector<std::string>& addresses, bool expla
 
 int list(const Config& c, const std::optional<std::string>& state, const std::optional<std::string>& batch,
          std::ostream& out) {
+    require_batch_name(batch);
     const std::optional<State> want = state ? std::optional(state_or_throw(*state)) : std::nullopt;
     auto store = open_store(c, MapStore::Mode::read_only);
     const auto now = static_cast<std::int64_t>(std::time(nullptr));

@@ -135,6 +135,13 @@ std::string checked_batch(const std::string& batch);
 // A batch name given on the command line (set --batch, import --batch): checked_batch's rules,
 // and no blank at its start or end, as a CSV cell has none once trimmed. DataError otherwise.
 std::string checked_batch_argument(const std::string& batch);
+// A batch name that selects users (batch set/cancel NAME, list/commands/history --batch NAME):
+// DataError when it is empty, which would select every user without a batch (an unset shell
+// variable in a script: `batch set "$WAVE" source` must not roll back all the others).
+void require_batch_name(const std::string& batch);
+inline void require_batch_name(const std::optional<std::string>& batch) {
+    if (batch) require_batch_name(*batch);
+}
 std::string format_time(long long unix_time);
 // The group the daemons run in (the primary group of [milter] user, else of [policyd] user):
 // the map directory init and restore create belongs to it. nullopt when neither user exists.

@@ -48,6 +48,7 @@ bool quoted_local_part(std::string_view address) { return !address.empty() && ad
 
 std::vector<ScriptUser> select_users(const Config& c, const std::optional<std::string>& batch,
                                      const std::optional<State>& state) {
+    require_batch_name(batch);
     MapStore store(c.map_path, c.map_size, MapStore::Mode::read_only);
     std::vector<ScriptUser> users;
     bool batch_seen = false;

@@ -68,6 +68,7 @@ int history(const Config& c, const HistoryQuery& q, std::ostream& out) {
         throw UsageError(fmt::format("--format '{}': expected text or csv", loggable(q.format)));
     std::optional<std::string> key;
     if (q.address) key = user_key_or_throw(c, *q.address);
+    require_batch_name(q.batch);
 
     MapStore store(c.map_path, c.map_size, MapStore::Mode::read_only);
     std::vector<AuditEntry> entries;

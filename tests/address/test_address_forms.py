@@ -122,9 +122,14 @@ def generate(rng, count):
         elif form < 0.4 and "." in local:
             a, _, b = local.partition(".")
             local = f'"{a}".{b}'
-        address = local + "@" + rng.choice(DOMAINS)
-        if rng.random() < 0.2:
+        domain = rng.choice(DOMAINS)
+        address = local + "@" + domain
+        route = rng.random()
+        if route < 0.2:
             address = rng.choice(["@relay.example:", "@a.example,@b.example:"]) + address
+        elif route < 0.3 and not needs_quotes:
+            # The route inside the quotes: Postfix unquotes, then strips it all the same.
+            address = '"' + rng.choice(["@relay.example:", "@a.example,@b.example:"]) + local.replace('"', "") + '"@' + domain
         if address not in seen:
             seen.add(address)
             out.append(address)
@@ -294,6 +299,8 @@ def postfix_spelling(rcpt):
         rcpt = rcpt.split(":", 1)[1]
     local, _, domain = rcpt.rpartition("@")
     internal = local.replace('"', "")
+    if internal.startswith("@") and ":" in internal:  # a route that was inside the quotes
+        internal = internal.split(":", 1)[1]
     specials = set('()<>@,;:\\"[] ')
     dot_string = (internal and not internal.startswith(".") and not internal.endswith(".")
                   and ".." not in internal and not any(c in specials or ord(c) < 32 for c in internal))

@@ -223,6 +223,12 @@ TEST_CASE("issue 15.1: quoted local parts and source routes route as Postfix's i
         {R"("GApps1"@Contoso.COM)", Action::rewrite, "gapps1@o365.contoso.com"},
         {"<@relay.example:gapps1@contoso.com>", Action::rewrite, "gapps1@o365.contoso.com"},
         {"<@a.example,@b.example:bob@fabrikam.com>", Action::relay, ""},
+        // The route inside the quotes: Postfix unquotes first, then strips it (rewrite.c).
+        {R"(<"@x.example:gapps1"@contoso.com>)", Action::rewrite, "gapps1@o365.contoso.com"},
+        {R"(<"@a.example,@b.example:gapps1+tag"@contoso.com>)", Action::rewrite, "gapps1+tag@o365.contoso.com"},
+        {R"(<"@x.example:Straße"@contoso.com>)", Action::dual, "strasse@o365.contoso.com"},
+        {R"(<"@x.example:nobody"@fabrikam.com>)", Action::reject, ""},
+        {R"(<"@x.example:"bob@fabrikam.com>)", Action::relay, ""},
         {R"(<"gapps1+news"@contoso.com>)", Action::rewrite, "gapps1+news@o365.contoso.com"},
         // A local part that needs its quotes keeps them, in the key and in the new address.
         {R"(<"John Doe"@contoso.com>)", Action::rewrite, R"("john doe"@o365.contoso.com)"},

@@ -2,8 +2,10 @@
 // change acted on by route() from its second on, stored for good by the next write with its
 // audit entry, batch set/cancel/list, and unknown_recipient = new_system.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <ctime>
+#include <fstream>
 #include <sstream>
 
 #include "coexist/map_reader.hpp"
@@ -11,6 +13,7 @@
 #include "coexist/route.hpp"
 #include "coexist/utc_time.hpp"
 #include "commands.hpp"
+#include "commands_scripts.hpp"
 #include "fixture.hpp"
 
 using namespace coexist;
@@ -160,6 +163,54 @@ TEST_CASE("batch set now replaces a schedule; cancel drops it; unknown batches a
     CHECK_THROWS_AS(tool::set(m.config, "zed@contoso.com", std::string("migrated"), std::nullopt, std::nullopt, false,
                               in_an_hour(), m.out),
                     tool::DataError);
+}
+
+TEST_CASE("an empty batch name is refused by every command that selects a batch: it is no batch, not the rest") {
+    // `coexist-map batch set "$WAVE" source` with WAVE unset must not roll back every user
+    // without a batch (helper 68: it did, exit 0, "batch : 2 users set to source").
+    ScheduledMap m;
+    tool::set(m.config, "dee@contoso.com", "migrated", std::nullopt, std::nullopt, m.out);
+    tool::set(m.config, "eve@contoso.com", "migrated", std::nullopt, std::nullopt, m.out);
+    CHECK_THROWS_WITH(tool::batch_set(m.config, "", "source", std::nullopt, false, m.out),
+                      Catch::Contains("an empty batch name"));
+    CHECK_THROWS_AS(tool::batch_set(m.config, "", "source", in_an_hour(), false, m.out), tool::DataError);
+    CHECK_THROWS_AS(tool::batch_set(m.config, "", "source", std::nullopt, true, m.out), tool::DataError);
+    CHECK_THROWS_AS(tool::batch_cancel(m.config, "", m.out), tool::DataError);
+    CHECK_THROWS_AS(tool::list(m.config, std::nullopt, std::string(), m.out), tool::DataError);
+    CHECK_THROWS_AS(tool::commands(m.config, tool::ScriptSystem::gam, std::string(), std::nullopt, m.out),
+                    tool::DataError);
+    CHECK_THROWS_AS(tool::history(m.config, tool::HistoryQuery{std::nullopt, std::string(), std::nullopt, "text"}, m.out),
+                    tool::DataError);
+    for (const char* key : {"dee@contoso.com", "eve@contoso.com"}) {
+        CAPTURE(key);
+        CHECK(m.user(key)->state == State::migrated);
+        CHECK_FALSE(m.user(key)->pending_state);
+    }
+}
+
+TEST_CASE("batch set and cancel count each user once when the map grows under them (the write runs again)") {
+    // max_size = 1M: 20,000 users fill it, and every batch-wide write grows it; MapStore then
+    // runs the command's body again, which counted on from the first run (34,790 users set).
+    test::TempDir dir;
+    Config config = test::standard_config(dir.file("map"));
+    config.map_size = std::size_t{1} << 20;
+    std::ostringstream out, err;
+    tool::init(config, out);
+    {
+        std::ofstream csv(dir.file("big.csv"));
+        csv << "address,state,batch\n";
+        for (int i = 0; i < 20000; ++i) csv << "u" << i << "@contoso.com,source,big\n";
+    }
+    tool::import_csv(config, dir.file("big.csv"), tool::ImportOptions{}, out, err);
+    for (const char* state : {"migrated", "dual"}) {
+        std::ostringstream set;
+        tool::batch_set(config, "big", state, std::nullopt, false, set);
+        CHECK(set.str() == fmt::format("batch big: 20000 users set to {}\n", state));
+    }
+    tool::batch_set(config, "big", "migrated", in_an_hour(), false, out);
+    std::ostringstream cancelled;
+    tool::batch_cancel(config, "big", cancelled);
+    CHECK(cancelled.str() == "batch big: 20000 pending changes cancelled\n");
 }
 
 TEST_CASE("imported schedules must lie ahead; long addresses are refused before LMDB sees them") {

@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <optional>
+#include <stdexcept>
 #include <fmt/format.h>
 
 #include "coexist/accounts.hpp"
@@ -33,46 +36,37 @@ void check_user(const std::string& user, std::vector<std::string>& problems, boo
     }
 }
 
-// In the child: become the run-as user and do one lookup. Writes the reason for a failure to
-// `report` and returns the exit status.
-int probe_map_as(const Config& config, const std::string& user, int report) {
-    std::string error;
-    try {
-        drop_privileges(user);  // no-op unless root: then the daemon would not switch either
-        MapReader map(config.map_path);
-        map.find("postmaster@" + config.domains.front().name);
-        return 0;
-    } catch (const std::exception& e) {
-        error = e.what();
-    } catch (...) {
-        error = "unknown error";
-    }
-    error.resize(std::min(error.size(), kMaxChildMessage));
-    const ssize_t written = ::write(report, error.data(), error.size());
-    (void)written;  // nothing better to do: the exit status still says it failed
-    return 1;
-}
-
 std::string who(const std::string& user) {
     return ::geteuid() == 0 ? "user '" + user + "'" : "the current user (not root: no user switch)";
 }
 
-void check_map(const Config& config, const std::string& user, std::vector<std::string>& problems) {
+// Runs `probe` in a child process that has dropped to `user` (when running as root; the daemon
+// does so too), so that the parent opens nothing as that user and holds no LMDB environment
+// across fork(). Returns nullopt when the probe returned, else why not: the text of what it
+// threw, or how the child died. `what` names the probe in the messages of a failed pipe or fork.
+std::optional<std::string> failure_as(const std::string& user, const char* what, const std::function<void()>& probe) {
     int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
-        problems.push_back(fmt::format("cannot check the map: pipe: {}", std::strerror(errno)));
-        return;
-    }
+    if (::pipe2(fds, O_CLOEXEC) != 0) return fmt::format("cannot check {}: pipe: {}", what, std::strerror(errno));
     FileDescriptor read_end(fds[0]), write_end(fds[1]);
     std::fflush(nullptr);  // the child must not write our buffered output a second time
     const pid_t child = ::fork();
-    if (child < 0) {
-        problems.push_back(fmt::format("cannot check the map: fork: {}", std::strerror(errno)));
-        return;
-    }
+    if (child < 0) return fmt::format("cannot check {}: fork: {}", what, std::strerror(errno));
     if (child == 0) {
         read_end.reset();
-        ::_exit(probe_map_as(config, user, write_end.get()));
+        std::string error;
+        try {
+            drop_privileges(user);  // no-op unless root: then the daemon would not switch either
+            probe();
+            ::_exit(0);
+        } catch (const std::exception& e) {
+            error = e.what();
+        } catch (...) {
+            error = "unknown error";
+        }
+        error.resize(std::min(error.size(), kMaxChildMessage));
+        const ssize_t written = ::write(write_end.get(), error.data(), error.size());
+        (void)written;  // nothing better to do: the exit status still says it failed
+        ::_exit(1);
     }
     write_end.reset();
     std::string message;
@@ -88,12 +82,39 @@ void check_map(const Config& config, const std::string& user, std::vector<std::s
     int status = 0;
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return std::nullopt;
     if (WIFSIGNALED(status))
-        message = fmt::format("the lookup was killed by signal {} ({})", WTERMSIG(status),
-                              ::strsignal(WTERMSIG(status)));
-    if (message.empty()) message = "the lookup failed";
-    problems.push_back(fmt::format("map {} cannot be read as {}: {}", config.map_path, who(user), message));
+        message = fmt::format("killed by signal {} ({})", WTERMSIG(status), ::strsignal(WTERMSIG(status)));
+    if (message.empty()) message = "failed";
+    return message;
+}
+
+// The configuration file, read as the run-as user: the shipped units start the daemons as it
+// (User=), so each reads coexist.ini itself at start, and root's reading of it here proves
+// nothing. Unreadable, the daemon exits 2 at every start, which the units do not retry.
+void check_config_file(const Config& config, const std::string& user, std::vector<std::string>& problems) {
+    if (config.source.empty()) return;  // not from a file (tests)
+    const auto failure = failure_as(user, "the configuration file", [&] {
+        FileDescriptor file(::open(config.source.c_str(), O_RDONLY | O_CLOEXEC));
+        char byte;
+        if (!file || ::read(file.get(), &byte, 1) < 0) throw std::runtime_error(std::strerror(errno));
+    });
+    if (failure)
+        problems.push_back(fmt::format("configuration {} cannot be read as {}: {} (the shipped units start the daemon "
+                                       "as that user, and it would exit 2: it needs read permission on the file and "
+                                       "search permission on each directory above it)",
+                                       config.source, who(user), *failure));
+}
+
+// One lookup as the run-as user: what the daemon does with every managed recipient.
+void check_map(const Config& config, const std::string& user, std::vector<std::string>& problems) {
+    const auto failure = failure_as(user, "the map", [&] {
+        MapReader map(config.map_path);
+        map.find("postmaster@" + config.domains.front().name);
+    });
+    if (failure)
+        problems.push_back(fmt::format("map {} cannot be read as {}: {}", config.map_path, who(user),
+                                       failure->rfind("killed by", 0) == 0 ? "the lookup was " + *failure : *failure));
 }
 
 }  // namespace
@@ -164,7 +185,10 @@ std::vector<std::string> preflight_problems(const Config& config, const Prefligh
         for (const auto& socket : target.sockets)
             for (auto& p : socket_problems(socket)) problems.push_back(std::move(p));
         // Without the user there is no one to read the map as; that problem is reported already.
-        if (user_exists || ::geteuid() != 0) check_map(config, target.user, problems);
+        if (user_exists || ::geteuid() != 0) {
+            check_config_file(config, target.user, problems);
+            check_map(config, target.user, problems);
+        }
     } catch (const std::exception& e) {
         problems.push_back(fmt::format("pre-flight check failed: {}", e.what()));
     }

@@ -83,4 +83,15 @@ std::string current_user_name() {
     return fmt::format("uid {}", ::getuid());
 }
 
+std::string primary_group_name(const std::string& user) noexcept {
+    try {
+        if (const auto u = find_user(user)) {
+            if (const auto g = find_group(u->gid)) return g->name;
+            return std::to_string(u->gid);
+        }
+    } catch (...) {
+    }
+    return "GROUP";
+}
+
 }  // namespace coexist

@@ -342,19 +342,7 @@ void check_postfix(const Config& c, const std::string& postfix_dir, std::ostream
 
 }  // namespace
 
-// The group to give the map for `user` to read it: the user's primary group, by name. "GROUP"
-// when it cannot be said (no such user: a problem reported already). Never throws.
-std::string primary_group_name(const std::string& user) noexcept {
-    try {
-        if (const auto u = find_user(user)) {
-            if (const auto g = find_group(u->gid)) return g->name;
-            return std::to_string(u->gid);
-        }
-    } catch (...) {
-    }
-    return "GROUP";
-}
-
+// find_group() for a hint: nullopt also when the lookup itself fails.
 std::optional<SystemGroup> find_group_noexcept(const std::string& name) noexcept {
     try {
         return find_group(name);
@@ -370,7 +358,9 @@ void warn_unless_daemons_read_map(const Config& c, std::ostream& err) {
         err.flush();
         const auto problems = preflight_problems(c, target);
         for (const auto& p : problems) err << fmt::format("coexist-map: warning: {}: {}\n", names, p);
-        if (problems.empty()) continue;
+        // The hint below is about the map; an unreadable coexist.ini says its own.
+        if (std::none_of(problems.begin(), problems.end(), [](const std::string& p) { return p.rfind("map ", 0) == 0; }))
+            continue;
         // The hint names the group of the user that failed (user = nobody: nogroup, not coexist).
         const std::string group = primary_group_name(target.user);
         if (std::find(groups.begin(), groups.end(), group) == groups.end()) groups.push_back(group);

@@ -147,6 +147,30 @@ class CheckTest(unittest.TestCase):
         self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
         self.assertIn(f"open {self.map_dir}/lock.mdb: Permission denied", r.stderr)
 
+    @unittest.skipUnless(ROOT, "needs root to read the configuration as nobody")
+    def test_a_configuration_unreadable_as_the_daemons_user_fails_check_and_n(self):
+        # Walk-through (helper 69): coexist.ini root:root 0600 passed check and -n, which read it
+        # as root; the shipped units start the daemons as their user (User=), which then exited 2
+        # at every start, and RestartPreventExitStatus kept them down: every message deferred.
+        os.chmod(self.ini, 0o600)
+        r = self.check()
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn(f"configuration {self.ini} cannot be read as user 'nobody': Permission denied", r.stderr)
+        self.assertNotIn(f"map {self.map_dir} cannot be read", r.stderr)
+        for daemon in [d for d in (MILTER, POLICYD) if d]:
+            with self.subTest(daemon=os.path.basename(daemon)):
+                n = subprocess.run([daemon, "-n", "-c", self.ini], capture_output=True, text=True, timeout=60)
+                self.assertEqual(n.returncode, 3, n.stdout + n.stderr)
+                self.assertIn(f"configuration {self.ini} cannot be read as user 'nobody'", n.stderr)
+                # What -n foretells: started as that user, the daemon cannot start.
+                started = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                          daemon, "-c", self.ini, "--stderr"],
+                                         capture_output=True, text=True, timeout=60)
+                self.assertEqual(started.returncode, 2, started.stdout + started.stderr)
+        os.chmod(self.ini, 0o644)
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_route_reads_stdin_a_line_at_a_time_with_lines_bounded(self):
         # `route -`: one address a line, blanks and a CR trimmed, blank lines skipped; a line of
         # over 4096 bytes (in the middle, or last without a newline) is named and skipped, the

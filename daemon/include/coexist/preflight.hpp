@@ -18,6 +18,8 @@ struct PreflightTarget {
 // Checks, for an already loaded and valid `config`:
 //   - the run-as user exists;
 //   - the group of every unix socket exists;
+//   - the configuration file (config.source) can be read as the run-as user, who reads it at
+//     start under the shipped units (User=);
 //   - the map answers one lookup as the run-as user (in a child process that drops to that user
 //     when running as root, so the parent never opens the map: no LMDB environment across
 //     fork(), and no lock.mdb created as root).

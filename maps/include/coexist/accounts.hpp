@@ -29,6 +29,10 @@ std::optional<SystemUser> find_user(uid_t uid);
 std::optional<SystemGroup> find_group(const std::string& name);
 std::optional<SystemGroup> find_group(gid_t gid);
 
+// The name of `user`'s primary group (its number when the group has no name), for hints such as
+// "chgrp GROUP FILE"; "GROUP" when the user does not exist or cannot be looked up. Never throws.
+std::string primary_group_name(const std::string& user) noexcept;
+
 // The login name to record in the audit trail: SUDO_USER when run through sudo, else the name of
 // the real uid, else "uid N". Never throws.
 std::string current_user_name();

@@ -66,10 +66,12 @@ void PolicySession::answer(const PolicyRequest& request, std::string& replies) {
     // A DUNNO for a known user is the answer to almost every RCPT: logged only on request
     // (log_lookups), as a line per recipient would cost more than the decision itself.
     if (services_.log_lookups || policy_changes_mail(decision)) {
-        // Postfix style: the queue id when smtpd has one (not at the first RCPT), else NOQUEUE.
+        // Postfix style: the queue id when smtpd has one (not at the first RCPT), else NOQUEUE;
+        // the recipient in its external form, quoted as Postfix logs it: unquoted, a local part
+        // such as "x, action=rewrite" would forge the fields after it.
         services_.log(fmt::format("{}: to=<{}>, {}, reply=\"{}\"{}",
                                   request.queue_id.empty() ? "NOQUEUE" : loggable(request.queue_id),
-                                  loggable_bracketed(request.recipient), decision_log_fields(decision),
+                                  loggable_bracketed(external_form(request.recipient)), decision_log_fields(decision),
                                   loggable_quoted(action),
                                   shadow_fields(services_.shadow, action, would)));
     }

@@ -357,7 +357,8 @@ TEST_CASE("a sender's address cannot forge the fields of a policy or socketmap l
     SocketmapSession socketmap(router.services, kLimits);
     run(socketmap, encode_netstring("virtual \"y>, x=<z>\"@contoso.com"), 4096);
     CHECK(router.log == std::vector<std::string>{
-                            "3F2A1C: to=<x?, action=rewrite, new=?evil@o365.contoso.com? x@contoso.com>, "
+                            // Quoted, as Postfix logs it: unquoted, "x?, action=rewrite" read as the action.
+                            "3F2A1C: to=<\"x?, action=rewrite, new=?evil@o365.contoso.com? x\"@contoso.com>, "
                             "action=reject, detail=\"unknown user\", reply=\"550 5.1.1 User unknown\"",
                             "socketmap virtual: to=<\"y?, x=?z?\"@contoso.com>, action=rewrite, "
                             "new=<\"y?, x=?z?\"@o365.contoso.com>, reply=\"OK \\\"y>, x=<z>\\\"@o365.contoso.com\"",

@@ -49,8 +49,14 @@ for script in postinst prerm postrm; do
   f=$tmp/control/$script
   if [ -x "$f" ] && sh -n "$f" && grep -q '^set -e' "$f"; then ok "$script"; else fail "$script missing, not executable, or bad"; fi
 done
-grep -q 'install -d -o root -g coexist -m 0750 /var/lib/coexist' "$tmp/control/postinst" ||
-  fail "postinst does not create /var/lib/coexist root:coexist 0750"
+grep -q 'install -d -o root -g coexist -m 2750 /var/lib/coexist' "$tmp/control/postinst" ||
+  fail "postinst does not create /var/lib/coexist root:coexist 2750 (setgid, as coexist-map init)"
+# tmpfiles runs at every boot: a mode without the setgid bit would clear init's.
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/lib/tmpfiles.d/coexist.conf | grep -qx 'd /var/lib/coexist 2750 - coexist -' ||
+  fail "tmpfiles.d/coexist.conf does not keep /var/lib/coexist 2750"
+# An upgrade whose restart fails must say so (the units do not retry exit 2).
+grep -q 'try-restart.*|| true' "$tmp/control/postinst" && fail "postinst hides a failed restart"
+grep -q 'did not restart' "$tmp/control/postinst" || fail "postinst does not report a failed restart"
 # (continuation lines joined first)
 sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$tmp/control/postinst" |
   grep -q 'adduser --system --ingroup coexist .*coexist-sync' ||

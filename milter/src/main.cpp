@@ -124,6 +124,14 @@ int serve(const Options& options, const Config& config) {
 
     const int rc = milter::run_smfi_main(notify_ready);
     notify_stopping();
+    if (rc != MI_SUCCESS) {
+        // libmilter says why in its own syslog line (e.g. "Unable to bind to port"), which
+        // --stderr does not copy: standard error gets at least this.
+        log_error("libmilter's main loop failed on {} (its own log line says why)", config.milter.socket.spec);
+        if (!options.also_stderr)
+            std::fprintf(stderr, "coexist-milter: libmilter's main loop failed on %s (its own log line says why)\n",
+                         config.milter.socket.spec.c_str());
+    }
     log_info("coexist-milter stopped");
     return rc == MI_SUCCESS ? kExitOk : kExitStart;
 }
@@ -143,11 +151,16 @@ int main(int argc, char** argv) {
         return app.exit(e) == 0 ? kExitOk : kExitUsage;
     }
 
+    // A start (not -n) logs from here on, so that a configuration the daemon refuses is in the
+    // mail log as coexist-policyd's is, not only on a standard error that systemd files under
+    // another facility. A start failure is said on standard error too (below).
+    if (!options.check) open_log("coexist-milter", options.also_stderr);
     Config config;
     try {
         config = checked_config(options.config);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "coexist-milter: %s\n", e.what());
+        if (!options.check) log_error("{}", e.what());
+        if (options.check || !options.also_stderr) std::fprintf(stderr, "coexist-milter: %s\n", e.what());
         return kExitConfig;
     }
     if (options.check) {
@@ -162,11 +175,13 @@ int main(int argc, char** argv) {
         return kExitOk;
     }
 
-    open_log("coexist-milter", options.also_stderr);
     try {
         return serve(options, config);
     } catch (const std::exception& e) {
+        // In the mail log, and on standard error for an admin who started it by hand (exit 3
+        // with nothing printed said nothing); --stderr copies the log line there already.
         log_error("fatal: {}", e.what());
+        if (!options.also_stderr) std::fprintf(stderr, "coexist-milter: fatal: %s\n", e.what());
         return kExitStart;
     }
 }

@@ -14,6 +14,24 @@ std::optional<std::string_view> param_value(std::string_view arg, std::string_vi
     return arg.substr(keyword.size() + 1);
 }
 
+// The ORCPT value to hand cleanup for the one the sender gave, or nullopt to drop it. An
+// "rfc822" (or other) value is xtext, which cleanup decodes as smtpd did: passed on as it came.
+// A "utf-8" one (RFC 6533) is decoded here, as smtpd decodes it, and handed over in the form
+// cleanup stores as that address (xtext.hpp): given as it came, Postfix 3.7 stored
+// "d\x{E9}vy" for dévy and the next hop got "d\x{5C}x{E9}vy"; a raw UTF-8 one was dropped.
+// An all-ASCII address becomes rfc822, as Postfix itself types one (smtp_proto.c).
+std::optional<std::string> orcpt_for_cleanup(std::string_view value) {
+    const auto semi = value.find(';');
+    if (semi != std::string_view::npos && lowercase_ascii(value.substr(0, semi)) == "utf-8") {
+        const auto address = decode_utf8_addr_text(value.substr(semi + 1));
+        if (!address) return std::nullopt;
+        if (is_ascii(*address)) return "rfc822;" + xtext_encode(*address);
+        return "utf-8;" + utf8_addr_for_cleanup(*address);
+    }
+    if (!is_valid_orcpt(value)) return std::nullopt;
+    return std::string(value);
+}
+
 }  // namespace
 
 bool is_valid_notify(std::string_view value) {
@@ -46,8 +64,8 @@ RcptParams parse_rcpt_params(const std::vector<std::string>& args) {
     for (const auto& arg : args) {
         if (auto v = param_value(arg, "NOTIFY"); v && !out.notify && is_valid_notify(*v))
             out.notify = std::string(*v);
-        else if (auto o = param_value(arg, "ORCPT"); o && !out.orcpt && is_valid_orcpt(*o))
-            out.orcpt = std::string(*o);
+        else if (auto o = param_value(arg, "ORCPT"); o && !out.orcpt)
+            out.orcpt = orcpt_for_cleanup(*o);
     }
     return out;
 }
@@ -56,7 +74,12 @@ std::string added_recipient_params(const RcptParams& params, std::string_view or
     std::string out;
     if (params.notify) out = "NOTIFY=" + *params.notify + " ";
     out += "ORCPT=";
-    out += params.orcpt ? *params.orcpt : "rfc822;" + xtext_encode(original);
+    if (params.orcpt)
+        out += *params.orcpt;
+    else if (is_ascii(original))
+        out += "rfc822;" + xtext_encode(original);
+    else  // an SMTPUTF8 address: typed utf-8, as Postfix types the ORCPT it makes for one
+        out += "utf-8;" + utf8_addr_for_cleanup(original);
     return out;
 }
 

@@ -13,16 +13,18 @@ namespace coexist::milter {
 
 struct RcptParams {
     std::optional<std::string> notify;  // value of NOTIFY=, when well-formed
-    std::optional<std::string> orcpt;   // value of ORCPT= (type;xtext), when well-formed
+    std::optional<std::string> orcpt;   // ORCPT= as handed to cleanup (see parse_rcpt_params)
 };
 
 // Reads NOTIFY= and ORCPT= (keywords case-insensitive) from the RCPT arguments that follow the
-// address (argv[1..] of xxfi_envrcpt). Malformed values are dropped rather than passed on:
-// Postfix refuses the whole added recipient over a bad NOTIFY or ORCPT.
+// address (argv[1..] of xxfi_envrcpt). Malformed values are dropped rather than passed on
+// (Postfix would drop them with a warning). An RFC 6533 "utf-8" ORCPT is decoded and kept in
+// the form cleanup stores as the same address (esmtp_params.cpp, orcpt_for_cleanup).
 RcptParams parse_rcpt_params(const std::vector<std::string>& args);
 
 // The argument string for smfi_addrcpt_par: "NOTIFY=... ORCPT=..." — the sender's NOTIFY when
-// given, and its ORCPT when given, else "ORCPT=rfc822;" + xtext(original).
+// given, and its ORCPT when given, else "ORCPT=rfc822;" + xtext(original), or for an original
+// with UTF-8 in it "ORCPT=utf-8;" + the original (RFC 6533; xtext.hpp, utf8_addr_for_cleanup).
 std::string added_recipient_params(const RcptParams& params, std::string_view original);
 
 // The RCPT address without its angle brackets and surrounding blanks, case kept: what the

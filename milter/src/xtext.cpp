@@ -8,6 +8,51 @@ constexpr char kHex[] = "0123456789ABCDEF";
 
 bool is_upper_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); }
 
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+void append_utf8(std::string& out, char32_t cp) {
+    if (cp < 0x80) {
+        out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+        out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+        out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+        out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+}
+
+// The length of the well-formed UTF-8 sequence (RFC 3629) of two to four bytes at text[i],
+// else 0.
+std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
+    const auto cont = [&](std::size_t k) { return i + k < text.size() && (b(k) & 0xC0) == 0x80; };
+    const unsigned char lead = b(0);
+    if (lead >= 0xC2 && lead <= 0xDF) return cont(1) ? 2 : 0;
+    if (lead >= 0xE0 && lead <= 0xEF) {
+        if (!cont(1) || !cont(2)) return 0;
+        if ((lead == 0xE0 && b(1) < 0xA0) || (lead == 0xED && b(1) > 0x9F)) return 0;  // overlong, surrogate
+        return 3;
+    }
+    if (lead >= 0xF0 && lead <= 0xF4) {
+        if (!cont(1) || !cont(2) || !cont(3)) return 0;
+        if ((lead == 0xF0 && b(1) < 0x90) || (lead == 0xF4 && b(1) > 0x8F)) return 0;  // overlong, > U+10FFFF
+        return 4;
+    }
+    return 0;
+}
+
 }  // namespace
 
 std::string xtext_encode(std::string_view text) {
@@ -38,6 +83,58 @@ bool is_xtext(std::string_view text) {
         }
     }
     return true;
+}
+
+std::optional<std::string> decode_utf8_addr_text(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size();) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c == '\\') {
+            // EmbeddedUnicodeChar: "\x{" 1*6HEXDIG "}", no surrogate, at most U+10FFFF.
+            if (text.substr(i, 3) != "\\x{") return std::nullopt;
+            std::size_t j = i + 3;
+            char32_t cp = 0;
+            while (j < text.size() && text[j] != '}' && j - (i + 3) < 6) {
+                const int v = hex_value(text[j]);
+                if (v < 0) return std::nullopt;
+                cp = (cp << 4) | static_cast<char32_t>(v);
+                ++j;
+            }
+            if (j == i + 3 || j >= text.size() || text[j] != '}') return std::nullopt;
+            if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp < 0x20 || cp == 0x7F) return std::nullopt;
+            append_utf8(out, cp);
+            i = j + 1;
+        } else if (c >= 0x80) {
+            const std::size_t n = utf8_sequence_length(text, i);
+            if (n == 0) return std::nullopt;
+            out.append(text.substr(i, n));
+            i += n;
+        } else if (c < '!' || c > '~' || c == '+' || c == '=') {
+            return std::nullopt;
+        } else {
+            out.push_back(static_cast<char>(c));
+            ++i;
+        }
+    }
+    if (out.empty()) return std::nullopt;
+    return out;
+}
+
+std::string utf8_addr_for_cleanup(std::string_view address) {
+    std::string out;
+    out.reserve(address.size());
+    for (const char ch : address) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '+' || c <= ' ' || c == 0x7F) {
+            out.push_back('+');
+            out.push_back(kHex[c >> 4]);
+            out.push_back(kHex[c & 0x0f]);
+        } else {
+            out.push_back(ch);
+        }
+    }
+    return out;
 }
 
 }  // namespace coexist::milter

@@ -66,6 +66,30 @@ TEST_CASE("RCPT parameters: NOTIFY and ORCPT are kept, anything else ignored") {
         CHECK_FALSE(p.orcpt);
         CHECK(added_recipient_params(p, "bob@contoso.com") == "ORCPT=rfc822;bob@contoso.com");
     }
+    SECTION("a utf-8 ORCPT (RFC 6533) is decoded and handed to cleanup as the address it stands for") {
+        // Postfix 3.7's cleanup xtext-decodes every ORCPT a milter gives: "\x{E9}" passed on as it
+        // came was stored as it is, and the next hop got "d\x{5C}x{E9}vy" (helper 68).
+        CHECK(*parse_rcpt_params({"ORCPT=utf-8;d\\x{E9}vy@contoso.com"}).orcpt == "utf-8;d\xC3\xA9vy@contoso.com");
+        CHECK(*parse_rcpt_params({"ORCPT=UTF-8;d\xC3\xA9vy@contoso.com"}).orcpt == "utf-8;d\xC3\xA9vy@contoso.com");
+        CHECK(*parse_rcpt_params({"ORCPT=utf-8;\\x{1F600}@contoso.com"}).orcpt == "utf-8;\xF0\x9F\x98\x80@contoso.com");
+        // A '+' (escaped in the value) is "+2B" for cleanup's xtext decoding.
+        CHECK(*parse_rcpt_params({"ORCPT=utf-8;d\xC3\xA9vy\\x{2B}news@contoso.com"}).orcpt ==
+              "utf-8;d\xC3\xA9vy+2Bnews@contoso.com");
+        // All ASCII once decoded: typed rfc822, xtext, as Postfix types such an address.
+        CHECK(*parse_rcpt_params({"ORCPT=utf-8;ann\\x{2B}x@contoso.com"}).orcpt == "rfc822;ann+2Bx@contoso.com");
+        for (const char* bad : {"ORCPT=utf-8;a+b@c", "ORCPT=utf-8;a=b@c", "ORCPT=utf-8;a\\b@c", "ORCPT=utf-8;a\\x{}@c",
+                                "ORCPT=utf-8;a\\x{D800}@c", "ORCPT=utf-8;a\\x{110000}@c", "ORCPT=utf-8;a\\x{1234567}@c",
+                                "ORCPT=utf-8;a\\x{E9@c", "ORCPT=utf-8;a\xC3@c", "ORCPT=utf-8;a\xC0\xAF@c",
+                                "ORCPT=utf-8;a\\x{0A}@c", "ORCPT=utf-8;"}) {
+            CAPTURE(bad);
+            CHECK_FALSE(parse_rcpt_params({bad}).orcpt);
+        }
+        // No ORCPT given, an SMTPUTF8 original: typed utf-8, the address as it is.
+        CHECK(added_recipient_params(parse_rcpt_params({}), "d\xC3\xA9vy@contoso.com") ==
+              "ORCPT=utf-8;d\xC3\xA9vy@contoso.com");
+        CHECK(added_recipient_params(parse_rcpt_params({}), "d\xC3\xA9vy+x@contoso.com") ==
+              "ORCPT=utf-8;d\xC3\xA9vy+2Bx@contoso.com");
+    }
     SECTION("NOTIFY=NEVER alone") {
         const auto p = parse_rcpt_params({"NOTIFY=never"});
         CHECK(added_recipient_params(p, "b@c") == "NOTIFY=never ORCPT=rfc822;b@c");

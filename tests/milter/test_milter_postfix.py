@@ -205,6 +205,13 @@ class MilterThroughPostfix(unittest.TestCase):
         self.assertEqual(params["NOTIFY"], "SUCCESS,FAILURE")
         self.assertEqual(params["ORCPT"], "rfc822;ann-orig@contoso.com")
 
+    def test_a_utf8_orcpt_reaches_the_next_hop_as_the_sender_gave_it(self):
+        # RFC 6533: ORCPT=utf-8;... escapes non-ASCII as \x{HEX}. Handed on as it came, Postfix
+        # 3.7's cleanup stored the escape as text, and the next hop got d\x{5C}x{E9}vy (helper 68).
+        r = self.deliver([("ann@contoso.com", ["ORCPT=utf-8;d\\x{E9}vy@contoso.com"])])
+        msg = self.sinks["newsys"].messages(r.message_id)[0]
+        self.assertEqual(msg.rcpt_params("ann@o365.contoso.com")["ORCPT"], "utf-8;d\\x{E9}vy@contoso.com")
+
     # ---- trace header and loops -----------------------------------------------------------
 
     def test_one_trace_header_per_pass_only_for_managed_mail(self):

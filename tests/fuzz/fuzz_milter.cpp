@@ -3,10 +3,12 @@
 // (argv[1..]) up to an empty line, then the header names of the message.
 //
 // Checked against a simple model, not just "does not crash":
-//  - parse_rcpt_params keeps exactly the first well-formed NOTIFY= and ORCPT= (RFC 3461);
-//  - the parameters of an added recipient are one or two space-separated printable tokens
-//    (Postfix refuses the whole added recipient over a bad one), and the ORCPT we make decodes
-//    back to the address the sender wrote;
+//  - parse_rcpt_params keeps exactly the first well-formed NOTIFY= and ORCPT= (RFC 3461; an
+//    RFC 6533 utf-8 ORCPT decoded, and handed on in the form Postfix 3.7's cleanup decodes
+//    back to that address);
+//  - the parameters of an added recipient are one or two space-separated tokens, printable
+//    but for the UTF-8 of a utf-8 ORCPT (Postfix refuses the whole added recipient over a bad
+//    one), and the ORCPT we make decodes back to the address the sender wrote;
 //  - the trace header count equals the case-insensitive matches, and the trace header value
 //    carries host, queue id and a date that reads back to the same second;
 //  - replies and log lines stay one bounded line with '%' doubled for libmilter.
@@ -72,14 +74,54 @@ std::optional<std::string_view> value_of(std::string_view arg, std::string_view 
     return arg.substr(keyword.size() + 1);
 }
 
+// What cleanup (Postfix 3.7: xtext for every type) stores for an ORCPT value we hand it, past
+// its "type;".
+std::optional<std::string> stored_by_cleanup(std::string_view value) {
+    const std::size_t semi = value.find(';');
+    if (semi == std::string_view::npos) return std::nullopt;
+    return xtext_decode(value.substr(semi + 1));
+}
+
+bool is_ascii_text(std::string_view s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+// The model of one ORCPT value's fate: a utf-8 one becomes the address it stands for, typed
+// rfc822 when that is all ASCII; any other type is kept when it is xtext.
+std::optional<std::string> model_orcpt(std::string_view value) {
+    const std::size_t semi = value.find(';');
+    if (semi != std::string_view::npos && lower(value.substr(0, semi)) == "utf-8") {
+        const auto address = decode_utf8_addr_text(value.substr(semi + 1));
+        if (!address) return std::nullopt;
+        // No control character comes out of the decoder (a space may: a quoted local part).
+        for (const unsigned char c : *address)
+            if (c < 0x20 || c == 0x7f) __builtin_trap();
+        return is_ascii_text(*address) ? "rfc822;" + xtext_encode(*address) : "utf-8;" + utf8_addr_for_cleanup(*address);
+    }
+    if (!is_valid_orcpt(value)) return std::nullopt;
+    return std::string(value);
+}
+
 void check_params(std::string_view as_received, const std::vector<std::string>& args) {
     const RcptParams got = parse_rcpt_params(args);
     std::optional<std::string> notify, orcpt;
     for (const auto& a : args) {
         if (auto v = value_of(a, "NOTIFY"); v && !notify && model_notify(*v)) notify = std::string(*v);
-        else if (auto o = value_of(a, "ORCPT"); o && !orcpt && is_valid_orcpt(*o)) orcpt = std::string(*o);
+        else if (auto o = value_of(a, "ORCPT"); o && !orcpt) orcpt = model_orcpt(*o);
     }
     if (got.notify != notify || got.orcpt != orcpt) __builtin_trap();
+    // A utf-8 ORCPT is stored by cleanup as the address it stands for.
+    for (const auto& a : args) {
+        const auto o = value_of(a, "ORCPT");
+        if (!o) continue;
+        if (model_orcpt(*o)) {
+            const std::size_t semi = o->find(';');
+            if (lower(o->substr(0, semi)) == "utf-8" &&
+                stored_by_cleanup(*got.orcpt) != decode_utf8_addr_text(o->substr(semi + 1)))
+                __builtin_trap();
+            break;
+        }
+    }
     if (got.notify && !is_valid_notify(*got.notify)) __builtin_trap();
 
     const std::string_view original = strip_brackets(as_received);
@@ -97,22 +139,25 @@ void check_params(std::string_view as_received, const std::vector<std::string>& 
         if (rest.empty()) __builtin_trap();  // trailing space
     }
     if (tokens.empty() || tokens.size() > 2 || tokens.size() != (got.notify ? 2u : 1u)) __builtin_trap();
+    const bool utf8_orcpt = tokens.back().substr(0, 12) == "ORCPT=utf-8;";
     for (const auto t : tokens)
         for (const unsigned char c : t)
-            if (c <= 0x20 || c >= 0x7f) __builtin_trap();
+            if (c <= 0x20 || c == 0x7f || (c > 0x7f && !(utf8_orcpt && t == tokens.back()))) __builtin_trap();
     if (got.notify && tokens[0] != "NOTIFY=" + *got.notify) __builtin_trap();
     const std::string_view orcpt_token = tokens.back();
     if (orcpt_token.substr(0, 6) != "ORCPT=") __builtin_trap();
     const std::string_view value = orcpt_token.substr(6);
     // An empty original ("<>") cannot reach RCPT: Postfix refuses it before the milter sees it.
-    if (!is_valid_orcpt(value) && !(original.empty() && value == "rfc822;")) __builtin_trap();
+    if (!utf8_orcpt && !is_valid_orcpt(value) && !(original.empty() && value == "rfc822;")) __builtin_trap();
     if (got.orcpt) {
         if (value != *got.orcpt) __builtin_trap();
     } else {
-        if (value.substr(0, 7) != "rfc822;") __builtin_trap();
-        const auto decoded = xtext_decode(value.substr(7));
+        // The original itself: xtext when all ASCII, else typed utf-8; cleanup stores it back.
+        if (value.substr(0, is_ascii_text(original) ? 7 : 6) != (is_ascii_text(original) ? "rfc822;" : "utf-8;"))
+            __builtin_trap();
+        const auto decoded = stored_by_cleanup(value);
         if (!decoded || *decoded != original) __builtin_trap();
-        if (xtext_encode(original) != value.substr(7)) __builtin_trap();
+        if (is_ascii_text(original) && xtext_encode(original) != value.substr(7)) __builtin_trap();
     }
 }
 

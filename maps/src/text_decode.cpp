@@ -16,6 +16,8 @@ constexpr std::string_view kBomUtf32be = std::string_view("\x00\x00\xFE\xFF", 4)
 
 bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
+}  // namespace
+
 void append_utf8(std::string& out, std::uint32_t cp) {
     if (cp < 0x80) {
         out.push_back(static_cast<char>(cp));
@@ -34,7 +36,6 @@ void append_utf8(std::string& out, std::uint32_t cp) {
     }
 }
 
-// Length of the well-formed UTF-8 sequence at s[i] (Unicode 15, table 3-7), 0 if ill-formed.
 std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
     const std::size_t left = s.size() - i;
@@ -52,8 +53,6 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;  // <= U+10FFFF
     return 0;
 }
-
-}  // namespace
 
 std::variant<DecodedText, DecodeError> decode_text(std::string_view bytes) {
     TextDecoder decoder;

@@ -5,12 +5,20 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 
 namespace coexist {
+
+// The UTF-8 of the Unicode scalar value `cp` (at most U+10FFFF, no surrogate), appended to `out`.
+void append_utf8(std::string& out, std::uint32_t cp);
+
+// The length in bytes of the well-formed UTF-8 sequence at s[i] (Unicode 15, table 3-7): 1 for
+// ASCII, 0 when ill-formed (overlong, a surrogate, beyond U+10FFFF, truncated). i < s.size().
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i);
 
 struct DecodedText {
     std::string utf8;          // the text, without its byte order mark

@@ -175,7 +175,11 @@ std::optional<std::string> matched_domain(std::string_view domain) {
     return lowercase_ascii(*ascii);
 }
 
-std::optional<Address> parse_address(std::string_view raw) {
+namespace {
+
+enum class SourceRoute { strip, kept };
+
+std::optional<Address> read_address(std::string_view raw, SourceRoute route) {
     if (!raw.empty() && raw.front() == '<') {
         if (raw.size() < 2 || raw.back() != '>') return std::nullopt;
         raw = raw.substr(1, raw.size() - 2);
@@ -185,7 +189,7 @@ std::optional<Address> parse_address(std::string_view raw) {
     if (raw.empty() || raw.size() > kMaxAddressLength) return std::nullopt;
     if (std::any_of(raw.begin(), raw.end(), [](char c) { return is_control(static_cast<unsigned char>(c)); }))
         return std::nullopt;
-    const auto mailbox = drop_source_route(raw);
+    const auto mailbox = route == SourceRoute::strip ? drop_source_route(raw) : std::optional(raw);
     if (!mailbox) return std::nullopt;
 
     // Unquote as unquote_822_local() does: quotes toggle, a backslash inside quotes takes the
@@ -234,7 +238,7 @@ std::optional<Address> parse_address(std::string_view raw) {
     // it looks up and delivers ann@contoso.com, as does the socketmap way. The milter decides on
     // the argument as written; without this it read "@x.example:ann" as an unknown user and
     // passed a migrated user's mail to the old system. The route is not checked: Postfix does not.
-    if (local.front() == '@') {
+    if (route == SourceRoute::strip && local.front() == '@') {
         const auto colon = local.find(':');
         if (colon != std::string::npos) {
             local.erase(0, colon + 1);
@@ -244,6 +248,17 @@ std::optional<Address> parse_address(std::string_view raw) {
     auto domain = matched_domain(mailbox->substr(i + 1));
     if (!domain) return std::nullopt;
     return Address{std::move(local), std::move(*domain)};
+}
+
+}  // namespace
+
+std::optional<Address> parse_address(std::string_view raw) { return read_address(raw, SourceRoute::strip); }
+
+std::optional<Address> parse_rewritten_address(std::string_view text) {
+    // "@b:ann@contoso.com" (the internal form) is read through its external form, the local
+    // part quoted: unquoted, its ':' is no address at all.
+    if (!text.empty() && text.front() == '@') return read_address(external_form(text), SourceRoute::kept);
+    return read_address(text, SourceRoute::kept);
 }
 
 LocalPart split_extension(std::string_view local, std::string_view delimiters) {

@@ -17,9 +17,11 @@ struct RcptParams {
 };
 
 // Reads NOTIFY= and ORCPT= (keywords case-insensitive) from the RCPT arguments that follow the
-// address (argv[1..] of xxfi_envrcpt). Malformed values are dropped rather than passed on
-// (Postfix would drop them with a warning). An RFC 6533 "utf-8" ORCPT is decoded and kept in
-// the form cleanup stores as the same address (esmtp_params.cpp, orcpt_for_cleanup).
+// address (argv[1..] of xxfi_envrcpt). Values that break RFC 3461 or RFC 6533 are dropped
+// rather than passed on, and the added recipient gets ORCPT=<the original> instead (Postfix's
+// smtpd is looser: it takes a raw '+' in a utf-8 value, or raw UTF-8 in an rfc822 one). An
+// RFC 6533 "utf-8" ORCPT is decoded and kept in the form cleanup stores as the same address
+// (esmtp_params.cpp, orcpt_for_cleanup).
 RcptParams parse_rcpt_params(const std::vector<std::string>& args);
 
 // The argument string for smfi_addrcpt_par: "NOTIFY=... ORCPT=..." — the sender's NOTIFY when

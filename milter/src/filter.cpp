@@ -163,7 +163,9 @@ RoutingDecision decide_recipient(SMFICTX* ctx, std::string_view as_received) {
     const char* read_by_postfix = smfi_getsymval(ctx, const_cast<char*>("{rcpt_addr}"));
     if (read_by_postfix == nullptr || *read_by_postfix == '\0' || as_received == read_by_postfix)
         return written ? decide(*written) : decide(as_received);
-    RoutingDecision d = decide(std::string_view(read_by_postfix));
+    // Postfix's reading has lost its source route already: none is stripped again (address.hpp).
+    const std::optional<Address> read = parse_rewritten_address(read_by_postfix);
+    RoutingDecision d = read ? decide(*read) : decide(std::string_view(read_by_postfix));
     if (d.action != Action::foreign)
         // Shown as it came: decision_log_fields() and reply_safe() make any text safe.
         d.detail = fmt::format("Postfix reads it as <{}>{}{}", read_by_postfix, d.detail.empty() ? "" : ", ", d.detail);

@@ -123,7 +123,8 @@ void SocketmapSession::answer(std::string_view payload) {
     // MA_FORM_EXTERNAL_FIRST), and an internal form that is not an address in its own right
     // ("john doe@x" of a known user who stays) must get the NOTFOUND the first query had, not a
     // TEMP while unknown users of its domain are deferred.
-    const auto recipient = parse_address(query->key);
+    // The key is Postfix's reading after trivial-rewrite: no source route is stripped again.
+    const auto recipient = parse_rewritten_address(query->key);
     // The recipients table says whether smtpd accepts the address at all: a key no parser reads
     // that names a managed domain (a local part over 1,024 bytes) is that domain's unknown user,
     // as the milter, the policy service and `coexist-map route` decide (route_unreadable):

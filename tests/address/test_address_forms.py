@@ -128,8 +128,10 @@ def generate(rng, count):
         if route < 0.2:
             address = rng.choice(["@relay.example:", "@a.example,@b.example:"]) + address
         elif route < 0.3 and not needs_quotes:
-            # The route inside the quotes: Postfix unquotes, then strips it all the same.
-            address = '"' + rng.choice(["@relay.example:", "@a.example,@b.example:"]) + local.replace('"', "") + '"@' + domain
+            # The route inside the quotes: Postfix unquotes, then strips it all the same; once
+            # (a second route is then part of the local part, @b.example:ann).
+            address = ('"' + rng.choice(["@relay.example:", "@a.example,@b.example:", "@a.example:@b.example:"])
+                       + local.replace('"', "") + '"@' + domain)
         if address not in seen:
             seen.add(address)
             out.append(address)
@@ -304,6 +306,10 @@ def postfix_spelling(rcpt):
     specials = set('()<>@,;:\\"[] ')
     dot_string = (internal and not internal.startswith(".") and not internal.endswith(".")
                   and ".." not in internal and not any(c in specials or ord(c) < 32 for c in internal))
+    if internal.startswith("@") and ":" in internal:
+        # A second route, left in the local part (@b.example:ann): Postfix's smtp client
+        # writes it unquoted, as a route (the next hop reads it so).
+        return internal + "@" + domain
     if not dot_string:
         internal = '"' + internal.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return internal + "@" + domain

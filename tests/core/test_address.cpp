@@ -45,6 +45,27 @@ TEST_CASE("parse_address gives Postfix's internal (unquoted) form and splits at 
     CHECK(a->domain == "contoso.com");
 }
 
+TEST_CASE("a source route is stripped once: from RCPT as written, not from what Postfix has read") {
+    // RCPT TO:<"@a:@b:ann"@contoso.com>: Postfix unquotes, strips "@a:" (rewrite.c), and looks
+    // up and delivers the user "@b:ann". The milter reads the argument (one route to strip);
+    // the socketmap key and {rcpt_addr} are Postfix's reading (none left to strip).
+    const auto written = parse_address(R"(<"@a.example:@b.example:ann"@contoso.com>)");
+    REQUIRE(written);
+    CHECK(written->local == "@b.example:ann");
+    CHECK(parse_address(R"(<"@x.example:ann"@contoso.com>)")->local == "ann");
+    CHECK(parse_address("<@x.example:ann@contoso.com>")->local == "ann");
+    for (const char* key : {"@b.example:ann@contoso.com", R"("@b.example:ann"@contoso.com)"}) {
+        CAPTURE(key);
+        const auto read = parse_rewritten_address(key);
+        REQUIRE(read);
+        CHECK(read->local == "@b.example:ann");
+        CHECK(read->domain == "contoso.com");
+    }
+    CHECK(parse_rewritten_address("Ann@Contoso.COM")->local == "Ann");
+    CHECK(parse_rewritten_address(R"("john doe"@contoso.com)")->local == "john doe");
+    CHECK_FALSE(parse_rewritten_address("no-at-sign"));
+}
+
 TEST_CASE("parse_address refuses what is not an address") {
     const char* bad = GENERATE("", "<>", "contoso.com", "@contoso.com", "ann@", "<ann@contoso.com",
                                "ann@contoso.com>", "ann@cont oso.com", "an n@contoso.com",

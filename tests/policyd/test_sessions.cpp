@@ -365,6 +365,18 @@ TEST_CASE("a sender's address cannot forge the fields of a policy or socketmap l
                         });
 }
 
+TEST_CASE("socketmap: a key whose local part begins with a route is that local part, not the user after it") {
+    // Postfix asks for @b:dan@contoso.com after stripping "@a:" from <"@a:@b:dan"@contoso.com>:
+    // answering for dan (dual) echoed the key unquoted, which Postfix read as one route-address
+    // (the old system's copy lost, helper 70). Asked as it is, it is nobody: NOTFOUND.
+    ScriptedRouter router;
+    SocketmapSession socketmap(router.services, kLimits);
+    const auto ex = run(socketmap, encode_netstring("virtual @b.example:dan@contoso.com") +
+                                       encode_netstring("virtual \"@b.example:dan\"@contoso.com"), 4096);
+    CHECK(ex.replies == encode_netstring("NOTFOUND ") + encode_netstring("NOTFOUND "));
+    CHECK(router.calls == std::vector<std::string>{R"("@b.example:dan"@contoso.com)", R"("@b.example:dan"@contoso.com)"});
+}
+
 TEST_CASE("policy session: a recipient no parser reads goes to route_unreadable, as it is") {
     // The milter decides on such a recipient as an unknown user of the managed domain it names
     // (route.cpp): the policy service must answer the same, not DUNNO.

@@ -33,6 +33,15 @@ struct Address {
 // bytes in the local part are accepted (RFC 6531). Never throws beyond std::bad_alloc.
 std::optional<Address> parse_address(std::string_view raw);
 
+// An address as Postfix reads it once trivial-rewrite has stripped its source route: a key it
+// asks a table for (the socketmap), its {rcpt_addr} macro; in the external or the internal
+// form. Nothing is stripped again: RCPT TO:<"@a:@b:ann"@contoso.com> loses "@a:" to Postfix,
+// which then looks up and delivers the user "@b:ann" (in the internal form, @b:ann@contoso.com),
+// and stripping "@b:" here too made the socketmap answer for ann (a dual user's key echoed
+// back unquoted was read by Postfix as one route-address: the old system's copy lost). Else as
+// parse_address().
+std::optional<Address> parse_rewritten_address(std::string_view text);
+
 // A recipient's domain as Postfix matches it against relay_domains and its tables, the form
 // parse_address() gives: a trailing dot dropped, lowercased, a domain with 8-bit bytes case
 // folded as Postfix folds it (contoſo.com is contoso.com) or, a U-label, its A-label (UTS #46

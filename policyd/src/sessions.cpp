@@ -55,7 +55,8 @@ void PolicySession::answer(const PolicyRequest& request, std::string& replies) {
     // smtpd sends recipient= in Postfix's internal (unquoted) form (smtpd.c, extract_addr():
     // tok822_internalize), "john doe@contoso.com" for RCPT TO:<"john doe"@contoso.com>; route()
     // reads the external form every other caller gives, so quote it back first.
-    const auto recipient = parse_address(external_form(request.recipient));
+    const std::string external = external_form(request.recipient);  // also the log line's to=<>
+    const auto recipient = parse_address(external);
     const RoutingDecision decision = recipient                   ? services_.route(*recipient)
                                      : services_.route_unreadable ? services_.route_unreadable(request.recipient)
                                                                   : RoutingDecision{Action::foreign, {}, std::string(kNotAnAddress)};
@@ -71,7 +72,7 @@ void PolicySession::answer(const PolicyRequest& request, std::string& replies) {
         // such as "x, action=rewrite" would forge the fields after it.
         services_.log(fmt::format("{}: to=<{}>, {}, reply=\"{}\"{}",
                                   request.queue_id.empty() ? "NOQUEUE" : loggable(request.queue_id),
-                                  loggable_bracketed(external_form(request.recipient)), decision_log_fields(decision),
+                                  loggable_bracketed(external), decision_log_fields(decision),
                                   loggable_quoted(action),
                                   shadow_fields(services_.shadow, action, would)));
     }
